@@ -1,0 +1,35 @@
+"""Helpers shared by the command modules: error translation and output."""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from typing import Any, Callable
+
+import click
+
+from provaudit.errors import ProvauditError
+
+CATALOG_OPTION = click.option(
+    "--catalog", "catalog_path", type=click.Path(dir_okay=False), default=None,
+    help="DuckDB catalog file (default: .provaudit/catalog.duckdb).",
+)
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn library errors into one line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ProvauditError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper
+
+
+def echo_json(obj: Any) -> None:
+    """Print JSON deterministically (sorted keys, fixed float repr)."""
+    click.echo(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, default=str))

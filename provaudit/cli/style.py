@@ -1,0 +1,4 @@
+"""Commands of the style area (filled in by that area)."""
+from __future__ import annotations
+
+COMMANDS: list = []
