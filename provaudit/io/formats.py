@@ -1,0 +1,322 @@
+"""File formats: detect them and stream raw rows out of them.
+
+Every reader yields ``RawRow(index, line, data)``: the 0-based row index, the position to
+name in an error (a physical line for line formats, a record number otherwise) and the row
+as a dict. Readers stream: nothing loads a whole file except JSON arrays, which have no
+streaming form in the standard library.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from provaudit.errors import InputError
+
+FORMATS = ("jsonl", "json", "csv", "tsv", "parquet", "hf_disk", "datasets")
+
+#: A single record larger than this is refused (a 50 MB "record" is almost always a broken file).
+DEFAULT_MAX_RECORD_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RawRow:
+    index: int
+    line: int
+    data: dict[str, Any]
+    unit: str = "line"  # what `line` counts: "line" or "record"
+
+
+class BadRow(Exception):
+    """A row that cannot be read; carries an InputError. Raised inside readers, caught by skip_bad."""
+
+    def __init__(self, error: InputError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _open_binary(path: Path):
+    if path.name.endswith(".gz"):
+        return gzip.open(path, "rb")
+    return open(path, "rb")
+
+
+def detect_format(path: str | Path) -> str:
+    """Name the format of ``path`` from its name, or its first bytes when the name is ambiguous."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError("no such file or directory", file=str(path))
+    if p.is_dir():
+        if (p / "dataset_info.json").exists() or (p / "dataset_dict.json").exists() or (p / "state.json").exists():
+            return "hf_disk"
+        raise InputError("a directory that is not a datasets.save_to_disk folder "
+                         "(no dataset_info.json / dataset_dict.json)", file=str(path))
+    name = p.name.lower()
+    stem = name[:-3] if name.endswith(".gz") else name
+    if stem.endswith((".jsonl", ".ndjson")):
+        return "jsonl"
+    if stem.endswith(".csv"):
+        return "csv"
+    if stem.endswith(".tsv"):
+        return "tsv"
+    if stem.endswith(".parquet"):
+        return "parquet"
+    if stem.endswith(".json"):
+        return _sniff_json(p)
+    raise InputError(f"cannot tell the format from the name; known formats: {', '.join(FORMATS)} "
+                     "(use --format)", file=str(path))
+
+
+def _sniff_json(path: Path) -> str:
+    """A .json file is a JSON array, or JSON lines under a .json name."""
+    with _open_binary(path) as fh:
+        head = fh.read(4096)
+    stripped = head.lstrip()
+    if stripped[:1] == b"[":
+        return "json"
+    if stripped[:1] == b"{":
+        # one object per line, or a single pretty-printed object: a pretty object's first line is "{"
+        first_line = stripped.split(b"\n", 1)[0].strip()
+        if first_line == b"{":
+            return "json"
+        return "jsonl"
+    return "json"
+
+
+def iter_raw_rows(path: str | Path, fmt: str, *, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+                  split: str | None = None) -> Iterator[RawRow]:
+    """Yield the rows of ``path`` in file order. Malformed rows raise ``BadRow``."""
+    p = Path(path)
+    if fmt == "jsonl":
+        yield from _jsonl_rows(p, max_record_bytes)
+    elif fmt == "json":
+        yield from _json_array_rows(p, max_record_bytes)
+    elif fmt in ("csv", "tsv"):
+        yield from _csv_rows(p, "\t" if fmt == "tsv" else ",", max_record_bytes)
+    elif fmt == "parquet":
+        yield from _parquet_rows(p)
+    elif fmt == "hf_disk":
+        yield from _hf_rows(_load_from_disk(p, split), p)
+    elif fmt == "datasets":
+        yield from _hf_rows(_load_with_datasets(p, split), p)
+    else:
+        raise InputError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}", file=str(path))
+
+
+def _check_not_empty(path: Path) -> None:
+    if path.stat().st_size == 0:
+        raise InputError("the file is empty", file=str(path))
+
+
+def _jsonl_rows(path: Path, max_record_bytes: int) -> Iterator[RawRow]:
+    _check_not_empty(path)
+    index = 0
+    seen_content = False
+    with _open_binary(path) as fh:
+        try:
+            for lineno, raw in enumerate(fh, start=1):
+                if len(raw) > max_record_bytes:
+                    index += 1
+                    raise_bad(f"record of {len(raw) / 1e6:.1f} MB exceeds the {max_record_bytes / 1e6:.0f} MB "
+                              "limit (--max-record-mb)", path, lineno)
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    index += 1
+                    raise_bad(f"invalid UTF-8 at byte {exc.start}", path, lineno)
+                if not line.strip():
+                    continue
+                seen_content = True
+                try:
+                    data = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    index += 1
+                    raise_bad(f"malformed JSON ({exc.msg} at column {exc.colno})", path, lineno)
+                if not isinstance(data, dict):
+                    index += 1
+                    raise_bad(f"expected a JSON object, got {type(data).__name__}", path, lineno)
+                yield RawRow(index, lineno, data)
+                index += 1
+        except (EOFError, gzip.BadGzipFile, OSError) as exc:
+            raise InputError(f"cannot read compressed stream ({exc})", file=str(path)) from exc
+    if not seen_content:
+        raise InputError("the file holds no records (only blank lines)", file=str(path))
+
+
+def raise_bad(message: str, path: Path, line: int | None, field: str | None = None) -> None:
+    raise BadRow(InputError(message, file=str(path), line=line, field=field))
+
+
+def _json_array_rows(path: Path, max_record_bytes: int) -> Iterator[RawRow]:
+    _check_not_empty(path)
+    with _open_binary(path) as fh:
+        blob = fh.read()
+    try:
+        text = blob.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = blob[: exc.start].count(b"\n") + 1
+        raise InputError(f"invalid UTF-8 at byte {exc.start}", file=str(path), line=line) from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"malformed JSON ({exc.msg} at column {exc.colno})", file=str(path),
+                         line=exc.lineno) from exc
+    if isinstance(data, dict):
+        # {"train": [...]} or a single object; columns-of-lists ({"col": [..], ...}) also occur
+        lists = {k: v for k, v in data.items() if isinstance(v, list)}
+        if lists and len(lists) == len(data) and len({len(v) for v in lists.values()}) == 1:
+            keys = list(lists)
+            n = len(lists[keys[0]])
+            data = [{k: lists[k][i] for k in keys} for i in range(n)]
+        else:
+            data = [data]
+    if not isinstance(data, list):
+        raise InputError(f"expected a JSON array of objects, got {type(data).__name__}", file=str(path))
+    if not data:
+        raise InputError("the JSON array is empty", file=str(path))
+    for i, item in enumerate(data):
+        if not isinstance(item, dict):
+            raise_bad(f"expected a JSON object, got {type(item).__name__}", path, i + 1)
+        yield RawRow(i, i + 1, item, unit="record")
+
+
+class _LineDecoder:
+    """Feeds decoded lines to csv.reader, remembering the physical line number."""
+
+    def __init__(self, fh, path: Path, max_record_bytes: int) -> None:
+        self.fh, self.path, self.max = fh, path, max_record_bytes
+        self.lineno = 0
+
+    def __iter__(self):
+        for raw in self.fh:
+            self.lineno += 1
+            if len(raw) > self.max:
+                raise_bad(f"line of {len(raw) / 1e6:.1f} MB exceeds the record size limit", self.path, self.lineno)
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise_bad(f"invalid UTF-8 at byte {exc.start}", self.path, self.lineno)
+
+
+def _csv_rows(path: Path, delimiter: str, max_record_bytes: int) -> Iterator[RawRow]:
+    _check_not_empty(path)
+    csv.field_size_limit(max_record_bytes)
+    with _open_binary(path) as fh:
+        lines = _LineDecoder(fh, path, max_record_bytes)
+        reader = csv.reader(lines, delimiter=delimiter)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise InputError("the file is empty", file=str(path)) from None
+        except csv.Error as exc:
+            raise InputError(f"malformed CSV header ({exc})", file=str(path), line=1) from exc
+        header = [h.lstrip("\ufeff") for h in header]
+        index = 0
+        while True:
+            start = lines.lineno + 1
+            try:
+                cells = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                index += 1
+                raise_bad(f"malformed CSV ({exc})", path, start)
+            if not cells:
+                continue
+            if len(cells) != len(header):
+                index += 1
+                raise_bad(f"expected {len(header)} columns, found {len(cells)}", path, start)
+            yield RawRow(index, start, dict(zip(header, cells)))
+            index += 1
+        if index == 0:
+            raise InputError("the CSV file has a header but no rows", file=str(path))
+
+
+def _parquet_rows(path: Path) -> Iterator[RawRow]:
+    import pyarrow.parquet as pq
+
+    _check_not_empty(path)
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises several types for corrupt files
+        raise InputError(f"not a readable Parquet file ({exc})", file=str(path)) from exc
+    if pf.metadata.num_rows == 0:
+        raise InputError("the Parquet file has no rows", file=str(path))
+    index = 0
+    for batch in pf.iter_batches(batch_size=4096):
+        for row in batch.to_pylist():
+            yield RawRow(index, index + 1, row, unit="record")
+            index += 1
+
+
+def _load_from_disk(path: Path, split: str | None):
+    import datasets
+
+    try:
+        obj = datasets.load_from_disk(str(path))
+    except Exception as exc:
+        raise InputError(f"cannot load the datasets folder ({exc})", file=str(path)) from exc
+    return _pick_split(obj, split, path)
+
+
+def _load_with_datasets(path: Path, split: str | None):
+    """Load a local file with ``datasets.load_dataset`` (its builders: json, csv, parquet, arrow, text)."""
+    import datasets
+
+    name = path.name.lower().removesuffix(".gz")
+    builder = {".jsonl": "json", ".json": "json", ".ndjson": "json", ".csv": "csv", ".tsv": "csv",
+               ".parquet": "parquet", ".arrow": "arrow", ".txt": "text"}
+    kind = next((b for ext, b in builder.items() if name.endswith(ext)), None)
+    if kind is None and not path.is_dir():
+        raise InputError("datasets.load_dataset cannot read this file type", file=str(path))
+    kwargs = {"delimiter": "\t"} if name.endswith(".tsv") else {}
+    try:
+        if path.is_dir():
+            obj = datasets.load_dataset(str(path))
+        else:
+            obj = datasets.load_dataset(kind, data_files=str(path), **kwargs)
+    except Exception as exc:
+        raise InputError(f"datasets.load_dataset failed ({type(exc).__name__}: {exc})".split("\n")[0],
+                         file=str(path)) from exc
+    return _pick_split(obj, split, path)
+
+
+def _pick_split(obj, split: str | None, path: Path):
+    import datasets
+
+    if isinstance(obj, datasets.DatasetDict):
+        if split is None:
+            split = "train" if "train" in obj else sorted(obj)[0]
+        if split not in obj:
+            raise InputError(f"no split {split!r}; splits: {', '.join(sorted(obj))}", file=str(path))
+        return obj[split]
+    return obj
+
+
+def _hf_rows(ds, path: Path) -> Iterator[RawRow]:
+    if len(ds) == 0:
+        raise InputError("the dataset has no rows", file=str(path))
+    index = 0
+    for batch in ds.iter(batch_size=2048):
+        cols = list(batch)
+        n = len(batch[cols[0]]) if cols else 0
+        for i in range(n):
+            yield RawRow(index, index + 1, {c: batch[c][i] for c in cols}, unit="record")
+            index += 1
+
+
+def read_text_bytes(path: str | Path) -> str:
+    """Whole file as text (small reference files); names the file on bad UTF-8."""
+    p = Path(path)
+    with _open_binary(p) as fh:
+        blob = fh.read()
+    try:
+        return blob.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"invalid UTF-8 at byte {exc.start}", file=str(path)) from exc
+
+
+__all__ = ["FORMATS", "RawRow", "BadRow", "detect_format", "iter_raw_rows", "read_text_bytes"]
