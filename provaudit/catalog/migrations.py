@@ -1,0 +1,99 @@
+"""Numbered schema migrations of the DuckDB catalog.
+
+Each release only appends migrations, never edits old ones, so a catalog written by one
+release is upgraded in place by the next. ``schema_version`` holds one row per applied step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step: its number, a short description and the SQL statements it runs."""
+
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "datasets, records, band keys, scans", (
+        """CREATE TABLE datasets (
+            dataset_id INTEGER NOT NULL, name VARCHAR NOT NULL, fingerprint VARCHAR NOT NULL,
+            path VARCHAR, fmt VARCHAR, schema VARCHAR, tags VARCHAR[], n_records BIGINT,
+            meta VARCHAR, added_at TIMESTAMP)""",
+        """CREATE TABLE records (
+            rid BIGINT NOT NULL, dataset_id INTEGER NOT NULL, record_id VARCHAR NOT NULL,
+            source_row BIGINT, role VARCHAR, pair_id VARCHAR, text_hash VARCHAR, meta VARCHAR)""",
+        "CREATE TABLE record_bands (band_key UBIGINT NOT NULL, dataset_id INTEGER NOT NULL, rid BIGINT NOT NULL)",
+        """CREATE TABLE scans (
+            scan_id INTEGER NOT NULL, started_at TIMESTAMP, inputs VARCHAR, summary VARCHAR,
+            passed BOOLEAN)""",
+    )),
+    Migration(2, "checkpoint registry", (
+        """CREATE TABLE checkpoints (
+            checkpoint_id INTEGER NOT NULL, name VARCHAR NOT NULL, parent_id INTEGER,
+            added_at TIMESTAMP, meta VARCHAR)""",
+        "CREATE TABLE checkpoint_datasets (checkpoint_id INTEGER NOT NULL, dataset_id INTEGER NOT NULL)",
+    )),
+    Migration(3, "erasures", (
+        """CREATE TABLE erasures (
+            erasure_id INTEGER NOT NULL, created_at TIMESTAMP, selector VARCHAR, n_records BIGINT,
+            datasets VARCHAR, checkpoints VARCHAR, outputs VARCHAR)""",
+        """CREATE TABLE erased_records (
+            erasure_id INTEGER NOT NULL, dataset_id INTEGER, record_id VARCHAR, text_hash VARCHAR)""",
+        "CREATE TABLE erased_bands (erasure_id INTEGER NOT NULL, band_key UBIGINT NOT NULL)",
+    )),
+    Migration(4, "scalar metadata key/value table (backfilled) for --field lookups", (
+        """CREATE TABLE record_fields (
+            rid BIGINT NOT NULL, dataset_id INTEGER NOT NULL, key VARCHAR NOT NULL, value VARCHAR)""",
+        """INSERT INTO record_fields
+            SELECT r.rid, r.dataset_id, j.key,
+                   CASE WHEN j.type = 'VARCHAR' THEN j.value ->> '$' ELSE j.atom::VARCHAR END
+            FROM records r, json_each(r.meta) j
+            WHERE r.meta IS NOT NULL AND json_valid(r.meta) AND json_type(r.meta) = 'OBJECT'
+              AND j.type NOT IN ('OBJECT', 'ARRAY', 'NULL')""",
+    )),
+)
+
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+def current_version(con: Any) -> int:
+    """Schema version of an open catalog (0 for an empty database file)."""
+    has = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
+    ).fetchone()[0]
+    if not has:
+        return 0
+    row = con.execute("SELECT max(version) FROM schema_version").fetchone()
+    return int(row[0] or 0)
+
+
+def migrate(con: Any, target: int = LATEST_VERSION) -> list[int]:
+    """Apply every migration above the current version up to ``target`` in one transaction."""
+    applied: list[int] = []
+    def run(sql: str, params: list | None = None) -> None:
+        con.execute(sql, params).fetchall()
+
+    run("BEGIN TRANSACTION")
+    try:
+        run(
+            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, description VARCHAR, "
+            "applied_at TIMESTAMP DEFAULT current_timestamp)"
+        )
+        have = current_version(con)
+        for m in MIGRATIONS:
+            if have < m.version <= target:
+                for sql in m.statements:
+                    run(sql)
+                run("INSERT INTO schema_version (version, description) VALUES (?, ?)",
+                            [m.version, m.description])
+                applied.append(m.version)
+        run("COMMIT")
+    except BaseException:
+        run("ROLLBACK")
+        raise
+    return applied

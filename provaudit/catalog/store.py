@@ -1,0 +1,421 @@
+"""The DuckDB catalog: datasets, record hashes and band keys, scans, checkpoints, erasures.
+
+Only hashes, LSH band keys, source rows, roles and the row metadata are stored, never full
+texts, so a catalog of millions of records stays small. Every write runs in one transaction:
+a failed scan or registration leaves the catalog exactly as it was.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Self
+
+import duckdb
+import polars as pl
+
+from provaudit.catalog.migrations import LATEST_VERSION, current_version, migrate
+from provaudit.errors import InputError
+
+DEFAULT_PATH = Path(".provaudit") / "catalog.duckdb"
+RECORD_COLUMNS = ("record_id", "source_row", "role", "pair_id", "text_hash", "band_keys", "meta")
+BATCH_COLUMNS = ("record_id", "text_hash", "band_keys")
+EXAMPLES = 5
+
+RecordsArg = "pl.DataFrame | str | Path"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str)
+
+
+class _Rows:
+    """A fully fetched result (DuckDB 2 refuses new work while a result is unfinished)."""
+
+    def __init__(self, rows: list[tuple]) -> None:
+        self.rows = rows
+
+    def fetchone(self) -> tuple | None:
+        return self.rows[0] if self.rows else None
+
+    def fetchall(self) -> list[tuple]:
+        return self.rows
+
+
+class _Conn:
+    """DuckDB connection wrapper whose ``execute`` always consumes its result."""
+
+    def __init__(self, raw: duckdb.DuckDBPyConnection) -> None:
+        self.raw = raw
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> _Rows:
+        return _Rows(self.raw.execute(sql, params).fetchall())
+
+    def frame(self, sql: str, params: Sequence[Any] | None = None) -> pl.DataFrame:
+        return self.raw.sql(sql, params=params).pl()
+
+    def register(self, name: str, obj: Any) -> None:
+        self.raw.register(name, obj)
+
+    def unregister(self, name: str) -> None:
+        self.raw.unregister(name)
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+class Catalog:
+    """A provaudit catalog in one DuckDB file (default ``.provaudit/catalog.duckdb``)."""
+
+    def __init__(self, path: str | Path | None = None, *, read_only: bool = False) -> None:
+        self.path = Path(path) if path is not None else DEFAULT_PATH
+        self.read_only = read_only
+        self._depth = 0
+        self._tmp = 0
+        self._leftover: list[str] = []
+        if read_only and not self.path.exists():
+            raise InputError("no catalog here; register a dataset first (provaudit register FILE)",
+                             file=str(self.path))
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.con = self._connect(read_only)
+        version = current_version(self.con)
+        if version > LATEST_VERSION:
+            self.con.close()
+            raise InputError(
+                f"catalog schema version {version} is newer than this provaudit supports "
+                f"({LATEST_VERSION}); upgrade provaudit to read it", file=str(self.path))
+        if version < LATEST_VERSION:
+            if read_only:  # upgrade once in write mode, then reopen read-only
+                self.con.close()
+                self.con = self._connect(False)
+                migrate(self.con)
+                self.con.close()
+                self.con = self._connect(True)
+            else:
+                migrate(self.con)
+
+    def _connect(self, read_only: bool) -> _Conn:
+        try:
+            return _Conn(duckdb.connect(str(self.path), read_only=read_only))
+        except duckdb.IOException as exc:
+            msg = str(exc).splitlines()[0]
+            if "lock" in msg.lower():
+                msg = "catalog is locked by another provaudit process; retry when it finishes"
+            raise InputError(f"cannot open catalog: {msg}", file=str(self.path)) from exc
+        except duckdb.Error as exc:
+            raise InputError(f"not a provaudit catalog: {str(exc).splitlines()[0]}",
+                             file=str(self.path)) from exc
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        if getattr(self, "con", None) is not None:
+            self.con.close()
+            self.con = None  # type: ignore[assignment]
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        """Schema version of this catalog."""
+        return current_version(self.con)
+
+    def _unregister(self, name: str) -> None:
+        try:
+            self.con.unregister(name)
+        except duckdb.Error:  # aborted transaction: retried after ROLLBACK
+            self._leftover.append(name)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Catalog]:
+        """BEGIN ... COMMIT; ROLLBACK on any exception. Nested calls join the outer transaction."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self
+            finally:
+                self._depth -= 1
+            return
+        self.con.execute("BEGIN TRANSACTION")
+        self._depth = 1
+        try:
+            yield self
+        except BaseException:
+            self._depth = 0
+            self.con.execute("ROLLBACK")
+            while self._leftover:
+                self.con.unregister(self._leftover.pop())
+            raise
+        self._depth = 0
+        self.con.execute("COMMIT")
+
+    # -- sources ---------------------------------------------------------------------------
+    @contextmanager
+    def _source(self, records: Any, required: Sequence[str], with_rid: bool = False) -> Iterator[str]:
+        """Expose a frame or Parquet file as a DuckDB view name, with a 0-based ``_row`` column."""
+        self._tmp += 1
+        name = f"_src_{os.getpid()}_{self._tmp}"
+        registered = None
+        if isinstance(records, pl.DataFrame):
+            cols = records.columns
+            frame = records.with_row_index("_row") if with_rid else records
+            registered = f"{name}_arrow"
+            self.con.register(registered, frame.to_arrow())
+            select = f"SELECT * FROM {registered}"
+        elif isinstance(records, (str, Path)):
+            p = Path(records)
+            if not p.exists():
+                raise InputError("records file not found", file=str(p))
+            lit = str(p).replace("'", "''")
+            try:
+                cols = [r[0] for r in self.con.execute(
+                    f"DESCRIBE SELECT * FROM read_parquet('{lit}')").fetchall()]
+            except duckdb.Error as exc:
+                raise InputError(f"cannot read records as Parquet: {str(exc).splitlines()[0]}",
+                                 file=str(p)) from exc
+            select = (f"SELECT *, file_row_number AS _row FROM read_parquet('{lit}', file_row_number=true)"
+                      if with_rid else f"SELECT * FROM read_parquet('{lit}')")
+        else:
+            raise TypeError(f"records must be a polars DataFrame or a Parquet path, not {type(records)}")
+        missing = [c for c in required if c not in cols]
+        if missing:
+            where = str(records) if not isinstance(records, pl.DataFrame) else "records"
+            raise InputError(f"record table lacks column(s) {', '.join(missing)}", file=where,
+                             field=missing[0])
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {select}")
+        try:
+            yield name
+        finally:
+            try:
+                self.con.execute(f"DROP VIEW IF EXISTS {name}")
+            except duckdb.Error:  # an aborted transaction drops it on ROLLBACK
+                pass
+            if registered:
+                self._unregister(registered)
+
+    # -- datasets --------------------------------------------------------------------------
+    def add_dataset(self, *, name: str, fingerprint: str, path: str, fmt: str, schema: str,
+                    tags: Sequence[str], n_records: int, records: Any,
+                    meta: dict | None = None) -> int:
+        """Store a dataset and its records; an existing fingerprint only gains the new tags."""
+        with self.transaction():
+            row = self.con.execute("SELECT dataset_id, tags FROM datasets WHERE fingerprint = ?",
+                                   [fingerprint]).fetchone()
+            if row is not None:
+                merged = sorted(set(row[1] or []) | set(tags))
+                self.con.execute("UPDATE datasets SET tags = ? WHERE dataset_id = ?", [merged, row[0]])
+                return int(row[0])
+            did = int(self.con.execute("SELECT coalesce(max(dataset_id), 0) + 1 FROM datasets").fetchone()[0])
+            base = int(self.con.execute("SELECT coalesce(max(rid), -1) + 1 FROM records").fetchone()[0])
+            with self._source(records, RECORD_COLUMNS, with_rid=True) as src:
+                self._insert_records(src, did, base, path)
+            self.con.execute(
+                "INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [did, name, fingerprint, str(path), fmt, schema, sorted(set(tags)), int(n_records),
+                 _dumps(meta or {}), _now()])
+            return did
+
+    def _insert_records(self, src: str, did: int, base: int, path: str) -> None:
+        """Insert records, band keys and scalar metadata fields from a source view."""
+        try:
+            self.con.execute(
+                f"""INSERT INTO records SELECT {base} + _row, {did}, record_id, source_row, role,
+                    pair_id, text_hash, meta FROM {src}""")
+            self.con.execute(
+                f"""INSERT INTO record_bands SELECT unnest(band_keys), {did}, {base} + _row
+                    FROM {src} WHERE band_keys IS NOT NULL""")
+            self.con.execute(
+                f"""INSERT INTO record_fields
+                    SELECT {base} + s._row, {did}, j.key,
+                           CASE WHEN j.type = 'VARCHAR' THEN j.value ->> '$' ELSE j.atom::VARCHAR END
+                    FROM {src} s, json_each(s.meta) j
+                    WHERE s.meta IS NOT NULL AND starts_with(ltrim(s.meta), '{{')
+                      AND j.type NOT IN ('OBJECT', 'ARRAY', 'NULL')""")
+        except duckdb.Error as exc:
+            raise InputError(f"cannot store records: {str(exc).splitlines()[0]}", file=str(path),
+                             field="meta" if "json" in str(exc).lower() else None) from exc
+
+    def datasets(self) -> pl.DataFrame:
+        """All catalog datasets, oldest first."""
+        return self.con.frame(
+            "SELECT dataset_id, name, fingerprint, path, fmt, schema, tags, n_records, meta, added_at "
+            "FROM datasets ORDER BY dataset_id")
+
+    def resolve_dataset(self, ref: str) -> dict:
+        """Find one dataset by name, fingerprint, fingerprint prefix (8+ chars) or stored path."""
+        rows = self.con.execute(
+            "SELECT dataset_id, name, fingerprint, path, fmt, schema, tags, n_records FROM datasets "
+            "WHERE fingerprint = ? OR name = ? OR (length(?) >= 8 AND starts_with(fingerprint, ?)) "
+            "OR path = ? ORDER BY dataset_id", [ref, ref, ref, ref, ref]).fetchall()
+        exact = [r for r in rows if r[2] == ref]
+        rows = exact or rows
+        if not rows:
+            raise InputError(f"no catalog dataset named or fingerprinted {ref!r}", file=str(self.path))
+        if len(rows) > 1:
+            fps = ", ".join(f"{r[1]}={r[2][:12]}" for r in rows)
+            raise InputError(f"{ref!r} matches several datasets ({fps}); give the fingerprint",
+                             file=str(self.path))
+        keys = ("dataset_id", "name", "fingerprint", "path", "fmt", "schema", "tags", "n_records")
+        return dict(zip(keys, rows[0]))
+
+    # -- overlap with the catalog ----------------------------------------------------------
+    def overlap_report(self, records: Any, *, exclude_fingerprint: str | None = None) -> list[dict]:
+        """Exact and near-duplicate overlap of a batch with every catalog dataset it touches."""
+        with self._source(records, BATCH_COLUMNS) as src:
+            total = int(self.con.execute(f"SELECT count(DISTINCT record_id) FROM {src}").fetchone()[0])
+            rows = self.con.execute(
+                f"""WITH ex AS (
+                        SELECT DISTINCT r.dataset_id, b.record_id FROM {src} b
+                        JOIN records r ON r.text_hash = b.text_hash),
+                    bb AS (SELECT DISTINCT record_id, unnest(band_keys) AS band_key FROM {src}),
+                    nr AS (
+                        SELECT DISTINCT rb.dataset_id, bb.record_id FROM bb
+                        JOIN record_bands rb ON rb.band_key = bb.band_key
+                        EXCEPT SELECT dataset_id, record_id FROM ex),
+                    allm AS (SELECT dataset_id, record_id, 0 AS kind FROM ex
+                             UNION ALL SELECT dataset_id, record_id, 1 FROM nr)
+                    SELECT d.dataset_id, d.name, d.fingerprint, d.tags,
+                           count(*) FILTER (WHERE kind = 0), count(*) FILTER (WHERE kind = 1),
+                           list(record_id ORDER BY kind, record_id)[1:{EXAMPLES}]
+                    FROM allm JOIN datasets d USING (dataset_id)
+                    WHERE ? IS NULL OR d.fingerprint <> ?
+                    GROUP BY ALL ORDER BY d.dataset_id""",
+                [exclude_fingerprint, exclude_fingerprint]).fetchall()
+        out = []
+        for did, name, fp, tags, n_ex, n_nr, examples in rows:
+            out.append({
+                "dataset": name, "dataset_id": int(did), "fingerprint": fp, "tags": list(tags or []),
+                "batch_records": total, "exact_records": int(n_ex), "near_records": int(n_nr),
+                "exact_rate": round(n_ex / total, 6) if total else 0.0,
+                "near_rate": round(n_nr / total, 6) if total else 0.0,
+                "examples": list(examples),
+            })
+        return out
+
+    def erased_matches(self, records: Any) -> list[dict]:
+        """Batch records whose hash (exact) or any band key (near) matches an erased record."""
+        with self._source(records, BATCH_COLUMNS) as src:
+            rows = self.con.execute(
+                f"""WITH ex AS (
+                        SELECT DISTINCT b.record_id, e.erasure_id, 0 AS kind FROM {src} b
+                        JOIN erased_records e ON e.text_hash = b.text_hash),
+                    bb AS (SELECT DISTINCT record_id, unnest(band_keys) AS band_key FROM {src}),
+                    nr AS (SELECT DISTINCT bb.record_id, eb.erasure_id, 1 AS kind FROM bb
+                           JOIN erased_bands eb ON eb.band_key = bb.band_key)
+                    SELECT record_id, erasure_id, min(kind) FROM (SELECT * FROM ex UNION ALL SELECT * FROM nr)
+                    GROUP BY ALL ORDER BY record_id, erasure_id""").fetchall()
+        return [{"record_id": r, "erasure_id": int(e), "match": "exact" if k == 0 else "near"}
+                for r, e, k in rows]
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def add_checkpoint(self, *, name: str, dataset_ids: Sequence[int], parent_id: int | None = None,
+                       meta: dict | None = None) -> int:
+        """Record a checkpoint trained on catalog datasets (optionally continued from a parent)."""
+        with self.transaction():
+            row = self.con.execute("SELECT checkpoint_id FROM checkpoints WHERE name = ?", [name]).fetchone()
+            if row is not None:
+                raise InputError(f"checkpoint {name!r} already exists", file=str(self.path))
+            cid = int(self.con.execute(
+                "SELECT coalesce(max(checkpoint_id), 0) + 1 FROM checkpoints").fetchone()[0])
+            self.con.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?)",
+                             [cid, name, parent_id, _now(), _dumps(meta or {})])
+            for did in sorted(set(dataset_ids)):
+                self.con.execute("INSERT INTO checkpoint_datasets VALUES (?, ?)", [cid, int(did)])
+        return cid
+
+    def checkpoints(self) -> pl.DataFrame:
+        """Checkpoints with parent name and the fingerprints/names they were trained on."""
+        return self.con.frame(
+            """SELECT c.checkpoint_id, c.name, p.name AS parent, c.added_at,
+                      list(d.name ORDER BY d.dataset_id) FILTER (WHERE d.name IS NOT NULL) AS trained_on,
+                      list(d.fingerprint ORDER BY d.dataset_id) FILTER (WHERE d.name IS NOT NULL)
+                          AS trained_on_fingerprints
+               FROM checkpoints c LEFT JOIN checkpoints p ON p.checkpoint_id = c.parent_id
+               LEFT JOIN checkpoint_datasets cd ON cd.checkpoint_id = c.checkpoint_id
+               LEFT JOIN datasets d ON d.dataset_id = cd.dataset_id
+               GROUP BY ALL ORDER BY c.checkpoint_id""")
+
+    def tainted_checkpoints(self, dataset_ids: Sequence[int]) -> list[dict]:
+        """Checkpoints trained on any of the datasets, plus all their descendants (via parents)."""
+        if not dataset_ids:
+            return []
+        ids = ", ".join(str(int(d)) for d in sorted(set(dataset_ids)))
+        rows = self.con.execute(
+            f"""WITH RECURSIVE direct AS (
+                    SELECT DISTINCT checkpoint_id FROM checkpoint_datasets WHERE dataset_id IN ({ids})),
+                t(checkpoint_id, depth) AS (
+                    SELECT checkpoint_id, 0 FROM direct
+                    UNION SELECT c.checkpoint_id, t.depth + 1 FROM checkpoints c
+                    JOIN t ON c.parent_id = t.checkpoint_id WHERE t.depth < 1000)
+                SELECT c.checkpoint_id, c.name, p.name, min(t.depth),
+                       (SELECT list(d.name ORDER BY d.dataset_id) FROM checkpoint_datasets cd
+                        JOIN datasets d USING (dataset_id)
+                        WHERE cd.checkpoint_id = c.checkpoint_id AND cd.dataset_id IN ({ids}))
+                FROM t JOIN checkpoints c USING (checkpoint_id)
+                LEFT JOIN checkpoints p ON p.checkpoint_id = c.parent_id
+                GROUP BY ALL ORDER BY c.checkpoint_id""").fetchall()
+        return [{"checkpoint": n, "checkpoint_id": int(i), "parent": p,
+                 "via": "direct" if depth == 0 else "parent", "depth": int(depth),
+                 "trained_on_affected": list(ds or [])} for i, n, p, depth, ds in rows]
+
+    # -- erasures --------------------------------------------------------------------------
+    def add_erasure(self, *, selector: str, rids: Sequence[int], datasets: Sequence[dict],
+                    checkpoints: Sequence[dict], outputs: Sequence[dict]) -> int:
+        """Record an erasure: the erased records' hashes and band keys, datasets, tainted checkpoints."""
+        with self.transaction():
+            eid = int(self.con.execute("SELECT coalesce(max(erasure_id), 0) + 1 FROM erasures").fetchone()[0])
+            self.con.execute("INSERT INTO erasures VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             [eid, _now(), selector, len(rids), _dumps(list(datasets)),
+                              _dumps(list(checkpoints)), _dumps(list(outputs))])
+            if rids:
+                self.con.register("_erase_rids", pl.DataFrame({"rid": list(rids)}, schema={"rid": pl.Int64})
+                                  .to_arrow())
+                try:
+                    self.con.execute(
+                        f"""INSERT INTO erased_records SELECT {eid}, r.dataset_id, r.record_id, r.text_hash
+                            FROM records r SEMI JOIN _erase_rids e ON e.rid = r.rid ORDER BY r.rid""")
+                    self.con.execute(
+                        f"""INSERT INTO erased_bands SELECT DISTINCT {eid}, b.band_key
+                            FROM record_bands b SEMI JOIN _erase_rids e ON e.rid = b.rid""")
+                finally:
+                    self._unregister("_erase_rids")
+        return eid
+
+    def erasures(self) -> pl.DataFrame:
+        """Erasure history: what (selector), when, how many records, datasets, tainted checkpoints."""
+        return self.con.frame(
+            "SELECT erasure_id, created_at, selector, n_records, datasets, checkpoints, outputs "
+            "FROM erasures ORDER BY erasure_id")
+
+    # -- scans -----------------------------------------------------------------------------
+    def add_scan(self, *, inputs: Sequence[dict], summary: dict, passed: bool | None) -> int:
+        """Record one scan (time, inputs, summary metrics, gate verdict); returns scan_id."""
+        with self.transaction():
+            sid = int(self.con.execute("SELECT coalesce(max(scan_id), 0) + 1 FROM scans").fetchone()[0])
+            self.con.execute("INSERT INTO scans VALUES (?, ?, ?, ?, ?)",
+                             [sid, _now(), _dumps(list(inputs)), _dumps(summary), passed])
+        return sid
+
+    def scans(self) -> pl.DataFrame:
+        """Scan history: scan_id, started_at, inputs (JSON), summary (JSON), passed."""
+        return self.con.frame(
+            "SELECT scan_id, started_at, inputs, summary, passed FROM scans ORDER BY scan_id")
+
+
+def open_catalog(catalog: Catalog | str | Path | None, *, read_only: bool = False) -> tuple[Catalog, bool]:
+    """Return ``(catalog, owned)``: reuse an open Catalog or open one from a path (owned=True)."""
+    if isinstance(catalog, Catalog):
+        return catalog, False
+    return Catalog(catalog, read_only=read_only), True

@@ -1,0 +1,173 @@
+"""Catalog store: datasets, overlap, erased matches, scans, transactions and migrations."""
+from __future__ import annotations
+
+import json
+
+import duckdb
+import polars as pl
+import pytest
+import xxhash
+
+from provaudit.catalog import Catalog
+from provaudit.catalog.migrations import LATEST_VERSION, MIGRATIONS, migrate
+from provaudit.errors import InputError
+
+TEXTS = [
+    "The committee approved the budget after a long debate about school funding.",
+    "Rain is expected across the north of the country on Thursday evening.",
+    "Researchers found that the drug reduced symptoms in most of the patients studied.",
+    "The striker scored twice in the second half to secure the win.",
+]
+
+
+def _hash(t: str) -> str:
+    return xxhash.xxh3_128_hexdigest(t.lower().encode())
+
+
+def frame(name: str, texts: list[str], bands: list[list[int]], metas: list[dict] | None = None) -> pl.DataFrame:
+    """A minimal fingerprinted record table (hashes and band keys given explicitly)."""
+    n = len(texts)
+    metas = metas or [{} for _ in texts]
+    return pl.DataFrame({
+        "record_id": [f"{name}:{i}:text" for i in range(n)],
+        "source_row": list(range(n)),
+        "role": ["text"] * n,
+        "pair_id": [f"{name}:{i}" for i in range(n)],
+        "text_hash": [_hash(t) for t in texts],
+        "band_keys": bands,
+        "meta": [json.dumps(m, sort_keys=True) for m in metas],
+    }, schema_overrides={"band_keys": pl.List(pl.UInt64)})
+
+
+def add(cat: Catalog, name: str, df, tags=("train",), fp: str | None = None) -> int:
+    n = df.height if isinstance(df, pl.DataFrame) else pl.read_parquet(df).height
+    return cat.add_dataset(name=name, fingerprint=fp or f"fp-{name}", path=f"{name}.jsonl", fmt="jsonl",
+                           schema="text", tags=list(tags), n_records=n, records=df)
+
+
+@pytest.fixture()
+def cat(tmp_path):
+    c = Catalog(tmp_path / "sub" / "catalog.duckdb")
+    yield c
+    c.close()
+
+
+def test_add_dataset_and_same_fingerprint_merges_tags(cat):
+    df = frame("evalset", TEXTS[:3], [[1, 2], [3, 4], [5, 6]], [{"user_id": 7}, {"user_id": "x"}, {}])
+    did = add(cat, "evalset", df, tags=["eval"])
+    again = add(cat, "evalset", df, tags=["gold"])
+    assert again == did
+    ds = cat.datasets()
+    assert ds.height == 1 and ds["tags"][0].to_list() == ["eval", "gold"]
+    assert cat.con.execute("SELECT count(*) FROM records").fetchone()[0] == 3
+    assert cat.con.execute("SELECT count(*) FROM record_bands").fetchone()[0] == 6
+    fields = cat.con.execute("SELECT key, value FROM record_fields ORDER BY value").fetchall()
+    assert fields == [("user_id", "7"), ("user_id", "x")]
+
+
+def test_overlap_report_exact_near_and_exclude(cat):
+    add(cat, "evalset", frame("evalset", TEXTS[:3], [[1, 2], [3, 4], [5, 6]]), tags=["eval"])
+    add(cat, "other", frame("other", TEXTS[3:], [[90, 91]]))
+    # batch: an exact copy of eval row 0, a near copy sharing one band with eval row 2, one unrelated
+    batch = frame("batch", [TEXTS[0], TEXTS[2] + " Edited.", "Completely unrelated sentence here."],
+                  [[1, 2], [100, 6], [200, 201]])
+    rep = cat.overlap_report(batch)
+    assert len(rep) == 1
+    r = rep[0]
+    assert (r["dataset"], r["exact_records"], r["near_records"], r["batch_records"]) == ("evalset", 1, 1, 3)
+    assert r["exact_rate"] == pytest.approx(1 / 3, abs=1e-6) and r["tags"] == ["eval"]
+    assert r["examples"] == ["batch:0:text", "batch:1:text"]
+    assert cat.overlap_report(batch, exclude_fingerprint="fp-evalset") == []
+
+
+def test_parquet_input_equals_frame_input(cat, tmp_path):
+    df = frame("pq", TEXTS, [[1], [2], [3], [4]], [{"k": i} for i in range(4)])
+    p = tmp_path / "recs.parquet"
+    df.write_parquet(p)
+    add(cat, "pq", p)
+    got = cat.con.execute("SELECT record_id, source_row, text_hash FROM records ORDER BY rid").fetchall()
+    assert got == list(zip(df["record_id"], df["source_row"], df["text_hash"]))
+    assert cat.overlap_report(p)[0]["exact_records"] == 4
+
+
+def test_failed_write_leaves_catalog_unchanged(cat):
+    add(cat, "first", frame("first", TEXTS[:2], [[1], [2]]))
+    before = {t: cat.con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+              for t in ("datasets", "records", "record_bands", "record_fields", "scans")}
+    with pytest.raises(RuntimeError), cat.transaction():
+        add(cat, "second", frame("second", TEXTS[2:], [[3], [4]], [{"a": 1}, {"b": 2}]))
+        cat.add_scan(inputs=[{"path": "x"}], summary={"a": 1}, passed=True)
+        raise RuntimeError("scan failed mid-way")
+    after = {t: cat.con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in before}
+    assert after == before
+
+
+def test_bad_meta_json_is_a_clear_error_and_nothing_stored(cat):
+    df = frame("bad", TEXTS[:2], [[1], [2]]).with_columns(pl.Series("meta", ['{"a": 1}', '{"broken": ']))
+    with pytest.raises(InputError) as ei:
+        add(cat, "bad", df)
+    assert "bad.jsonl" in str(ei.value)
+    assert cat.datasets().height == 0
+    assert cat.con.execute("SELECT count(*) FROM records").fetchone()[0] == 0
+
+
+def test_missing_column_names_the_field(cat):
+    df = frame("x", TEXTS[:1], [[1]]).drop("text_hash")
+    with pytest.raises(InputError) as ei:
+        add(cat, "x", df)
+    assert ei.value.field == "text_hash"
+
+
+def test_scans_round_trip(cat):
+    sid = cat.add_scan(inputs=[{"path": "a.jsonl"}], summary={"overlap": {"max_exact_rate": 0.5}}, passed=False)
+    s = cat.scans()
+    assert s["scan_id"].to_list() == [sid]
+    assert json.loads(s["summary"][0]) == {"overlap": {"max_exact_rate": 0.5}}
+    assert s["passed"][0] is False
+
+
+def test_erased_matches_exact_and_near(cat):
+    did = add(cat, "ds", frame("ds", TEXTS[:3], [[1, 2], [3, 4], [5, 6]]))
+    rid = cat.con.execute("SELECT rid FROM records WHERE dataset_id = ? AND source_row = 1", [did]).fetchone()[0]
+    eid = cat.add_erasure(selector="user_id=1", rids=[rid], datasets=[], checkpoints=[], outputs=[])
+    batch = frame("b", [TEXTS[1], "Rain expected across the north on Thursday.", TEXTS[0]], [[3, 4], [4, 99], [1, 2]])
+    assert cat.erased_matches(batch) == [
+        {"record_id": "b:0:text", "erasure_id": eid, "match": "exact"},
+        {"record_id": "b:1:text", "erasure_id": eid, "match": "near"},
+    ]
+    assert cat.erasures()["n_records"].to_list() == [1]
+
+
+def test_upgrade_from_v1_keeps_data_and_backfills_fields(tmp_path):
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    migrate(con, target=1)
+    con.execute("INSERT INTO datasets VALUES (1, 'old', 'fp-old', 'old.jsonl', 'jsonl', 'text', ['eval'], 1, "
+                "'{}', now())")
+    con.execute(f"INSERT INTO records VALUES (0, 1, 'old:0:text', 0, 'text', 'old:0', '{_hash(TEXTS[0])}', "
+                "'{\"user_id\": 42, \"nested\": {\"a\": 1}}')")
+    con.execute("INSERT INTO record_bands VALUES (11, 1, 0)")
+    con.close()
+    with Catalog(path, read_only=True) as cat:  # a reader upgrades too
+        assert cat.schema_version == LATEST_VERSION
+        assert cat.datasets()["name"].to_list() == ["old"]
+        assert cat.con.execute("SELECT key, value FROM record_fields").fetchall() == [("user_id", "42")]
+        assert cat.overlap_report(frame("b", [TEXTS[0]], [[11]]))[0]["exact_records"] == 1
+    versions = duckdb.connect(str(path)).execute("SELECT list(version ORDER BY version) FROM schema_version")
+    assert versions.fetchone()[0] == [m.version for m in MIGRATIONS]
+
+
+def test_newer_catalog_is_refused(tmp_path):
+    path = tmp_path / "new.duckdb"
+    Catalog(path).close()
+    con = duckdb.connect(str(path))
+    con.execute("INSERT INTO schema_version (version, description) VALUES (?, 'future')", [LATEST_VERSION + 1])
+    con.close()
+    with pytest.raises(InputError, match="newer than this provaudit"):
+        Catalog(path)
+
+
+def test_read_only_missing_catalog_is_clear(tmp_path):
+    with pytest.raises(InputError, match="no catalog"):
+        Catalog(tmp_path / "none.duckdb", read_only=True)
+    assert not (tmp_path / "none.duckdb").exists()
