@@ -1,4 +1,133 @@
-"""Commands of the scan area (filled in by that area)."""
+"""``provaudit scan`` and ``provaudit register``."""
 from __future__ import annotations
 
-COMMANDS: list = []
+import sys
+
+import click
+
+from provaudit.cli.common import CATALOG_OPTION, echo_json, handle_errors
+from provaudit.errors import UsageError
+
+
+def parse_map(pairs: tuple[str, ...]) -> dict[str, str] | None:
+    """``--map text=body --map model=source`` -> {"text": "body", "model": "source"}."""
+    if not pairs:
+        return None
+    mapping = {}
+    for p in pairs:
+        role, sep, col = p.partition("=")
+        if not sep or not role or not col:
+            raise UsageError(f"--map expects ROLE=COLUMN, got {p!r}")
+        mapping[role.strip()] = col.strip()
+    return mapping
+
+
+MAP_OPTION = click.option("--map", "mapping", multiple=True, metavar="ROLE=COLUMN",
+                          help="Read COLUMN as ROLE (text, prompt, chosen, rejected, response, model, rating) "
+                               "instead of auto-detecting the schema. Repeatable.")
+FORMAT_OPTION = click.option("--format", "fmt", default=None,
+                             type=click.Choice(["jsonl", "json", "csv", "tsv", "parquet", "hf_disk", "datasets"]),
+                             help="Force the input format (default: from the name and first bytes). "
+                                  "'datasets' reads through datasets.load_dataset.")
+
+
+def _print_human(result) -> None:
+    from rich.console import Console
+
+    from provaudit.report.scan import render_scan_markdown
+
+    console = Console(stderr=False, highlight=False, soft_wrap=True)
+    console.print(render_scan_markdown(result.summary), markup=False)
+    console.print(f"records: {result.records_path}", markup=False)
+
+
+@click.command("scan")
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@CATALOG_OPTION
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Write records.parquet, summary.json and summary.md here.")
+@click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout instead of the readable summary.")
+@click.option("--gate", type=click.Path(dir_okay=False), default=None,
+              help="Gate thresholds (e.g. rules/gate.yaml): exit 1 when a check fails.")
+@click.option("--skip-bad", is_flag=True, help="Skip malformed rows (counted and listed in the summary) "
+                                              "instead of stopping with exit 2.")
+@MAP_OPTION
+@FORMAT_OPTION
+@click.option("--name", "names", multiple=True, help="Dataset name for each FILE, in order (default: file stem).")
+@click.option("--tag", "tags", multiple=True, default=("scan",), show_default=True,
+              help="Tags for the scanned batch when it is recorded in the catalog.")
+@click.option("--no-record", is_flag=True, help="Do not add the scanned files to the catalog as datasets.")
+@click.option("--no-origin", is_flag=True, help="Skip origin tagging (fingerprints, duplicates and overlap only).")
+@click.option("--origin-mode", type=click.Choice(["fast", "full"]), default="fast", show_default=True,
+              help="fast: rules + stylometric detector; full: adds sentence-embedding features.")
+@click.option("--rules", "rules_dirs", multiple=True, type=click.Path(file_okay=False, exists=True),
+              help="Extra rule folders (YAML), added to the bundled rules/origin.")
+@click.option("--teacher", type=click.Path(), default=None,
+              help="Teacher samples: adds teacher likeness to the summary.")
+@click.option("--human", type=click.Path(), default=None, help="Human reference samples for --teacher.")
+@click.option("--workers", type=int, default=1, show_default=True, help="Local worker processes for the batch stages.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Run the batch stages locally or on Ray Data (set RAY_ADDRESS to use a cluster).")
+@click.option("--batch-size", type=int, default=10_000, show_default=True, help="Source rows per record batch.")
+@click.option("--progress/--no-progress", default=None, help="Progress bars (default: on when stderr is a terminal).")
+@handle_errors
+def scan_cmd(files, catalog_path, out, as_json, gate, skip_bad, mapping, fmt, names, tags, no_record, no_origin,
+             origin_mode, rules_dirs, teacher, human, workers, engine, batch_size, progress) -> None:
+    """Scan preference or fine-tune FILES: fingerprint every record, find duplicates and overlap
+    with the catalog (e.g. a registered eval set), tag each record's origin, and gate the batch.
+
+    Exit codes: 0 pass, 1 gate failed, 2 bad input or usage.
+
+    Example:
+
+        provaudit register eval.jsonl --tag eval
+        provaudit scan batch.jsonl --gate rules/gate.yaml --out out/
+    """
+    from provaudit.pipeline import scan
+
+    if progress is None:
+        progress = sys.stderr.isatty() and not as_json
+    result = scan(list(files), catalog=catalog_path, out=out, gate=gate, names=list(names) or None,
+                  mapping=parse_map(mapping), fmt=fmt, skip_bad=skip_bad, tags=tags, record=not no_record,
+                  origin=not no_origin, origin_mode=origin_mode, rules_dirs=rules_dirs, teacher=teacher,
+                  human=human, workers=workers, engine=engine, batch_size=batch_size, progress=progress)
+    if as_json:
+        echo_json(result.summary)
+    else:
+        _print_human(result)
+    for r in result.gate:
+        if r.status == "fail":
+            click.echo(f"gate: {r.line()}", err=True)
+    sys.exit(result.exit_code)
+
+
+@click.command("register")
+@click.argument("file", type=click.Path())
+@click.option("--tag", "tags", multiple=True, help="Tag the dataset (e.g. eval, train). Repeatable.")
+@click.option("--name", default=None, help="Dataset name (default: file stem).")
+@CATALOG_OPTION
+@MAP_OPTION
+@FORMAT_OPTION
+@click.option("--skip-bad", is_flag=True, help="Skip malformed rows instead of stopping.")
+@click.option("--json", "as_json", is_flag=True, help="Print the registration as JSON.")
+@handle_errors
+def register_cmd(file, tags, name, catalog_path, mapping, fmt, skip_bad, as_json) -> None:
+    """Add FILE to the catalog as a dataset (fingerprints only), e.g. an eval set scans must not leak.
+
+    Example:
+
+        provaudit register fixtures/scan/alpaca_eval_gpt4_outputs.json --tag eval
+    """
+    from provaudit.pipeline import register
+
+    info = register(file, tags=tags, name=name, catalog=catalog_path, mapping=parse_map(mapping), fmt=fmt,
+                    skip_bad=skip_bad)
+    if as_json:
+        echo_json(info)
+    else:
+        click.echo(f"registered {info['dataset']} ({info['records']} records, {info['rows']} rows, schema "
+                   f"{info['schema']}) as dataset {info['dataset_id']} tags [{', '.join(info['tags'])}] "
+                   f"fingerprint {info['fingerprint']} in {info['catalog']}")
+
+
+COMMANDS = [scan_cmd, register_cmd]

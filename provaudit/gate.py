@@ -1,0 +1,151 @@
+"""The data gate: threshold checks over a scan summary, configured in YAML.
+
+A check names a dotted path into ``summary.json`` and a ``max`` and/or ``min``::
+
+    checks:
+      - id: max_exact_duplicate_rate
+        metric: duplicates.exact_rate
+        max: 0.05
+        description: share of records that repeat an earlier record exactly
+
+A path segment ``*`` matches every key at that level, so ``overlap.by_tag.eval.*.exact_rate``
+checks every dataset tagged eval; the check fails on the worst one and names it. A metric the
+summary does not have is reported as ``skipped`` (the stage did not run), unless the check
+says ``required: true``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+from provaudit.errors import InputError
+
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str
+    metric: str
+    max: float | None = None
+    min: float | None = None
+    description: str = ""
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    id: str
+    metric: str
+    status: str            # "pass", "fail" or "skipped"
+    value: float | None
+    threshold: str
+    where: str | None      # the concrete path of the worst value for wildcard metrics
+    description: str
+
+    @property
+    def passed(self) -> bool:
+        return self.status != "fail"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "metric": self.metric, "status": self.status, "value": self.value,
+                "threshold": self.threshold, "where": self.where, "description": self.description}
+
+    def line(self) -> str:
+        where = f" ({self.where})" if self.where and self.where != self.metric else ""
+        value = "n/a" if self.value is None else f"{self.value:.6g}"
+        return f"{self.status.upper():7} {self.id}: {value} {self.threshold}{where}"
+
+
+def load_gate(path: str | Path | None = None) -> list[Check]:
+    """Read gate checks from YAML (safe loading); a malformed file names the check at fault."""
+    from provaudit.paths import default_gate
+
+    p = Path(path) if path else default_gate()
+    try:
+        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("gate file not found", file=str(p)) from None
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        raise InputError(f"invalid YAML ({exc.__class__.__name__})", file=str(p),
+                         line=line + 1 if line is not None else None) from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("checks"), list):
+        raise InputError("expected a mapping with a 'checks' list", file=str(p), field="checks")
+    checks = []
+    for i, item in enumerate(doc["checks"]):
+        label = f"checks[{i}]"
+        if not isinstance(item, dict):
+            raise InputError("each check must be a mapping", file=str(p), field=label)
+        unknown = set(item) - {"id", "metric", "max", "min", "description", "required"}
+        if unknown:
+            raise InputError(f"unknown keys {sorted(unknown)}", file=str(p), field=label)
+        for key in ("id", "metric"):
+            if not isinstance(item.get(key), str):
+                raise InputError(f"'{key}' must be a string", file=str(p), field=f"{label}.{key}")
+        for key in ("max", "min"):
+            if key in item and not isinstance(item[key], (int, float)):
+                raise InputError(f"'{key}' must be a number", file=str(p), field=f"{item['id']}.{key}")
+        if "max" not in item and "min" not in item:
+            raise InputError("a check needs 'max' or 'min'", file=str(p), field=item["id"])
+        checks.append(Check(item["id"], item["metric"], item.get("max"), item.get("min"),
+                            str(item.get("description", "")), bool(item.get("required", False))))
+    return checks
+
+
+def _resolve(obj: Any, parts: list[str], prefix: str) -> Iterator[tuple[str, Any]]:
+    if not parts:
+        yield prefix, obj
+        return
+    head, rest = parts[0], parts[1:]
+    if not isinstance(obj, dict):
+        return
+    keys = sorted(obj) if head == "*" else ([head] if head in obj else [])
+    for k in keys:
+        yield from _resolve(obj[k], rest, f"{prefix}.{k}" if prefix else k)
+
+
+def _threshold_text(check: Check) -> str:
+    parts = []
+    if check.max is not None:
+        parts.append(f"<= {check.max:g}")
+    if check.min is not None:
+        parts.append(f">= {check.min:g}")
+    return " and ".join(parts)
+
+
+def evaluate_gate(summary: dict[str, Any], checks: list[Check] | str | Path | None = None) -> list[CheckResult]:
+    """Evaluate each check against ``summary``; returns results in check order."""
+    if checks is None:
+        checks = []
+    elif not isinstance(checks, list):
+        checks = load_gate(checks)
+    results = []
+    for c in checks:
+        values = [(w, v) for w, v in _resolve(summary, c.metric.split("."), "")
+                  if isinstance(v, (int, float)) and not isinstance(v, bool) or isinstance(v, bool)]
+        values = [(w, float(v)) for w, v in values if v is not None]
+        if not values:
+            status = "fail" if c.required else "skipped"
+            results.append(CheckResult(c.id, c.metric, status, None, _threshold_text(c), None, c.description))
+            continue
+
+        def badness(item: tuple[str, float]) -> float:
+            v = item[1]
+            over = (v - c.max) if c.max is not None else float("-inf")
+            under = (c.min - v) if c.min is not None else float("-inf")
+            return max(over, under)
+
+        where, value = max(values, key=lambda it: (badness(it), it[0]))
+        failed = (c.max is not None and value > c.max) or (c.min is not None and value < c.min)
+        results.append(CheckResult(c.id, c.metric, "fail" if failed else "pass", value, _threshold_text(c),
+                                   where, c.description))
+    return results
+
+
+def gate_summary(results: list[CheckResult]) -> dict[str, Any]:
+    return {"passed": all(r.passed for r in results),
+            "failed": [r.id for r in results if r.status == "fail"],
+            "checks": [r.to_dict() for r in results]}

@@ -1,0 +1,23 @@
+"""Where bundled files live: the editable ``rules/`` folder and the bundled fixtures."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+_PKG = Path(__file__).resolve().parent
+
+
+def rules_dir() -> Path:
+    """The rules folder users edit: $PROVAUDIT_RULES, the repository's ``rules/``, or the installed copy."""
+    env = os.environ.get("PROVAUDIT_RULES")
+    candidates = [Path(env)] if env else []
+    candidates += [_PKG.parent / "rules", Path(sys.prefix) / "share" / "provaudit" / "rules"]
+    for c in candidates:
+        if c.is_dir():
+            return c
+    raise FileNotFoundError("no rules folder found; set PROVAUDIT_RULES to your rules/ directory")
+
+
+def default_gate() -> Path:
+    return rules_dir() / "gate.yaml"

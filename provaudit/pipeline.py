@@ -1,0 +1,459 @@
+"""``scan`` and ``register``: stream files through the stages, write the outputs, commit once.
+
+The per-batch work (:func:`process_batch`) is a pure function of one record batch, so the
+same code runs in this process, in a local process pool (``workers``) or under Ray Data
+(``engine="ray"``). Everything that needs the whole input (duplicate groups across batches,
+the dataset fingerprint, overlap with the catalog) happens after the batches, over Parquet
+parts on disk, so memory stays flat in the input size. The catalog is written once, in one
+transaction, at the very end: a scan that fails leaves it exactly as it was.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import duckdb
+import polars as pl
+
+from provaudit.errors import UsageError
+from provaudit.fingerprint import DatasetDigest, add_fingerprints
+from provaudit.gate import CheckResult, evaluate_gate, gate_summary, load_gate
+from provaudit.io import RecordReader
+
+SUMMARY_VERSION = 1
+ORIGIN_SAMPLE = 20_000  # records used for the corpus-level (distributional) estimates
+
+
+@dataclass
+class StageOptions:
+    """What the per-batch stage computes; plain data so it pickles to workers and Ray tasks."""
+
+    origin: bool = True
+    origin_mode: str = "fast"
+    rules_dirs: tuple[str, ...] = ()
+
+
+def process_batch(batch: pl.DataFrame, options: StageOptions | None = None) -> pl.DataFrame:
+    """Fingerprint and origin-tag one record batch. Pure: the output depends on the batch only."""
+    options = options or StageOptions()
+    out = add_fingerprints(batch)
+    if options.origin:
+        from provaudit.origin import tag_origin
+
+        out = tag_origin(out, rules=_rules(options.rules_dirs), mode=options.origin_mode)
+    return out
+
+
+_RULES_CACHE: dict[tuple[str, ...], Any] = {}
+
+
+def _rules(dirs: tuple[str, ...]) -> Any:
+    if dirs not in _RULES_CACHE:
+        from provaudit.origin import load_rules
+
+        _RULES_CACHE[dirs] = load_rules([Path(d) for d in dirs] or None)
+    return _RULES_CACHE[dirs]
+
+
+@dataclass
+class InputInfo:
+    path: str
+    dataset: str
+    format: str
+    schema: str
+    rows: int
+    records: int
+    fingerprint: str
+    bad_rows: list[dict[str, Any]]
+    columns: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "dataset": self.dataset, "format": self.format, "schema": self.schema,
+                "rows": self.rows, "records": self.records, "fingerprint": self.fingerprint,
+                "bad_rows": len(self.bad_rows), "columns": self.columns}
+
+
+@dataclass
+class ScanResult:
+    """What a scan found. ``summary`` is exactly what ``summary.json`` holds."""
+
+    summary: dict[str, Any]
+    gate: list[CheckResult]
+    records_path: Path
+    out_dir: Path
+    _tmp: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.gate)
+
+    def records(self) -> pl.DataFrame:
+        """The per-record table (every computed column), as written to ``records.parquet``."""
+        return pl.read_parquet(self.records_path)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.passed else 1
+
+
+def _progress(enabled: bool):
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("rows"), TimeElapsedColumn(), TimeRemainingColumn(), transient=True,
+                    disable=not enabled)
+
+
+def _estimate_rows(reader: RecordReader) -> int | None:
+    """A cheap row count for the progress bar's ETA (None when it would cost a full parse)."""
+    p = Path(reader.path)
+    try:
+        if reader.fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            return pq.ParquetFile(p).metadata.num_rows
+        if reader.fmt in ("jsonl", "csv", "tsv") and not p.name.endswith(".gz"):
+            n = 0
+            with open(p, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 22), b""):
+                    n += chunk.count(b"\n")
+            return max(n - (1 if reader.fmt != "jsonl" else 0), 1)
+    except OSError:
+        return None
+    return None
+
+
+def _run_batches(batches: Iterable[pl.DataFrame], options: StageOptions, workers: int,
+                 engine: str) -> Iterator[pl.DataFrame]:
+    if engine == "ray":
+        from provaudit.engine.ray_engine import run_ray
+
+        yield from run_ray(batches, options)
+        return
+    if workers <= 1:
+        for b in batches:
+            yield process_batch(b, options)
+        return
+    from provaudit.engine.local import run_pool
+
+    yield from run_pool(batches, options, workers)
+
+
+def _open_readers(paths: Sequence[str | Path], names: Sequence[str] | None, mapping, skip_bad: bool,
+                  batch_size: int, fmt: str | None) -> list[RecordReader]:
+    if not paths:
+        raise UsageError("no input files")
+    if names and len(names) != len(paths):
+        raise UsageError(f"--name given {len(names)} times for {len(paths)} inputs")
+    readers = []
+    seen: set[str] = set()
+    for i, p in enumerate(paths):
+        r = RecordReader(p, name=names[i] if names else None, mapping=mapping, skip_bad=skip_bad,
+                         batch_size=batch_size, fmt=fmt)
+        if r.name in seen:  # two files with one stem: keep record ids unique
+            r.name = f"{r.name}-{i}"
+        seen.add(r.name)
+        readers.append(r)
+    return readers
+
+
+def _stream_inputs(readers: list[RecordReader], options: StageOptions, parts_dir: Path, *, workers: int,
+                   engine: str, progress: bool) -> list[InputInfo]:
+    """Run every input through the per-batch stages, writing Parquet parts; return per-input facts."""
+    infos = []
+    offset = 0
+    with _progress(progress) as bar:
+        for n_in, reader in enumerate(readers):
+            task = bar.add_task(f"scan {Path(reader.path).name}", total=_estimate_rows(reader))
+            digest = DatasetDigest()
+            part = 0
+            for out in _run_batches(reader.batches(), options, workers, engine):
+                out = out.with_columns(pl.int_range(offset, offset + out.height, dtype=pl.Int64).alias("_idx"))
+                offset += out.height
+                digest.update(out)
+                out.write_parquet(parts_dir / f"part-{n_in:04d}-{part:06d}.parquet")
+                part += 1
+                bar.update(task, completed=reader.n_rows)
+            infos.append(InputInfo(
+                path=str(reader.path), dataset=str(reader.name), format=str(reader.fmt),
+                schema=reader.schema.name if reader.schema else "", rows=reader.n_rows,
+                records=reader.n_records, fingerprint=digest.fingerprint(),
+                bad_rows=[b.to_dict() for b in reader.bad_rows], columns=reader.columns_seen))
+    return infos
+
+
+def _finalize_records(con: duckdb.DuckDBPyConnection, parts_glob: str, records_path: Path) -> None:
+    """Exact and near-duplicate groups across the whole input, then the final records.parquet."""
+    con.execute(f"CREATE TEMP VIEW parts AS SELECT * FROM read_parquet('{parts_glob}')")
+    con.execute("""
+        CREATE TEMP TABLE exact AS
+        SELECT _idx, record_id, text_hash,
+               first(record_id ORDER BY _idx) OVER (PARTITION BY text_hash) AS first_rid
+        FROM parts""")
+    con.execute("""
+        CREATE TEMP TABLE bands AS
+        SELECT _idx, text_hash, unnest(band_keys) AS k FROM parts""")
+    # near-duplicate representative: the earliest record sharing any band key, among other texts
+    con.execute("""
+        CREATE TEMP TABLE key_first AS
+        SELECT k, min(_idx) AS first_idx FROM (
+            SELECT DISTINCT ON (k, text_hash) k, text_hash, _idx FROM bands ORDER BY k, text_hash, _idx
+        ) GROUP BY k HAVING count(*) > 1""")
+    con.execute("""
+        CREATE TEMP TABLE near AS
+        SELECT b._idx, min(f.first_idx) AS near_idx
+        FROM bands b JOIN key_first f USING (k)
+        GROUP BY b._idx HAVING min(f.first_idx) < b._idx""")
+    con.execute("""
+        CREATE TEMP TABLE near_rid AS
+        SELECT n._idx, p.record_id AS near_dup_of, p.text_hash AS near_hash
+        FROM near n JOIN (SELECT _idx, record_id, text_hash FROM parts) p ON p._idx = n.near_idx""")
+    tmp = records_path.with_suffix(".parquet.tmp")
+    con.execute(f"""
+        COPY (
+          SELECT p.* EXCLUDE (_idx),
+                 CASE WHEN e.first_rid <> p.record_id THEN e.first_rid END AS exact_dup_of,
+                 CASE WHEN e.first_rid = p.record_id AND r.near_hash IS DISTINCT FROM p.text_hash
+                      THEN r.near_dup_of END AS near_dup_of
+          FROM parts p JOIN exact e USING (_idx) LEFT JOIN near_rid r USING (_idx)
+          ORDER BY p._idx
+        ) TO '{tmp}' (FORMAT PARQUET, COMPRESSION ZSTD)""")
+    os.replace(tmp, records_path)
+
+
+def _rate(num: int, den: int) -> float:
+    return round(num / den, 6) if den else 0.0
+
+
+def _duplicate_summary(con: duckdb.DuckDBPyConnection, records_path: Path) -> dict[str, Any]:
+    rows = con.execute(f"""
+        SELECT role, count(*) AS n, count(exact_dup_of) AS exact, count(near_dup_of) AS near,
+               count(DISTINCT coalesce(exact_dup_of, record_id)) FILTER (WHERE exact_dup_of IS NOT NULL) AS groups
+        FROM read_parquet('{records_path}') GROUP BY role ORDER BY role""").fetchall()
+    by_role = {r: {"records": n, "exact_duplicates": e, "near_duplicates": nd, "exact_rate": _rate(e, n),
+                   "near_rate": _rate(nd, n)} for r, n, e, nd, _ in rows}
+    # prompts repeat by design (several responses per prompt); the headline rates count outputs only
+    out_rows = [(n, e, nd) for r, n, e, nd, _ in rows if r != "prompt"]
+    n = sum(x[0] for x in out_rows)
+    e = sum(x[1] for x in out_rows)
+    nd = sum(x[2] for x in out_rows)
+    if n == 0:  # a file of prompts only
+        n, e, nd = (sum(x) for x in zip(*[(a, b, c) for _, a, b, c, _ in rows]))
+    examples = con.execute(f"""
+        SELECT record_id, exact_dup_of FROM read_parquet('{records_path}')
+        WHERE exact_dup_of IS NOT NULL AND role <> 'prompt' ORDER BY record_id LIMIT 5""").fetchall()
+    near_examples = con.execute(f"""
+        SELECT record_id, near_dup_of FROM read_parquet('{records_path}')
+        WHERE near_dup_of IS NOT NULL AND role <> 'prompt' ORDER BY record_id LIMIT 5""").fetchall()
+    return {"records": n, "exact_duplicates": e, "near_duplicates": nd, "exact_rate": _rate(e, n),
+            "near_rate": _rate(nd, n), "by_role": by_role,
+            "exact_examples": [{"record_id": a, "duplicate_of": b} for a, b in examples],
+            "near_examples": [{"record_id": a, "near_duplicate_of": b} for a, b in near_examples],
+            "method": "exact: xxh3-128 of NFKC, whitespace-folded text; near: MinHash 128 perms over word "
+                      "3-grams, LSH 16 bands x 8 rows (a shared band key)"}
+
+
+def _sample_frame(con: duckdb.DuckDBPyConnection, records_path: Path, columns: str, n: int) -> pl.DataFrame:
+    """A deterministic sample (by content hash) of output records, for corpus-level estimates."""
+    return con.execute(f"""
+        SELECT {columns} FROM read_parquet('{records_path}')
+        WHERE role <> 'prompt' ORDER BY hash(text_hash, record_id) LIMIT {int(n)}""").pl()
+
+
+def _origin_summary(con: duckdb.DuckDBPyConnection, records_path: Path, seed: int) -> dict[str, Any]:
+    from provaudit.origin import summarize_origin
+
+    cols = [c for c, in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{records_path}')").fetchall()]
+    if "origin" not in cols:
+        return {}
+    total = con.execute(f"SELECT count(*) FROM read_parquet('{records_path}') WHERE role <> 'prompt'").fetchone()[0]
+    if total == 0:
+        return {}
+    if total <= ORIGIN_SAMPLE:
+        frame = con.execute(f"SELECT * EXCLUDE (band_keys) FROM read_parquet('{records_path}') "
+                            "WHERE role <> 'prompt' ORDER BY record_id").pl()
+        summary = summarize_origin(frame, seed=seed)
+        summary["sampled"] = False
+    else:
+        frame = _sample_frame(con, records_path, "* EXCLUDE (band_keys)", ORIGIN_SAMPLE)
+        summary = summarize_origin(frame, seed=seed)
+        summary["sampled"] = True
+        summary["sample_size"] = frame.height
+    summary["scope"] = "output records (chosen, rejected, response, text); prompts are tagged per record only"
+    return summary
+
+
+def _load_texts(path: str | Path) -> list[str]:
+    from provaudit.io import read_records
+
+    texts: list[str] = []
+    for b in read_records(path):
+        texts.extend(b.filter(pl.col("role") != "prompt")["text"].to_list())
+    return texts
+
+
+def _teacher_summary(con, records_path: Path, teacher: str | Path, human: str | Path | None,
+                     seed: int) -> dict[str, Any]:
+    from provaudit.style import teacher_summary
+
+    frame = _sample_frame(con, records_path, "text", ORIGIN_SAMPLE)
+    teacher_texts = _load_texts(teacher)
+    human_texts = _load_texts(human) if human else None
+    return teacher_summary(frame["text"].to_list(), teacher_texts, human_texts, seed=seed)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def dumps_summary(summary: dict[str, Any]) -> str:
+    return json.dumps(summary, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None = None,
+         out: str | Path | None = None, gate: str | Path | None = None, names: Sequence[str] | None = None,
+         mapping: Mapping[str, str] | None = None, fmt: str | None = None, skip_bad: bool = False,
+         tags: Sequence[str] = ("scan",), record: bool = True, origin: bool = True,
+         origin_mode: str = "fast", rules_dirs: Sequence[str | Path] = (), teacher: str | Path | None = None,
+         human: str | Path | None = None, batch_size: int = 10_000, workers: int = 1, engine: str = "local",
+         progress: bool = False, seed: int = 0) -> ScanResult:
+    """Scan label or fine-tune files: fingerprint, duplicates, overlap with the catalog, origin, gate.
+
+    Writes ``records.parquet``, ``summary.json`` and ``summary.md`` to ``out`` (a temporary
+    directory owned by the result when ``out`` is None), evaluates the checks in ``gate`` (a
+    YAML file such as ``rules/gate.yaml``; no checks when None), records the scan in the catalog and, when the gate passes
+    and ``record`` is true, adds each input as a catalog dataset tagged ``tags``.
+    """
+    from provaudit.catalog.store import Catalog
+
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    if engine not in ("local", "ray"):
+        raise UsageError(f"unknown engine {engine!r}; use local or ray")
+    checks = load_gate(gate) if gate is not None else []
+    readers = _open_readers(paths, names, mapping, skip_bad, batch_size, fmt)
+    options = StageOptions(origin=origin, origin_mode=origin_mode, rules_dirs=tuple(str(d) for d in rules_dirs))
+    tmp_holder = None
+    if out is None:
+        tmp_holder = tempfile.TemporaryDirectory(prefix="provaudit-scan-")
+        out_dir = Path(tmp_holder.name)
+    else:
+        out_dir = Path(out)
+        out_dir.mkdir(parents=True, exist_ok=True)
+    started = datetime.now(timezone.utc)
+    work = Path(tempfile.mkdtemp(prefix=".provaudit-work-", dir=out_dir))
+    try:
+        parts = work / "parts"
+        parts.mkdir()
+        infos = _stream_inputs(readers, options, parts, workers=workers, engine=engine, progress=progress)
+        records_path = out_dir / "records.parquet"
+        con = duckdb.connect(config={"temp_directory": str(work / "duck"), "threads": max(1, os.cpu_count() or 1)})
+        try:
+            _finalize_records(con, str(parts / "*.parquet"), records_path)
+            summary: dict[str, Any] = {
+                "version": SUMMARY_VERSION,
+                "input": _input_summary(infos),
+                "duplicates": _duplicate_summary(con, records_path),
+            }
+            if origin:
+                summary["origin"] = _origin_summary(con, records_path, seed)
+            if teacher:
+                summary["teacher"] = _teacher_summary(con, records_path, teacher, human, seed)
+        finally:
+            con.close()
+        with Catalog(catalog) as cat:
+            own = {i.fingerprint for i in infos}
+            overlap = cat.overlap_report(records_path)
+            overlap = [o for o in overlap if o["fingerprint"] not in own]
+            summary["overlap"] = _overlap_summary(overlap)
+            erased = cat.erased_matches(records_path)
+            summary["erased"] = {"reintroduced": len(erased), "examples": erased[:5]}
+            results = evaluate_gate(summary, checks)
+            summary["gate"] = gate_summary(results)
+            passed = summary["gate"]["passed"]
+            summary["catalog"] = {"path": str(cat.path), "recorded": bool(record and passed)}
+            with cat.transaction():
+                if record and passed:
+                    _add_datasets(cat, infos, records_path, tags, work)
+                cat.add_scan(inputs=[i.to_dict() for i in infos],
+                             summary={**summary, "run": {"started_at": started.isoformat(timespec="seconds")}},
+                             passed=passed)
+        _write_atomic(out_dir / "summary.json", dumps_summary(summary))
+        from provaudit.report.scan import render_scan_markdown
+
+        _write_atomic(out_dir / "summary.md", render_scan_markdown(summary))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return ScanResult(summary=summary, gate=results, records_path=records_path, out_dir=out_dir, _tmp=tmp_holder)
+
+
+def _input_summary(infos: list[InputInfo]) -> dict[str, Any]:
+    return {
+        "files": [i.to_dict() for i in infos],
+        "rows": sum(i.rows for i in infos),
+        "records": sum(i.records for i in infos),
+        "bad_rows": sum(len(i.bad_rows) for i in infos),
+        "bad_row_list": [b for i in infos for b in i.bad_rows][:100],
+    }
+
+
+def _overlap_summary(report: list[dict[str, Any]]) -> dict[str, Any]:
+    by_tag: dict[str, dict[str, Any]] = {}
+    for o in report:
+        entry = {"exact_records": o["exact_records"], "near_records": o["near_records"],
+                 "exact_rate": o["exact_rate"], "near_rate": o["near_rate"]}
+        for tag in o.get("tags") or ["untagged"]:
+            by_tag.setdefault(tag, {})[o["dataset"]] = entry
+    return {"datasets": [{k: v for k, v in o.items()} for o in report], "by_tag": by_tag}
+
+
+def _add_datasets(cat, infos: list[InputInfo], records_path: Path, tags: Sequence[str], work: Path) -> None:
+    for info in infos:
+        part = work / f"catalog-{info.dataset}.parquet"
+        duckdb.sql(f"""COPY (SELECT record_id, source_row, role, pair_id, text_hash, band_keys, meta
+                       FROM read_parquet('{records_path}') WHERE dataset = '{info.dataset.replace("'", "''")}')
+                       TO '{part}' (FORMAT PARQUET)""")
+        cat.add_dataset(name=info.dataset, fingerprint=info.fingerprint, path=str(Path(info.path).resolve()),
+                        fmt=info.format, schema=info.schema, tags=list(tags), n_records=info.records,
+                        records=part, meta={"columns": info.columns, "rows": info.rows})
+
+
+def register(path: str | Path, *, tags: Sequence[str] = (), name: str | None = None,
+             catalog: str | Path | None = None, mapping: Mapping[str, str] | None = None,
+             fmt: str | None = None, skip_bad: bool = False, batch_size: int = 10_000,
+             progress: bool = False) -> dict[str, Any]:
+    """Add a dataset to the catalog (e.g. an eval set with ``tags=["eval"]``): fingerprints only, no tagging."""
+    from provaudit.catalog.store import Catalog
+
+    readers = _open_readers([path], [name] if name else None, mapping, skip_bad, batch_size, fmt)
+    work = Path(tempfile.mkdtemp(prefix="provaudit-register-"))
+    try:
+        parts = work / "parts"
+        parts.mkdir()
+        (info,) = _stream_inputs(readers, StageOptions(origin=False), parts, workers=1, engine="local",
+                                 progress=progress)
+        with Catalog(catalog) as cat, cat.transaction():
+            part = work / "records.parquet"
+            duckdb.sql(f"""COPY (SELECT record_id, source_row, role, pair_id, text_hash, band_keys, meta
+                           FROM read_parquet('{parts}/*.parquet') ORDER BY _idx) TO '{part}' (FORMAT PARQUET)""")
+            dataset_id = cat.add_dataset(name=info.dataset, fingerprint=info.fingerprint,
+                                         path=str(Path(info.path).resolve()), fmt=info.format, schema=info.schema,
+                                         tags=list(tags), n_records=info.records, records=part,
+                                         meta={"columns": info.columns, "rows": info.rows})
+            catalog_path = str(cat.path)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {"dataset_id": dataset_id, "catalog": catalog_path, **info.to_dict(), "tags": sorted(set(tags))}
+
+
+__all__ = ["ScanResult", "StageOptions", "dumps_summary", "process_batch", "register", "scan"]
+
