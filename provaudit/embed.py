@@ -11,7 +11,8 @@ from __future__ import annotations
 import functools
 import os
 import pathlib
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -39,7 +40,7 @@ def minilm_path() -> pathlib.Path:
 
 
 @functools.lru_cache(maxsize=1)
-def load_minilm() -> "SentenceTransformer":
+def load_minilm() -> SentenceTransformer:
     """Load (once) the bundled MiniLM on CPU, from local files only."""
     _offline()
     from sentence_transformers import SentenceTransformer
@@ -48,7 +49,7 @@ def load_minilm() -> "SentenceTransformer":
 
 
 @functools.lru_cache(maxsize=1)
-def load_static() -> "StaticModel":
+def load_static() -> StaticModel:
     """Load (once) the shipped static model (provaudit/data/minilm-static)."""
     _offline()
     from model2vec import StaticModel

@@ -17,11 +17,11 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from sklearn.decomposition import PCA  # noqa: E402
-from tokenizers import Tokenizer  # noqa: E402
-from transformers import AutoModel  # noqa: E402
+import numpy as np
+import torch
+from sklearn.decomposition import PCA
+from tokenizers import Tokenizer
+from transformers import AutoModel
 
 ROOT = Path(__file__).resolve().parent.parent
 
