@@ -319,6 +319,50 @@ class Catalog:
         return [{"record_id": r, "erasure_id": int(e), "match": "exact" if k == 0 else "near"}
                 for r, e, k in rows]
 
+    # -- record lookups (lineage) ------------------------------------------------------------
+    _MATCH_COLS = ("r.dataset_id, d.name AS dataset, d.fingerprint, d.path, d.tags, r.record_id, r.source_row, "
+                   "r.role, r.pair_id, r.text_hash, r.meta")
+
+    def match_records(self, batch: Any, *, exclude_dataset_ids: Sequence[int] = ()) -> pl.DataFrame:
+        """Catalog records matching each batch record: same hash (exact) or shared band keys (near).
+
+        Columns: query_id, match (exact|near), shared_bands, rid and the catalog record's fields.
+        """
+        excl = ", ".join(str(int(i)) for i in exclude_dataset_ids) or "-1"
+        with self._source(batch, BATCH_COLUMNS) as src:
+            return self.con.frame(
+                f"""WITH ex AS (
+                        SELECT DISTINCT b.record_id AS query_id, r.rid FROM {src} b
+                        JOIN records r ON r.text_hash = b.text_hash),
+                    bb AS (SELECT DISTINCT record_id, unnest(band_keys) AS band_key FROM {src}),
+                    nr AS (
+                        SELECT bb.record_id AS query_id, rb.rid, count(*) AS shared_bands FROM bb
+                        JOIN record_bands rb ON rb.band_key = bb.band_key GROUP BY ALL),
+                    m AS (
+                        SELECT coalesce(ex.query_id, nr.query_id) AS query_id, coalesce(ex.rid, nr.rid) AS rid,
+                               CASE WHEN ex.rid IS NOT NULL THEN 'exact' ELSE 'near' END AS match,
+                               coalesce(nr.shared_bands, 0) AS shared_bands
+                        FROM ex FULL OUTER JOIN nr ON ex.query_id = nr.query_id AND ex.rid = nr.rid)
+                    SELECT m.query_id, m.match, m.shared_bands, m.rid, {self._MATCH_COLS}
+                    FROM m JOIN records r ON r.rid = m.rid JOIN datasets d ON d.dataset_id = r.dataset_id
+                    WHERE r.dataset_id NOT IN ({excl})
+                    ORDER BY m.query_id, r.dataset_id, r.source_row, r.record_id""")
+
+    def field_matches(self, key: str, value: str) -> pl.DataFrame:
+        """Catalog records whose row metadata has ``key`` equal to ``value`` (scalars compared as text)."""
+        return self.con.frame(
+            f"""SELECT 'field' AS match, r.rid, {self._MATCH_COLS}
+                FROM record_fields f JOIN records r ON r.rid = f.rid JOIN datasets d ON d.dataset_id = r.dataset_id
+                WHERE f.key = ? AND f.value = ?
+                ORDER BY r.dataset_id, r.source_row, r.record_id""", [key, value])
+
+    def row_records(self, dataset_id: int, source_rows: Sequence[int]) -> pl.DataFrame:
+        """All records (rid, record_id, source_row, text_hash) of the given rows of one dataset."""
+        rows = ", ".join(str(int(r)) for r in sorted(set(source_rows))) or "NULL"
+        return self.con.frame(
+            f"""SELECT rid, record_id, source_row, role, text_hash FROM records
+                WHERE dataset_id = ? AND source_row IN ({rows}) ORDER BY rid""", [int(dataset_id)])
+
     # -- checkpoints -----------------------------------------------------------------------
     def add_checkpoint(self, *, name: str, dataset_ids: Sequence[int], parent_id: int | None = None,
                        meta: dict | None = None) -> int:
@@ -415,7 +459,16 @@ class Catalog:
 
 
 def open_catalog(catalog: Catalog | str | Path | None, *, read_only: bool = False) -> tuple[Catalog, bool]:
-    """Return ``(catalog, owned)``: reuse an open Catalog or open one from a path (owned=True)."""
+    """Return ``(catalog, owned)``: reuse an open Catalog or open one from a path (owned=True).
+
+    A read-only open falls back to read-write when this process already holds the file open for
+    writing (DuckDB refuses two configurations of one file in one process).
+    """
     if isinstance(catalog, Catalog):
         return catalog, False
-    return Catalog(catalog, read_only=read_only), True
+    try:
+        return Catalog(catalog, read_only=read_only), True
+    except InputError as exc:
+        if read_only and "configuration" in str(exc):
+            return Catalog(catalog, read_only=False), True
+        raise
