@@ -183,7 +183,7 @@ def _redact_hf(src: Path, tmp: Path, drop: set[int]) -> int:
 
     obj = datasets.load_from_disk(str(src))
     if isinstance(obj, datasets.DatasetDict):
-        split = "train" if "train" in obj else sorted(obj)[0]
+        split = "train" if "train" in obj else min(obj)
         ds = obj[split]
         keep = [i for i in range(len(ds)) if i not in drop]
         new = datasets.DatasetDict({k: (v.select(keep) if k == split else v) for k, v in obj.items()})
