@@ -380,7 +380,7 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
             results = evaluate_gate(summary, checks)
             summary["gate"] = gate_summary(results)
             passed = summary["gate"]["passed"]
-            summary["catalog"] = {"path": str(cat.path), "recorded": bool(record and passed)}
+            summary["catalog"] = {"recorded": bool(record and passed)}
             with cat.transaction():
                 if record and passed:
                     _add_datasets(cat, infos, records_path, tags, work)

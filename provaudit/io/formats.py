@@ -31,7 +31,7 @@ class RawRow:
 
 
 class BadRow(Exception):
-    """A row that cannot be read; carries an InputError. Raised inside readers, caught by skip_bad."""
+    """A row that cannot be read; carries an InputError. Readers yield it in place of the row."""
 
     def __init__(self, error: InputError) -> None:
         super().__init__(str(error))
@@ -88,7 +88,7 @@ def _sniff_json(path: Path) -> str:
 
 def iter_raw_rows(path: str | Path, fmt: str, *, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
                   split: str | None = None) -> Iterator[RawRow]:
-    """Yield the rows of ``path`` in file order. Malformed rows raise ``BadRow``."""
+    """Yield the rows of ``path`` in file order; a malformed row comes as a ``BadRow`` in its place."""
     p = Path(path)
     if fmt == "jsonl":
         yield from _jsonl_rows(p, max_record_bytes)
@@ -120,13 +120,15 @@ def _jsonl_rows(path: Path, max_record_bytes: int) -> Iterator[RawRow]:
             for lineno, raw in enumerate(fh, start=1):
                 if len(raw) > max_record_bytes:
                     index += 1
-                    raise_bad(f"record of {len(raw) / 1e6:.1f} MB exceeds the {max_record_bytes / 1e6:.0f} MB "
-                              "limit (--max-record-mb)", path, lineno)
+                    yield bad_row(f"record of {len(raw) / 1e6:.1f} MB exceeds the {max_record_bytes / 1e6:.0f} MB "
+                                  "limit", path, lineno)
+                    continue
                 try:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
                     index += 1
-                    raise_bad(f"invalid UTF-8 at byte {exc.start}", path, lineno)
+                    yield bad_row(f"invalid UTF-8 at byte {exc.start}", path, lineno)
+                    continue
                 if not line.strip():
                     continue
                 seen_content = True
@@ -134,10 +136,12 @@ def _jsonl_rows(path: Path, max_record_bytes: int) -> Iterator[RawRow]:
                     data = json.loads(line)
                 except json.JSONDecodeError as exc:
                     index += 1
-                    raise_bad(f"malformed JSON ({exc.msg} at column {exc.colno})", path, lineno)
+                    yield bad_row(f"malformed JSON ({exc.msg} at column {exc.colno})", path, lineno)
+                    continue
                 if not isinstance(data, dict):
                     index += 1
-                    raise_bad(f"expected a JSON object, got {type(data).__name__}", path, lineno)
+                    yield bad_row(f"expected a JSON object, got {type(data).__name__}", path, lineno)
+                    continue
                 yield RawRow(index, lineno, data)
                 index += 1
         except (EOFError, gzip.BadGzipFile, OSError) as exc:
@@ -146,8 +150,9 @@ def _jsonl_rows(path: Path, max_record_bytes: int) -> Iterator[RawRow]:
         raise InputError("the file holds no records (only blank lines)", file=str(path))
 
 
-def raise_bad(message: str, path: Path, line: int | None, field: str | None = None) -> None:
-    raise BadRow(InputError(message, file=str(path), line=line, field=field))
+def bad_row(message: str, path: Path, line: int | None, field: str | None = None) -> "BadRow":
+    """A marker readers yield for a row they cannot read (raising would end the generator)."""
+    return BadRow(InputError(message, file=str(path), line=line, field=field))
 
 
 def _json_array_rows(path: Path, max_record_bytes: int) -> Iterator[RawRow]:
@@ -179,26 +184,37 @@ def _json_array_rows(path: Path, max_record_bytes: int) -> Iterator[RawRow]:
         raise InputError("the JSON array is empty", file=str(path))
     for i, item in enumerate(data):
         if not isinstance(item, dict):
-            raise_bad(f"expected a JSON object, got {type(item).__name__}", path, i + 1)
+            yield bad_row(f"expected a JSON object, got {type(item).__name__}", path, i + 1)
+            continue
         yield RawRow(i, i + 1, item, unit="record")
 
 
 class _LineDecoder:
-    """Feeds decoded lines to csv.reader, remembering the physical line number."""
+    """Feeds decoded lines to csv.reader, remembering the physical line number and bad lines."""
 
     def __init__(self, fh, path: Path, max_record_bytes: int) -> None:
         self.fh, self.path, self.max = fh, path, max_record_bytes
         self.lineno = 0
+        self.problems: dict[int, str] = {}  # physical line -> what is wrong with it
 
     def __iter__(self):
         for raw in self.fh:
             self.lineno += 1
             if len(raw) > self.max:
-                raise_bad(f"line of {len(raw) / 1e6:.1f} MB exceeds the record size limit", self.path, self.lineno)
+                self.problems[self.lineno] = f"line of {len(raw) / 1e6:.1f} MB exceeds the record size limit"
+                yield "\n"
+                continue
             try:
                 yield raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise_bad(f"invalid UTF-8 at byte {exc.start}", self.path, self.lineno)
+                self.problems[self.lineno] = f"invalid UTF-8 at byte {exc.start}"
+                yield raw.decode("utf-8", errors="replace")
+
+    def problem_between(self, first: int, last: int) -> tuple[int, str] | None:
+        for line in range(first, last + 1):
+            if line in self.problems:
+                return line, self.problems.pop(line)
+        return None
 
 
 def _csv_rows(path: Path, delimiter: str, max_record_bytes: int) -> Iterator[RawRow]:
@@ -223,12 +239,19 @@ def _csv_rows(path: Path, delimiter: str, max_record_bytes: int) -> Iterator[Raw
                 break
             except csv.Error as exc:
                 index += 1
-                raise_bad(f"malformed CSV ({exc})", path, start)
+                yield bad_row(f"malformed CSV ({exc})", path, start)
+                continue
+            problem = lines.problem_between(start, lines.lineno)
+            if problem is not None:
+                index += 1
+                yield bad_row(problem[1], path, problem[0])
+                continue
             if not cells:
                 continue
             if len(cells) != len(header):
                 index += 1
-                raise_bad(f"expected {len(header)} columns, found {len(cells)}", path, start)
+                yield bad_row(f"expected {len(header)} columns, found {len(cells)}", path, start)
+                continue
             yield RawRow(index, start, dict(zip(header, cells)))
             index += 1
         if index == 0:

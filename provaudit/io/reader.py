@@ -125,8 +125,8 @@ class RecordReader:
                 raw = next(rows)
             except StopIteration:
                 break
-            except BadRow as bad:
-                self._fail(bad.error)
+            if isinstance(raw, BadRow):
+                self._fail(raw.error)
                 continue
             if self.schema is None:
                 self.columns_seen = list(raw.data)
