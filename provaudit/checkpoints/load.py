@@ -85,9 +85,13 @@ def _pick(sources: list[Source], role: str, given: str | None, rules: dict[str, 
     # prefer per-sample files, then metrics tables, in input order
     ordered = [s for s in sources if s.kind == "samples"] + [s for s in sources if s.kind == "metrics"]
     for src in ordered:
-        cands = [c for c in _metric_candidates(src.frame, src.roles, rules) if c not in taken]
+        used = {c for c in src.roles.values() if c} | taken
+        cands = [c for c in src.frame.columns if not c.startswith("_") and c not in used and not is_ignored(c, rules)
+                 and (src.frame[c].dtype.is_numeric() or src.frame[c].dtype == pl.Utf8)]
         col = match_column(cands, rules["columns"].get(role, []))
         if col is not None:
+            if not _numeric_like(src.frame, col):
+                to_float(src.frame, col, src.path)  # raises naming the first non-numeric value's line
             return col
     avail = sorted({c for s in sources for c in _metric_candidates(s.frame, s.roles, rules)})
     raise InputError(f"cannot detect the {role} column from names (numeric columns: "

@@ -1,0 +1,126 @@
+"""Matplotlib charts of a checkpoint report, rendered to inline SVG text (no files, no network)."""
+from __future__ import annotations
+
+import io
+import re
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+
+_RC = {"svg.hashsalt": "provaudit", "svg.fonttype": "none", "font.size": 9, "axes.spines.top": False}
+
+
+def _svg(fig: Any) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": "provaudit"})
+    plt.close(fig)
+    text = buf.getvalue()
+    text = text[text.index("<svg"):]  # drop the XML prolog and doctype for inline use
+    return re.sub(r"<!--.*?-->", "", text, flags=re.S)
+
+
+def series_chart(report: Any) -> str:
+    """Proxy and outcome across checkpoints (two y axes), intervals, best checkpoint and flags."""
+    s: pl.DataFrame = report.series
+    names = s["checkpoint"].to_list()
+    x = np.arange(len(names))
+    with plt.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(7.5, 3.6))
+        ax2 = ax.twinx()
+        p, o = s["proxy"].to_numpy(), s["outcome"].to_numpy()
+        pe = s["proxy_se"].to_numpy() * 1.96 if "proxy_se" in s.columns else None
+        oe = s["outcome_se"].to_numpy() * 1.96 if "outcome_se" in s.columns else None
+        ax.errorbar(x, p, yerr=pe, color="#1f77b4", marker="o", ms=4, capsize=2, label=f"proxy ({report.proxy})")
+        ax2.errorbar(x, o, yerr=oe, color="#d62728", marker="s", ms=4, capsize=2,
+                     label=f"outcome ({report.outcome})")
+        ax.set_ylabel("proxy", color="#1f77b4")
+        ax2.set_ylabel("outcome", color="#d62728")
+        if report.best_checkpoint in names:
+            b = names.index(report.best_checkpoint)
+            ax.axvline(b, color="#2ca02c", ls="--", lw=1)
+            ax.annotate("best", (b, ax.get_ylim()[1]), color="#2ca02c", ha="center", va="bottom", fontsize=8)
+        flagged = sorted({names.index(f.checkpoint) for f in report.flags if f.decoupling and f.checkpoint in names})
+        for k in flagged:
+            ax2.plot([k], [o[k]], marker="X", color="black", ms=9, ls="none")
+        step = max(1, len(names) // 12)
+        ax.set_xticks(x[::step])
+        ax.set_xticklabels([names[i] for i in range(0, len(names), step)], rotation=30, ha="right")
+        h1, l1 = ax.get_legend_handles_labels()
+        h2, l2 = ax2.get_legend_handles_labels()
+        ax.legend(h1 + h2, l1 + l2, loc="upper left", fontsize=8, frameon=False)
+        ax.set_title("Proxy and outcome across checkpoints (x = decoupling flag)")
+        return _svg(fig)
+
+
+def length_chart(report: Any, max_points: int = 1500) -> str | None:
+    """Proxy against response length: per-sample points coloured by checkpoint, or per-checkpoint means."""
+    pts = report.points
+    with plt.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(6.5, 3.6))
+        if pts is not None and "length" in pts.columns and pts["length"].null_count() < pts.height:
+            names = report.checkpoints
+            cmap = plt.get_cmap("viridis", max(len(names), 2))
+            if pts.height > max_points:
+                pts = pts.sample(max_points, seed=report.seed)
+            for k, name in enumerate(names):
+                sub = pts.filter(pl.col("checkpoint") == name)
+                ax.scatter(sub["length"].to_numpy(), sub["proxy"].to_numpy(), s=6, alpha=0.5, color=cmap(k),
+                           label=name if len(names) <= 10 or k in (0, len(names) - 1) else None)
+            ax.legend(fontsize=7, frameon=False, markerscale=2)
+        elif "length" in report.series.columns and report.series["length"].null_count() == 0:
+            s = report.series
+            ax.plot(s["length"].to_numpy(), s["proxy"].to_numpy(), marker="o")
+            for name, lx, py in zip(s["checkpoint"], s["length"], s["proxy"]):
+                ax.annotate(name, (lx, py), fontsize=7)
+        else:
+            plt.close(fig)
+            return None
+        ax.set_xlabel("response length")
+        ax.set_ylabel(f"proxy ({report.proxy})")
+        ax.set_title("Proxy against length")
+        return _svg(fig)
+
+
+def tail_chart(report: Any) -> str | None:
+    """Outcome quantiles (p5, p10, median, mean) across checkpoints from per-sample results."""
+    pts = report.points
+    if pts is None:
+        return None
+    names = report.checkpoints
+    qs = {"p5": 0.05, "p10": 0.10, "median": 0.5}
+    with plt.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(6.5, 3.4))
+        for label, q in qs.items():
+            vals = [float(np.quantile(pts.filter(pl.col("checkpoint") == n)["outcome"].to_numpy(), q)) for n in names]
+            ax.plot(range(len(names)), vals, marker="o", ms=3, label=label)
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names, rotation=30, ha="right")
+        ax.set_ylabel("outcome")
+        ax.legend(fontsize=8, frameon=False)
+        ax.set_title("Outcome median and low quantiles")
+        return _svg(fig)
+
+
+def slice_chart(report: Any) -> str | None:
+    """Mean outcome per slice across checkpoints."""
+    st = report.slices
+    if st is None or st.height == 0:
+        return None
+    names = report.checkpoints
+    with plt.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(6.5, 3.4))
+        for sl in sorted(st["slice"].unique().to_list()):
+            sub = st.filter(pl.col("slice") == sl)
+            xs = [names.index(c) for c in sub["checkpoint"]]
+            ax.plot(xs, sub["outcome"].to_numpy(), marker="o", ms=3, label=str(sl))
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names, rotation=30, ha="right")
+        ax.set_ylabel("mean outcome")
+        ax.legend(fontsize=7, frameon=False, ncol=2)
+        ax.set_title("Outcome per slice")
+        return _svg(fig)
