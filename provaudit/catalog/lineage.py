@@ -176,12 +176,14 @@ def lineage_find(*, text: str | None = None, file: str | Path | None = None, fie
     given = [x for x in (text, file, field) if x is not None]
     if len(given) != 1:
         raise UsageError("give exactly one of --text, --file or --field")
+    if field is not None:
+        key, value = parse_field(field)
+    if text is not None and not normalize_text(text):
+        raise UsageError("--text is empty")
     cat, owned = open_catalog(catalog, read_only=True)
     try:
         query: dict[str, Any]
         if text is not None:
-            if not normalize_text(text):
-                raise UsageError("--text is empty")
             matches = cat.match_records(_query_frame([text]))
             query = {"text": text, "text_hash": text_hash(text)}
         elif file is not None:
@@ -195,7 +197,6 @@ def lineage_find(*, text: str | None = None, file: str | Path | None = None, fie
             hit = matches["query_id"].n_unique() if matches.height else 0
             query["records_matched"] = int(hit)
         else:
-            key, value = parse_field(field)  # type: ignore[arg-type]
             matches = cat.field_matches(key, value)
             query = {"field": key, "value": value}
         records, datasets, checkpoints = _summarize(cat, matches)
