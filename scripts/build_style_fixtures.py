@@ -50,6 +50,23 @@ def human_rows(data: Path) -> list[dict]:
     return rows
 
 
+def default_human_reference(data: Path) -> list[dict]:
+    """MIT-licensed human texts shipped in the package as the default human reference."""
+    rows: list[dict] = []
+    fdg = data / "fast-detect-gpt"
+    for name, lo, hi in (("xsum_gpt-neox-20b", 200, 380), ("writing_gpt-j-6B", 200, 380),
+                         ("pubmed_davinci", 100, 150)):
+        d = json.loads((fdg / f"{name}.raw_data.json").read_text())
+        for i, text in enumerate(d["original"][lo:hi], start=lo):
+            text = _strip_pubmed(text) if name.startswith("pubmed") else text
+            rows.append({"source": f"fast-detect-gpt/{name}", "index": i, "text": text.strip()})
+    for name, lo in (("CS224N_real_145", 100), ("HewlettStudentEssay_real_88", 60)):
+        d = json.loads((data / "detector-bias" / f"{name}.json").read_text())
+        rows.extend({"source": f"detector-bias/{name}", "index": i, "text": r["document"].strip()}
+                    for i, r in enumerate(d[lo:], start=lo))
+    return rows
+
+
 def model_rows(data: Path, name: str, n: int, start: int = 0) -> list[dict]:
     d = json.loads((data / "alpaca_eval" / "model_outputs" / f"{name}.json").read_text())
     return [{"generator": r["generator"], "index": i, "instruction": r["instruction"], "text": r["output"]}
@@ -75,6 +92,12 @@ def main() -> None:
     with gzip.open(args.data / "hh-rlhf" / "harmless-base_test.jsonl.gz", "rt", encoding="utf-8") as fh:
         hh = [json.loads(next(fh)) for _ in range(300)]
     _write_jsonl(out / "hh_rlhf_harmless.jsonl", hh)
+    pkg = ROOT / "provaudit" / "style" / "data" / "human_reference.jsonl.gz"
+    pkg.parent.mkdir(parents=True, exist_ok=True)
+    rows = default_human_reference(args.data)
+    with open(pkg, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz:
+        gz.write("".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows).encode())
+    print(f"{pkg}: {len(rows)} rows")
 
 
 if __name__ == "__main__":
