@@ -64,8 +64,9 @@ def load_texts(src: TextSource, *, roles: Sequence[str] = TEXT_ROLES, what: str 
 def load_pairs(src: str | Path | pl.DataFrame) -> pl.DataFrame:
     """Preference pairs as one row per pair.
 
-    Columns: pair_id, prompt, chosen, rejected (null for ties), tie (bool), chosen_position
-    (1 or 2 when the source says which shown position won, else null), annotator, timestamp.
+    Columns: pair_id, prompt, chosen, rejected (the two responses for ties), tie (bool),
+    chosen_position (1 or 2 when the source says which slot won, else null), annotator, timestamp,
+    seconds (labelling time, when recorded).
     Accepts a file or record table (hh_rlhf, trl, pairwise AlpacaEval annotations, ...) or a frame
     that already has ``chosen``/``rejected`` columns.
     """
@@ -79,11 +80,11 @@ def load_pairs(src: str | Path | pl.DataFrame) -> pl.DataFrame:
         out = df.with_columns(pl.lit(False).alias("tie")) if "tie" not in df.columns else df
         if "pair_id" not in out.columns:
             out = out.with_row_index("pair_id").with_columns(pl.col("pair_id").cast(pl.Utf8))
-        for col in ("prompt", "chosen_position", "annotator", "timestamp"):
+        for col in ("prompt", "chosen_position", "annotator", "timestamp", "seconds"):
             if col not in out.columns:
                 out = out.with_columns(pl.lit(None).alias(col))
         return out.select("pair_id", "prompt", "chosen", "rejected", "tie", "chosen_position", "annotator",
-                          "timestamp")
+                          "timestamp", "seconds")
     if not {"pair_id", "role", "text"} <= set(df.columns):
         raise InputError("pairs: need a record table (pair_id, role, text) or chosen/rejected columns",
                          field="chosen")
@@ -119,13 +120,15 @@ def load_pairs(src: str | Path | pl.DataFrame) -> pl.DataFrame:
             "pair_id": pid, "prompt": r["prompt"], "chosen": chosen, "rejected": rejected, "tie": tie,
             "chosen_position": _position(meta, tie),
             "annotator": _first(meta, ("annotator", "annotator_id", "worker_id", "labeler", "judge")),
-            "timestamp": _first(meta, ("timestamp", "created_at", "time", "annotated_at")),
+            "timestamp": _first(meta, ("timestamp", "created_at", "annotated_at")),
+            "seconds": _first(meta, ("time_per_example", "seconds", "duration_s", "annotation_seconds",
+                                     "time_spent")),
         })
     if not out_rows:
         raise InputError("no preference pairs (chosen/rejected) found", field="chosen")
     return pl.DataFrame(out_rows, schema={"pair_id": pl.Utf8, "prompt": pl.Utf8, "chosen": pl.Utf8,
                                           "rejected": pl.Utf8, "tie": pl.Boolean, "chosen_position": pl.Int64,
-                                          "annotator": pl.Utf8, "timestamp": pl.Utf8})
+                                          "annotator": pl.Utf8, "timestamp": pl.Utf8, "seconds": pl.Utf8})
 
 
 def _first(meta: dict[str, Any], keys: Sequence[str]) -> str | None:
