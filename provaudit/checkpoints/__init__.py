@@ -6,8 +6,9 @@
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -18,7 +19,7 @@ from provaudit.checkpoints.load import Loaded, load_inputs
 from provaudit.checkpoints.model import DECOUPLING_KINDS, CheckpointReport, Flag
 from provaudit.errors import InputError, UsageError
 
-__all__ = ["CheckpointReport", "DECOUPLING_KINDS", "Flag", "analyze_checkpoints", "compare"]
+__all__ = ["DECOUPLING_KINDS", "CheckpointReport", "Flag", "analyze_checkpoints", "compare"]
 
 _FLAG_ORDER = {"decoupling": 0, "decoupling_step": 1, "decoupling_window": 2, "overoptimization": 3,
                "length_confound": 4, "teacher_confound": 5, "tail_regression": 6, "see_saw": 7}
@@ -95,14 +96,17 @@ def _run(loaded: Loaded, *, mode: str, inputs: list[str], rules: dict[str, Any],
         cols = [c for c in ("checkpoint", "sample_id", "proxy", "outcome", "length", "slice") if c in samples.columns]
         points = samples.select(cols)
     series = loaded.series
+    noise_note = []
+    if samples is None:
+        sig = ctx.sigma
+        noise_note = [f"noise per checkpoint estimated from the series: proxy {an._fmt(sig['proxy'])}, outcome "
+                      + an._fmt(sig["outcome"])]
     return CheckpointReport(
         mode=mode, inputs=inputs, proxy=loaded.proxy, outcome=loaded.outcome, columns=loaded.columns,
         series=series, flags=flags, best_checkpoint=over["best_checkpoint"],
         correlation=an.correlation(ctx), overoptimization=over, length=length, teacher=teacher_out, pair=pair,
         tails=tails, slices=an.slice_table(ctx), seesaw=seesaw, win_rates=an.win_rates(ctx), points=points,
-        notes=loaded.notes + notes + ([f"noise per checkpoint estimated from the series: proxy "
-                                       f"{an._fmt(ctx.sigma['proxy'])}, outcome {an._fmt(ctx.sigma['outcome'])}"]
-                                      if samples is None else []),
+        notes=loaded.notes + notes + noise_note,
         seed=seed)
 
 

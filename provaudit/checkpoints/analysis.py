@@ -322,7 +322,7 @@ def length_series(ctx: Ctx) -> dict[str, Any]:
     ok = np.isfinite(L)
     if ok.sum() < 3 or np.ptp(L[ok]) == 0:
         return {}
-    slope, intercept = np.polyfit(L[ok], ctx.P[ok], 1)
+    slope, _ = np.polyfit(L[ok], ctx.P[ok], 1)
     r = float(np.corrcoef(L[ok], ctx.P[ok])[0, 1])
     return {"series_slope": float(slope), "series_r2": r * r, "series_length_from": float(L[ok][0]),
             "series_length_to": float(L[ok][-1]),
@@ -449,7 +449,7 @@ def seesaw(ctx: Ctx, extra: list[str], pair_rules: list[dict[str, str]]) -> tupl
             metrics[c] = (v, None)
     cands: list[tuple[str, str]] = []
     for rule in pair_rules:
-        ra, rb = re.compile(rule["a"], re.I), re.compile(rule["b"], re.I)
+        ra, rb = re.compile(rule["a"], re.IGNORECASE), re.compile(rule["b"], re.IGNORECASE)
         for a in metrics:
             for b in metrics:
                 if a != b and ra.fullmatch(a) and rb.fullmatch(b) and (a, b) not in cands:
@@ -491,11 +491,14 @@ def seesaw(ctx: Ctx, extra: list[str], pair_rules: list[dict[str, str]]) -> tupl
         rng = ctx.rng("seesaw", a, b)
         perms = np.array([np.corrcoef(da, rng.permutation(db))[0, 1] for _ in range(2000)])
         p = float((1 + np.sum(perms <= r)) / (1 + len(perms)))
+        level_r = float(np.corrcoef(ya, yb)[0, 1])
+        # a trade-off moves the levels against each other too; independent noise does not
         hit = (int(opposed.sum()) >= min_tr and share >= share_thr and alternations >= 2 and r < 0
-               and p <= float(ctx.thresholds.get("seesaw_alpha", 0.05)) / m)
+               and level_r <= -0.5 and p <= float(ctx.thresholds.get("seesaw_alpha", 0.01)) / m)
         last = int(np.nonzero(opposed)[0][-1]) + 1 if opposed.any() else None
-        res = {"a": a, "b": b, "opposed_transitions": int(opposed.sum()), "transitions": int(len(da)),
+        res = {"a": a, "b": b, "opposed_transitions": int(opposed.sum()), "transitions": len(da),
                "opposed_share": share, "alternations": alternations, "diff_correlation": r, "p_value": p,
+               "level_correlation": level_r,
                "tests_in_family": m, "flagged": bool(hit)}
         results.append(res)
         if hit:

@@ -167,7 +167,7 @@ def read_table(path: str | Path) -> pl.DataFrame:
         try:
             frame = pl.read_csv(p, separator="\t" if suffix == ".tsv" else ",", infer_schema_length=None,
                                 null_values=["", "NA", "nan", "NaN", "null", "None"])
-        except Exception as exc:  # polars raises several error classes for malformed CSV
+        except Exception as exc:  # noqa: BLE001 - polars raises several error classes for malformed CSV
             msg = str(exc).splitlines()[0][:200]
             raise InputError(f"cannot parse CSV: {msg}", file=str(path)) from None
         frame = frame.with_columns((pl.int_range(0, pl.len()) + 2).cast(pl.Int64).alias("_line"))
@@ -178,7 +178,7 @@ def read_table(path: str | Path) -> pl.DataFrame:
     elif suffix in (".parquet", ".pq"):
         try:
             frame = pl.read_parquet(p)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any pyarrow/polars read failure is bad input
             raise InputError(f"cannot read Parquet: {str(exc).splitlines()[0][:200]}", file=str(path)) from None
         frame = frame.with_columns(pl.int_range(0, pl.len()).cast(pl.Int64).alias("_line"))
     else:

@@ -8,9 +8,10 @@ extra metric columns of a metrics table.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -42,12 +43,12 @@ def _detect_helpers(frame: pl.DataFrame, rules: dict[str, Any]) -> dict[str, str
     used: set[str] = set()
     for role in _HELPER_ROLES:
         col = match_column(cols, pats.get(role, []), exclude=used)
-        if col is not None and role in ("kl", "length", "step", "preference", "baseline_length"):
-            if not _numeric_like(frame, col):
-                col = None
-        if col is not None and role in ("response", "prompt", "slice", "baseline_response"):
-            if frame[col].dtype != pl.Utf8:
-                col = None
+        numeric_role = role in ("kl", "length", "step", "preference", "baseline_length")
+        if col is not None and numeric_role and not _numeric_like(frame, col):
+            col = None
+        text_role = role in ("response", "prompt", "slice", "baseline_response")
+        if col is not None and text_role and frame[col].dtype != pl.Utf8:
+            col = None
         roles[role] = col
         if col is not None:
             used.add(col)
@@ -159,7 +160,7 @@ def _standard_samples(src: Source, proxy: str, outcome: str, default_ckpt: str) 
             raise InputError("preference must lie in [0, 1] (1 = checkpoint wins)", file=path,
                              line=int(f["_line"][i]), field=r["preference"])
     out["_line"] = f["_line"]
-    out["_file"] = pl.Series([path] * f.height)
+    out["_file"] = pl.Series("_file", [path] * f.height)
     frame = pl.DataFrame(list(out.values()))
     dup = frame.select(["checkpoint", "sample_id"]).is_duplicated()
     if dup.any():

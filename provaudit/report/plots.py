@@ -8,9 +8,9 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import polars as pl
 
 _RC = {"svg.hashsalt": "provaudit", "svg.fonttype": "none", "font.size": 9, "axes.spines.top": False}
 
@@ -21,7 +21,8 @@ def _svg(fig: Any) -> str:
     plt.close(fig)
     text = buf.getvalue()
     text = text[text.index("<svg"):]  # drop the XML prolog and doctype for inline use
-    return re.sub(r"<!--.*?-->", "", text, flags=re.S)
+    text = re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.DOTALL)
+    return re.sub(r"<!--.*?-->", "", text, flags=re.DOTALL)
 
 
 def series_chart(report: Any) -> str:

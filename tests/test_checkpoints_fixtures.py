@@ -1,0 +1,147 @@
+"""The demo fixtures (real responses, documented score processes) produce the expected flags."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from provaudit.checkpoints import analyze_checkpoints, compare
+from provaudit.report import render_html, render_json, render_markdown
+
+FX = Path(__file__).resolve().parent.parent / "fixtures" / "checkpoints"
+
+
+def kinds(report) -> list[str]:
+    return [f.kind for f in report.flags]
+
+
+def test_gao_samples_with_kl_table() -> None:
+    rep = analyze_checkpoints([FX / "gao_rl_samples.jsonl", FX / "gao_rl_kl.csv"], bootstrap=300)
+    assert rep.proxy == "proxy_reward" and rep.outcome == "gold_reward"
+    assert rep.decoupled
+    assert rep.overoptimization["gao_form"] in ("rl", "bon") and rep.overoptimization["peak_kl"] is not None
+    first = min(rep.checkpoints.index(f.checkpoint) for f in rep.flags if f.decoupling)
+    assert first > rep.checkpoints.index(rep.best_checkpoint)
+    for f in rep.flags:
+        if f.decoupling:
+            assert f.interval is not None and f.interval[1] < 0 and f.evidence
+
+
+def test_length_gamed_gain_attributed_to_length() -> None:
+    rep = analyze_checkpoints([FX / "length_gamed_samples.jsonl"], bootstrap=300)
+    assert "length_confound" in kinds(rep)
+    assert not rep.decoupled
+    assert rep.length["combined_share"] >= 0.5
+    assert rep.length["covariate_to"] > 3 * rep.length["covariate_from"]
+
+
+def _synthetic_length(tmp_path: Path, length_driven: bool) -> Path:
+    rng = np.random.default_rng(7)
+    rows = []
+    for k in range(5):
+        for i in range(150):
+            q = rng.normal()
+            length = float(np.exp(4 + 0.35 * k + rng.normal(0, 0.4)))
+            gain = 0.004 * length if length_driven else 0.6 * k
+            rows.append({"checkpoint": f"c{k}", "sample_id": i, "length": length,
+                         "reward": gain + 0.3 * q + rng.normal(0, 0.3), "outcome": q + rng.normal(0, 0.3)})
+    path = tmp_path / f"len_{length_driven}.jsonl"
+    pl.DataFrame(rows).write_ndjson(path)
+    return path
+
+
+def test_length_only_gain_flagged_and_control_not(tmp_path: Path) -> None:
+    rep = analyze_checkpoints([_synthetic_length(tmp_path, True)], bootstrap=200)
+    assert "length_confound" in kinds(rep)
+    assert rep.length["share"] > 0.7
+    control = analyze_checkpoints([_synthetic_length(tmp_path, False)], bootstrap=200)
+    assert "length_confound" not in kinds(control)
+    assert control.length["combined_share"] < 0.3
+
+
+def test_tail_drop_names_slice_under_flat_median() -> None:
+    rep = analyze_checkpoints([FX / "tail_drop_samples.jsonl"], bootstrap=400)
+    tail = [f for f in rep.flags if f.kind == "tail_regression"]
+    assert any(f.details["slice"] == "koala" and f.checkpoint == "v3-int4" for f in tail)
+    assert all(f.details["slice"] in ("koala", "(all)") for f in tail)
+    med = rep.tails.filter((pl.col("to") == "v3-int4") & (pl.col("slice") == "(all)") & (pl.col("stat") == "median"))
+    assert med["lo"][0] <= 0 <= med["hi"][0]  # the median is flat
+    assert not rep.decoupled
+
+
+def test_seesaw_pair_and_independent_control(tmp_path: Path) -> None:
+    rep = analyze_checkpoints([FX / "seesaw_metrics.csv"])
+    saw = [f for f in rep.flags if f.kind == "see_saw"]
+    assert len(saw) == 1 and "refusal_rate_unsafe" in saw[0].evidence and "completion_rate_legit" in saw[0].evidence
+    assert not rep.decoupled
+    rng = np.random.default_rng(0)
+    fired = 0
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        frame = pl.DataFrame({"release": [f"r{k}" for k in range(8)], "step": list(range(8)),
+                              "reward": np.arange(8) * 0.2 + rng.normal(0, 0.02, 8),
+                              "task_success": np.arange(8) * 0.03 + rng.normal(0, 0.01, 8),
+                              "refusal_rate_unsafe": 0.8 + rng.normal(0, 0.03, 8),
+                              "completion_rate_legit": 0.8 + rng.normal(0, 0.03, 8)})
+        path = tmp_path / f"n{seed}.csv"
+        frame.write_csv(path)
+        fired += "see_saw" in kinds(analyze_checkpoints([path]))
+    assert fired <= 1
+
+
+def test_trainer_state_and_openrlhf_detection() -> None:
+    rep = analyze_checkpoints([FX / "trainer_state.json"])
+    assert rep.proxy == "objective/scores" and rep.outcome == "eval_task_success"
+    assert rep.columns["kl"] == "objective/kl" and rep.columns["length"] == "completions/mean_length"
+    assert rep.decoupled and rep.best_checkpoint == "step-400"
+    assert "overoptimization" in kinds(rep)
+    orl = analyze_checkpoints([FX / "openrlhf_metrics.csv"])
+    assert orl.proxy == "rollout/reward_mean" and orl.outcome == "eval_gsm8k_pass1"
+    assert not orl.decoupled
+    assert orl.correlation["spearman"] > 0.8
+
+
+def test_compare_pair_paired_tests() -> None:
+    rep = compare(FX / "compare_sft.jsonl", FX / "compare_rlhf.jsonl", bootstrap=300)
+    assert rep.checkpoints == ["compare_sft", "compare_rlhf"]
+    assert rep.pair["paired"] and rep.pair["n_paired"] == 120
+    assert rep.pair["outcome"]["wilcoxon_p"] is not None and rep.pair["proxy"]["sign_test_p"] < 0.001
+    assert "length_confound" in kinds(rep)
+    wr = rep.win_rates
+    assert wr is not None and wr.height == 2 and set(wr.columns) >= {"win_rate", "lc_win_rate"}
+    assert not rep.decoupled
+
+
+def test_compare_decoupled_pair(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    q = rng.normal(size=200)
+    for name, dp, do in (("a", 0.0, 0.0), ("b", 0.5, -0.3)):
+        pl.DataFrame({"sample_id": np.arange(200), "reward": q + dp + rng.normal(0, 0.3, 200),
+                      "outcome": q + do + rng.normal(0, 0.3, 200)}).write_csv(tmp_path / f"{name}.csv")
+    rep = compare(tmp_path / "a.csv", tmp_path / "b.csv", bootstrap=200)
+    assert rep.decoupled and rep.best_checkpoint == "a"
+
+
+def test_outputs_deterministic() -> None:
+    a = analyze_checkpoints([FX / "tail_drop_samples.jsonl"], seed=3, bootstrap=200)
+    b = analyze_checkpoints([FX / "tail_drop_samples.jsonl"], seed=3, bootstrap=200)
+    assert render_json(a) == render_json(b)
+    assert render_html(a) == render_html(b)
+    assert render_markdown(a) == render_markdown(b)
+    d = json.loads(render_json(a))
+    assert d["best_checkpoint"] == a.best_checkpoint
+    for f in d["flags"]:
+        assert set(f) >= {"kind", "checkpoint", "evidence", "interval"}
+        assert all(isinstance(v, float) and math.isfinite(v) for v in f["interval"])
+
+
+@pytest.mark.parametrize("fname", ["seesaw_metrics.csv", "trainer_state.json"])
+def test_markdown_lists_flags(fname: str) -> None:
+    rep = analyze_checkpoints([FX / fname])
+    md = render_markdown(rep)
+    for f in rep.flags:
+        assert f"**{f.kind}** at `{f.checkpoint}`" in md

@@ -1,0 +1,57 @@
+"""The HTML report renders in headless Chromium with its charts and flags visible."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from provaudit.checkpoints import analyze_checkpoints
+from provaudit.report import render_html
+
+FX = Path(__file__).resolve().parent.parent / "fixtures" / "checkpoints"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _chromium() -> str:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (Debian package 'chromium'); required when CI is set")
+        pytest.skip("chromium not installed (apt-get install chromium); the CI run installs it")
+    return exe
+
+
+def _run(exe: str, args: list[str]) -> subprocess.CompletedProcess:
+    with tempfile.TemporaryDirectory() as profile:
+        return subprocess.run([exe, *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True, text=True,
+                              timeout=120, check=False)
+
+
+@pytest.mark.chromium
+@pytest.mark.slow
+@pytest.mark.parametrize("inputs", [["tail_drop_samples.jsonl"], ["trainer_state.json"]])
+def test_html_renders_charts_and_flags(tmp_path: Path, inputs: list[str]) -> None:
+    exe = _chromium()
+    rep = analyze_checkpoints([FX / f for f in inputs], bootstrap=200)
+    assert rep.flags
+    page = tmp_path / "report.html"
+    page.write_text(render_html(rep), encoding="utf-8")
+    res = _run(exe, ["--virtual-time-budget=5000", "--dump-dom", page.as_uri()])
+    assert res.returncode == 0, res.stderr[-2000:]
+    body = re.search(r"<body[^>]*>", res.stdout)
+    assert body, res.stdout[:500]
+    charts = int(re.search(r'data-charts-visible="(\d+)"', body.group(0)).group(1))
+    flags = int(re.search(r'data-flags-visible="(\d+)"', body.group(0)).group(1))
+    assert charts >= 2
+    assert flags == len(rep.flags)
+    for f in rep.flags:
+        assert f.kind in res.stdout
+    shot = tmp_path / "shot.png"
+    res = _run(exe, ["--window-size=1200,1600", f"--screenshot={shot}", page.as_uri()])
+    assert shot.exists() and shot.stat().st_size > 20000  # a blank page compresses to a few kB
