@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -53,16 +54,23 @@ def _shingles(norm_lower: str) -> list[str]:
     return [" ".join(words[i:i + SHINGLE]) for i in range(len(words) - SHINGLE + 1)]
 
 
+_CHUNK = 2_048  # texts shingled at a time: bounds the memory of the shingle lists per batch
+
+
 def minhash_signatures(texts: Sequence[str], *, normalized: bool = False) -> np.ndarray:
     """(n, 128) uint32 MinHash signatures over word 3-gram shingles (rensa RMinHash, fixed seed)."""
     import rensa
 
-    if len(texts) == 0:
-        return np.zeros((0, NUM_PERM), dtype=np.uint32)
-    norm = texts if normalized else [normalize_text(t) for t in texts]
-    token_sets = [_shingles(t.lower()) for t in norm]
-    matrix = rensa.RMinHash.digest_matrix_from_token_sets(token_sets, NUM_PERM, SEED)
-    return np.asarray(matrix.to_rows(), dtype=np.uint32)
+    n = len(texts)
+    out = np.zeros((n, NUM_PERM), dtype=np.uint32)
+    for start in range(0, n, _CHUNK):
+        chunk = texts[start:start + _CHUNK]
+        norm = chunk if normalized else [normalize_text(t) for t in chunk]
+        token_sets = [_shingles(t.lower()) for t in norm]
+        rows = rensa.RMinHash.digest_matrix_from_token_sets(token_sets, NUM_PERM, SEED).to_rows()
+        out[start:start + len(rows)] = np.fromiter(chain.from_iterable(rows), dtype=np.uint32,
+                                                   count=len(rows) * NUM_PERM).reshape(len(rows), NUM_PERM)
+    return out
 
 
 _MIX1 = np.uint64(0x9E3779B97F4A7C15)
@@ -101,9 +109,16 @@ def estimate_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> float:
 def add_fingerprints(df: pl.DataFrame) -> pl.DataFrame:
     """Add ``text_hash`` (str) and ``band_keys`` (list[u64]) to a record batch. Pure function of the batch."""
     norm = _normalized_column(df["text"])
-    norm_list = norm.to_list()
-    hashes = [xxhash.xxh3_128_hexdigest(t.encode("utf-8")) for t in norm_list]
-    keys = band_keys_from_signatures(minhash_signatures(norm_list, normalized=True))
+    # each distinct text is signed once (prompts and copied answers repeat within a batch)
+    uniq = norm.unique(maintain_order=True)
+    uniq_list = uniq.to_list()
+    hashes = [xxhash.xxh3_128_hexdigest(t.encode("utf-8")) for t in uniq_list]
+    keys = band_keys_from_signatures(minhash_signatures(uniq_list, normalized=True))
+    if len(uniq_list) != df.height:
+        pos = pl.DataFrame({"t": norm}).join(pl.DataFrame({"t": uniq, "i": np.arange(len(uniq_list))}),
+                                             on="t", how="left", maintain_order="left")["i"].to_numpy()
+        keys = keys[pos]
+        hashes = [hashes[i] for i in pos]
     return df.with_columns(
         pl.Series("text_hash", hashes, dtype=pl.Utf8),
         pl.Series("band_keys", keys, dtype=pl.List(pl.UInt64)),
