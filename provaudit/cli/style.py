@@ -1,4 +1,191 @@
-"""Commands of the style area (filled in by that area)."""
+"""``provaudit converge``, ``trend``, ``label-origin`` and ``diversity``: thin over :mod:`provaudit.style`."""
 from __future__ import annotations
 
-COMMANDS: list = []
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from provaudit.cli.common import CATALOG_OPTION, echo_json, handle_errors
+
+JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a readable table.")
+RULES_OPTION = click.option("--rules", "rules_path", type=click.Path(dir_okay=False), default=None,
+                            help="Thresholds file (default: rules/converge.yaml, else built-in defaults).")
+BACKEND_OPTION = click.option("--backend", type=click.Choice(["static", "minilm"]), default="static",
+                              show_default=True, help="Embedding backend (static: fast distillation of MiniLM).")
+HUMAN_OPTION = click.option("--human", type=click.Path(exists=True, dir_okay=False), default=None,
+                            help="Human reference texts (default: the human reference shipped with provaudit).")
+
+
+def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
+    cells = [[str(h) for h in header]] + [["" if c is None else str(c)[:40] for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _f(v: Any, nd: int = 3) -> str:
+    return "-" if v is None else f"{v:.{nd}f}"
+
+
+def _trend_line(tr: dict[str, Any]) -> str:
+    if tr.get("slope") is None:
+        return f"trend: {tr.get('note', 'not enough steps')}"
+    return (f"trend ({tr['metric']}): slope {tr['slope']:+.4f}/step [{tr['slope_ci_low']:+.4f}, "
+            f"{tr['slope_ci_high']:+.4f}], Kendall tau {_f(tr['kendall_tau'], 2)} (p={_f(tr['kendall_p'], 3)}) "
+            f"-> {tr['verdict']}")
+
+
+@click.command("converge")
+@click.argument("batches", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--teacher", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Texts written by the teacher model (any format provaudit reads).")
+@HUMAN_OPTION
+@BACKEND_OPTION
+@click.option("--n-boot", default=200, show_default=True, help="Bootstrap resamples for the intervals.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--trend/--no-trend", "with_trend", default=False,
+              help="With --json, print {batches, trend} instead of the list of batches.")
+@RULES_OPTION
+@JSON_OPTION
+@handle_errors
+def converge_cmd(batches: tuple[str, ...], teacher: str, human: str | None, backend: str, n_boot: int, seed: int,
+                 with_trend: bool, rules_path: str | None, as_json: bool) -> None:
+    """Teacher-likeness of each BATCH (in the order given) with a bootstrap interval.
+
+    The headline teacher_likeness is the mean P(teacher | text) (0.5 = undecided); the components
+    (teacher fraction, word-mixture MLE, stylometry, embedding, over-used phrases) stand beside it.
+    With two or more batches the trend over their order is reported too.
+
+    Example:
+
+    \b
+        provaudit converge --teacher gpt4_outputs.json labels_v1.jsonl labels_v2.jsonl labels_v3.jsonl
+        provaudit converge --teacher gpt4.json --human human_answers.jsonl --json batch.jsonl
+    """
+    from provaudit.style import converge
+    from provaudit.style.trends import trend
+
+    res = converge(list(batches), teacher, human, backend=backend, n_boot=n_boot, seed=seed)
+    tr = trend(res, rules=rules_path, seed=seed) if len(res) >= 2 else None
+    if as_json:
+        echo_json({"batches": res, "trend": tr} if with_trend else res)
+        return
+    rows = [(r["batch"], r["n"], f"{_f(r['teacher_likeness'])} [{_f(r['ci_low'])}, {_f(r['ci_high'])}]",
+             (f"{_f(r['teacher_fraction']['alpha'], 2)} [{_f(r['teacher_fraction']['ci_low'], 2)}, "
+             f"{_f(r['teacher_fraction']['ci_high'], 2)}]"),
+             _f(r["word_mixture"]["alpha"], 2), _f(r["stylometry"]["position"], 2), _f(r["embedding"]["position"], 2),
+             _f(r["phrases"]["relative_to_teacher"], 2)) for r in res]
+    click.echo(_table(rows, ("batch", "n", "teacher_likeness [95% CI]", "teacher_fraction", "word_mle",
+                             "style_pos", "embed_pos", "phrase_rel")))
+    if tr is not None:
+        click.echo(_trend_line(tr))
+
+
+@click.command("trend")
+@CATALOG_OPTION
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="Write a PNG plot of teacher-likeness per scan here.")
+@RULES_OPTION
+@JSON_OPTION
+@handle_errors
+def trend_cmd(catalog_path: str | None, plot_path: str | None, rules_path: str | None, as_json: bool) -> None:
+    """Scan history from the catalog: teacher-likeness per scan and its trend.
+
+    Scans run with a teacher reference (``provaudit scan --teacher ...``) carry the measures.
+
+    Example:
+
+    \b
+        provaudit trend --catalog .provaudit/catalog.duckdb --plot teacher_trend.png
+    """
+    from provaudit.style.trends import history_trend, plot_trend
+
+    hist, tr = history_trend(catalog_path, rules=rules_path)
+    if plot_path and tr["points"]:
+        plot_trend(tr, plot_path)
+    if as_json:
+        echo_json({"scans": hist.to_dicts(), "trend": tr, "plot": plot_path if tr["points"] else None})
+        return
+    rows = [(r["scan_id"], r["started_at"][:19], _f(r["teacher_likeness"]),
+             f"[{_f(r['ci_low'])}, {_f(r['ci_high'])}]", _f(r["teacher_fraction"], 2), r["n"],
+             _f(r["diversity_floor_ratio"], 2)) for r in hist.iter_rows(named=True)]
+    click.echo(_table(rows, ("scan", "started_at", "teacher_likeness", "95% CI", "fraction", "n", "div_floor")))
+    click.echo(_trend_line(tr))
+    if plot_path and tr["points"]:
+        click.echo(f"plot: {plot_path}")
+
+
+@click.command("label-origin")
+@click.argument("pairs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--teacher", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Texts of the suspected judge/teacher model (enables the teacher-preference signal).")
+@HUMAN_OPTION
+@BACKEND_OPTION
+@RULES_OPTION
+@JSON_OPTION
+@handle_errors
+def label_origin_cmd(pairs: tuple[str, ...], teacher: str | None, human: str | None, backend: str,
+                     rules_path: str | None, as_json: bool) -> None:
+    """Do the preference labels in PAIRS look human or AI-judge made? Verdict plus evidence.
+
+    Example:
+
+    \b
+        provaudit label-origin --teacher gpt4_outputs.json prefs.jsonl
+        provaudit label-origin --json annotations.json
+    """
+    from provaudit.style import label_origin
+
+    res = [label_origin(p, teacher, human, rules=rules_path, backend=backend, name=p) for p in pairs]
+    if as_json:
+        echo_json(res)
+        return
+    for r in res:
+        click.echo(f"{r['batch']}: {r['verdict']} (AI evidence {r['ai_evidence']}, human evidence "
+                   f"{r['human_evidence']}, {r['measures']['n_pairs']} pairs)")
+        for e in r["evidence"] or [{"points_to": "-", "weight": 0, "detail": "no evidence either way"}]:
+            click.echo(f"  [{e['points_to']} +{e['weight']}] {e['detail']}")
+        m = r["measures"]
+        extras = [f"tie rate {_f(m.get('tie_rate'), 3)}"]
+        for key in ("length_preference", "teacher_preference", "position_first"):
+            if key in m and m[key]["share"] is not None:
+                extras.append(f"{key} {m[key]['share']:.3f}")
+        click.echo("  measures: " + ", ".join(extras))
+        for a in r.get("annotators", []):
+            click.echo(f"  annotator {a['annotator']}: {a['verdict']} ({a['measures']['n_pairs']} pairs)")
+
+
+@click.command("diversity")
+@click.argument("batches", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@HUMAN_OPTION
+@BACKEND_OPTION
+@JSON_OPTION
+@handle_errors
+def diversity_cmd(batches: tuple[str, ...], human: str | None, backend: str, as_json: bool) -> None:
+    """Diversity / homogenisation of each BATCH relative to a human reference.
+
+    Example:
+
+    \b
+        provaudit diversity --human human_answers.jsonl sft_round1.jsonl sft_round2.jsonl
+    """
+    from provaudit.style import diversity
+    from provaudit.style.inputs import load_texts, source_name
+
+    ref = load_texts(human, what="human reference") if human else None
+    res = []
+    for i, b in enumerate(batches):
+        d = diversity(load_texts(b, what=f"batch {b}"), ref, backend=backend)
+        res.append({"batch": source_name(b, i), **d})
+    if as_json:
+        echo_json(res)
+        return
+    rows = [(r["batch"], r["n"], r["compression_ratio"], r["ngram_diversity"], r["homogenization"],
+             r["embedding_spread"], r.get("diversity_floor_ratio")) for r in res]
+    click.echo(_table(rows, ("batch", "n", "compression", "ngram_div", "homogenization", "spread",
+                             "floor_ratio (vs human)")))
+
+
+COMMANDS: list = [converge_cmd, trend_cmd, label_origin_cmd, diversity_cmd]
