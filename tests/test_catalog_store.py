@@ -171,3 +171,13 @@ def test_read_only_missing_catalog_is_clear(tmp_path):
     with pytest.raises(InputError, match="no catalog"):
         Catalog(tmp_path / "none.duckdb", read_only=True)
     assert not (tmp_path / "none.duckdb").exists()
+
+
+def test_erasure_does_not_watch_texts_other_records_still_hold(cat):
+    d1 = add(cat, "a", frame("a", TEXTS[:2], [[1, 2], [3, 4]]))
+    add(cat, "b", frame("b", [TEXTS[0]], [[1, 2]]))  # TEXTS[0] is also held by another dataset
+    rids = [r[0] for r in cat.con.execute("SELECT rid FROM records WHERE dataset_id = ?", [d1]).fetchall()]
+    cat.add_erasure(selector="user_id=9", rids=rids, datasets=[], checkpoints=[], outputs=[])
+    batch = frame("q", [TEXTS[0], TEXTS[1]], [[1, 2], [3, 4]])
+    assert [m["record_id"] for m in cat.erased_matches(batch)] == ["q:1:text"]
+    assert cat.con.execute("SELECT count(*) FROM erased_records").fetchone()[0] == 2  # audit keeps both

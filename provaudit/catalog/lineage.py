@@ -58,19 +58,18 @@ def _register(path: Path, cat: Catalog, tags: Sequence[str] = ()) -> dict[str, A
 
 
 def _resolve_or_register(cat: Catalog, ref: str) -> dict[str, Any]:
-    """A dataset by name/fingerprint; a file path not yet in the catalog is registered first."""
-    p = Path(ref)
-    if p.exists():
-        known = cat.con.execute("SELECT count(*) FROM datasets WHERE path = ?", [str(p.resolve())]).fetchone()[0]
-        if known == 0:
-            _, info = file_records(p)
-            hit = cat.con.execute("SELECT count(*) FROM datasets WHERE fingerprint = ?",
-                                  [info["fingerprint"]]).fetchone()[0]
-            if not hit:
-                _register(p, cat)
-            return cat.resolve_dataset(info["fingerprint"])
-        return cat.resolve_dataset(str(p.resolve()))
-    return cat.resolve_dataset(ref)
+    """A dataset by name, fingerprint or path; a file not yet in the catalog is registered first."""
+    try:
+        return cat.resolve_dataset(ref)
+    except InputError:
+        p = Path(ref)
+        if not p.exists():
+            raise
+    _, info = file_records(p)
+    hit = cat.con.execute("SELECT count(*) FROM datasets WHERE fingerprint = ?", [info["fingerprint"]]).fetchone()[0]
+    if not hit:
+        _register(p, cat)
+    return cat.resolve_dataset(info["fingerprint"])
 
 
 def _tags(v: Any) -> list[str]:
@@ -211,15 +210,21 @@ def lineage_find(*, text: str | None = None, file: str | Path | None = None, fie
 # ---------------------------------------------------------------- overlap A B
 
 def _side(ref: str | Path, cat: Catalog | None) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """Records of a file, or of a catalog dataset (texts re-read from its path when it still exists)."""
+    """Records of a catalog dataset (texts re-read from its path when it still exists) or of a file."""
     p = Path(ref)
-    if p.exists():
+    d = None
+    if cat is not None:
+        try:
+            d = cat.resolve_dataset(str(ref))
+        except InputError:
+            if not p.exists():
+                raise
+    if d is None:
+        if not p.exists():
+            raise InputError("no such file, and no catalog to look the name up in", file=str(ref))
         df, info = file_records(p)
         return df, {"name": info["dataset"], "fingerprint": info["fingerprint"], "path": str(p),
                     "source": "file", "records": df.height}
-    if cat is None:
-        raise InputError("no such file, and no catalog to look the name up in", file=str(ref))
-    d = cat.resolve_dataset(str(ref))
     path = Path(d["path"]) if d["path"] else None
     if path is not None and path.exists():
         df, info = file_records(path, name=d["name"], fmt=d["fmt"])
@@ -293,8 +298,8 @@ def overlap(a: str | Path, b: str | Path, *, ngram: int = 13,
         raise UsageError("--ngram must be at least 1")
     cat = None
     owned = False
-    need_cat = not (Path(a).exists() and Path(b).exists())
-    if need_cat or isinstance(catalog, Catalog):
+    need_cat = not (Path(a).is_file() and Path(b).is_file())
+    if need_cat or catalog is not None:
         cat, owned = open_catalog(catalog, read_only=True)
     try:
         da, ia = _side(a, cat)

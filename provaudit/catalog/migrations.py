@@ -43,7 +43,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             erasure_id INTEGER NOT NULL, created_at TIMESTAMP, selector VARCHAR, n_records BIGINT,
             datasets VARCHAR, checkpoints VARCHAR, outputs VARCHAR)""",
         """CREATE TABLE erased_records (
-            erasure_id INTEGER NOT NULL, dataset_id INTEGER, record_id VARCHAR, text_hash VARCHAR)""",
+            erasure_id INTEGER NOT NULL, dataset_id INTEGER, record_id VARCHAR, text_hash VARCHAR,
+            watch BOOLEAN)""",
         "CREATE TABLE erased_bands (erasure_id INTEGER NOT NULL, band_key UBIGINT NOT NULL)",
     )),
     Migration(4, "scalar metadata key/value table (backfilled) for --field lookups", (

@@ -24,6 +24,10 @@ DEFAULT_PATH = Path(".provaudit") / "catalog.duckdb"
 RECORD_COLUMNS = ("record_id", "source_row", "role", "pair_id", "text_hash", "band_keys", "meta")
 BATCH_COLUMNS = ("record_id", "text_hash", "band_keys")
 EXAMPLES = 5
+#: DuckDB memory cap for catalog work (it spills to disk beyond it), so memory stays flat in input size.
+DEFAULT_MEMORY = "1GB"
+#: Batches up to this many records are looked up with constant IN lists (row-group pruning).
+SMALL_BATCH = 64
 
 RecordsArg = "pl.DataFrame | str | Path"
 
@@ -104,7 +108,8 @@ class Catalog:
 
     def _connect(self, read_only: bool) -> _Conn:
         try:
-            return _Conn(duckdb.connect(str(self.path), read_only=read_only))
+            config = {"memory_limit": os.environ.get("PROVAUDIT_CATALOG_MEMORY", DEFAULT_MEMORY)}
+            return _Conn(duckdb.connect(str(self.path), read_only=read_only, config=config))
         except duckdb.IOException as exc:
             msg = str(exc).splitlines()[0]
             if "lock" in msg.lower():
@@ -234,15 +239,17 @@ class Catalog:
                 f"""INSERT INTO records SELECT {base} + _row, {did}, record_id, source_row, role,
                     pair_id, text_hash, meta FROM {src}""")
             self.con.execute(
-                f"""INSERT INTO record_bands SELECT unnest(band_keys), {did}, {base} + _row
-                    FROM {src} WHERE band_keys IS NOT NULL""")
+                f"""INSERT INTO record_bands SELECT * FROM (
+                        SELECT unnest(band_keys) AS band_key, {did}, {base} + _row
+                        FROM {src} WHERE band_keys IS NOT NULL) ORDER BY band_key""")
             self.con.execute(
                 f"""INSERT INTO record_fields
                     SELECT {base} + s._row, {did}, j.key,
                            CASE WHEN j.type = 'VARCHAR' THEN j.value ->> '$' ELSE j.atom::VARCHAR END
                     FROM {src} s, json_each(s.meta) j
                     WHERE s.meta IS NOT NULL AND starts_with(ltrim(s.meta), '{{')
-                      AND j.type NOT IN ('OBJECT', 'ARRAY', 'NULL')""")
+                      AND j.type NOT IN ('OBJECT', 'ARRAY', 'NULL')
+                    ORDER BY 3, 4""")
         except duckdb.Error as exc:
             raise InputError(f"cannot store records: {str(exc).splitlines()[0]}", file=str(path),
                              field="meta" if "json" in str(exc).lower() else None) from exc
@@ -258,7 +265,8 @@ class Catalog:
         rows = self.con.execute(
             "SELECT dataset_id, name, fingerprint, path, fmt, schema, tags, n_records FROM datasets "
             "WHERE fingerprint = ? OR name = ? OR (length(?) >= 8 AND starts_with(fingerprint, ?)) "
-            "OR path = ? ORDER BY dataset_id", [ref, ref, ref, ref, ref]).fetchall()
+            "OR path = ? OR path = ? ORDER BY dataset_id",
+            [ref, ref, ref, ref, ref, str(Path(ref).resolve())]).fetchall()
         exact = [r for r in rows if r[2] == ref]
         rows = exact or rows
         if not rows:
@@ -310,7 +318,7 @@ class Catalog:
             rows = self.con.execute(
                 f"""WITH ex AS (
                         SELECT DISTINCT b.record_id, e.erasure_id, 0 AS kind FROM {src} b
-                        JOIN erased_records e ON e.text_hash = b.text_hash),
+                        JOIN erased_records e ON e.text_hash = b.text_hash AND e.watch),
                     bb AS (SELECT DISTINCT record_id, unnest(band_keys) AS band_key FROM {src}),
                     nr AS (SELECT DISTINCT bb.record_id, eb.erasure_id, 1 AS kind FROM bb
                            JOIN erased_bands eb ON eb.band_key = bb.band_key)
@@ -329,15 +337,23 @@ class Catalog:
         Columns: query_id, match (exact|near), shared_bands, rid and the catalog record's fields.
         """
         excl = ", ".join(str(int(i)) for i in exclude_dataset_ids) or "-1"
+        records, bands = "records", "record_bands"
+        if isinstance(batch, pl.DataFrame) and batch.height <= SMALL_BATCH:
+            # few queries: constant IN lists let DuckDB skip row groups (record_bands is stored
+            # sorted by band_key per dataset), which keeps one lookup far below a second at 1M records
+            hashes = ", ".join("'" + str(h).replace("'", "''") + "'" for h in batch["text_hash"].drop_nulls().unique())
+            keys = ", ".join(str(int(k)) for k in batch["band_keys"].explode().drop_nulls().unique())
+            records = f"(SELECT rid, text_hash FROM records WHERE text_hash IN ({hashes or 'NULL'}))"
+            bands = f"(SELECT band_key, rid FROM record_bands WHERE band_key IN ({keys or 'NULL'}))"
         with self._source(batch, BATCH_COLUMNS) as src:
             return self.con.frame(
                 f"""WITH ex AS (
                         SELECT DISTINCT b.record_id AS query_id, r.rid FROM {src} b
-                        JOIN records r ON r.text_hash = b.text_hash),
+                        JOIN {records} r ON r.text_hash = b.text_hash),
                     bb AS (SELECT DISTINCT record_id, unnest(band_keys) AS band_key FROM {src}),
                     nr AS (
                         SELECT bb.record_id AS query_id, rb.rid, count(*) AS shared_bands FROM bb
-                        JOIN record_bands rb ON rb.band_key = bb.band_key GROUP BY ALL),
+                        JOIN {bands} rb ON rb.band_key = bb.band_key GROUP BY ALL),
                     m AS (
                         SELECT coalesce(ex.query_id, nr.query_id) AS query_id, coalesce(ex.rid, nr.rid) AS rid,
                                CASE WHEN ex.rid IS NOT NULL THEN 'exact' ELSE 'near' END AS match,
@@ -417,7 +433,11 @@ class Catalog:
     # -- erasures --------------------------------------------------------------------------
     def add_erasure(self, *, selector: str, rids: Sequence[int], datasets: Sequence[dict],
                     checkpoints: Sequence[dict], outputs: Sequence[dict]) -> int:
-        """Record an erasure: the erased records' hashes and band keys, datasets, tainted checkpoints."""
+        """Record an erasure: the erased records' hashes and band keys, datasets, tainted checkpoints.
+
+        Texts that records outside the erasure also hold (shared prompts, stock replies) are kept
+        for the audit trail but not watched by :meth:`erased_matches`.
+        """
         with self.transaction():
             eid = int(self.con.execute("SELECT coalesce(max(erasure_id), 0) + 1 FROM erasures").fetchone()[0])
             self.con.execute("INSERT INTO erasures VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -427,12 +447,23 @@ class Catalog:
                 self.con.register("_erase_rids", pl.DataFrame({"rid": list(rids)}, schema={"rid": pl.Int64})
                                   .to_arrow())
                 try:
+                    # watch only texts that no other (kept) record has: a prompt many users share,
+                    # or a stock reply, must not make every later batch "reintroduce" erased data
                     self.con.execute(
-                        f"""INSERT INTO erased_records SELECT {eid}, r.dataset_id, r.record_id, r.text_hash
+                        f"""INSERT INTO erased_records
+                            SELECT {eid}, r.dataset_id, r.record_id, r.text_hash,
+                                   NOT EXISTS (SELECT 1 FROM records o WHERE o.text_hash = r.text_hash
+                                               AND o.rid NOT IN (SELECT rid FROM _erase_rids))
                             FROM records r SEMI JOIN _erase_rids e ON e.rid = r.rid ORDER BY r.rid""")
                     self.con.execute(
-                        f"""INSERT INTO erased_bands SELECT DISTINCT {eid}, b.band_key
-                            FROM record_bands b SEMI JOIN _erase_rids e ON e.rid = b.rid""")
+                        f"""INSERT INTO erased_bands
+                            SELECT DISTINCT {eid}, b.band_key FROM record_bands b
+                            JOIN records r ON r.rid = b.rid
+                            SEMI JOIN (SELECT record_id, dataset_id FROM erased_records
+                                       WHERE erasure_id = {eid} AND watch) w
+                                ON w.record_id = r.record_id AND w.dataset_id = r.dataset_id
+                            WHERE NOT EXISTS (SELECT 1 FROM record_bands o WHERE o.band_key = b.band_key
+                                              AND o.rid NOT IN (SELECT rid FROM _erase_rids))""")
                 finally:
                     self._unregister("_erase_rids")
         return eid
