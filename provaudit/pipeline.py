@@ -28,6 +28,8 @@ from provaudit.io import RecordReader
 
 SUMMARY_VERSION = 1
 ORIGIN_SAMPLE = 20_000  # records used for the corpus-level (distributional) estimates
+# DuckDB memory cap for the cross-batch finalize step; beyond it DuckDB spills to the work dir
+DUCKDB_MEMORY_LIMIT = os.environ.get("PROVAUDIT_DUCKDB_MEMORY", "1GB")
 
 
 @dataclass
@@ -356,7 +358,8 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
         parts.mkdir()
         infos = _stream_inputs(readers, options, parts, workers=workers, engine=engine, progress=progress)
         records_path = out_dir / "records.parquet"
-        con = duckdb.connect(config={"temp_directory": str(work / "duck"), "threads": max(1, os.cpu_count() or 1)})
+        con = duckdb.connect(config={"temp_directory": str(work / "duck"), "threads": max(1, os.cpu_count() or 1),
+                                     "memory_limit": DUCKDB_MEMORY_LIMIT})  # spill, keep RSS flat in input size
         try:
             _finalize_records(con, str(parts / "*.parquet"), records_path)
             summary: dict[str, Any] = {
