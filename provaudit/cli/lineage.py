@@ -126,6 +126,12 @@ def lineage_find_cmd(text: str | None, file: str | None, field: str | None, cata
                             ",".join(map(str, d["rows"][:20])) + (" ..." if len(d["rows"]) > 20 else ""),
                             ",".join(d["matches"]), d["path"]) for d in res["datasets"]],
                           ("dataset", "fingerprint", "tags", "records", "rows", "match", "path")))
+    if res["records"]:
+        shown = res["records"][:20]
+        click.echo(_table([(r["record_id"], r["dataset"], r["source_row"], r["role"], r["match"]) for r in shown],
+                          ("record", "dataset", "row", "role", "match")))
+        if res["n_records"] > len(shown):
+            click.echo(f"... {res['n_records'] - len(shown)} more (use --json)")
     click.echo(_ckpt_lines(res["checkpoints"]))
 
 
