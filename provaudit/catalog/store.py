@@ -116,8 +116,11 @@ class Catalog:
                 msg = "catalog is locked by another provaudit process; retry when it finishes"
             raise InputError(f"cannot open catalog: {msg}", file=str(self.path)) from exc
         except duckdb.Error as exc:
-            raise InputError(f"not a provaudit catalog: {str(exc).splitlines()[0]}",
-                             file=str(self.path)) from exc
+            msg = str(exc).splitlines()[0]
+            if "configuration" in msg:
+                raise InputError("catalog is already open in this process with another mode "
+                                 "(read-only vs read-write configuration); close it first", file=str(self.path)) from exc
+            raise InputError(f"not a provaudit catalog: {msg}", file=str(self.path)) from exc
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
