@@ -194,6 +194,31 @@ def compare_pair(data: Path, out: Path, rng: np.random.Generator) -> None:
         write_jsonl(out / f"compare_{m}.jsonl", rows)
 
 
+def teacher_drift(pool: list[dict], out: Path, rng: np.random.Generator) -> None:
+    """5 checkpoints x 50 instructions drifting from Alpaca-7B to GPT-4-Turbo (teacher) outputs.
+
+    Item i switches to the teacher's output from checkpoint ceil(5 u_i) on (u_i ~ U(0,1)), so the teacher
+    share grows; proxy = 0.8 * is_teacher + 0.4 * quality + N(0, 0.3), outcome = quality + N(0, 0.3).
+    The teacher reference is GPT-4-Turbo output on 80 other instructions.
+    """
+    order = rng.permutation(len(pool))
+    items = [pool[i] for i in order[:50]]
+    ref = [pool[i] for i in order[50:130]]
+    write_jsonl(out / "teacher_reference.jsonl", [{"instruction": it["instruction"],
+                                                   "output": it["outputs"]["gpt4_1106_preview"]} for it in ref])
+    qual = rng.normal(0, 0.6, len(items))
+    switch = np.ceil(rng.uniform(0, 1, len(items)) * 5)
+    rows = []
+    for k in range(5):
+        for i, it in enumerate(items):
+            is_teacher = k >= switch[i]
+            text = it["outputs"]["gpt4_1106_preview" if is_teacher else "alpaca-7b"]
+            rows.append({"checkpoint": f"ckpt-{k + 1}", "sample_id": f"ae-{it['idx']}", "prompt": it["instruction"],
+                         "response": text, "proxy_reward": r4(0.8 * is_teacher + 0.4 * qual[i] + rng.normal(0, 0.3)),
+                         "outcome": r4(qual[i] + rng.normal(0, 0.3))})
+    write_jsonl(out / "teacher_drift_samples.jsonl", rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data", type=Path, help="path to the shared data directory (alpaca_eval/, alpaca_farm/)")
@@ -208,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     trainer_state(args.out, np.random.default_rng(5))
     openrlhf(args.out, np.random.default_rng(6))
     compare_pair(args.data, args.out, np.random.default_rng(7))
+    teacher_drift(pool, args.out, np.random.default_rng(8))
     for p in sorted(args.out.iterdir()):
         print(f"{p.name}: {p.stat().st_size} bytes")
     return 0

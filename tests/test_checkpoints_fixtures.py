@@ -145,3 +145,45 @@ def test_markdown_lists_flags(fname: str) -> None:
     md = render_markdown(rep)
     for f in rep.flags:
         assert f"**{f.kind}** at `{f.checkpoint}`" in md
+
+
+@pytest.mark.slow
+def test_teacher_confound_uses_style_similarity() -> None:
+    teacher = FX / "teacher_reference.jsonl"
+    rep = analyze_checkpoints([FX / "teacher_drift_samples.jsonl"], teacher=teacher, bootstrap=300)
+    assert "teacher_confound" in kinds(rep)
+    assert rep.teacher["covariate_to"] > rep.teacher["covariate_from"] and rep.teacher["share_interval"][0] > 0
+    plain = analyze_checkpoints([FX / "teacher_drift_samples.jsonl"], bootstrap=300)
+    assert "teacher_confound" not in kinds(plain) and not plain.teacher
+    # control: a length-driven gain is not attributed to teacher-likeness
+    control = analyze_checkpoints([FX / "length_gamed_samples.jsonl"], teacher=teacher, bootstrap=300)
+    assert "teacher_confound" not in kinds(control) and "length_confound" in kinds(control)
+
+
+def test_reported_stderr_and_lower_is_better(tmp_path: Path) -> None:
+    # eval error rate (lower is better) falls, then rises while the reward keeps rising
+    err = [0.40, 0.33, 0.28, 0.25, 0.24, 0.26, 0.30, 0.35, 0.41]
+    frame = pl.DataFrame({"step": [100 * (k + 1) for k in range(9)], "reward": [0.2 * k for k in range(9)],
+                          "eval_error_rate": err, "eval_error_rate_stderr": [0.01] * 9})
+    path = tmp_path / "m.csv"
+    frame.write_csv(path)
+    rep = analyze_checkpoints([path], outcome="eval_error_rate")
+    assert any("lower-is-better" in n for n in rep.notes) and any("standard errors" in n for n in rep.notes)
+    assert rep.best_checkpoint == "step-500"
+    assert rep.decoupled
+    first = min(rep.checkpoints.index(f.checkpoint) for f in rep.flags if f.decoupling)
+    assert first >= 4
+
+
+def test_dpo_trainer_state_needs_declared_outcome(tmp_path: Path) -> None:
+    hist = [{"step": s, "loss": 0.6, "rewards/chosen": 0.1 * s, "rewards/margins": 0.2 * s,
+             "rewards/accuracies": 0.7} for s in range(1, 6)]
+    hist += [{"step": s, "eval_loss": 0.6, "eval_rewards/chosen": 0.1 * s, "eval_rewards/margins": 0.1}
+             for s in range(1, 6)]
+    path = tmp_path / "trainer_state.json"
+    path.write_text(json.dumps({"log_history": hist}))
+    from provaudit.errors import InputError
+
+    with pytest.raises(InputError) as exc:
+        analyze_checkpoints([path])
+    assert exc.value.field == "outcome" and "--outcome" in str(exc.value)

@@ -72,6 +72,13 @@ class Ctx:
             self.seP = np.full(self.n, sp if math.isfinite(sp) else np.inf)
             self.seO = np.full(self.n, so if math.isfinite(so) else np.inf)
             self.sigma = {"proxy": sp, "outcome": so}
+            given = {r: self.series[f"{r}_se"].to_numpy().astype(float) for r in ("proxy", "outcome")
+                     if f"{r}_se" in self.series.columns and self.series[f"{r}_se"].null_count() == 0}
+            if "proxy" in given:
+                self.seP = given["proxy"]
+            if "outcome" in given:  # reported standard errors: z thresholds instead of t
+                self.seO = given["outcome"]
+                self.df = None
 
     def rng(self, *key: Any) -> np.random.Generator:
         """A generator seeded from the run seed and a stable key (order-independent results)."""
@@ -100,7 +107,8 @@ class Ctx:
         """Change of the proxy or outcome (mean, or quantile q) from checkpoint i to j."""
         if self.samples is None:
             y = self.P if what == "proxy" else self.O
-            se = (self.seP if what == "proxy" else self.seO)[0] * math.sqrt(2.0)
+            s = self.seP if what == "proxy" else self.seO
+            se = math.sqrt(float(s[i]) ** 2 + float(s[j]) ** 2)
             v = float(y[j] - y[i])
             return Diff(v, float(se), v - Z95 * se, v + Z95 * se, 1, False)
         a, b, paired = self.aligned(i, j)
@@ -303,7 +311,8 @@ def confound(ctx: Ctx, covariate: str, label: str, share_threshold: float, first
     thr = one_sided_threshold(ctx.alpha, 1, None)
     combined = np.nanmean([share, bucket_share]) if math.isfinite(share) or math.isfinite(bucket_share) else np.nan
     out["combined_share"] = float(combined) if math.isfinite(combined) else None
-    if gain > 0 and dp.z() > thr and math.isfinite(combined) and combined >= share_threshold:
+    lower_ok = share_ci is None or share_ci[0] > 0
+    if gain > 0 and dp.z() > thr and math.isfinite(combined) and combined >= share_threshold and lower_ok:
         flags.append(Flag(
             f"{label}_confound", ctx.names[last],
             f"{label} explains {_fmt(100 * min(combined, 1.0), 2)}% of the proxy gain {_fmt(gain)} from "

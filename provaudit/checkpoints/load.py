@@ -170,7 +170,7 @@ def _standard_samples(src: Source, proxy: str, outcome: str, default_ckpt: str) 
     return frame
 
 
-def _standard_metrics(src: Source, cols: list[str]) -> pl.DataFrame:
+def _standard_metrics(src: Source, cols: list[str], se_cols: dict[str, str]) -> pl.DataFrame:
     f, r, path = src.frame, src.roles, src.path
     out: dict[str, pl.Series] = {}
     if r.get("checkpoint"):
@@ -186,6 +186,9 @@ def _standard_metrics(src: Source, cols: list[str]) -> pl.DataFrame:
     for c in cols:
         if c in f.columns and c not in out:
             out[c] = to_float(f, c, path).alias(c)
+    for c, name in se_cols.items():
+        if c in f.columns:
+            out[name] = to_float(f, c, path).alias(name)
     out["_line"] = f["_line"]
     frame = pl.DataFrame(list(out.values()))
     dup = frame["checkpoint"].is_duplicated()
@@ -238,7 +241,13 @@ def load_inputs(inputs: Sequence[str | Path], rules: dict[str, Any], *, proxy: s
             sample_frames.append(_standard_samples(src, proxy_col, outcome_col, name))
         else:
             cols = _metric_candidates(src.frame, src.roles, rules)
-            metric_frames.append(_standard_metrics(src, cols))
+            se_cols = {}
+            for role, col in (("proxy", proxy_col), ("outcome", outcome_col)):
+                for pat in rules["columns"].get("stderr", []):
+                    if pat.format(metric=col) in src.frame.columns:
+                        se_cols[pat.format(metric=col)] = f"{role}_se"
+                        break
+            metric_frames.append(_standard_metrics(src, cols, se_cols))
     samples = pl.concat(sample_frames, how="diagonal_relaxed") if sample_frames else None
     if samples is not None:
         dup = samples.select(["checkpoint", "sample_id"]).is_duplicated()
@@ -279,9 +288,12 @@ def load_inputs(inputs: Sequence[str | Path], rules: dict[str, Any], *, proxy: s
             raise InputError("the metrics tables need both the proxy and the outcome column",
                              file=sources[0].path, field=outcome_col if proxy_col in metrics.columns else proxy_col)
         series = metrics.rename({proxy_col: "proxy", outcome_col: "outcome"}).with_row_index("_order")
+        for role in ("proxy", "outcome"):
+            if f"{role}_se" in series.columns:
+                notes.append(f"{role}: per-checkpoint standard errors taken from the metrics table")
         series = series.with_columns(pl.col("_order").cast(pl.UInt32))
         extra = [c for c in series.columns if c not in ("checkpoint", "step", "kl", "length", "proxy", "outcome",
-                                                        "_line", "_order")]
+                                                        "_line", "_order", "proxy_se", "outcome_se")]
     # order: by step, else natural order of names that all carry numbers, else first appearance
     if "step" in series.columns and series["step"].null_count() == 0:
         series = series.sort(["step", "_order"])
@@ -302,6 +314,12 @@ def load_inputs(inputs: Sequence[str | Path], rules: dict[str, Any], *, proxy: s
     if series.height < 2:
         raise InputError(f"need at least 2 checkpoints with both {proxy_col!r} and {outcome_col!r}, found "
                          f"{series.height}", file=sources[0].path, field=outcome_col)
+    for role, col in (("proxy", proxy_col), ("outcome", outcome_col)):
+        if match_column([col], rules["columns"].get("lower_is_better", [])) is not None:
+            series = series.with_columns(-pl.col(role))
+            if samples is not None:
+                samples = samples.with_columns(-pl.col(role))
+            notes.append(f"{role} column {col!r} is lower-is-better by name: analysed as -{col}")
     columns = {"proxy": proxy_col, "outcome": outcome_col}
     for role in ("kl", "length", "slice", "step", "sample_id", "response", "preference"):
         columns[role] = next((s.roles.get(role) for s in sources if s.roles.get(role)), None)
