@@ -54,9 +54,9 @@ def _teacher_scores(loaded: Loaded, teacher: str | Path | None, backend: str) ->
     texts = samples["response"].fill_null("").to_list()
     scores = np.clip(np.asarray(teacher_similarity(texts, teacher_texts, backend=backend), dtype=float), 1e-4, 1 - 1e-4)
     # the logit is the calibrated teacher-vs-human log-likelihood ratio: linear scale for the regression
-    return samples.with_columns(pl.Series("teacher", np.log(scores / (1 - scores)))), [
-        "teacher-likeness: logit of provaudit.style.teacher_similarity (teacher vs human reference); a noisy "
-        "measure, so the explained share is a lower bound (attenuation)"]
+    note = ("teacher-likeness: logit of provaudit.style.teacher_similarity (teacher vs human reference); a noisy "
+            "measure, so the explained share is a lower bound (attenuation)")
+    return samples.with_columns(pl.Series("teacher", np.log(scores / (1 - scores)))), [note]
 
 
 def _run(loaded: Loaded, *, mode: str, inputs: list[str], rules: dict[str, Any], seed: int,
