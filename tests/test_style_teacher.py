@@ -91,6 +91,20 @@ def test_teacher_summary_json_ready(refs):
     json.dumps(s)  # JSON-ready
     assert s["n"] == 40 and s["teacher_likeness"] > 0.7
     assert s["diversity"]["n"] == 40 and "diversity_floor_ratio" in s["diversity"]
+    assert "label_origin" not in s
+
+
+def test_teacher_summary_with_pairs(refs):
+    from provaudit.io import read_table
+
+    table = read_table(refs["dir"] / "alpaca_eval_gpt4_annotations.json")
+    texts = table.filter(table["role"].is_in(["chosen", "rejected"]))["text"].to_list()
+    s = teacher_summary(texts, refs["tr"], refs["hr"], n_boot=20, pairs=table)
+    assert s["label_origin"]["verdict"] == "AI-judge-like" and s["label_origin"]["ai_evidence_net"] >= 2
+    json.dumps(s)
+    s2 = teacher_summary(refs["th"][:30], refs["tr"], refs["hr"], n_boot=20,
+                         pairs=pl.DataFrame({"text": refs["th"][:30]}))
+    assert s2["label_origin"]["verdict"] == "unknown"
 
 
 def test_diversity_detects_homogenised_batch(refs):

@@ -113,8 +113,13 @@ def converge(batches: Sequence[TextSource], teacher: TextSource, human: TextSour
 
 
 def teacher_summary(texts: Sequence[str], teacher_texts: TextSource, human_texts: TextSource | None = None,
-                    seed: int = 0, *, backend: str = "static", n_boot: int = 200) -> dict[str, Any]:
-    """The ``summary["teacher"]`` block of a scan: batch measures plus diversity (JSON-ready)."""
+                    seed: int = 0, *, backend: str = "static", n_boot: int = 200,
+                    pairs: Any = None) -> dict[str, Any]:
+    """The ``summary["teacher"]`` block of a scan: batch measures plus diversity (JSON-ready).
+
+    ``pairs`` (optional: the scanned record table or a pairs frame) adds a ``label_origin`` block
+    with ``verdict`` and ``ai_evidence_net`` (AI minus human evidence weight) for the gate.
+    """
     from provaudit.style.diversity import diversity
 
     t = load_texts(teacher_texts, what="teacher reference")
@@ -125,4 +130,17 @@ def teacher_summary(texts: Sequence[str], teacher_texts: TextSource, human_texts
     res["reference"] = {"n_teacher": model.n_teacher, "n_human": model.n_human,
                         "human": "given" if h is not None else "shipped default", "weights": model.weights()}
     res["diversity"] = diversity(list(texts), h if h is not None else model.human_texts, backend=backend)
+    if pairs is not None:
+        from provaudit.errors import InputError
+        from provaudit.style.labels import label_origin
+
+        try:
+            lo = label_origin(pairs, t, h, backend=backend, seed=seed, name="scan")
+        except InputError as exc:  # no preference pairs in this scan: nothing to judge
+            res["label_origin"] = {"verdict": "unknown", "note": exc.reason}
+        else:
+            res["label_origin"] = {"verdict": lo["verdict"], "ai_evidence": lo["ai_evidence"],
+                                   "human_evidence": lo["human_evidence"],
+                                   "ai_evidence_net": lo["ai_evidence"] - lo["human_evidence"],
+                                   "evidence": lo["evidence"], "measures": lo["measures"]}
     return res
