@@ -151,7 +151,8 @@ def test_upgrade_from_v1_keeps_data_and_backfills_fields(tmp_path):
     with Catalog(path, read_only=True) as cat:  # a reader upgrades too
         assert cat.schema_version == LATEST_VERSION
         assert cat.datasets()["name"].to_list() == ["old"]
-        assert cat.con.execute("SELECT key, value FROM record_fields").fetchall() == [("user_id", "42")]
+        assert cat.con.execute("SELECT key, value FROM record_fields ORDER BY key").fetchall() == [
+            ("nested.a", "1"), ("user_id", "42")]
         assert cat.overlap_report(frame("b", [TEXTS[0]], [[11]]))[0]["exact_records"] == 1
     versions = duckdb.connect(str(path)).execute("SELECT list(version ORDER BY version) FROM schema_version")
     assert versions.fetchone()[0] == [m.version for m in MIGRATIONS]
@@ -181,3 +182,11 @@ def test_erasure_does_not_watch_texts_other_records_still_hold(cat):
     batch = frame("q", [TEXTS[0], TEXTS[1]], [[1, 2], [3, 4]])
     assert [m["record_id"] for m in cat.erased_matches(batch)] == ["q:1:text"]
     assert cat.con.execute("SELECT count(*) FROM erased_records").fetchone()[0] == 2  # audit keeps both
+
+
+def test_field_table_flattens_nested_keys_and_skips_long_values(cat):
+    metas = [{"account": {"user_id": "u1", "tier": 2}, "tags": ["a", "b"], "note": "x" * 300, "ok": True}]
+    add(cat, "nested", frame("nested", TEXTS[:1], [[1]], metas))
+    got = cat.con.execute("SELECT key, value FROM record_fields ORDER BY key, value").fetchall()
+    assert got == [("account.tier", "2"), ("account.user_id", "u1"), ("ok", "true"), ("tags", "a"), ("tags", "b")]
+    assert cat.field_matches("account.user_id", "u1").height == 1

@@ -18,6 +18,19 @@ class Migration:
     statements: tuple[str, ...]
 
 
+#: Scalar metadata values -> record_fields(rid, dataset_id, key, value). Nested keys are dotted
+#: (``account.user_id``), array elements take the array's key (``tags=x`` matches ``"tags": ["x"]``;
+#: the first 32 elements), and only short values (<= 256 characters of JSON) are kept: field lookups
+#: are for ids and categories, and the catalog must not hold texts twice.
+FIELDS_SQL = """
+    SELECT {row}, {dataset},
+           regexp_replace(CASE WHEN j.path = '$' THEN j.key ELSE substr(j.fullkey, 3) END, '\\[[0-9]+\\]', '', 'g'),
+           CASE WHEN j.type = 'VARCHAR' THEN j.value ->> '$' ELSE j.atom::VARCHAR END
+    FROM {src}, json_tree({meta}) j
+    WHERE {meta} IS NOT NULL AND starts_with(ltrim({meta}), '{{')
+      AND j.type NOT IN ('OBJECT', 'ARRAY', 'NULL') AND length(j.value) <= 256
+      AND NOT (ends_with(j.fullkey, ']') AND coalesce(TRY_CAST(j.key AS INTEGER), 0) >= 32)"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "datasets, records, band keys, scans", (
         """CREATE TABLE datasets (
@@ -50,12 +63,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "scalar metadata key/value table (backfilled) for --field lookups", (
         """CREATE TABLE record_fields (
             rid BIGINT NOT NULL, dataset_id INTEGER NOT NULL, key VARCHAR NOT NULL, value VARCHAR)""",
-        """INSERT INTO record_fields
-            SELECT r.rid, r.dataset_id, j.key,
-                   CASE WHEN j.type = 'VARCHAR' THEN j.value ->> '$' ELSE j.atom::VARCHAR END
-            FROM records r, json_each(r.meta) j
-            WHERE r.meta IS NOT NULL AND json_valid(r.meta) AND json_type(r.meta) = 'OBJECT'
-              AND j.type NOT IN ('OBJECT', 'ARRAY', 'NULL')""",
+        "INSERT INTO record_fields "
+        + FIELDS_SQL.format(row="r.rid", dataset="r.dataset_id", src="records r", meta="r.meta"),
     )),
 )
 

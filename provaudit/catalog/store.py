@@ -17,7 +17,7 @@ from typing import Any, Self
 import duckdb
 import polars as pl
 
-from provaudit.catalog.migrations import LATEST_VERSION, current_version, migrate
+from provaudit.catalog.migrations import FIELDS_SQL, LATEST_VERSION, current_version, migrate
 from provaudit.errors import InputError
 
 DEFAULT_PATH = Path(".provaudit") / "catalog.duckdb"
@@ -245,14 +245,8 @@ class Catalog:
                 f"""INSERT INTO record_bands SELECT * FROM (
                         SELECT unnest(band_keys) AS band_key, {did}, {base} + _row
                         FROM {src} WHERE band_keys IS NOT NULL) ORDER BY band_key""")
-            self.con.execute(
-                f"""INSERT INTO record_fields
-                    SELECT {base} + s._row, {did}, j.key,
-                           CASE WHEN j.type = 'VARCHAR' THEN j.value ->> '$' ELSE j.atom::VARCHAR END
-                    FROM {src} s, json_each(s.meta) j
-                    WHERE s.meta IS NOT NULL AND starts_with(ltrim(s.meta), '{{')
-                      AND j.type NOT IN ('OBJECT', 'ARRAY', 'NULL')
-                    ORDER BY 3, 4""")
+            fields = FIELDS_SQL.format(row=f"{base} + s._row", dataset=str(did), src=f"{src} s", meta="s.meta")
+            self.con.execute(f"INSERT INTO record_fields SELECT * FROM ({fields}) ORDER BY 3, 4")
         except duckdb.Error as exc:
             raise InputError(f"cannot store records: {str(exc).splitlines()[0]}", file=str(path),
                              field="meta" if "json" in str(exc).lower() else None) from exc
