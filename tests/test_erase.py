@@ -175,3 +175,26 @@ def test_lineage_after_erasure_still_names_tainted_checkpoints(world, tmp_path):
     erase(field="user_id=u-0042", out=tmp_path / "redacted", catalog=cat)
     res = lineage_find(field="user_id=u-0042", catalog=cat)
     assert {c["checkpoint"] for c in res["checkpoints"]} == {"ck1", "ck2"}
+
+
+def test_csv_with_bom_crlf_and_blank_line_keeps_other_bytes(fixtures_dir, tmp_path):
+    import csv
+    import io as _io
+
+    rows = [json.loads(x) for x in (fixtures_dir / "lineage" / "sft_train.jsonl").read_text(encoding="utf-8").splitlines()]
+    buf = _io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=["instruction", "output", "user_id"], extrasaction="ignore", lineterminator="\r\n")
+    w.writeheader()
+    w.writerows(rows[:10])
+    body = buf.getvalue().replace("\r\n", "\r\n\r\n", 1)  # a blank line after the header
+    path = tmp_path / "sft.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + body.encode("utf-8"))
+    cat = tmp_path / "c.duckdb"
+    provaudit.register(path, catalog=cat)
+    res = erase(field="user_id=u-0042", out=tmp_path / "out", catalog=cat)
+    assert res["datasets"][0]["rows_removed"] == [5]
+    a, b = path.read_bytes(), (tmp_path / "out" / "sft.csv").read_bytes()
+    assert b.startswith(b"\xef\xbb\xbf") and b"\r\n\r\n" in b and b"u-0042" not in b
+    k = next(i for i in range(len(b)) if a[i] != b[i])
+    assert a[:k] + a[k + len(a) - len(b):] == b
+    assert read_table(tmp_path / "out" / "sft.csv").height == read_table(path).height - 2
