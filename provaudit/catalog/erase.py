@@ -20,23 +20,17 @@ from typing import Any
 
 import polars as pl
 
-from provaudit.catalog.lineage import parse_field
+from provaudit.catalog.lineage import file_fingerprint, parse_field
 from provaudit.catalog.store import Catalog, open_catalog
 from provaudit.errors import InputError, UsageError
-from provaudit.fingerprint import DatasetDigest, text_hash
 
 
 def _verify_unchanged(d: dict[str, Any]) -> None:
     """Refuse to redact a file whose content no longer matches its catalog fingerprint."""
-    from provaudit.io import RecordReader
-
     path = Path(d["path"])
     if not path.exists():
         raise InputError("registered file is missing; cannot write a redacted copy", file=str(path))
-    digest = DatasetDigest()
-    for batch in RecordReader(path, name=d["dataset"], fmt=d["format"]).batches():
-        digest.update(batch.with_columns(pl.Series("text_hash", [text_hash(t) for t in batch["text"].to_list()])))
-    if digest.fingerprint() != d["fingerprint"]:
+    if file_fingerprint(path, fmt=d["format"]) != d["fingerprint"]:
         raise InputError("file changed since it was registered (fingerprint differs); re-register it and retry",
                          file=str(path))
 

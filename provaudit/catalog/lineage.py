@@ -50,6 +50,17 @@ def file_records(path: str | Path, *, name: str | None = None, fmt: str | None =
     return df, info
 
 
+def file_fingerprint(path: str | Path, *, fmt: str | None = None) -> str:
+    """Dataset fingerprint of a file as ``provaudit register`` computes it (hashes only, no MinHash)."""
+    from provaudit.io import RecordReader
+
+    digest = DatasetDigest()
+    for batch in RecordReader(path, fmt=fmt).batches():
+        digest.update(batch.with_columns(pl.Series("text_hash", [text_hash(t) for t in batch["text"].to_list()],
+                                                   dtype=pl.Utf8)))
+    return digest.fingerprint()
+
+
 def _register(path: Path, cat: Catalog, tags: Sequence[str] = ()) -> dict[str, Any]:
     """Register a file in this catalog (same fingerprint as ``provaudit register``)."""
     from provaudit.pipeline import register
@@ -65,11 +76,11 @@ def _resolve_or_register(cat: Catalog, ref: str) -> dict[str, Any]:
         p = Path(ref)
         if not p.exists():
             raise
-    _, info = file_records(p)
-    hit = cat.con.execute("SELECT count(*) FROM datasets WHERE fingerprint = ?", [info["fingerprint"]]).fetchone()[0]
+    fingerprint = file_fingerprint(p)
+    hit = cat.con.execute("SELECT count(*) FROM datasets WHERE fingerprint = ?", [fingerprint]).fetchone()[0]
     if not hit:
-        _register(p, cat)
-    return cat.resolve_dataset(info["fingerprint"])
+        fingerprint = _register(p, cat)["fingerprint"]
+    return cat.resolve_dataset(fingerprint)
 
 
 def _tags(v: Any) -> list[str]:
@@ -381,5 +392,5 @@ def _rate(k: int, n: int) -> float:
     return round(k / n, 6) if n else 0.0
 
 
-__all__ = ["add_checkpoint", "file_records", "lineage_find", "list_checkpoints", "list_datasets", "ngram_hashes",
+__all__ = ["add_checkpoint", "file_fingerprint", "file_records", "lineage_find", "list_checkpoints", "list_datasets", "ngram_hashes",
            "overlap", "parse_field"]
