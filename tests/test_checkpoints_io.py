@@ -84,3 +84,23 @@ def test_cli_exit_2_one_line(tmp_path: Path) -> None:
     assert len(lines) == 1 and f"{p}:3" in lines[0] and "reward" in lines[0]
     res = CliRunner().invoke(main, ["checkpoints", str(tmp_path / "missing.csv")])
     assert res.exit_code == 2
+
+
+def test_parquet_samples_and_compare_names_from_files(tmp_path: Path) -> None:
+    import numpy as np
+    import polars as pl
+
+    rng = np.random.default_rng(0)
+    for name in ("before", "after"):
+        pl.DataFrame({"checkpoint": ["model"] * 50, "id": np.arange(50), "reward": rng.normal(size=50),
+                      "outcome": rng.normal(size=50)}).write_parquet(tmp_path / f"{name}.parquet")
+    rep = compare(tmp_path / "before.parquet", tmp_path / "after.parquet", bootstrap=100)
+    assert rep.checkpoints == ["before", "after"] and rep.pair["paired"]
+    assert not rep.decoupled
+
+
+def test_metrics_rows_without_sample_id(tmp_path: Path) -> None:
+    p = write(tmp_path / "m.csv", "checkpoint,reward,outcome\na,1,2\na,2,3\nb,1,1\n")
+    with pytest.raises(InputError) as exc:
+        analyze_checkpoints([p])
+    assert exc.value.line == 3 and "sample id" in str(exc.value)

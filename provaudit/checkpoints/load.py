@@ -118,13 +118,14 @@ class Loaded:
     notes: list[str] = field(default_factory=list)
 
 
-def _standard_samples(src: Source, proxy: str, outcome: str, default_ckpt: str) -> pl.DataFrame:
+def _standard_samples(src: Source, proxy: str, outcome: str, default_ckpt: str, force_name: bool = False
+                      ) -> pl.DataFrame:
     f, r, path = src.frame, src.roles, src.path
     for role, col in (("proxy", proxy), ("outcome", outcome)):
         if col not in f.columns:
             raise InputError(f"per-sample file lacks the {role} column {col!r}", file=path, field=col)
     out: dict[str, pl.Series] = {}
-    ck = r.get("checkpoint") or r.get("step")
+    ck = None if force_name else (r.get("checkpoint") or r.get("step"))
     out["checkpoint"] = (f[ck].cast(pl.Utf8) if ck else pl.Series([default_ckpt] * f.height)).alias("checkpoint")
     sid = r["sample_id"]
     out["sample_id"] = f[sid].cast(pl.Utf8).alias("sample_id")
@@ -194,7 +195,8 @@ def _standard_metrics(src: Source, cols: list[str], se_cols: dict[str, str]) -> 
     dup = frame["checkpoint"].is_duplicated()
     if dup.any():
         i = int(dup.arg_true()[1])
-        raise InputError(f"checkpoint {frame['checkpoint'][i]!r} appears twice", file=path,
+        raise InputError(f"checkpoint {frame['checkpoint'][i]!r} appears twice (a per-sample file needs a sample id "
+                         "column such as sample_id or id)", file=path,
                          line=int(f["_line"][i]), field=r.get("checkpoint") or r.get("step"))
     return frame
 
@@ -238,7 +240,8 @@ def load_inputs(inputs: Sequence[str | Path], rules: dict[str, Any], *, proxy: s
     for k, src in enumerate(sources):
         if src.kind == "samples":
             name = checkpoint_names[k] if checkpoint_names else Path(src.path).name.split(".")[0]
-            sample_frames.append(_standard_samples(src, proxy_col, outcome_col, name))
+            sample_frames.append(_standard_samples(src, proxy_col, outcome_col, name,
+                                                   force_name=checkpoint_names is not None))
         else:
             cols = _metric_candidates(src.frame, src.roles, rules)
             se_cols = {}
