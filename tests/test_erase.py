@@ -198,3 +198,18 @@ def test_csv_with_bom_crlf_and_blank_line_keeps_other_bytes(fixtures_dir, tmp_pa
     k = next(i for i in range(len(b)) if a[i] != b[i])
     assert a[:k] + a[k + len(a) - len(b):] == b
     assert read_table(tmp_path / "out" / "sft.csv").height == read_table(path).height - 2
+
+
+def test_failure_while_recording_leaves_no_copies_and_no_erasure(world, tmp_path, monkeypatch):
+    _data, cat = world
+
+    def boom(self, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Catalog, "add_erasure", boom)
+    with pytest.raises(OSError):
+        erase(field="user_id=u-0042", out=tmp_path / "redacted", catalog=cat)
+    assert list((tmp_path / "redacted").iterdir()) == []
+    monkeypatch.undo()
+    with Catalog(cat, read_only=True) as c:
+        assert c.erasures().height == 0

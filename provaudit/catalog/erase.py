@@ -292,10 +292,17 @@ def erase(*, field: str, out: str | Path, dry_run: bool = False,
                 result["erasure_id"] = cat.add_erasure(
                     selector=result["selector"], rids=rids, datasets=ds_record, checkpoints=checkpoints,
                     outputs=[{"dataset": d["dataset"], "path": d["output"]} for d in affected])
-                for d in affected:
-                    target = targets[d["dataset_id"]]
-                    _remove(target)
-                    os.replace(temps[d["dataset_id"]], target)
+                renamed: list[Path] = []
+                try:
+                    for d in affected:
+                        target = targets[d["dataset_id"]]
+                        _remove(target)
+                        os.replace(temps[d["dataset_id"]], target)
+                        renamed.append(target)
+                except BaseException:
+                    for target in renamed:  # the erasure rolls back: no half set of copies either
+                        _remove(target)
+                    raise
         finally:
             for tmp in temps.values():
                 _remove(tmp)
