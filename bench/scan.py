@@ -1,0 +1,214 @@
+"""End-to-end ``provaudit scan`` benchmark: rows/s and peak memory, against a naive pandas script.
+
+For each size in ``--rows`` it generates a realistic preference file (``bench/generate.py``:
+real fixture sentences recombined, 2% exact and 3% near-duplicate outputs), then runs the real
+CLI, ``provaudit scan FILE --catalog ... --out ...``, in a fresh subprocess per configuration,
+so each figure includes start-up, reading, every per-batch stage, the DuckDB finalize step, the
+summary and the catalog write of the scanned batch. Peak memory is sampled over the whole
+process tree (psutil, every 50 ms: main process plus any workers) and also read from the kernel
+(largest single process). Then it runs ``bench/baseline_pandas.py`` (pandas + datasketch +
+TF-IDF/logistic regression doing the same work) on the first ``--baseline-rows`` rows of the
+same file and prints the ratio of rows/s.
+
+Configurations (``--configs``, comma separated):
+  no-origin  fingerprint + exact/near duplicates + overlap + catalog (``--no-origin``)
+  default    the default scan (adds rules, stylometric features, fast-path origin tagging)
+  workers2   the default scan with ``--workers 2``
+  no-origin-workers2  ``--no-origin --workers 2``
+  full       ``--origin-mode full`` (MiniLM sentence embeddings), reported separately
+
+Example::
+
+    python bench/scan.py --rows 100000 --configs no-origin,default,workers2 --baseline-rows 20000
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+CONFIGS = {
+    "no-origin": ["--no-origin"],
+    "default": [],
+    "workers2": ["--workers", "2"],
+    "no-origin-workers2": ["--no-origin", "--workers", "2"],
+    "full": ["--origin-mode", "full"],
+}
+
+
+def _tree_rss(proc) -> int:
+    import psutil
+
+    total = 0
+    try:
+        procs = [proc] + proc.children(recursive=True)
+    except psutil.Error:
+        return 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def measure(cmd: list[str], env: dict | None = None) -> dict:
+    """Run ``cmd``; return wall seconds, exit status, peak tree RSS (MB) and largest-process RSS (MB)."""
+    try:
+        import psutil
+    except ImportError:  # the kernel's figure alone
+        psutil = None
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
+    peak = 0
+    ps = psutil.Process(proc.pid) if psutil else None
+    out_chunks: list[bytes] = []
+    import threading
+
+    reader = threading.Thread(target=lambda: out_chunks.append(proc.stdout.read()), daemon=True)
+    err_chunks: list[bytes] = []
+    err_reader = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read()), daemon=True)
+    reader.start()
+    err_reader.start()
+    while proc.poll() is None:
+        if ps is not None:
+            peak = max(peak, _tree_rss(ps))
+        time.sleep(0.05)
+    seconds = time.perf_counter() - t0
+    reader.join()
+    err_reader.join()
+    import resource
+
+    kernel = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"seconds": seconds, "status": proc.returncode, "peak_tree_rss_mb": round(peak / 2**20),
+            "max_process_rss_mb": round(kernel), "stdout": b"".join(out_chunks).decode(errors="replace"),
+            "stderr": b"".join(err_chunks).decode(errors="replace")}
+
+
+def provaudit_cmd() -> list[str]:
+    exe = shutil.which("provaudit")
+    return [exe] if exe else [sys.executable, "-c", "from provaudit.cli import main; main()"]
+
+
+def run_scan(data: Path, work: Path, config: str, workers: int | None = None) -> dict:
+    out = work / f"out-{config}"
+    cat = work / f"catalog-{config}.duckdb"
+    for p in (out, cat):
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    cmd = provaudit_cmd() + ["scan", str(data), "--catalog", str(cat), "--out", str(out), "--json",
+                             "--no-progress"] + CONFIGS[config]
+    m = measure(cmd)
+    res = {"config": config, "command": " ".join(["provaudit"] + cmd[len(provaudit_cmd()):]),
+           "seconds": round(m["seconds"], 1), "status": m["status"],
+           "peak_tree_rss_mb": m["peak_tree_rss_mb"]}
+    if m["status"] not in (0, 1):  # 1 = gate failed, still a complete scan
+        res["error"] = (m["stderr"].strip().splitlines() or ["?"])[-1][:300]
+        return res
+    summary = json.loads(m["stdout"])
+    rows = summary["input"]["rows"]
+    res.update(rows=rows, records=summary["input"]["records"], rows_per_s=round(rows / m["seconds"]),
+               records_per_s=round(summary["input"]["records"] / m["seconds"]),
+               exact_rate=summary["duplicates"]["exact_rate"], near_rate=summary["duplicates"]["near_rate"])
+    shutil.rmtree(out, ignore_errors=True)
+    cat.unlink(missing_ok=True)
+    return res
+
+
+def run_baseline(data: Path, work: Path, rows: int) -> dict:
+    sub = work / f"baseline-{rows}.jsonl"
+    with open(data, encoding="utf-8") as src, open(sub, "w", encoding="utf-8") as dst:
+        dst.writelines(itertools.islice(src, rows))
+    m = measure([sys.executable, str(HERE / "baseline_pandas.py"), str(sub), "--out", str(work / "baseline.parquet")])
+    if m["status"] != 0:
+        return {"error": (m["stderr"].strip().splitlines() or ["?"])[-1][:300]}
+    r = json.loads(m["stdout"].strip().splitlines()[-1])
+    sub.unlink()
+    return {"rows": r["rows"], "seconds": round(m["seconds"], 1), "rows_per_s": round(r["rows"] / m["seconds"]),
+            "peak_tree_rss_mb": m["peak_tree_rss_mb"], "exact_rate": round(r["exact_duplicates"] / (2 * r["rows"]), 6),
+            "near_rate": round(r["near_duplicates"] / (2 * r["rows"]), 6)}
+
+
+def table(results: list[dict]) -> str:
+    lines = ["| rows | configuration | seconds | rows/s | records/s | peak RSS (MB, tree) | vs naive |",
+             "|---:|---|---:|---:|---:|---:|---:|"]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r.get('size', '')} | {r['config']} | failed: {r['error']} | | | | |")
+            continue
+        ratio = f"{r['ratio_vs_naive']}x" if "ratio_vs_naive" in r else ""
+        lines.append(f"| {r['rows']:,} | {r['config']} | {r['seconds']} | {r['rows_per_s']:,} | "
+                     f"{r.get('records_per_s', 0):,} | {r['peak_tree_rss_mb']:,} | {ratio} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", type=int, action="append", help="preference rows (repeatable; default 100000)")
+    ap.add_argument("--configs", default="no-origin,default", help=f"comma list of {', '.join(CONFIGS)}")
+    ap.add_argument("--baseline-rows", type=int, default=20_000,
+                    help="rows for the naive pandas baseline (0: skip); ratios compare rows/s")
+    ap.add_argument("--work", type=Path, default=None, help="keep generated files here (default: a temp dir)")
+    ap.add_argument("--json-out", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    from generate import generate
+
+    sizes = a.rows or [100_000]
+    configs = [c.strip() for c in a.configs.split(",") if c.strip()]
+    for c in configs:
+        if c not in CONFIGS:
+            ap.error(f"unknown configuration {c!r}")
+    tmp = None
+    if a.work is None:
+        tmp = tempfile.TemporaryDirectory(prefix="pa-bench-scan-")
+        work = Path(tmp.name)
+    else:
+        work = a.work
+        work.mkdir(parents=True, exist_ok=True)
+    results: list[dict] = []
+    baseline = None
+    try:
+        for n in sizes:
+            data = work / f"prefs-{n}-s{a.seed}.jsonl"
+            if not data.exists():
+                print(f"generating {n:,} rows -> {data}", file=sys.stderr)
+                generate(data, n, seed=a.seed)
+            if a.baseline_rows and baseline is None:
+                print(f"naive baseline on {min(n, a.baseline_rows):,} rows", file=sys.stderr)
+                baseline = run_baseline(data, work, min(n, a.baseline_rows))
+                print(f"  {baseline}", file=sys.stderr)
+            for c in configs:
+                print(f"scan {n:,} rows [{c}]", file=sys.stderr)
+                r = run_scan(data, work, c)
+                r["size"] = n
+                if baseline and "rows_per_s" in r and "rows_per_s" in baseline:
+                    r["ratio_vs_naive"] = round(r["rows_per_s"] / baseline["rows_per_s"], 1)
+                print(f"  {r}", file=sys.stderr)
+                results.append(r)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    report = {"results": results, "baseline_pandas": baseline, "cpus": os.cpu_count(),
+              "command": "python bench/scan.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+    if a.json_out:
+        a.json_out.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    print(table(results))
+    if baseline and "rows_per_s" in baseline:
+        print(f"\nnaive pandas + datasketch + TF-IDF/LR baseline: {baseline['rows']:,} rows in "
+              f"{baseline['seconds']} s = {baseline['rows_per_s']:,} rows/s, peak {baseline['peak_tree_rss_mb']:,} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
