@@ -104,3 +104,13 @@ def test_metrics_rows_without_sample_id(tmp_path: Path) -> None:
     with pytest.raises(InputError) as exc:
         analyze_checkpoints([p])
     assert exc.value.line == 3 and "sample id" in str(exc.value)
+
+
+@pytest.mark.parametrize(("proxy", "outcome"), [("rm_reward", "gold_reward"), ("reward_model_score", "human_eval"),
+                                                ("judge_score", "pass_rate"), ("rollout/reward_mean", "eval_gsm8k_pass1"),
+                                                ("objective/scores", "eval_task_success")])
+def test_name_detection(tmp_path: Path, proxy: str, outcome: str) -> None:
+    # the outcome column comes first so that detection cannot rely on column order
+    p = write(tmp_path / "m.csv", f"step,{outcome},{proxy}\n1,0.1,0.1\n2,0.2,0.3\n3,0.25,0.5\n4,0.3,0.6\n")
+    rep = analyze_checkpoints([p])
+    assert (rep.proxy, rep.outcome) == (proxy, outcome)

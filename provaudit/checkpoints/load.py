@@ -89,6 +89,8 @@ def _pick(sources: list[Source], role: str, given: str | None, rules: dict[str, 
         used = {c for c in src.roles.values() if c} | taken
         cands = [c for c in src.frame.columns if not c.startswith("_") and c not in used and not is_ignored(c, rules)
                  and (src.frame[c].dtype.is_numeric() or src.frame[c].dtype == pl.Utf8)]
+        if role == "proxy":
+            cands = [c for c in cands if match_column([c], rules["columns"].get("not_proxy", [])) is None]
         col = match_column(cands, rules["columns"].get(role, []))
         if col is not None:
             if not _numeric_like(src.frame, col):
