@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import duckdb
 import polars as pl
@@ -104,12 +104,12 @@ class ScanResult:
         return 0 if self.passed else 1
 
 
-def _progress(enabled: bool):
+def _progress(enabled: bool, unit: str = "rows"):
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
                                TimeElapsedColumn, TimeRemainingColumn)
 
     return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("rows"), TimeElapsedColumn(), TimeRemainingColumn(), transient=True,
+                    TextColumn(unit), TimeElapsedColumn(), TimeRemainingColumn(), transient=True,
                     disable=not enabled)
 
 
@@ -191,32 +191,42 @@ def _stream_inputs(readers: list[RecordReader], options: StageOptions, parts_dir
     return infos
 
 
-def _finalize_records(con: duckdb.DuckDBPyConnection, parts_glob: str, records_path: Path) -> None:
+FINALIZE_STEPS = 6  # SQL steps of _finalize_records, for the progress bar
+
+
+def _finalize_records(con: duckdb.DuckDBPyConnection, parts_glob: str, records_path: Path,
+                      step: Callable[[str], None] | None = None) -> None:
     """Exact and near-duplicate groups across the whole input, then the final records.parquet."""
+    step = step or (lambda _desc: None)
     con.execute(f"CREATE TEMP VIEW parts AS SELECT * FROM read_parquet('{parts_glob}')")
     con.execute("""
         CREATE TEMP TABLE exact AS
         SELECT _idx, record_id, text_hash,
                first(record_id ORDER BY _idx) OVER (PARTITION BY text_hash) AS first_rid
         FROM parts""")
+    step("exact groups")
     con.execute("""
         CREATE TEMP TABLE bands AS
         SELECT _idx, text_hash, unnest(band_keys) AS k FROM parts""")
+    step("band keys")
     # near-duplicate representative: the earliest record sharing any band key, among other texts
     con.execute("""
         CREATE TEMP TABLE key_first AS
         SELECT k, min(_idx) AS first_idx FROM (
             SELECT DISTINCT ON (k, text_hash) k, text_hash, _idx FROM bands ORDER BY k, text_hash, _idx
         ) GROUP BY k HAVING count(*) > 1""")
+    step("shared band keys")
     con.execute("""
         CREATE TEMP TABLE near AS
         SELECT b._idx, min(f.first_idx) AS near_idx
         FROM bands b JOIN key_first f USING (k)
         GROUP BY b._idx HAVING min(f.first_idx) < b._idx""")
+    step("near-duplicate groups")
     con.execute("""
         CREATE TEMP TABLE near_rid AS
         SELECT n._idx, p.record_id AS near_dup_of, p.text_hash AS near_hash
         FROM near n JOIN (SELECT _idx, record_id, text_hash FROM parts) p ON p._idx = n.near_idx""")
+    step("near-duplicate representatives")
     tmp = records_path.with_suffix(".parquet.tmp")
     con.execute(f"""
         COPY (
@@ -228,6 +238,7 @@ def _finalize_records(con: duckdb.DuckDBPyConnection, parts_glob: str, records_p
           ORDER BY p._idx
         ) TO '{tmp}' (FORMAT PARQUET, COMPRESSION ZSTD)""")
     os.replace(tmp, records_path)
+    step("records.parquet written")
 
 
 def _rate(num: int, den: int) -> float:
@@ -361,7 +372,10 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
         con = duckdb.connect(config={"temp_directory": str(work / "duck"), "threads": max(1, os.cpu_count() or 1),
                                      "memory_limit": DUCKDB_MEMORY_LIMIT})  # spill, keep RSS flat in input size
         try:
-            _finalize_records(con, str(parts / "*.parquet"), records_path)
+            with _progress(progress, unit="steps") as bar:  # the cross-batch step is long on big inputs
+                task = bar.add_task("finalize: duplicate groups", total=FINALIZE_STEPS)
+                _finalize_records(con, str(parts / "*.parquet"), records_path,
+                                  step=lambda d: bar.update(task, advance=1, description=f"finalize: {d}"))
             summary: dict[str, Any] = {
                 "version": SUMMARY_VERSION,
                 "input": _input_summary(infos),
