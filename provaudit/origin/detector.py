@@ -1,0 +1,314 @@
+"""The human-vs-model detector: logistic regression over stylometric features, Platt-calibrated.
+
+Why this model: it is linear over transferable style features, so each record's evidence is an exact
+per-feature contribution; it is tiny (a JSON file of coefficients, no pickle) and loads with no
+network. Calibration and the decision threshold come from out-of-fold scores of the training data:
+``threshold_model`` is the calibrated probability above which at most ``nominal_fpr`` (5% by default)
+of human text is called "model".
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from provaudit.errors import InputError
+from provaudit.origin.corpora import read_text_file
+from provaudit.origin.features import FEATURE_NAMES, feature_matrix
+
+DEFAULT_DETECTOR = Path(__file__).resolve().parent / "data" / "detector"
+FORMAT_VERSION = 1
+
+
+def _transform(x: np.ndarray) -> np.ndarray:
+    """Signed log1p: tames heavy-tailed rates before standardising."""
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
+
+
+@dataclass
+class Detector:
+    """A trained detector: standardiser, linear weights, Platt calibration and thresholds."""
+
+    feature_names: list[str]
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: float
+    platt_a: float = 1.0
+    platt_b: float = 0.0
+    threshold_model: float = 0.5
+    threshold_human: float = 0.5
+    min_words: int = 50
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    # -- scoring -----------------------------------------------------------------------------
+    def standardized(self, x: np.ndarray) -> np.ndarray:
+        return (_transform(x) - self.mean) / self.scale
+
+    def decision(self, x: np.ndarray) -> np.ndarray:
+        """Raw linear score (log-odds before calibration)."""
+        return self.standardized(x) @ self.coef + self.intercept
+
+    def calibrated_logit(self, x: np.ndarray) -> np.ndarray:
+        return self.platt_a * self.decision(x) + self.platt_b
+
+    def predict_proba(self, texts: Sequence[str] | pl.Series) -> np.ndarray:
+        """Calibrated P(model-written) for each text."""
+        x, _ = feature_matrix(texts)
+        return _sigmoid(self.calibrated_logit(x))
+
+    def contributions(self, x: np.ndarray) -> np.ndarray:
+        """Per-feature contribution to the calibrated log-odds (rows: texts)."""
+        return self.standardized(x) * self.coef * self.platt_a
+
+    # -- persistence -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        r = lambda a: [round(float(v), 10) for v in a]
+        return {"format_version": FORMAT_VERSION, "kind": "provaudit-origin-detector",
+                "feature_names": list(self.feature_names), "mean": r(self.mean), "scale": r(self.scale),
+                "coef": r(self.coef), "intercept": round(float(self.intercept), 10),
+                "platt_a": round(float(self.platt_a), 10), "platt_b": round(float(self.platt_b), 10),
+                "threshold_model": round(float(self.threshold_model), 10),
+                "threshold_human": round(float(self.threshold_human), 10),
+                "min_words": int(self.min_words), "meta": self.meta}
+
+    def save(self, out: Path | str) -> Path:
+        """Write ``detector.json`` into the folder ``out`` (created if needed)."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / "detector.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True))
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: Path | str) -> Detector:
+        p = Path(path)
+        if p.is_dir():
+            p = p / "detector.json"
+        if not p.exists():
+            raise InputError("detector file not found", file=str(p))
+        try:
+            d = json.loads(p.read_text())
+        except json.JSONDecodeError as exc:
+            raise InputError(f"not a detector file ({exc.msg})", file=str(p)) from None
+        if not isinstance(d, dict) or d.get("kind") != "provaudit-origin-detector":
+            raise InputError("not a provaudit detector", file=str(p), field="kind")
+        if d.get("feature_names") != list(FEATURE_NAMES):
+            raise InputError("detector was built for another feature set; retrain it", file=str(p),
+                             field="feature_names")
+        return cls(feature_names=d["feature_names"], mean=np.array(d["mean"]), scale=np.array(d["scale"]),
+                   coef=np.array(d["coef"]), intercept=float(d["intercept"]), platt_a=float(d["platt_a"]),
+                   platt_b=float(d["platt_b"]), threshold_model=float(d["threshold_model"]),
+                   threshold_human=float(d["threshold_human"]), min_words=int(d["min_words"]),
+                   meta=d.get("meta", {}))
+
+
+_CACHE: dict[str, Detector] = {}
+
+
+def load_detector(path: Path | str | None = None) -> Detector:
+    """Load a detector folder or ``detector.json`` (default: the one shipped in the package)."""
+    key = str(Path(path).resolve()) if path is not None else "<default>"
+    if key not in _CACHE:
+        _CACHE[key] = Detector.load(path if path is not None else DEFAULT_DETECTOR)
+    return _CACHE[key]
+
+
+# -- training data -------------------------------------------------------------------------------
+TextSource = "Path | str | Sequence[str] | pl.DataFrame"
+
+
+def as_frame(src: Any, label: int) -> pl.DataFrame:
+    """Texts from a path, a list of strings or a frame with ``text`` (+ optional ``domain``)."""
+    if isinstance(src, pl.DataFrame):
+        if "text" not in src.columns:
+            raise InputError("frame has no 'text' column", field="text")
+        df = src
+    elif isinstance(src, (str, Path)):
+        df = pl.DataFrame({"text": read_text_file(Path(src))})
+    else:
+        df = pl.DataFrame({"text": list(src)}, schema={"text": pl.Utf8})
+    if "domain" not in df.columns:
+        df = df.with_columns(pl.lit("all").alias("domain"))
+    return df.select(pl.col("text").cast(pl.Utf8), pl.col("domain").cast(pl.Utf8).fill_null("all"),
+                     pl.lit(label).cast(pl.Int8).alias("label"))
+
+
+def group_weights(groups: Sequence[Any]) -> np.ndarray:
+    """Weights giving every group the same total weight (mean weight 1)."""
+    cnt = Counter(groups)
+    w = np.array([1.0 / cnt[g] for g in groups])
+    return w * len(w) / w.sum()
+
+
+# -- metrics -------------------------------------------------------------------------------------
+def auroc(y: np.ndarray, p: np.ndarray) -> float | None:
+    from sklearn.metrics import roc_auc_score
+    if len(np.unique(y)) < 2:
+        return None
+    return float(roc_auc_score(y, p))
+
+
+def tpr_at_fpr(y: np.ndarray, p: np.ndarray, fpr: float) -> float | None:
+    """Share of model texts scored above the (1 - fpr) quantile of human scores."""
+    h, m = p[y == 0], p[y == 1]
+    if len(h) == 0 or len(m) == 0:
+        return None
+    t = np.quantile(h, 1.0 - fpr, method="higher")
+    return float((m > t).mean())
+
+
+def ece(y: np.ndarray, p: np.ndarray, bins: int = 10, *, balanced: bool = True) -> float:
+    """Expected calibration error (equal-width bins).
+
+    With ``balanced`` both classes get equal total weight, i.e. calibration at prior odds 1:1, the
+    prior the detector is calibrated for (a batch's own mix is what the corpus estimate measures).
+    """
+    y = np.asarray(y, dtype=float)
+    w = np.ones(len(y))
+    if balanced and 0 < y.sum() < len(y):
+        w = np.where(y == 1, 0.5 / y.sum(), 0.5 / (len(y) - y.sum()))
+    w = w / w.sum()
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(p, edges) - 1, 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        sel = idx == b
+        if sel.any():
+            wb = w[sel]
+            total += wb.sum() * abs(np.average(p[sel], weights=wb) - np.average(y[sel], weights=wb))
+    return float(total)
+
+
+def _r(v: float | None) -> float | None:
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else round(float(v), 4)
+
+
+def score_metrics(y: np.ndarray, p: np.ndarray, threshold: float | None = None) -> dict[str, Any]:
+    out = {"n_human": int((y == 0).sum()), "n_model": int((y == 1).sum()), "auroc": _r(auroc(y, p)),
+           "tpr_at_1pct_fpr": _r(tpr_at_fpr(y, p, 0.01)), "tpr_at_5pct_fpr": _r(tpr_at_fpr(y, p, 0.05)),
+           "ece": _r(ece(y, p)) if len(y) else None}
+    if threshold is not None:
+        out["fpr_at_threshold"] = _r(float((p[y == 0] >= threshold).mean())) if (y == 0).any() else None
+        out["tpr_at_threshold"] = _r(float((p[y == 1] >= threshold).mean())) if (y == 1).any() else None
+    return out
+
+
+# -- training ------------------------------------------------------------------------------------
+def fit_detector(x: np.ndarray, y: np.ndarray, *, groups: Sequence[Any] | None = None,
+                 n_words: np.ndarray | None = None, nominal_fpr: float = 0.05, human_miss: float = 0.10,
+                 c: float = 0.3, folds: int = 5, seed: int = 0, min_words: int = 50,
+                 meta: dict[str, Any] | None = None) -> tuple[Detector, np.ndarray]:
+    """Fit weights, then Platt calibration and thresholds on out-of-fold scores.
+
+    Returns the detector and the out-of-fold calibrated probabilities (for honest metrics).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    if len(np.unique(y)) < 2:
+        raise InputError("training needs both human and model texts", field="label")
+    grp = list(zip(groups, y)) if groups is not None else list(y)
+    w = group_weights(grp)
+    z = _transform(x)
+
+    def _fit(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        mu = z[idx].mean(0)
+        sd = z[idx].std(0)
+        sd[sd < 1e-9] = 1.0
+        lr = LogisticRegression(C=c, max_iter=5000)
+        lr.fit((z[idx] - mu) / sd, y[idx], sample_weight=w[idx])
+        return mu, sd, lr.coef_[0], float(lr.intercept_[0])
+
+    oof = np.zeros(len(y))
+    n_splits = max(2, min(folds, int(min(np.bincount(y)))))
+    for tr, te in StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(z, y):
+        mu, sd, cf, b = _fit(tr)
+        oof[te] = ((z[te] - mu) / sd) @ cf + b
+    platt = LogisticRegression(C=1e6, max_iter=1000)
+    platt.fit(oof[:, None], y, sample_weight=w)
+    a, bb = float(platt.coef_[0, 0]), float(platt.intercept_[0])
+    p_oof = _sigmoid(a * oof + bb)
+    long = n_words >= min_words if n_words is not None else np.ones(len(y), bool)
+    ph = p_oof[(y == 0) & long] if ((y == 0) & long).sum() >= 20 else p_oof[y == 0]
+    pm = p_oof[(y == 1) & long] if ((y == 1) & long).sum() >= 20 else p_oof[y == 1]
+    t_model = float(np.quantile(ph, 1.0 - nominal_fpr, method="higher"))
+    t_human = float(min(np.quantile(pm, human_miss), t_model))
+    mu, sd, cf, b = _fit(np.arange(len(y)))
+    det = Detector(feature_names=list(FEATURE_NAMES), mean=mu, scale=sd, coef=cf, intercept=b, platt_a=a,
+                   platt_b=bb, threshold_model=t_model, threshold_human=t_human, min_words=min_words,
+                   meta={"nominal_fpr": nominal_fpr, "human_miss_rate": human_miss, "C": c, "folds": n_splits,
+                         "seed": seed, **(meta or {})})
+    return det, p_oof
+
+
+def train_detector(human: Any, model: Any, out: Path | str | None = None, *, nominal_fpr: float = 0.05,
+                   min_train_words: int = 25, min_words: int = 50, c: float = 0.3, seed: int = 0,
+                   meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train a detector on human and model texts, save it to ``out`` and return its metrics.
+
+    ``human``/``model``: a file or folder (.txt, .jsonl, .json, .parquet with ``text``), a list of
+    strings, or a polars frame with ``text`` and optionally ``domain`` (groups are re-weighted to
+    equal total weight, so no domain/label pair dominates). Metrics are out-of-fold, never training fit.
+    """
+    df = pl.concat([as_frame(human, 0), as_frame(model, 1)])
+    x, nw = feature_matrix(df["text"])
+    keep = nw >= min_train_words
+    if keep.sum() < 20:
+        raise InputError(f"fewer than 20 texts with at least {min_train_words} words", field="text")
+    df, x, nw = df.filter(pl.Series(keep)), x[keep], nw[keep]
+    y = df["label"].to_numpy().astype(int)
+    dom = df["domain"].to_list()
+    det, p_oof = fit_detector(x, y, groups=dom, n_words=nw, nominal_fpr=nominal_fpr, c=c, seed=seed,
+                              min_words=min_words, meta=meta)
+    long = nw >= min_words
+    metrics = {"out_of_fold": score_metrics(y, p_oof, det.threshold_model),
+               "out_of_fold_min_words": score_metrics(y[long], p_oof[long], det.threshold_model),
+               "per_domain": _per_domain(df.with_columns(pl.Series("p", p_oof)), det.threshold_model),
+               "threshold_model": _r(det.threshold_model), "threshold_human": _r(det.threshold_human),
+               "nominal_fpr": nominal_fpr, "n_train": len(y)}
+    det.meta["training_metrics"] = metrics["out_of_fold_min_words"]
+    if out is not None:
+        det.save(out)
+        Path(out, "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    _CACHE.clear()
+    return metrics
+
+
+def _per_domain(df: pl.DataFrame, threshold: float) -> list[dict[str, Any]]:
+    rows = []
+    for dom in sorted(df["domain"].unique().to_list()):
+        sub = df.filter(pl.col("domain") == dom)
+        rows.append({"domain": dom, **score_metrics(sub["label"].to_numpy(), sub["p"].to_numpy(), threshold)})
+    return rows
+
+
+def evaluate_detector(human: Any, model: Any, detector: Detector | None = None, *,
+                      min_words: int | None = None) -> dict[str, Any]:
+    """AUROC, TPR at 1% and 5% FPR, ECE, FPR/TPR at the shipped threshold, and a per-domain table."""
+    det = detector or load_detector()
+    df = pl.concat([as_frame(human, 0), as_frame(model, 1)])
+    x, nw = feature_matrix(df["text"])
+    mw = det.min_words if min_words is None else min_words
+    keep = nw >= mw
+    df, x = df.filter(pl.Series(keep)), x[keep]
+    p = _sigmoid(det.calibrated_logit(x))
+    y = df["label"].to_numpy().astype(int)
+    out = score_metrics(y, p, det.threshold_model)
+    out["min_words"] = mw
+    out["n_skipped_short"] = int((~keep).sum())
+    out["per_domain"] = _per_domain(df.with_columns(pl.Series("p", p)), det.threshold_model)
+    return out

@@ -1,0 +1,260 @@
+"""YAML rules for origin tagging: metadata rules (model columns, LLM-judge annotators, generation
+parameters) and content rules (signature phrases, overused model words, formatting habits).
+
+A rule file is ``{"rules": [ {id, kind, description, weight, match, tests, roles?}, ... ]}``:
+
+* ``kind: content`` -- ``match: {regex: <Rust/polars regex>, min_count: 1}`` over the record text.
+* ``kind: metadata`` -- ``match: {field: model, value: <regex>}`` over the ``model`` column, or
+  ``match: {key: <regex>, value: <regex, optional>}`` over the keys (dotted paths for nested
+  objects) and string values of the ``meta`` JSON.
+* ``weight`` is added to the detector's calibrated log-odds when the rule fires (0 = evidence only).
+* ``roles`` limits the roles a rule applies to (default: all for content rules, all but ``prompt``
+  for metadata rules, because row metadata describes the completion, not the prompt).
+* ``tests: {match: [...], no_match: [...]}`` are examples the suite checks (strings for content
+  rules; ``{model: ..., meta: {...}}`` objects for metadata rules).
+
+Files load with ``yaml.safe_load``; a malformed rule raises ``InputError`` naming file and rule.
+Later directories override rules of the same id from earlier ones (user rules win).
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import yaml
+
+from provaudit.errors import InputError
+
+BUNDLED_RULES = Path(__file__).resolve().parent / "data" / "rules"
+ROLES = ("prompt", "chosen", "rejected", "response", "text")
+_OUTPUT_ROLES = ("chosen", "rejected", "response", "text")
+_ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclass
+class Rule:
+    """One content or metadata rule."""
+
+    id: str
+    kind: str
+    description: str
+    weight: float
+    match: dict[str, Any]
+    roles: tuple[str, ...]
+    tests: dict[str, list[Any]] = field(default_factory=dict)
+    source: str = ""
+
+
+def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """(dotted key, string value) pairs of a JSON object; lists keep their parent key."""
+    out: list[tuple[str, str]] = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            key = f"{prefix}.{k}" if prefix else str(k)
+            if isinstance(v, (dict, list)):
+                out.append((key, ""))
+                out.extend(_flatten(v, key))
+            else:
+                out.append((key, "" if v is None else str(v)))
+    elif isinstance(obj, list):
+        for v in obj:
+            out.extend(_flatten(v, prefix) if isinstance(v, (dict, list)) else [(prefix, "" if v is None else str(v))])
+    return out
+
+
+@dataclass
+class RuleSet:
+    """An ordered collection of rules that can be applied to a record batch."""
+
+    rules: list[Rule]
+
+    @property
+    def ids(self) -> list[str]:
+        return [r.id for r in self.rules]
+
+    def get(self, rule_id: str) -> Rule:
+        for r in self.rules:
+            if r.id == rule_id:
+                return r
+        raise KeyError(rule_id)
+
+    def apply(self, records: pl.DataFrame) -> tuple[list[list[str]], np.ndarray]:
+        """Rule ids fired per record and the summed weight per record."""
+        n = records.height
+        roles = records["role"] if "role" in records.columns else pl.Series([None] * n, dtype=pl.Utf8)
+        hits: dict[str, np.ndarray] = {}
+        content = [r for r in self.rules if r.kind == "content"]
+        if content:
+            t = records["text"].cast(pl.Utf8).fill_null("") if "text" in records.columns else pl.Series([""] * n)
+            frame = pl.DataFrame({"t": t}).select(
+                [(pl.col("t").str.count_matches(r.match["regex"]) >= int(r.match.get("min_count", 1)))
+                 .alias(r.id) for r in content])
+            for r in content:
+                hits[r.id] = frame[r.id].to_numpy()
+        meta_rules = [r for r in self.rules if r.kind == "metadata"]
+        if meta_rules:
+            hits.update(self._apply_metadata(records, meta_rules))
+        fired: list[list[str]] = [[] for _ in range(n)]
+        weight = np.zeros(n)
+        role_arr = roles.cast(pl.Utf8).to_list()
+        for r in self.rules:
+            h = hits[r.id]
+            allowed = np.array([ro is None or ro in r.roles for ro in role_arr], dtype=bool)
+            h = h & allowed
+            for i in np.flatnonzero(h):
+                fired[i].append(r.id)
+            weight += h * r.weight
+        return fired, weight
+
+    @staticmethod
+    def _apply_metadata(records: pl.DataFrame, rules: list[Rule]) -> dict[str, np.ndarray]:
+        n = records.height
+        out = {r.id: np.zeros(n, dtype=bool) for r in rules}
+        model_col = records["model"].cast(pl.Utf8).to_list() if "model" in records.columns else [None] * n
+        metas = records["meta"].cast(pl.Utf8).to_list() if "meta" in records.columns else [None] * n
+        cache: dict[str, list[tuple[str, str]]] = {}
+        compiled = {r.id: (re.compile(r.match["key"]) if "key" in r.match else None,
+                           re.compile(r.match["value"]) if r.match.get("value") else None) for r in rules}
+        for i in range(n):
+            m = metas[i]
+            pairs: list[tuple[str, str]] = []
+            if m and m not in ("{}", "null"):
+                if m not in cache:
+                    try:
+                        cache[m] = _flatten(json.loads(m))
+                    except json.JSONDecodeError:
+                        cache[m] = []
+                pairs = cache[m]
+            for r in rules:
+                kre, vre = compiled[r.id]
+                if r.match.get("field") == "model":
+                    v = model_col[i]
+                    out[r.id][i] = bool(v) and (vre is None or vre.search(v) is not None)
+                elif pairs:
+                    out[r.id][i] = any(kre.search(k) and (vre is None or (v and vre.search(v)))
+                                       for k, v in pairs)
+        return out
+
+    def test(self) -> list[str]:
+        """Run every rule's own examples; returns failure messages (empty when all pass)."""
+        failures = []
+        for r in self.rules:
+            for expect, key in ((True, "match"), (False, "no_match")):
+                for ex in r.tests.get(key, []):
+                    if r.kind == "content":
+                        rec = {"text": str(ex), "role": "response", "model": None, "meta": "{}"}
+                    else:
+                        rec = {"text": "", "role": ex.get("role", "response"), "model": ex.get("model"),
+                               "meta": json.dumps(ex.get("meta", {}), sort_keys=True)}
+                    fired, _ = RuleSet([r]).apply(pl.DataFrame([rec], schema={
+                        "text": pl.Utf8, "role": pl.Utf8, "model": pl.Utf8, "meta": pl.Utf8}))
+                    if (r.id in fired[0]) != expect:
+                        failures.append(f"{r.source}: rule '{r.id}': example expected to "
+                                        f"{'match' if expect else 'not match'}: {ex!r}")
+        return failures
+
+
+def _parse_rule(raw: Any, file: str, idx: int) -> Rule:
+    rid = raw.get("id") if isinstance(raw, dict) else None
+    where = f"rule '{rid}'" if rid else f"rule #{idx}"
+
+    def bad(msg: str, fld: str) -> InputError:
+        return InputError(f"{where}: {msg}", file=file, field=fld)
+
+    if not isinstance(raw, dict):
+        raise bad("must be a mapping", "rules")
+    if not isinstance(rid, str) or not _ID_RE.match(rid):
+        raise bad("id must be lower_snake_case", "id")
+    kind = raw.get("kind")
+    if kind not in ("content", "metadata"):
+        raise bad("kind must be 'content' or 'metadata'", "kind")
+    desc = raw.get("description")
+    if not isinstance(desc, str) or not desc.strip():
+        raise bad("description is required", "description")
+    w = raw.get("weight")
+    if isinstance(w, bool) or not isinstance(w, (int, float)) or not -10 <= w <= 10:
+        raise bad("weight must be a number in [-10, 10]", "weight")
+    match = raw.get("match")
+    if not isinstance(match, dict):
+        raise bad("match must be a mapping", "match")
+    unknown = set(raw) - {"id", "kind", "description", "weight", "match", "tests", "roles"}
+    if unknown:
+        raise bad(f"unknown keys {sorted(unknown)}", min(unknown))
+    if kind == "content":
+        rx = match.get("regex")
+        if not isinstance(rx, str) or not rx:
+            raise bad("content rules need match.regex", "match.regex")
+        try:
+            pl.Series(["x"]).str.count_matches(rx)
+        except pl.exceptions.PolarsError as exc:  # ComputeError on a bad pattern
+            raise bad(f"invalid regex ({str(exc).splitlines()[0][:120]})", "match.regex") from None
+        mc = match.get("min_count", 1)
+        if isinstance(mc, bool) or not isinstance(mc, int) or mc < 1:
+            raise bad("min_count must be a positive integer", "match.min_count")
+    else:
+        if match.get("field") not in (None, "model"):
+            raise bad("field must be 'model' (or use key)", "match.field")
+        if match.get("field") is None and not isinstance(match.get("key"), str):
+            raise bad("metadata rules need match.field: model or match.key", "match.key")
+        for fld in ("key", "value"):
+            if fld in match:
+                try:
+                    re.compile(str(match[fld]))
+                except re.error as exc:
+                    raise bad(f"invalid regex ({exc})", f"match.{fld}") from None
+    roles = raw.get("roles", list(ROLES if kind == "content" else _OUTPUT_ROLES))
+    if not isinstance(roles, list) or not roles or any(r not in ROLES for r in roles):
+        raise bad(f"roles must be a list drawn from {list(ROLES)}", "roles")
+    tests = raw.get("tests", {}) or {}
+    if not isinstance(tests, dict) or set(tests) - {"match", "no_match"} or \
+            any(not isinstance(v, list) for v in tests.values()):
+        raise bad("tests must be {match: [...], no_match: [...]}", "tests")
+    if not tests.get("match"):
+        raise bad("tests.match needs at least one example", "tests.match")
+    if kind == "metadata" and any(not isinstance(e, dict) for v in tests.values() for e in v):
+        raise bad("metadata rule examples are {model: ..., meta: {...}} objects", "tests")
+    return Rule(id=rid, kind=kind, description=desc.strip(), weight=float(w), match=dict(match),
+                roles=tuple(roles), tests=tests, source=file)
+
+
+def load_rule_file(path: Path) -> list[Rule]:
+    """Parse one YAML rule file."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise InputError(f"invalid YAML ({getattr(exc, 'problem', exc)})", file=str(path),
+                         line=mark.line + 1 if mark else None) from None
+    if data is None:
+        return []
+    if not isinstance(data, dict) or not isinstance(data.get("rules"), list):
+        raise InputError("expected a mapping with a 'rules' list", file=str(path), field="rules")
+    rules = [_parse_rule(r, str(path), i) for i, r in enumerate(data["rules"])]
+    seen: set[str] = set()
+    for r in rules:
+        if r.id in seen:
+            raise InputError(f"rule '{r.id}': duplicate id", file=str(path), field="id")
+        seen.add(r.id)
+    return rules
+
+
+def load_rules(dirs: Sequence[Path | str] | None = None, *, bundled: bool = True) -> RuleSet:
+    """The bundled rules plus those in ``dirs`` (YAML files, or single files); later ids override."""
+    paths: list[Path] = [BUNDLED_RULES] if bundled else []
+    paths += [Path(d) for d in (dirs or [])]
+    by_id: dict[str, Rule] = {}
+    for p in paths:
+        if not p.exists():
+            raise InputError("rules path not found", file=str(p))
+        files = sorted(list(p.glob("*.yaml")) + list(p.glob("*.yml"))) if p.is_dir() else [p]
+        for f in files:
+            for r in load_rule_file(f):
+                by_id.pop(r.id, None)
+                by_id[r.id] = r
+    return RuleSet(list(by_id.values()))
