@@ -10,6 +10,7 @@ work folder; only ``Catalog.add_dataset`` from the Parquet file counts as insert
 
 Usage:
     python bench/lineage.py [--records 1000000] [--work /tmp/provaudit-bench-lineage] [--fixtures fixtures]
+    python bench/lineage.py --recall /work/shared/data     # near-duplicate recall on held-out texts
 """
 from __future__ import annotations
 
@@ -87,6 +88,63 @@ def build_records(pool: list[str], n_records: int, out: Path, seed: int = 0, chu
             print(f"  generated {min(n_rows, start + chunk // 2) * 2:,} records", file=sys.stderr, flush=True)
 
 
+def _edit(text: str, kind: str, rng: np.random.Generator) -> str:
+    """A light, realistic edit: a typo, a dropped sentence, or a share of words replaced."""
+    words = text.split()
+    if kind == "typo":
+        i = int(rng.integers(0, len(words)))
+        w = words[i]
+        words[i] = w[:-1] + w[-1] * 2 if len(w) > 1 else w + "s"
+        return " ".join(words)
+    if kind == "drop_sentence":
+        sents = _SENT.split(text)
+        return " ".join(sents[:-1]) if len(sents) > 1 else " ".join(words[: max(1, len(words) * 9 // 10)])
+    share = float(kind.removeprefix("replace_")) / 100
+    idx = rng.choice(len(words), size=max(1, round(share * len(words))), replace=False)
+    fillers = ["very", "also", "the", "really", "this", "new", "some", "its"]
+    for i in idx:
+        words[i] = fillers[int(rng.integers(0, len(fillers)))]
+    return " ".join(words)
+
+
+def recall(shared: Path, work: Path) -> dict:
+    """Near-duplicate lookup on texts provaudit was never tuned on: edited copies found, unrelated
+    texts and same-prefix model continuations not."""
+    from provaudit.catalog.lineage import _query_frame
+
+    fd = shared / "fast-detect-gpt"
+    xsum = json.loads((fd / "xsum_gpt-neox-20b.raw_data.json").read_text())
+    cs = [d["document"] for d in json.loads((shared / "detector-bias/CS224N_real_145.json").read_text())]
+    essays = [d["document"] for d in json.loads((shared / "detector-bias/HewlettStudentEssay_real_88.json").read_text())]
+    catalog_texts = [t.strip() for t in xsum["original"] + cs + essays[1:] if len(t.split()) >= 40]
+    continuations = [t.strip() for t in xsum["sampled"]]  # share a ~30-token prefix with a catalog text
+    unrelated = [t.strip() for t in json.loads((fd / "writing_gpt-j-6B.raw_data.json").read_text())["original"]]
+    path = work / "recall.duckdb"
+    for p in (path, path.with_suffix(".duckdb.wal")):
+        p.unlink(missing_ok=True)
+    q = _query_frame(catalog_texts)
+    records = q.with_columns(pl.int_range(pl.len()).alias("source_row"), pl.lit("text").alias("role"),
+                             pl.col("record_id").alias("pair_id"), pl.lit("{}").alias("meta"))
+    out: dict = {"catalog_texts": len(catalog_texts)}
+    rng = np.random.default_rng(0)
+    with Catalog(path) as cat:
+        cat.add_dataset(name="heldout", fingerprint="heldout", path="-", fmt="-", schema="text", tags=[],
+                        n_records=len(catalog_texts), records=records)
+
+        # catalog record i has id "query:i", as has the edited copy of text i: a hit is qid == rid
+        for kind in ("typo", "drop_sentence", "replace_5", "replace_10", "replace_20", "replace_30"):
+            edited = [_edit(t, kind, rng) for t in catalog_texts]
+            m = cat.match_records(_query_frame(edited))
+            hit = {qid for qid, rid in zip(m["query_id"].to_list(), m["record_id"].to_list()) if qid == rid}
+            out[f"recall_{kind}"] = round(len(hit) / len(edited), 4)
+        for name, texts in (("unrelated_human_stories", unrelated), ("same_prefix_model_continuations",
+                                                                    continuations)):
+            m = cat.match_records(_query_frame(texts))
+            out[f"false_match_rate_{name}"] = round(m["query_id"].n_unique() / len(texts), 4) if m.height else 0.0
+            out[f"n_{name}"] = len(texts)
+    return out
+
+
 def timed(fn, repeat: int = 5) -> dict:
     times = []
     result = None
@@ -103,8 +161,13 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=1_000_000)
     ap.add_argument("--work", type=Path, default=Path("/tmp/provaudit-bench-lineage"))
     ap.add_argument("--fixtures", type=Path, default=ROOT / "fixtures")
+    ap.add_argument("--recall", type=Path, default=None, metavar="SHARED_DATA",
+                    help="Only measure near-duplicate recall / false matches on held-out corpora in this folder.")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.recall is not None:
+        print(json.dumps(recall(args.recall, args.work), indent=2, sort_keys=True))
+        return
     data = args.work / f"records_{args.records}.parquet"
     report: dict = {"records": args.records}
     if not data.exists():
