@@ -144,6 +144,43 @@ def summarize_origin(tagged: pl.DataFrame, *, reference: Any = None, seed: int =
         est = estimate_mixture(tagged["text"].fill_null("").to_list(), ref, n_boot=n_boot, seed=seed)
         out["corpus_estimate"] = {k: (_round(v) if isinstance(v, float) else v) for k, v in est.to_dict().items()}
         out["corpus_estimate"]["method"] = "liang2024_mle"
+        out["detector_estimate"] = detector_mixture_estimate(tagged["p_model"].to_numpy(), n_boot=n_boot, seed=seed)
     else:
         out["corpus_estimate"] = None
+        out["detector_estimate"] = None
     return out
+
+
+def detector_mixture_estimate(p_model: np.ndarray, *, n_boot: int = 200, seed: int = 0,
+                              ci: float = 0.95) -> dict[str, Any]:
+    """Mixture MLE (the same likelihood as Liang et al.) over per-record detector likelihood ratios.
+
+    ``p_model`` is calibrated at 1:1 prior odds, so ``p / (1 - p)`` is the record's likelihood ratio
+    Q(x)/P(x); the model share ``a`` maximises ``sum log((1 - a) + a r_i)``. Complements the
+    word-occurrence estimate, which needs a reference matched to the batch's domain.
+    """
+    from provaudit.mixture import mle_alpha
+
+    p = np.clip(np.asarray(p_model, dtype=np.float64), 1e-6, 1 - 1e-6)
+    lr = np.log(p) - np.log1p(-p)
+    n = int(lr.size)
+    if n == 0:
+        return {"alpha": None, "ci_low": None, "ci_high": None, "n": 0, "method": "detector_lr_mle"}
+    alpha = float(mle_alpha(lr)[0])
+    lo = hi = alpha
+    if n_boot > 0:
+        counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=n_boot)
+        boots = mle_alpha(lr, counts)
+        lo, hi = (float(v) for v in np.quantile(boots, [(1 - ci) / 2, 1 - (1 - ci) / 2]))
+    return {"alpha": _round(alpha), "ci_low": _round(min(lo, alpha)), "ci_high": _round(max(hi, alpha)), "n": n,
+            "method": "detector_lr_mle"}
+
+
+def tag_file(path: str | Path, *, rules_dirs: list[str | Path] | None = None, detector: str | Path | None = None,
+             mode: str = "fast") -> pl.DataFrame:
+    """Read any file provaudit reads, and origin-tag all its records (one frame, for notebooks)."""
+    from provaudit.io.reader import read_table
+
+    rs = load_rules(rules_dirs) if rules_dirs else None
+    det = load_detector(detector) if detector else None
+    return tag_origin(read_table(path), rules=rs, detector=det, mode=mode)
