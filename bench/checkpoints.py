@@ -1,7 +1,7 @@
 """False-alarm and detection rates of the decoupling flags over many seeds.
 
-Series follow Gao et al. (2022) gold-reward forms with noise (decoupled: RL and best-of-n forms)
-or rise together (coupled). A detection is "early" when the first decoupling flag names a
+Series follow Gao et al. (2022) gold-reward forms with noise (decoupled: RL and best-of-n forms),
+rise together (coupled) or rise to the Gao peak and stay flat (plateau: proxy up, outcome flat). A detection is "early" when the first decoupling flag names a
 checkpoint more than one before the true outcome peak.
 
 Usage: python bench/checkpoints.py [--seeds 200] [--out bench_checkpoints.json]
@@ -29,10 +29,11 @@ def run_case(kind: str, form: str, seeds: int, tmp: Path, *, samples: bool, n: i
     fired = early = 0
     lags = []
     for seed in range(seeds):
+        shape = {"coupled": kind == "coupled", "plateau": kind == "plateau"}
         if samples:
-            frame, peak = simulate.sample_series(n, 120, form=form, coupled=kind == "coupled", seed=seed)
+            frame, peak = simulate.sample_series(n, 120, form=form, seed=seed, **shape)
         else:
-            frame, peak = simulate.series(n, form=form, coupled=kind == "coupled", noise=noise, seed=seed)
+            frame, peak = simulate.series(n, form=form, noise=noise, seed=seed, **shape)
         path = tmp / f"{kind}_{form}_{seed}.csv"
         frame.write_csv(path)
         rep = analyze_checkpoints([path], seed=seed, bootstrap=200)
@@ -40,7 +41,7 @@ def run_case(kind: str, form: str, seeds: int, tmp: Path, *, samples: bool, n: i
         if k is not None:
             fired += 1
             lags.append(k - peak)
-            if k < peak - 1:
+            if kind == "gao" and k < peak - 1:
                 early += 1
     out = {"case": kind, "form": form, "per_sample": samples, "checkpoints": n, "seeds": seeds,
            "fired_rate": fired / seeds, "early_rate": early / seeds,
@@ -91,10 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(td)
         for samples in (False, True):
             seeds = args.seeds if not samples else max(args.seeds // 4, 10)
-            for n, noise in ((10, 0.05), (16, 0.08)) if not samples else ((8, 0.0),):
+            for n, noise in ((10, 0.05), (16, 0.08), (24, 0.08)) if not samples else ((8, 0.0),):
                 for form in ("rl", "bon"):
                     results.append(run_case("gao", form, seeds, tmp, samples=samples, n=n, noise=noise))
                     results.append(run_case("coupled", form, seeds, tmp, samples=samples, n=n, noise=noise))
+                    results.append(run_case("plateau", form, seeds, tmp, samples=samples, n=n, noise=noise))
         nul = null_other_flags(max(args.seeds // 4, 10), tmp)
     print(f"null series ({nul['seeds']} seeds): tail_regression false-alarm rate {nul['tail_regression_rate']:.3f}, "
           f"see_saw false-alarm rate {nul['see_saw_rate']:.3f}")

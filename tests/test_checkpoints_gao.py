@@ -68,3 +68,14 @@ def test_gao_fit_recovers_peak(tmp_path: Path) -> None:
     true_peak_kl = simulate.peak_d("rl", 1.0, 0.5) ** 2
     assert abs(over["peak_kl"] - true_peak_kl) / true_peak_kl < 0.15
     assert over["checkpoints_past_best"] >= 4 and over["proxy_rise_past_best"] > 0
+
+
+def test_plateau_is_not_decoupling(tmp_path: Path) -> None:
+    """Proxy keeps rising while the outcome stays flat at its peak: no flag (the outcome did not fall)."""
+    fired = 0
+    for seed in range(40):
+        frame, _ = simulate.series(16, form="rl", plateau=True, noise=0.08, seed=2000 + seed)
+        path = tmp_path / f"p{seed}.csv"
+        frame.write_csv(path)
+        fired += _first_flag(analyze_checkpoints([path], seed=seed, bootstrap=100)) is not None
+    assert fired / 40 <= 0.05

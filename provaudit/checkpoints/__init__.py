@@ -21,7 +21,8 @@ from provaudit.errors import InputError, UsageError
 
 __all__ = ["DECOUPLING_KINDS", "CheckpointReport", "Flag", "analyze_checkpoints", "compare"]
 
-_FLAG_ORDER = {"decoupling": 0, "decoupling_step": 1, "decoupling_window": 2, "overoptimization": 3,
+_FLAG_ORDER = {"decoupling": 0, "decoupling_trend": 1, "decoupling_step": 1, "decoupling_window": 2,
+               "overoptimization": 3,
                "length_confound": 4, "teacher_confound": 5, "tail_regression": 6, "see_saw": 7}
 
 
@@ -68,6 +69,7 @@ def _run(loaded: Loaded, *, mode: str, inputs: list[str], rules: dict[str, Any],
     over, oflags = an.overoptimization(ctx, loaded.series["kl"].to_numpy().astype(float)
                                        if "kl" in loaded.series.columns else None)
     best = int(over["best_index"])
+    fit_note = ctx.noise_from_fit(over)
     flags += an.decoupling(ctx, best)
     flags += oflags
     length, lflags = an.confound(ctx, "length", "length", float(th.get("length_share", 0.5)))
@@ -109,7 +111,7 @@ def _run(loaded: Loaded, *, mode: str, inputs: list[str], rules: dict[str, Any],
         series=series, flags=flags, best_checkpoint=over["best_checkpoint"],
         correlation=an.correlation(ctx), overoptimization=over, length=length, teacher=teacher_out, pair=pair,
         tails=tails, slices=an.slice_table(ctx), seesaw=seesaw, win_rates=an.win_rates(ctx), points=points,
-        notes=loaded.notes + notes + noise_note,
+        notes=loaded.notes + notes + noise_note + fit_note,
         seed=seed)
 
 

@@ -80,6 +80,23 @@ class Ctx:
                 self.seO = given["outcome"]
                 self.df = None
 
+    def noise_from_fit(self, over: dict[str, Any]) -> list[str]:
+        """Metrics-only series with KL: take the outcome noise from a good Gao fit's residuals.
+
+        More efficient than the second-difference estimate when the form fits; when it does not, the
+        residuals are large and the estimate only gets more conservative (so it is used only at R^2 >= 0.8).
+        """
+        fits = over.get("gao_fits") or {}
+        chosen = fits.get(over.get("gao_form")) if fits else None
+        if self.samples is not None or self.df is None or chosen is None or self.n < 6:
+            return []
+        if (chosen.get("r2") or 0) < 0.8:
+            return []
+        s = math.sqrt(chosen["sse"] / (self.n - 3))
+        self.seO = np.full(self.n, s)
+        self.sigma["outcome"] = s
+        return [f"outcome noise from the residuals of the Gao {chosen['form'].upper()} fit: {_fmt(s)}"]
+
     def rng(self, *key: Any) -> np.random.Generator:
         """A generator seeded from the run seed and a stable key (order-independent results)."""
         h = 0
@@ -130,7 +147,8 @@ def decoupling(ctx: Ctx, best: int) -> list[Flag]:
     # 1. sustained: outcome significantly below the best checkpoint while the proxy is above it
     later = list(range(best + 1, n))
     if later:
-        thr = one_sided_threshold(ctx.alpha, len(later), ctx.df)
+        # the best checkpoint is the maximum of the earlier ones: union bound over every (earlier, later) pair
+        thr = one_sided_threshold(ctx.alpha, (best + 1) * len(later), ctx.df)
         hits = []
         for j in later:
             dp, do = ctx.diff(best, j, "proxy"), ctx.diff(best, j, "outcome")
@@ -146,6 +164,29 @@ def decoupling(ctx: Ctx, best: int) -> list[Flag]:
                 details={"from": names[best], "proxy_change": dp.value, "proxy_interval": [dp.lo, dp.hi],
                          "paired": do.paired, "threshold_z": thr,
                          "checkpoints_flagged": [names[h[0]] for h in hits]}))
+    # 1b. trend after the best checkpoint (the best itself excluded: its value is selected as the maximum)
+    ends = list(range(best + 3, n))
+    if ends:
+        thr = one_sided_threshold(ctx.alpha, len(ends), ctx.df)
+        hits = []
+        for j in ends:
+            sl = slice(best + 1, j + 1)
+            xs = np.arange(j - best, dtype=float)
+            bp, sp = weighted_slope(xs, ctx.P[sl], ctx.seP[sl])
+            bo, so = weighted_slope(xs, ctx.O[sl], ctx.seO[sl])
+            zo = bo / so if so > 0 else 0.0
+            if bp > 0 and zo < -thr:
+                hits.append((j, bp, bo, so, zo))
+        if hits:
+            j, bp, bo, so, zo = hits[0]
+            flags.append(Flag(
+                "decoupling_trend", names[j],
+                f"after the best checkpoint {names[best]}, over {names[best + 1]}..{names[j]} the outcome falls "
+                f"{_fmt(-bo)} per checkpoint (z={_fmt(zo)}, threshold {_fmt(thr)}) while the proxy rises "
+                f"{_fmt(bp)} per checkpoint",
+                [bo - Z95 * so, bo + Z95 * so], metric="outcome_slope", value=bo, p_value=_p_one_sided(zo, ctx.df),
+                details={"from": names[best], "window": [names[best + 1], names[j]], "proxy_slope": bp,
+                         "threshold_z": thr, "checkpoints_flagged": [names[h[0]] for h in hits]}))
     # 2. consecutive checkpoints
     if n >= 2:
         thr = one_sided_threshold(ctx.alpha, n - 1, ctx.df)

@@ -8,7 +8,7 @@ from typing import Any
 import polars as pl
 
 # flag kinds that mean "the proxy and the outcome came apart" (these drive --gate)
-DECOUPLING_KINDS = ("decoupling", "decoupling_step", "decoupling_window")
+DECOUPLING_KINDS = ("decoupling", "decoupling_trend", "decoupling_step", "decoupling_window")
 
 
 def rnd(x: Any, digits: int = 6) -> Any:

@@ -33,11 +33,12 @@ def kl_grid(n: int, form: str, a: float, b: float, span: float = 2.2, start: flo
 
 
 def series(n: int = 10, *, form: str = "rl", coupled: bool = False, noise: float = 0.05, seed: int = 0,
-           a: float = 1.0, b: float | None = None) -> tuple[pl.DataFrame, int]:
+           a: float = 1.0, b: float | None = None, plateau: bool = False) -> tuple[pl.DataFrame, int]:
     """A per-checkpoint metrics table (checkpoint, step, kl, proxy, outcome) and the true peak index.
 
     ``coupled=True`` gives a series where the outcome rises with the proxy (no decoupling; the
-    returned peak index is the last checkpoint). ``noise`` is the outcome noise sd relative to the
+    returned peak index is the last checkpoint); ``plateau=True`` follows the Gao curve up to its peak
+    and stays flat there (proxy up, outcome flat: not a decoupling). ``noise`` is the outcome noise sd relative to the
     gold peak height; the proxy gets the same relative noise.
     """
     rng = np.random.default_rng(seed)
@@ -50,6 +51,8 @@ def series(n: int = 10, *, form: str = "rl", coupled: bool = False, noise: float
         gold_true = height * (1 - np.exp(-d / peak_d(form, a, b)))  # rises and saturates, never falls
     else:
         gold_true = gold(d, form, a, b)
+        if plateau:
+            gold_true = np.maximum.accumulate(gold_true)
     peak = int(np.argmax(gold_true))
     scale_p = float(np.ptp(proxy_true)) or 1.0
     frame = pl.DataFrame({
@@ -64,14 +67,14 @@ def series(n: int = 10, *, form: str = "rl", coupled: bool = False, noise: float
 
 def sample_series(n: int = 8, n_samples: int = 150, *, form: str = "rl", coupled: bool = False,
                   item_sd: float = 0.5, noise_sd: float = 0.6, seed: int = 0, a: float = 1.0,
-                  b: float | None = None) -> tuple[pl.DataFrame, int]:
+                  b: float | None = None, plateau: bool = False) -> tuple[pl.DataFrame, int]:
     """Per-sample results (checkpoint, sample_id, proxy, outcome) around the Gao curves, and the peak index.
 
     Each sample has a fixed difficulty shared by all checkpoints (so paired tests are sharper) plus
     independent per-checkpoint noise of sd ``noise_sd``.
     """
     rng = np.random.default_rng(seed)
-    frame, peak = series(n, form=form, coupled=coupled, noise=0.0, seed=seed, a=a, b=b)
+    frame, peak = series(n, form=form, coupled=coupled, noise=0.0, seed=seed, a=a, b=b, plateau=plateau)
     item = rng.normal(0, item_sd, n_samples)
     rows = []
     for k, row in enumerate(frame.iter_rows(named=True)):
