@@ -213,3 +213,20 @@ def test_failure_while_recording_leaves_no_copies_and_no_erasure(world, tmp_path
     monkeypatch.undo()
     with Catalog(cat, read_only=True) as c:
         assert c.erasures().height == 0
+
+
+def test_file_re_registered_after_an_edit_redacts_the_current_entry(fixtures_dir, tmp_path):
+    path = tmp_path / "sft_train.jsonl"
+    shutil.copy(fixtures_dir / "lineage" / "sft_train.jsonl", path)
+    cat = tmp_path / "c.duckdb"
+    provaudit.register(path, catalog=cat)
+    add_checkpoint("old-ckpt", ["sft_train"], catalog=cat)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"instruction": "Added later.", "output": "A new row.", "user_id": "u-1001"}) + "\n")
+    new_fp = provaudit.register(path, catalog=cat)["fingerprint"]
+    res = erase(field="user_id=u-0042", out=tmp_path / "out", catalog=cat)
+    status = {d["fingerprint"]: (d["status"], d["output"]) for d in res["datasets"]}
+    assert status[new_fp] == ("redact", str(tmp_path / "out" / "sft_train.jsonl"))
+    assert [s for s, _ in status.values()].count("superseded") == 1
+    assert [c["checkpoint"] for c in res["checkpoints"]] == ["old-ckpt"]  # trained on the old version
+    assert "u-0042" not in (tmp_path / "out" / "sft_train.jsonl").read_text(encoding="utf-8")

@@ -25,14 +25,30 @@ from provaudit.catalog.store import Catalog, open_catalog
 from provaudit.errors import InputError, UsageError
 
 
-def _verify_unchanged(d: dict[str, Any]) -> None:
-    """Refuse to redact a file whose content no longer matches its catalog fingerprint."""
-    path = Path(d["path"])
-    if not path.exists():
-        raise InputError("registered file is missing; cannot write a redacted copy", file=str(path))
-    if file_fingerprint(path, fmt=d["format"]) != d["fingerprint"]:
-        raise InputError("file changed since it was registered (fingerprint differs); re-register it and retry",
-                         file=str(path))
+def _check_sources(affected: list[dict[str, Any]]) -> None:
+    """Mark each affected dataset ``redact`` or ``superseded``; refuse missing or changed files.
+
+    A file re-registered after an edit has two catalog entries with one path: the entry whose
+    fingerprint the file still has is redacted, the older one is ``superseded`` (no copy, but its
+    checkpoints stay tainted). Row numbers are only trusted when the fingerprint matches.
+    """
+    current: dict[str, str] = {}
+    for d in affected:
+        path = Path(d["path"])
+        if not path.exists():
+            raise InputError("registered file is missing (moved or deleted); register it at its new place and "
+                             "retry", file=str(path))
+        if d["path"] not in current:
+            current[d["path"]] = file_fingerprint(path, fmt=d["format"])
+    for d in affected:
+        fp = current[d["path"]]
+        if fp == d["fingerprint"]:
+            d["status"] = "redact"
+        elif any(o is not d and o["path"] == d["path"] and o["fingerprint"] == fp for o in affected):
+            d["status"] = "superseded"
+        else:
+            raise InputError("file changed since it was registered (fingerprint differs); re-register it and "
+                             "retry", file=d["path"])
 
 
 # ---------------------------------------------------------------- per-format writers
@@ -261,10 +277,11 @@ def erase(*, field: str, out: str | Path, dry_run: bool = False,
             rids.extend(recs["rid"].to_list())
             d["records_removed"] = recs.height
         checkpoints = cat.tainted_checkpoints([d["dataset_id"] for d in affected])
+        _check_sources(affected)  # all checks before any write (a dry run checks too)
         originals = {Path(p).resolve() for p in cat.datasets()["path"].to_list() if p}
-        targets = _targets(affected, out, originals)
+        targets = _targets([d for d in affected if d["status"] == "redact"], out, originals)
         for d in affected:
-            d["output"] = str(targets[d["dataset_id"]])
+            d["output"] = str(targets[d["dataset_id"]]) if d["dataset_id"] in targets else None
         result: dict[str, Any] = {
             "selector": f"{key}={value}", "dry_run": dry_run, "erasure_id": None,
             "n_rows": sum(len(d["rows_removed"]) for d in affected), "n_records": len(rids),
@@ -272,12 +289,12 @@ def erase(*, field: str, out: str | Path, dry_run: bool = False,
         }
         if dry_run:
             return result
-        for d in affected:
-            _verify_unchanged(d)  # all checks before any write
         out.mkdir(parents=True, exist_ok=True)
         temps: dict[int, Path] = {}
         try:
             for d in affected:
+                if d["status"] != "redact":
+                    continue
                 target = targets[d["dataset_id"]]
                 tmp = target.with_name(f".{target.name}.provaudit-tmp")
                 _remove(tmp)
@@ -288,13 +305,15 @@ def erase(*, field: str, out: str | Path, dry_run: bool = False,
                                      file=d["path"])
             with cat.transaction():
                 ds_record = [{k: d[k] for k in ("dataset", "fingerprint", "path", "rows_removed",
-                                                "records_removed", "output")} for d in affected]
+                                                "records_removed", "output", "status")} for d in affected]
                 result["erasure_id"] = cat.add_erasure(
                     selector=result["selector"], rids=rids, datasets=ds_record, checkpoints=checkpoints,
-                    outputs=[{"dataset": d["dataset"], "path": d["output"]} for d in affected])
+                    outputs=[{"dataset": d["dataset"], "path": d["output"]} for d in affected if d["output"]])
                 renamed: list[Path] = []
                 try:
                     for d in affected:
+                        if d["dataset_id"] not in temps:
+                            continue
                         target = targets[d["dataset_id"]]
                         _remove(target)
                         os.replace(temps[d["dataset_id"]], target)

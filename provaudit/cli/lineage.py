@@ -167,8 +167,9 @@ def erase_cmd(field: str, out: str, dry_run: bool, catalog_path: str | None, as_
     click.echo(f"{res['selector']}: {verb} {res['n_rows']} row(s) / {res['n_records']} record(s) "
                f"from {len(res['datasets'])} dataset(s)" + ("" if dry_run else f" (erasure {res['erasure_id']})"))
     if res["datasets"]:
-        click.echo(_table([(d["dataset"], d["format"], ",".join(map(str, d["rows_removed"][:20])), d["output"])
-                           for d in res["datasets"]], ("dataset", "format", "rows", "redacted copy")))
+        click.echo(_table([(d["dataset"], d["fingerprint"][:12], d["format"], ",".join(map(str, d["rows_removed"][:20])),
+                            d["status"], d["output"]) for d in res["datasets"]],
+                          ("dataset", "fingerprint", "format", "rows", "status", "redacted copy")))
     click.echo(_ckpt_lines(res["checkpoints"]))
 
 
