@@ -117,3 +117,7 @@ def test_trained_on_a_file_path_registers_it_first(fixtures_dir, tmp_path):
     again = add_checkpoint("ck-file-2", [str(fixtures_dir / "lineage" / "dpo_round2.jsonl")], catalog=cat)
     assert again["trained_on"][0]["dataset_id"] == res["trained_on"][0]["dataset_id"]
     assert len(list_datasets(catalog=cat)) == 1
+    fp = res["trained_on"][0]["fingerprint"]
+    assert add_checkpoint("ck-prefix", [fp[:10]], catalog=cat)["trained_on"][0]["fingerprint"] == fp
+    with pytest.raises(InputError):
+        add_checkpoint("ck-short", [fp[:4]], catalog=cat)  # prefixes need 8+ characters
