@@ -20,7 +20,7 @@ import polars as pl
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from provaudit.origin.corpora import load_shared_corpora  # noqa: E402
+from provaudit.origin.corpora import load_shared_corpora
 
 # (domain, label) -> how many texts; generators within a cell are sampled evenly.
 PLAN = {("news", 0): 50, ("news", 1): 40, ("stories", 0): 50, ("stories", 1): 40, ("abstracts", 0): 40,

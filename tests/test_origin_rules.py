@@ -74,14 +74,14 @@ rules:
 
 
 @pytest.mark.parametrize("body,field,needle", [
-    ("rules:\n  - id: bad_re\n    kind: content\n    description: d\n    weight: 1\n"
-     "    match: {regex: '(unclosed'}\n    tests: {match: ['x']}\n", "match.regex", "bad_re"),
-    ("rules:\n  - id: no_weight\n    kind: content\n    description: d\n"
-     "    match: {regex: 'x'}\n    tests: {match: ['x']}\n", "weight", "no_weight"),
-    ("rules:\n  - id: wrong_kind\n    kind: vibes\n    description: d\n    weight: 1\n"
-     "    match: {regex: 'x'}\n    tests: {match: ['x']}\n", "kind", "wrong_kind"),
-    ("rules:\n  - id: no_tests\n    kind: content\n    description: d\n    weight: 1\n"
-     "    match: {regex: 'x'}\n", "tests.match", "no_tests"),
+    (("rules:\n  - id: bad_re\n    kind: content\n    description: d\n    weight: 1\n"
+     "    match: {regex: '(unclosed'}\n    tests: {match: ['x']}\n"), "match.regex", "bad_re"),
+    (("rules:\n  - id: no_weight\n    kind: content\n    description: d\n"
+     "    match: {regex: 'x'}\n    tests: {match: ['x']}\n"), "weight", "no_weight"),
+    (("rules:\n  - id: wrong_kind\n    kind: vibes\n    description: d\n    weight: 1\n"
+     "    match: {regex: 'x'}\n    tests: {match: ['x']}\n"), "kind", "wrong_kind"),
+    (("rules:\n  - id: no_tests\n    kind: content\n    description: d\n    weight: 1\n"
+     "    match: {regex: 'x'}\n"), "tests.match", "no_tests"),
 ])
 def test_bad_rule_names_file_rule_and_field(tmp_path, body, field, needle):
     f = tmp_path / "bad.yaml"
