@@ -382,7 +382,7 @@ def length_series(ctx: Ctx) -> dict[str, Any]:
 def win_rates(ctx: Ctx) -> pl.DataFrame | None:
     """Raw and length-controlled win rates per checkpoint (AlpacaEval LC style logistic model)."""
     s = ctx.samples
-    if s is None or "preference" not in s.columns or "baseline_length" not in s.columns:
+    if s is None or not {"preference", "baseline_length", "length"} <= set(s.columns):
         return None
     from sklearn.linear_model import LogisticRegression
 
