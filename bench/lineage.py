@@ -142,6 +142,35 @@ def recall(shared: Path, work: Path) -> dict:
             m = cat.match_records(_query_frame(texts))
             out[f"false_match_rate_{name}"] = round(m["query_id"].n_unique() / len(texts), 4) if m.height else 0.0
             out[f"n_{name}"] = len(texts)
+    out["deep"] = deep_recall(catalog_texts, unrelated, continuations, work, rng)
+    return out
+
+
+def deep_recall(catalog_texts: list[str], unrelated: list[str], continuations: list[str], work: Path,
+                rng: np.random.Generator, n_queries: int = 60) -> dict:
+    """The same edits through ``lineage_find(text=..., deep=True)`` (a file re-read per query)."""
+    import provaudit
+
+    src = work / "heldout.jsonl"
+    src.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in catalog_texts),
+                   encoding="utf-8")
+    path = work / "recall_deep.duckdb"
+    for p in (path, path.with_suffix(".duckdb.wal")):
+        p.unlink(missing_ok=True)
+    provaudit.register(src, catalog=path)
+    pick = rng.choice(len(catalog_texts), size=n_queries, replace=False)
+    out: dict = {"n_queries": n_queries}
+    with Catalog(path, read_only=True) as cat:
+        for kind in ("replace_10", "replace_20", "replace_30"):
+            hits = 0
+            for i in pick:
+                res = lineage_find(text=_edit(catalog_texts[i], kind, rng), catalog=cat, deep=True)
+                hits += any(r["source_row"] == i for r in res["records"])
+            out[f"recall_{kind}"] = round(hits / n_queries, 4)
+        for name, texts in (("unrelated_human_stories", unrelated), ("same_prefix_model_continuations",
+                                                                    continuations)):
+            hit = sum(lineage_find(text=t, catalog=cat, deep=True)["n_records"] > 0 for t in texts[:n_queries])
+            out[f"false_match_rate_{name}"] = round(hit / n_queries, 4)
     return out
 
 

@@ -121,3 +121,21 @@ def test_trained_on_a_file_path_registers_it_first(fixtures_dir, tmp_path):
     assert add_checkpoint("ck-prefix", [fp[:10]], catalog=cat)["trained_on"][0]["fingerprint"] == fp
     with pytest.raises(InputError):
         add_checkpoint("ck-short", [fp[:4]], catalog=cat)  # prefixes need 8+ characters
+
+
+def _reword(text: str, share: float) -> str:
+    """Replace a share of the words (every k-th word) with a filler: a heavier edit than LSH tolerates."""
+    words = text.split()
+    step = max(1, round(1 / share))
+    return " ".join("also" if i % step == step // 2 else w for i, w in enumerate(words))
+
+
+def test_deep_search_finds_heavier_edits_and_still_not_unrelated_text(catalog, fixtures_dir):
+    reworded = _reword(planted_text(fixtures_dir), 0.12)
+    deep = lineage_find(text=reworded, catalog=catalog, deep=True)
+    assert [d["dataset"] for d in deep["datasets"]] == ["sft_train", "prefs_train"]
+    assert {c["checkpoint"] for c in deep["checkpoints"]} == {"ck1", "ck2"}
+    assert all(r["containment"] >= 0.25 for r in deep["records"] if r["match"] == "deep")
+    assert lineage_find(text=UNRELATED, catalog=catalog, deep=True)["n_records"] == 0
+    with pytest.raises(UsageError):
+        lineage_find(field="user_id=u-0042", catalog=catalog, deep=True)

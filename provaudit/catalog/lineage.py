@@ -153,39 +153,84 @@ def _query_frame(texts: Sequence[str]) -> pl.DataFrame:
     }, schema_overrides={"band_keys": pl.List(pl.UInt64)})
 
 
-def _summarize(cat: Catalog, matches: pl.DataFrame) -> tuple[list[dict], list[dict], list[dict]]:
-    """Matches -> (record list, per-dataset list, tainted checkpoints)."""
+def _summarize(cat: Catalog, rows: list[dict[str, Any]]) -> tuple[list[dict], list[dict], list[dict]]:
+    """Match rows -> (record list, per-dataset list with rows, tainted checkpoints)."""
     records = []
-    for r in matches.to_dicts():
+    per_ds: dict[int, dict[str, Any]] = {}
+    for r in rows:
         rec = {"record_id": r["record_id"], "dataset": r["dataset"], "dataset_id": r["dataset_id"],
                "fingerprint": r["fingerprint"], "source_row": r["source_row"], "role": r["role"],
                "pair_id": r["pair_id"], "match": r["match"]}
-        if "query_id" in r:
-            rec["query_id"] = r["query_id"]
-            rec["shared_bands"] = int(r["shared_bands"])
+        for k in ("query_id", "shared_bands", "containment"):
+            if r.get(k) is not None:
+                rec[k] = r[k]
         records.append(rec)
-    datasets = []
-    if matches.height:
-        grouped = (matches.group_by("dataset_id", "dataset", "fingerprint", "path")
-                   .agg(pl.col("tags").first(), pl.col("record_id").n_unique().alias("records"),
-                        pl.col("source_row").unique().sort().alias("rows"),
-                        pl.col("match").unique().sort().alias("matches"))
-                   .sort("dataset_id"))
-        for g in grouped.to_dicts():
-            datasets.append({"dataset": g["dataset"], "dataset_id": g["dataset_id"], "fingerprint": g["fingerprint"],
-                             "path": g["path"], "tags": _tags(g["tags"]), "records": g["records"],
-                             "rows": list(g["rows"]), "matches": list(g["matches"])})
+        d = per_ds.setdefault(r["dataset_id"], {
+            "dataset": r["dataset"], "dataset_id": r["dataset_id"], "fingerprint": r["fingerprint"],
+            "path": r["path"], "tags": _tags(r["tags"]), "records": set(), "rows": set(), "matches": set()})
+        d["records"].add(r["record_id"])
+        d["rows"].add(r["source_row"])
+        d["matches"].add(r["match"])
+    datasets = [{**d, "records": len(d["records"]), "rows": sorted(d["rows"]), "matches": sorted(d["matches"])}
+                for _, d in sorted(per_ds.items())]
     checkpoints = cat.tainted_checkpoints([d["dataset_id"] for d in datasets])
     return records, datasets, checkpoints
 
 
+def _deep_matches(cat: Catalog, text: str, n: int, min_containment: float) -> tuple[list[dict], list[dict]]:
+    """Re-read every registered file still on disk and keep records holding at least
+    ``min_containment`` of the query's distinct word n-grams (catches heavier edits than LSH)."""
+    from provaudit.io import RecordReader
+
+    q, _ = ngram_hashes([text], n)
+    qset = np.unique(q)
+    if qset.size == 0:
+        raise UsageError(f"--deep needs a text of at least {n} words")
+    found: list[dict] = []
+    skipped: list[dict] = []
+    for d in cat.datasets().to_dicts():
+        path = Path(d["path"]) if d["path"] else None
+        if path is None or not path.exists():
+            skipped.append({"dataset": d["name"], "fingerprint": d["fingerprint"], "reason": "file missing"})
+            continue
+        for batch in RecordReader(path, name=d["name"], fmt=d["fmt"]).batches():
+            h, owner = ngram_hashes(batch["text"].to_list(), n)
+            hit = np.isin(h, qset)
+            if not hit.any():
+                continue
+            per = (pl.DataFrame({"o": owner[hit], "h": h[hit]}).unique().group_by("o").len()
+                   .filter(pl.col("len") >= min_containment * qset.size))
+            for o, cnt in per.sort("o").iter_rows():
+                row = batch.row(int(o), named=True)
+                found.append({"query_id": "query:0", "match": "deep", "shared_bands": 0,
+                              "containment": round(cnt / qset.size, 4), "dataset_id": d["dataset_id"],
+                              "dataset": d["name"], "fingerprint": d["fingerprint"], "path": d["path"],
+                              "tags": d["tags"], "record_id": row["record_id"], "source_row": row["source_row"],
+                              "role": row["role"], "pair_id": row["pair_id"]})
+    return found, skipped
+
+
+def _deep_rows_sorted(rows: list[dict]) -> list[dict]:
+    return sorted(rows, key=lambda r: (r.get("query_id") or "", r["dataset_id"], r["source_row"], r["record_id"]))
+
+
 def lineage_find(*, text: str | None = None, file: str | Path | None = None, field: str | None = None,
-                 catalog: Catalog | str | Path | None = None) -> dict[str, Any]:
+                 catalog: Catalog | str | Path | None = None, deep: bool = False, ngram: int = 5,
+                 min_containment: float = 0.25) -> dict[str, Any]:
     """Records matching a text (exact + near-duplicate), a file's records, or a metadata field value,
-    with their datasets and rows and every checkpoint trained on them (transitively via parents)."""
+    with their datasets and rows and every checkpoint trained on them (transitively via parents).
+
+    ``deep`` (text only) also re-reads the registered files and reports records that contain at
+    least ``min_containment`` of the text's word ``ngram``-grams: slower, but finds copies edited
+    too much for the LSH band keys (e.g. one word in ten rewritten).
+    """
     given = [x for x in (text, file, field) if x is not None]
     if len(given) != 1:
         raise UsageError("give exactly one of --text, --file or --field")
+    if deep and text is None:
+        raise UsageError("--deep works with --text only")
+    if ngram < 1 or not 0 < min_containment <= 1:
+        raise UsageError("--ngram must be >= 1 and the containment in (0, 1]")
     if field is not None:
         key, value = parse_field(field)
     if text is not None and not normalize_text(text):
@@ -194,22 +239,29 @@ def lineage_find(*, text: str | None = None, file: str | Path | None = None, fie
     try:
         query: dict[str, Any]
         if text is not None:
-            matches = cat.match_records(_query_frame([text]))
+            rows = cat.match_records(_query_frame([text])).to_dicts()
             query = {"text": text, "text_hash": text_hash(text)}
+            if deep:
+                extra, skipped = _deep_matches(cat, text, ngram, min_containment)
+                known = {(r["dataset_id"], r["record_id"]) for r in rows}
+                rows = _deep_rows_sorted(rows + [r for r in extra if (r["dataset_id"], r["record_id"]) not in known])
+                query.update({"deep": True, "ngram": ngram, "min_containment": min_containment,
+                              "deep_skipped": skipped})
         elif file is not None:
             frame, info = file_records(file)
             self_ids = [int(r[0]) for r in cat.con.execute(
                 "SELECT dataset_id FROM datasets WHERE fingerprint = ?", [info["fingerprint"]]).fetchall()]
             matches = cat.match_records(frame.select("record_id", "text_hash", "band_keys"),
                                         exclude_dataset_ids=self_ids)
+            rows = matches.to_dicts()
             query = {"file": str(file), "fingerprint": info["fingerprint"], "records": info["records"],
                      "excluded_self": bool(self_ids)}
             hit = matches["query_id"].n_unique() if matches.height else 0
             query["records_matched"] = int(hit)
         else:
-            matches = cat.field_matches(key, value)
+            rows = cat.field_matches(key, value).to_dicts()
             query = {"field": key, "value": value}
-        records, datasets, checkpoints = _summarize(cat, matches)
+        records, datasets, checkpoints = _summarize(cat, rows)
     finally:
         if owned:
             cat.close()

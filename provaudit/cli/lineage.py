@@ -100,11 +100,16 @@ def lineage_group() -> None:
 @click.option("--text", default=None, help="A text: exact and near-duplicate matches.")
 @click.option("--file", "file", type=click.Path(exists=True), default=None, help="Every record of this file.")
 @click.option("--field", default=None, metavar="KEY=VALUE", help="A metadata value, e.g. user_id=123.")
+@click.option("--deep", is_flag=True, help="With --text: also re-read the registered files for records holding "
+                                          "part of the text (word n-grams); slower, finds heavier edits.")
+@click.option("--ngram", type=int, default=5, show_default=True, help="Word n-gram length for --deep.")
+@click.option("--min-containment", type=float, default=0.25, show_default=True,
+              help="For --deep: share of the text's n-grams a record must hold.")
 @CATALOG_OPTION
 @JSON_OPTION
 @handle_errors
-def lineage_find_cmd(text: str | None, file: str | None, field: str | None, catalog_path: str | None,
-                     as_json: bool) -> None:
+def lineage_find_cmd(text: str | None, file: str | None, field: str | None, deep: bool, ngram: int,
+                     min_containment: float, catalog_path: str | None, as_json: bool) -> None:
     """Find matching records, their datasets and rows, and every checkpoint (through parents)
     trained on them.
 
@@ -113,10 +118,12 @@ def lineage_find_cmd(text: str | None, file: str | None, field: str | None, cata
     \b
         provaudit lineage find --field user_id=u-0042
         provaudit lineage find --text "I want to cancel my order 1234" --json
+        provaudit lineage find --text "$(cat complaint.txt)" --deep
     """
     from provaudit.catalog.lineage import lineage_find
 
-    res = lineage_find(text=text, file=file, field=field, catalog=catalog_path)
+    res = lineage_find(text=text, file=file, field=field, catalog=catalog_path, deep=deep, ngram=ngram,
+                       min_containment=min_containment)
     if as_json:
         echo_json(res)
         return
