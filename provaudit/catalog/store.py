@@ -29,7 +29,8 @@ DEFAULT_MEMORY = "1GB"
 #: Batches up to this many records are looked up with constant IN lists (row-group pruning).
 SMALL_BATCH = 64
 
-RecordsArg = "pl.DataFrame | str | Path"
+#: A record table: a polars frame, or the path of a Parquet file (streamed, for large scans).
+RecordsArg = pl.DataFrame | str | Path
 
 
 def _now() -> datetime:
@@ -171,7 +172,7 @@ class Catalog:
 
     # -- sources ---------------------------------------------------------------------------
     @contextmanager
-    def _source(self, records: Any, required: Sequence[str], with_rid: bool = False) -> Iterator[str]:
+    def _source(self, records: RecordsArg, required: Sequence[str], with_rid: bool = False) -> Iterator[str]:
         """Expose a frame or Parquet file as a DuckDB view name, with a 0-based ``_row`` column."""
         self._tmp += 1
         name = f"_src_{os.getpid()}_{self._tmp}"
@@ -215,7 +216,7 @@ class Catalog:
 
     # -- datasets --------------------------------------------------------------------------
     def add_dataset(self, *, name: str, fingerprint: str, path: str, fmt: str, schema: str,
-                    tags: Sequence[str], n_records: int, records: Any,
+                    tags: Sequence[str], n_records: int, records: RecordsArg,
                     meta: dict | None = None) -> int:
         """Store a dataset and its records; an existing fingerprint only gains the new tags."""
         with self.transaction():
@@ -276,7 +277,7 @@ class Catalog:
         return dict(zip(keys, rows[0]))
 
     # -- overlap with the catalog ----------------------------------------------------------
-    def overlap_report(self, records: Any, *, exclude_fingerprint: str | None = None) -> list[dict]:
+    def overlap_report(self, records: RecordsArg, *, exclude_fingerprint: str | None = None) -> list[dict]:
         """Exact and near-duplicate overlap of a batch with every catalog dataset it touches."""
         with self._source(records, BATCH_COLUMNS) as src:
             total = int(self.con.execute(f"SELECT count(DISTINCT record_id) FROM {src}").fetchone()[0])
@@ -309,7 +310,7 @@ class Catalog:
             })
         return out
 
-    def erased_matches(self, records: Any) -> list[dict]:
+    def erased_matches(self, records: RecordsArg) -> list[dict]:
         """Batch records whose hash (exact) or any band key (near) matches an erased record."""
         with self._source(records, BATCH_COLUMNS) as src:
             rows = self.con.execute(
@@ -328,7 +329,7 @@ class Catalog:
     _MATCH_COLS = ("r.dataset_id, d.name AS dataset, d.fingerprint, d.path, d.tags, r.record_id, r.source_row, "
                    "r.role, r.pair_id, r.text_hash, r.meta")
 
-    def match_records(self, batch: Any, *, exclude_dataset_ids: Sequence[int] = ()) -> pl.DataFrame:
+    def match_records(self, batch: RecordsArg, *, exclude_dataset_ids: Sequence[int] = ()) -> pl.DataFrame:
         """Catalog records matching each batch record: same hash (exact) or shared band keys (near).
 
         Columns: query_id, match (exact|near), shared_bands, rid and the catalog record's fields.
