@@ -539,7 +539,10 @@ def seesaw(ctx: Ctx, extra: list[str], pair_rules: list[dict[str, str]]) -> tupl
         share = float(opposed.sum() / len(da))
         r = float(np.corrcoef(da, db)[0, 1]) if np.std(da) > 0 and np.std(db) > 0 else 0.0
         rng = ctx.rng("seesaw", a, b)
-        perms = np.array([np.corrcoef(da, rng.permutation(db))[0, 1] for _ in range(2000)])
+        pb = rng.permuted(np.tile(db, (2000, 1)), axis=1)
+        ca, cb = da - da.mean(), pb - pb.mean(axis=1, keepdims=True)
+        denom = np.sqrt((ca ** 2).sum()) * np.sqrt((cb ** 2).sum(axis=1))
+        perms = np.where(denom > 0, (cb @ ca) / np.where(denom > 0, denom, 1.0), 0.0)
         p = float((1 + np.sum(perms <= r)) / (1 + len(perms)))
         level_r = float(np.corrcoef(ya, yb)[0, 1])
         # a trade-off moves the levels against each other too; independent noise does not
