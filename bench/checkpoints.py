@@ -81,6 +81,21 @@ def null_other_flags(seeds: int, tmp: Path) -> dict:
             "see_saw_rate": saw / seeds}
 
 
+def perf(tmp: Path, n: int = 20, items: int = 2000) -> dict:
+    """Wall time of analyze_checkpoints + render_html on n checkpoints x items per-sample rows (target < 30 s)."""
+    from provaudit.report import render_html
+
+    frame, _ = simulate.sample_series(n, items, seed=0)
+    path = tmp / "perf.parquet"
+    frame.write_parquet(path)
+    t0 = time.time()
+    rep = analyze_checkpoints([path])
+    t1 = time.time()
+    render_html(rep)
+    return {"case": "perf", "rows": frame.height, "analyze_s": round(t1 - t0, 2),
+            "render_html_s": round(time.time() - t1, 2)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=200)
@@ -98,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
                     results.append(run_case("coupled", form, seeds, tmp, samples=samples, n=n, noise=noise))
                     results.append(run_case("plateau", form, seeds, tmp, samples=samples, n=n, noise=noise))
         nul = null_other_flags(max(args.seeds // 4, 10), tmp)
+        speed = perf(tmp)
+    print(f"perf: {speed['rows']} per-sample rows analysed in {speed['analyze_s']}s, HTML in {speed['render_html_s']}s "
+          "(target < 30 s)")
     print(f"null series ({nul['seeds']} seeds): tail_regression false-alarm rate {nul['tail_regression_rate']:.3f}, "
           f"see_saw false-alarm rate {nul['see_saw_rate']:.3f}")
     for r in results:
@@ -107,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
               f"median lag {r['median_lag_checkpoints']}")
     print(f"elapsed {time.time() - t0:.1f}s")
     if args.out:
-        args.out.write_text(json.dumps([*results, nul], indent=2, sort_keys=True))
+        args.out.write_text(json.dumps([*results, nul, speed], indent=2, sort_keys=True))
     return 0
 
 
