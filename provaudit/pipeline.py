@@ -275,28 +275,29 @@ def _duplicate_summary(con: duckdb.DuckDBPyConnection, records_path: Path) -> di
 
 def _sample_frame(con: duckdb.DuckDBPyConnection, records_path: Path, columns: str, n: int) -> pl.DataFrame:
     """A deterministic sample (by content hash) of output records, for corpus-level estimates."""
-    return con.execute(f"""
+    return con.sql(f"""
         SELECT {columns} FROM read_parquet('{records_path}')
-        WHERE role <> 'prompt' ORDER BY hash(text_hash, record_id) LIMIT {int(n)}""").pl()
+        WHERE role <> 'prompt' ORDER BY hash(text_hash, record_id), record_id LIMIT {int(n)}""").pl()
 
 
-def _origin_summary(con: duckdb.DuckDBPyConnection, records_path: Path, seed: int) -> dict[str, Any]:
+def _origin_summary(con: duckdb.DuckDBPyConnection, records_path: Path, seed: int,
+                    options: StageOptions) -> dict[str, Any]:
     from provaudit.origin import summarize_origin
 
-    cols = [c for c, in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{records_path}')").fetchall()]
+    cols = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{records_path}')").fetchall()]
     if "origin" not in cols:
         return {}
-    total = con.execute(f"SELECT count(*) FROM read_parquet('{records_path}') WHERE role <> 'prompt'").fetchone()[0]
+    total = con.execute(f"SELECT count(*) FROM read_parquet('{records_path}') WHERE role <> 'prompt'").fetchall()[0][0]
     if total == 0:
         return {}
     if total <= ORIGIN_SAMPLE:
-        frame = con.execute(f"SELECT * EXCLUDE (band_keys) FROM read_parquet('{records_path}') "
-                            "WHERE role <> 'prompt' ORDER BY record_id").pl()
-        summary = summarize_origin(frame, seed=seed)
+        frame = con.sql(f"SELECT * EXCLUDE (band_keys) FROM read_parquet('{records_path}') "
+                        "WHERE role <> 'prompt' ORDER BY record_id").pl()
+        summary = summarize_origin(frame, seed=seed, rules=_rules(options.rules_dirs))
         summary["sampled"] = False
     else:
         frame = _sample_frame(con, records_path, "* EXCLUDE (band_keys)", ORIGIN_SAMPLE)
-        summary = summarize_origin(frame, seed=seed)
+        summary = summarize_origin(frame, seed=seed, rules=_rules(options.rules_dirs))
         summary["sampled"] = True
         summary["sample_size"] = frame.height
     summary["scope"] = "output records (chosen, rejected, response, text); prompts are tagged per record only"
@@ -382,7 +383,7 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
                 "duplicates": _duplicate_summary(con, records_path),
             }
             if origin:
-                summary["origin"] = _origin_summary(con, records_path, seed)
+                summary["origin"] = _origin_summary(con, records_path, seed, options)
             if teacher:
                 summary["teacher"] = _teacher_summary(con, records_path, teacher, human, seed)
         finally:

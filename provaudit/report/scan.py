@@ -57,7 +57,7 @@ def render_scan_markdown(summary: dict[str, Any]) -> str:
         counts = org.get("counts") or {}
         if counts:
             lines.append("Records by origin: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + ".")
-        rc = org.get("rule_counts") or {}
+        rc = {k: v for k, v in (org.get("rule_counts") or {}).items() if v}
         if rc:
             lines += ["", "Rules fired:", ""]
             lines += _table(["rule", "records"], [[k, v] for k, v in sorted(rc.items(), key=lambda kv: (-kv[1], kv[0]))])
