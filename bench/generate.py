@@ -3,8 +3,8 @@
 Every prompt, chosen and rejected text is made of whole sentences cut from the real corpora
 shipped under ``fixtures/`` (HH-RLHF dialogues, AlpacaEval / AlpacaFarm / WizardLM / Vicuna
 outputs, OASST completions, HC3 and the human-written fast-detect-gpt / detector-bias texts):
-runs of one to three consecutive sentences from texts of one source file, joined until a
-target length (log-normal, median about 480 characters,
+at least three runs of one to three consecutive sentences from texts of one source file,
+joined until a target length (log-normal, median about 450 characters,
 so the mean output is about 650 characters like HH-RLHF) is reached. No random words are made up.
 
 Duplicates are injected at controlled rates so the duplicate stages do real work:
@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCES = ("fixtures/scan", "fixtures/style")
 _SENT = re.compile(r"(?<=[.!?])\s+|\n+")
 RESERVOIR = 4096
+MIN_RUNS = 3
 
 
 @dataclass
@@ -89,7 +90,7 @@ class Generator:
     """Deterministic stream of preference rows ``{"prompt", "chosen", "rejected"}``."""
 
     def __init__(self, pool: TextPool, *, seed: int = 0, dup_rate: float = 0.02, near_rate: float = 0.03,
-                 median_chars: int = 480, sigma: float = 0.45) -> None:
+                 median_chars: int = 450, sigma: float = 0.45) -> None:
         self.pool = pool
         self.rng = random.Random(seed)
         self.dup_rate = dup_rate
@@ -105,16 +106,25 @@ class Generator:
         return int(min(4000, max(200, self.rng.lognormvariate(self.mu, self.sigma))))
 
     def _compose(self, texts: list[list[str]], target: int) -> str:
-        """Runs of 1-3 consecutive real sentences from different texts of one source, up to ``target`` chars."""
+        """At least three runs of 1-3 consecutive real sentences from texts of one source, up to ``target`` chars.
+
+        Three independent runs make accidental exact or near copies between outputs vanishingly
+        rare, so the duplicate rates of the file are the injected ones.
+        """
         rng = self.rng
         parts: list[str] = []
-        n = 0
-        while n < target:
+        n = runs = tries = 0
+        while n < target or runs < MIN_RUNS:
             src = texts[rng.randrange(len(texts))]
             start = rng.randrange(len(src))
-            for s in src[start:start + rng.randint(1, 3)]:
+            run = src[start:start + rng.randint(1, 3)]
+            tries += 1
+            if runs and n + len(run[0]) > 2 * target and tries < 20:  # keep one long sentence from dominating
+                continue
+            for s in run:
                 parts.append(s)
                 n += len(s) + 1
+            runs += 1
         return " ".join(parts)
 
     def _prompt(self) -> str:
