@@ -246,11 +246,24 @@ def fit_detector(x: np.ndarray, y: np.ndarray, *, groups: Sequence[Any] | None =
     ph = p_oof[(y == 0) & long] if ((y == 0) & long).sum() >= 20 else p_oof[y == 0]
     pm = p_oof[(y == 1) & long] if ((y == 1) & long).sum() >= 20 else p_oof[y == 1]
     t_model = float(np.quantile(ph, 1.0 - nominal_fpr, method="higher"))
+    # No single human domain may exceed twice the nominal FPR out of fold: protects writers with
+    # plain vocabulary (students, non-native writers), whose text otherwise reads as "model".
+    per_domain_t = {}
+    if groups is not None:
+        g_arr = np.asarray(groups, dtype=object)
+        for g in sorted(set(g_arr[(y == 0) & long])):
+            pg = p_oof[(y == 0) & long & (g_arr == g)]
+            if len(pg) >= 30:
+                per_domain_t[str(g)] = float(np.quantile(pg, 1.0 - 2 * nominal_fpr, method="higher"))
+    if per_domain_t:
+        t_model = max(t_model, *per_domain_t.values())
     t_human = float(min(np.quantile(pm, human_miss), t_model))
     mu, sd, cf, b = _fit(np.arange(len(y)))
     det = Detector(feature_names=list(FEATURE_NAMES), mean=mu, scale=sd, coef=cf, intercept=b, platt_a=a,
                    platt_b=bb, threshold_model=t_model, threshold_human=t_human, min_words=min_words,
-                   meta={"nominal_fpr": nominal_fpr, "human_miss_rate": human_miss, "C": c, "folds": n_splits,
+                   meta={"nominal_fpr": nominal_fpr, "human_miss_rate": human_miss,
+                         "threshold_rule": "max(pooled human (1-fpr) quantile, each human domain's (1-2 fpr) quantile), "
+                                           "out of fold", "C": c, "folds": n_splits,
                          "seed": seed, **(meta or {})})
     return det, p_oof
 

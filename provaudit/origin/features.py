@@ -88,9 +88,9 @@ def _safe_div(a: pl.Expr, b: pl.Expr) -> pl.Expr:
     return (a.cast(pl.Float64) / pl.max_horizontal(b.cast(pl.Float64), pl.lit(1.0)))
 
 
-def dense_feature_frame(texts: pl.Series | list[str]) -> pl.DataFrame:
+def dense_feature_frame(texts: pl.Series | list[str], *, normalized: bool = False) -> pl.DataFrame:
     """Stylometric features, one row per text (columns ``DENSE_FEATURES``) plus ``n_words``."""
-    df = pl.DataFrame({"text": normalize_layout(texts)})
+    df = pl.DataFrame({"text": texts if normalized else normalize_layout(texts)})
     t = pl.col("text")
     low = t.str.to_lowercase()
     df = df.with_columns(
@@ -134,59 +134,54 @@ def dense_feature_frame(texts: pl.Series | list[str]) -> pl.DataFrame:
     return df.select(exprs)
 
 
-def function_word_matrix(texts: pl.Series | list[str]) -> np.ndarray:
-    """Relative frequency of each of ``FUNCTION_WORDS`` among a text's words (rows sum to <= 1)."""
-    s = normalize_layout(texts)
-    n = len(s)
-    words = (pl.DataFrame({"text": s}).with_row_index("i")
-             .select("i", pl.col("text").str.to_lowercase()
-                     .str.extract_all(_WORD_RE).alias("w")))
-    nw = words["w"].list.len().to_numpy().astype(np.float64)
-    vocab = pl.DataFrame({"w": list(FUNCTION_WORDS), "j": np.arange(len(FUNCTION_WORDS), dtype=np.int64)})
-    hits = words.explode("w").join(vocab, on="w", how="inner")
-    m = sp.coo_matrix((np.ones(hits.height), (hits["i"].to_numpy(), hits["j"].to_numpy())),
-                      shape=(n, len(FUNCTION_WORDS))).tocsr()
-    dense = np.asarray(m.todense(), dtype=np.float64)
-    return dense / np.maximum(nw, 1.0)[:, None]
-
-
 @functools.lru_cache(maxsize=1)
-def _zipf_table() -> pl.DataFrame:
-    """English word frequencies (wordfreq, offline data) on the Zipf scale (log10 per billion)."""
+def _vocab_table() -> pl.DataFrame:
+    """English word frequencies (wordfreq, offline data) on the Zipf scale (log10 per billion), with
+    the column index of each function word (null for other words)."""
     import wordfreq
 
     freqs = wordfreq.get_frequency_dict("en", "best")
-    return pl.DataFrame({"w": list(freqs.keys()),
+    zipf = pl.DataFrame({"w": list(freqs.keys()),
                          "z": np.log10(np.fromiter(freqs.values(), dtype=np.float64)) + 9.0})
+    fw = pl.DataFrame({"w": list(FUNCTION_WORDS), "j": np.arange(len(FUNCTION_WORDS), dtype=np.int64)})
+    return zipf.join(fw, on="w", how="full", coalesce=True).with_columns(pl.col("z").fill_null(0.0))
 
 
-def frequency_matrix(texts: pl.Series | list[str]) -> np.ndarray:
-    """Unigram-surprisal profile: mean, spread, 10th percentile and step-to-step change of word
-    Zipf frequency, plus rare-word and out-of-vocabulary rates (columns ``FREQ_FEATURES``).
+def word_matrices(texts: pl.Series | list[str], *, normalized: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Word-frequency profile (``FREQ_FEATURES``) and function-word rates (``FUNCTION_WORDS``).
 
-    A zero-resource stand-in for perplexity features: model text tends to keep word frequency
-    steady, human text is burstier.
+    The frequency profile is a zero-resource stand-in for perplexity: mean, spread, 10th percentile
+    and step-to-step change of each word's Zipf frequency, plus rare-word and out-of-vocabulary
+    rates (model text keeps word frequency steady; human text is burstier). Function-word rates are
+    each word's share of the text's words. One explode + join serves both.
     """
-    s = normalize_layout(texts)
+    s = texts if normalized else normalize_layout(texts)
     n = len(s)
     words = (pl.DataFrame({"text": s}).with_row_index("i")
              .select("i", pl.col("text").str.to_lowercase().str.extract_all(_WORD_RE).alias("w"))
              .explode("w").drop_nulls())
+    joined = words.join(_vocab_table(), on="w", how="left", maintain_order="left").with_columns(
+        pl.col("z").fill_null(0.0))
     z = pl.col("z")
-    agg = (words.join(_zipf_table(), on="w", how="left", maintain_order="left")
-           .with_columns(z.fill_null(0.0))
-           .group_by("i").agg(z.mean().alias("zipf_mean"), z.std().alias("zipf_sd"),
-                              z.quantile(0.1).alias("zipf_q10"), z.diff().abs().mean().alias("zipf_step"),
-                              (z < 3.0).mean().alias("rare_rate"), (z <= 0.0).mean().alias("oov_rate")))
+    agg = joined.group_by("i").agg(
+        z.mean().alias("zipf_mean"), z.std().alias("zipf_sd"), z.quantile(0.1).alias("zipf_q10"),
+        z.diff().abs().mean().alias("zipf_step"), (z < 3.0).mean().alias("rare_rate"),
+        (z <= 0.0).mean().alias("oov_rate"), pl.len().alias("nw"))
     full = (pl.DataFrame({"i": np.arange(n, dtype=np.uint32)}).join(agg, on="i", how="left")
-            .sort("i").drop("i").fill_null(0.0))
-    return full.select(FREQ_FEATURES).to_numpy().astype(np.float64)
+            .sort("i").fill_null(0.0))
+    freq = full.select(FREQ_FEATURES).to_numpy().astype(np.float64)
+    hits = joined.filter(pl.col("j").is_not_null())
+    m = sp.coo_matrix((np.ones(hits.height), (hits["i"].to_numpy(), hits["j"].to_numpy())),
+                      shape=(n, len(FUNCTION_WORDS))).toarray()
+    fw = m / np.maximum(full["nw"].to_numpy().astype(np.float64), 1.0)[:, None]
+    return freq, fw
 
 
 def feature_matrix(texts: pl.Series | list[str]) -> tuple[np.ndarray, np.ndarray]:
     """All features as a float matrix (columns ``FEATURE_NAMES``) and the word counts."""
-    dense = dense_feature_frame(texts)
+    s = normalize_layout(texts)
+    dense = dense_feature_frame(s, normalized=True)
     n_words = dense["n_words"].to_numpy()
-    x = np.hstack([dense.select(DENSE_FEATURES).to_numpy().astype(np.float64), frequency_matrix(texts),
-                   function_word_matrix(texts)])
+    freq, fw = word_matrices(s, normalized=True)
+    x = np.hstack([dense.select(DENSE_FEATURES).to_numpy().astype(np.float64), freq, fw])
     return np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0), n_words

@@ -1,0 +1,210 @@
+"""Honest accuracy of the origin detector: leave-one-generator-out and leave-one-domain-out.
+
+Usage: python bench/origin.py /work/shared/data [--json out.json] [--baseline] [--quick]
+
+Trains the same detector as scripts/build_detector.py (same features, weighting, calibration and
+5%-FPR threshold) on all but one generator (or domain) and evaluates on the held-out one, on texts of
+at least 50 words. Also: in-distribution held-out split, false-positive rate on plain-vocabulary
+human writing (CS224N abstracts, US 8th-grade essays) held out of training, recovery of known mixing
+proportions by the corpus estimators, and tagging speed. ``--baseline`` adds the char 3-5-gram
+TF-IDF + logistic regression baseline for comparison.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from build_detector import training_frame
+
+from provaudit.origin.detector import _sigmoid, fit_detector, score_metrics
+from provaudit.origin.features import feature_matrix
+
+BIAS_DOMAINS = ("abstracts", "student_essays")
+EVAL_MIN_WORDS = 50
+
+
+def _fit_eval(x, y, dom, nw, train, test, seed=0):
+    det, _ = fit_detector(x[train], y[train], groups=list(dom[train]), n_words=nw[train], folds=3, seed=seed)
+    p = _sigmoid(det.calibrated_logit(x[test]))
+    return det, p
+
+
+def _baseline_scores(texts, y, dom, train, test):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    from provaudit.origin.detector import group_weights
+
+    vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), min_df=3, max_features=200_000, sublinear_tf=True)
+    a = vec.fit_transform([texts[i] for i in np.flatnonzero(train)])
+    lr = LogisticRegression(C=3.0, max_iter=3000).fit(a, y[train], sample_weight=group_weights(
+        list(zip(dom[train], y[train]))))
+    return lr.predict_proba(vec.transform([texts[i] for i in np.flatnonzero(test)]))[:, 1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("shared", type=Path)
+    ap.add_argument("--json", dest="json_out", type=Path, default=None)
+    ap.add_argument("--baseline", action="store_true", help="also run the char n-gram TF-IDF baseline")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    t0 = time.time()
+    df = training_frame(args.shared, args.seed)
+    texts = df["text"].to_list()
+    x, nw = feature_matrix(df["text"])
+    y = df["label"].to_numpy().astype(int)
+    dom = df["domain"].to_numpy()
+    gen = df["generator"].to_numpy()
+    rng = np.random.default_rng(args.seed)
+    half = rng.random(len(y)) < 0.5          # human texts of a held-out generator's domains: test half
+    long = nw >= EVAL_MIN_WORDS
+    bias = np.isin(dom, BIAS_DOMAINS)
+    results: dict = {"n_texts": len(y), "eval_min_words": EVAL_MIN_WORDS}
+
+    # in distribution: random 25% held out (bias corpora kept out of both sides)
+    te = (rng.random(len(y)) < 0.25) & ~bias
+    tr = ~te & ~bias
+    det, p = _fit_eval(x, y, dom, nw, tr, te & long)
+    m = score_metrics(y[te & long], p, det.threshold_model)
+    results["in_distribution"] = m
+    # plain-vocabulary human writing, held out of training: FPR at the 5%-FPR threshold
+    hb = bias & (y == 0) & long
+    pb = _sigmoid(det.calibrated_logit(x[hb]))
+    results["plain_vocab_fpr"] = {d: round(float((pb[dom[hb] == d] >= det.threshold_model).mean()), 4)
+                                  for d in BIAS_DOMAINS}
+    results["plain_vocab_auroc"] = {}
+    for d in BIAS_DOMAINS:
+        sel = (dom == d) & long
+        results["plain_vocab_auroc"][d] = score_metrics(y[sel], _sigmoid(det.calibrated_logit(x[sel])))["auroc"]
+    if args.baseline:
+        pbase = _baseline_scores(texts, y, dom, tr, te & long)
+        results["baseline_in_distribution"] = score_metrics(y[te & long], pbase)
+
+    # mixtures of known proportion on the in-distribution held-out split
+    from provaudit.mixture import estimate_mixture, fit_reference
+    from provaudit.origin.tagging import detector_mixture_estimate
+
+    ref = fit_reference([texts[i] for i in np.flatnonzero(tr & long & (y == 0))][:3000],
+                        [texts[i] for i in np.flatnonzero(tr & long & (y == 1))][:3000], seed=args.seed)
+    hh, mm = np.flatnonzero(te & long & (y == 0)), np.flatnonzero(te & long & (y == 1))
+    mix = []
+    for prop in (0.0, 0.10, 0.25, 0.50, 1.0):
+        row = {"true": prop, "corpus_estimate": [], "detector_estimate": [], "tagged_fraction": []}
+        for s in range(5):
+            r2 = np.random.default_rng(s)
+            k = round(prop * 200)
+            idx = np.r_[r2.choice(mm, k, replace=False), r2.choice(hh, 200 - k, replace=False)].astype(int)
+            pm = _sigmoid(det.calibrated_logit(x[idx]))
+            row["corpus_estimate"].append(estimate_mixture([texts[i] for i in idx], ref, n_boot=0).alpha)
+            row["detector_estimate"].append(detector_mixture_estimate(pm, n_boot=0)["alpha"])
+            row["tagged_fraction"].append(float((pm >= det.threshold_model).mean()))
+        mix.append({k: (round(float(np.mean(v)), 4) if isinstance(v, list) else v) for k, v in row.items()})
+    results["mixtures"] = mix
+
+    # leave one generator out
+    logo = []
+    for g in sorted(set(gen[y == 1])):
+        gdoms = set(dom[gen == g])
+        test_h = (y == 0) & np.isin(dom, list(gdoms)) & half
+        test = ((gen == g) | test_h) & long & ~bias
+        train = (gen != g) & ~test_h & ~bias
+        if (y[test] == 0).sum() < 10:
+            test = ((gen == g) | ((y == 0) & half)) & long & ~bias   # model-only domain: any held-out human
+            train = (gen != g) & ~((y == 0) & half) & ~bias
+        det_g, p = _fit_eval(x, y, dom, nw, train, test)
+        row = {"generator": g, "domains": ",".join(sorted(gdoms)),
+               **score_metrics(y[test], p, det_g.threshold_model)}
+        if args.baseline:
+            row["baseline_auroc"] = score_metrics(y[test], _baseline_scores(texts, y, dom, train, test))["auroc"]
+        logo.append(row)
+        print(f"LOGO {g}: {row['auroc']}", file=sys.stderr, flush=True)
+    results["leave_one_generator_out"] = logo
+
+    # leave one domain out
+    lodo = []
+    for d in sorted(set(dom) - set(BIAS_DOMAINS)) + list(BIAS_DOMAINS):
+        test = (dom == d) & long
+        train = dom != d
+        if d not in BIAS_DOMAINS:
+            train &= ~bias
+        det_d, p = _fit_eval(x, y, dom, nw, train, test)
+        row = {"domain": d, **score_metrics(y[test], p, det_d.threshold_model)}
+        if args.baseline and len(set(y[test])) == 2:
+            row["baseline_auroc"] = score_metrics(y[test], _baseline_scores(texts, y, dom, train, test))["auroc"]
+        lodo.append(row)
+        print(f"LODO {d}: {row['auroc']}", file=sys.stderr, flush=True)
+    results["leave_one_domain_out"] = lodo
+
+    # speed of the fast path (features + rules + detector + evidence) on real texts
+    from provaudit.origin import tag_origin
+
+    n = min(20000, len(texts))
+    recs = pl.DataFrame({"record_id": [str(i) for i in range(n)], "role": ["response"] * n, "text": texts[:n],
+                         "model": [None] * n, "meta": ["{}"] * n}, schema_overrides={"model": pl.Utf8})
+    tag_origin(recs.head(100))
+    t = time.time()
+    tag_origin(recs)
+    results["speed_texts_per_s"] = round(n / (time.time() - t))
+    results["seconds"] = round(time.time() - t0, 1)
+    if args.json_out:
+        args.json_out.write_text(json.dumps(results, indent=2, sort_keys=True))
+    print(render(results))
+
+
+def _f(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def render(r: dict) -> str:
+    """Markdown tables (the ones docs/origin.md quotes)."""
+    out = []
+    ind = r["in_distribution"]
+    out.append(f"In distribution (random 25% held out, >= {r['eval_min_words']} words): AUROC {_f(ind['auroc'])}, "
+               f"TPR@1%FPR {_f(ind['tpr_at_1pct_fpr'])}, TPR@5%FPR {_f(ind['tpr_at_5pct_fpr'])}, "
+               f"ECE {_f(ind['ece'])}, FPR at threshold {_f(ind['fpr_at_threshold'])}")
+    if "baseline_in_distribution" in r:
+        out.append(f"Baseline (char 3-5 TF-IDF + LR) in distribution: AUROC {_f(r['baseline_in_distribution']['auroc'])}")
+    out.append("Plain-vocabulary human writing held out of training, FPR at the 5% threshold: " + ", ".join(
+        f"{k} {_f(v)}" for k, v in r["plain_vocab_fpr"].items()))
+    has_b = any("baseline_auroc" in row for row in r["leave_one_generator_out"])
+    for key, col in (("leave_one_generator_out", "generator"), ("leave_one_domain_out", "domain")):
+        out.append("")
+        head = f"| held-out {col} | n human | n model | AUROC | TPR@1%FPR | TPR@5%FPR | FPR@thr | TPR@thr | ECE |"
+        head += " baseline AUROC |" if has_b else ""
+        out.append(head)
+        out.append("|" + "---|" * (head.count("|") - 1))
+        aucs = []
+        for row in r[key]:
+            line = (f"| {row[col]} | {row['n_human']} | {row['n_model']} | {_f(row['auroc'])} | "
+                    f"{_f(row['tpr_at_1pct_fpr'])} | {_f(row['tpr_at_5pct_fpr'])} | {_f(row.get('fpr_at_threshold'))} | "
+                    f"{_f(row.get('tpr_at_threshold'))} | {_f(row['ece'])} |")
+            if has_b:
+                line += f" {_f(row.get('baseline_auroc'))} |"
+            out.append(line)
+            if row["auroc"] is not None:
+                aucs.append(row["auroc"])
+        out.append(f"| **mean** | | | {_f(float(np.mean(aucs)))} | | | | | |" + (" |" if has_b else ""))
+    out.append("")
+    out.append("| true model share | corpus_estimate (word MLE) | detector_estimate (LR MLE) | tagged model fraction |")
+    out.append("|---|---|---|---|")
+    for m in r["mixtures"]:
+        out.append(f"| {m['true']:.2f} | {m['corpus_estimate']:.3f} | {m['detector_estimate']:.3f} | "
+                   f"{m['tagged_fraction']:.3f} |")
+    out.append("")
+    out.append(f"tag_origin fast path: {r['speed_texts_per_s']} texts/s; bench took {r['seconds']} s")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    main()
