@@ -82,7 +82,8 @@ def _run(loaded: Loaded, *, mode: str, inputs: list[str], rules: dict[str, Any],
     pairs = [(i, i + 1) for i in range(ctx.n - 1)]
     tails, tflags = an.tails(ctx, pairs)
     flags += tflags
-    seesaw, sflags = an.seesaw(ctx, loaded.extra_metrics, rules.get("seesaw_pairs", []))
+    seesaw, sflags = an.seesaw(ctx, loaded.extra_metrics, rules.get("seesaw_pairs", []),
+                               rules["columns"].get("outcome", []))
     flags += sflags
     pair = an.pair_stats(ctx) if mode == "pair" and samples is not None else None
     if pair is not None:

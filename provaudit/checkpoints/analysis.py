@@ -488,9 +488,17 @@ def slice_table(ctx: Ctx) -> pl.DataFrame | None:
             .sort(["slice", "_o"]).drop("_o"))
 
 
-def seesaw(ctx: Ctx, extra: list[str], pair_rules: list[dict[str, str]]) -> tuple[list[dict[str, Any]], list[Flag]]:
-    """Two opposing metrics that alternate across releases (one improves exactly when the other drops)."""
+def seesaw(ctx: Ctx, extra: list[str], pair_rules: list[dict[str, str]],
+           eval_patterns: list[str] | None = None) -> tuple[list[dict[str, Any]], list[Flag]]:
+    """Two opposing metrics that alternate across releases (one improves exactly when the other drops).
+
+    Candidates: pairs named by ``pair_rules``; failing those, pairs of evaluation-like metrics (names
+    matching ``eval_patterns``; training internals such as clip fractions move together mechanically);
+    and per-slice outcome series.
+    """
     import re
+
+    from provaudit.checkpoints.io import match_column
 
     metrics: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
     for c in extra:
@@ -505,7 +513,7 @@ def seesaw(ctx: Ctx, extra: list[str], pair_rules: list[dict[str, str]]) -> tupl
                 if a != b and ra.fullmatch(a) and rb.fullmatch(b) and (a, b) not in cands:
                     cands.append((a, b))
     if not cands and len(metrics) >= 2:
-        names = sorted(metrics)
+        names = sorted(m for m in metrics if eval_patterns is None or match_column([m], eval_patterns))
         cands = [(a, b) for k, a in enumerate(names) for b in names[k + 1:]]
     st = slice_table(ctx)
     if st is not None:
