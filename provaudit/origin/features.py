@@ -1,6 +1,7 @@
 """Vectorised stylometric features for human-vs-model detection.
 
-All features are rates or shape statistics (no topic words), chosen because they transfer across
+All features are rates or shape statistics (no topic words, and not text length: length says which
+corpus a text came from, not who wrote it; with it, long human essays read as "model"), chosen because they transfer across
 generators and domains better than content n-grams: sentence-length mean and spread (burstiness),
 lexical diversity (mean segmental TTR over 50-word windows, a fast MATTR stand-in), word length,
 punctuation habits (em dashes, semicolons, curly quotes...), markdown and list density,
@@ -61,7 +62,7 @@ _PUNCT = {
 }
 
 DENSE_FEATURES: tuple[str, ...] = (
-    "log_words", "mean_word_len", "sd_word_len", "long_word_rate", "sent_len_mean", "sent_len_sd",
+    "mean_word_len", "sd_word_len", "long_word_rate", "sent_len_mean", "sent_len_sd",
     "sent_len_cv", "msttr", "upper_rate", "allcaps_rate", "lower_sent_start", "contraction_rate",
     "first_person_rate", "second_person_rate", "signature_rate", "model_word_rate", "lowercase_i",
     *(f"p_{k}" for k in _PUNCT),
@@ -107,7 +108,6 @@ def dense_feature_frame(texts: pl.Series | list[str], *, normalized: bool = Fals
     whole_ttr = _safe_div(w.list.n_unique(), nw)
     exprs = [
         nw.alias("n_words"),
-        nw.cast(pl.Float64).log1p().alias("log_words"),
         wl.list.mean().fill_null(0.0).alias("mean_word_len"),
         wl.list.std().fill_null(0.0).alias("sd_word_len"),
         _safe_div(wl.list.eval((pl.element() >= 9).cast(pl.Int32)).list.sum(), nw).alias("long_word_rate"),
