@@ -304,23 +304,23 @@ def _origin_summary(con: duckdb.DuckDBPyConnection, records_path: Path, seed: in
     return summary
 
 
-def _load_texts(path: str | Path) -> list[str]:
-    from provaudit.io import read_records
-
-    texts: list[str] = []
-    for b in read_records(path):
-        texts.extend(b.filter(pl.col("role") != "prompt")["text"].to_list())
-    return texts
+PAIR_SAMPLE = 5_000  # preference pairs used for the label-origin signature
 
 
 def _teacher_summary(con, records_path: Path, teacher: str | Path, human: str | Path | None,
                      seed: int) -> dict[str, Any]:
+    """Teacher likeness of the batch's outputs, diversity and, for preference data, the label-origin signature."""
     from provaudit.style import teacher_summary
 
     frame = _sample_frame(con, records_path, "text", ORIGIN_SAMPLE)
-    teacher_texts = _load_texts(teacher)
-    human_texts = _load_texts(human) if human else None
-    return teacher_summary(frame["text"].to_list(), teacher_texts, human_texts, seed=seed)
+    src = f"read_parquet('{records_path}')"
+    pairs = con.sql(f"""
+        SELECT pair_id, role, text, meta, record_id FROM {src}
+        WHERE pair_id IN (SELECT DISTINCT pair_id FROM {src} WHERE role IN ('chosen', 'rejected')
+                          ORDER BY pair_id LIMIT {PAIR_SAMPLE})
+        ORDER BY pair_id, record_id""").pl()
+    return teacher_summary(frame["text"].to_list(), teacher, human, seed=seed,
+                           pairs=pairs if pairs.height else None)
 
 
 def _write_atomic(path: Path, text: str) -> None:
