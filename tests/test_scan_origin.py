@@ -54,3 +54,17 @@ def test_user_rules_fire_and_can_gate(tmp_path: Path) -> None:
                             gate=gate)
     assert result.summary["origin"]["rule_counts"]["my_source_is_vicuna"] == 80
     assert not result.passed
+
+
+def test_scan_with_a_teacher_reports_likeness_and_the_label_signature(tmp_path: Path) -> None:
+    style = ROOT / "fixtures" / "style"
+    result = provaudit.scan([SCAN / "alpaca_eval_judgements.json"], catalog=tmp_path / "c.duckdb",
+                            teacher=style / "teacher_gpt4.jsonl", gate=ROOT / "rules" / "gate.yaml", origin=False)
+    teacher = result.summary["teacher"]
+    assert teacher["ci_low"] <= teacher["teacher_likeness"] <= teacher["ci_high"]
+    assert {"teacher_fraction", "stylometry", "embedding", "phrases", "diversity"} <= set(teacher)
+    lo = teacher["label_origin"]
+    assert lo["verdict"] == "AI-judge-like" and lo["evidence"]
+    checks = {c["id"]: c for c in result.summary["gate"]["checks"]}
+    assert checks["max_ai_judge_signature"]["status"] == "fail"
+    assert checks["max_teacher_fraction"]["status"] in ("pass", "fail")
