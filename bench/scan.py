@@ -126,10 +126,14 @@ def run_scan(data: Path, work: Path, config: str, workers: int | None = None) ->
     res = {"config": config, "command": " ".join(["provaudit"] + cmd[len(provaudit_cmd()):]),
            "seconds": round(m["seconds"], 1), "cpu_seconds": round(m["cpu_seconds"], 1), "status": m["status"],
            "peak_tree_rss_mb": m["peak_tree_rss_mb"], "max_process_rss_mb": m["max_process_rss_mb"]}
-    if m["status"] not in (0, 1):  # 1 = gate failed, still a complete scan
+    try:  # exit 1 is a failed gate (a complete scan) or a crash: only a summary on stdout tells
+        summary = json.loads(m["stdout"]) if m["status"] in (0, 1) else None
+    except json.JSONDecodeError:
+        summary = None
+    if summary is None:
         res["error"] = (m["stderr"].strip().splitlines() or ["?"])[-1][:300]
+        (work / f"stderr-{config}.log").write_text(m["stderr"])
         return res
-    summary = json.loads(m["stdout"])
     rows = summary["input"]["rows"]
     res.update(rows=rows, records=summary["input"]["records"], rows_per_s=round(rows / m["seconds"]),
                rows_per_cpu_s=round(rows / max(m["cpu_seconds"], 1e-9)),
