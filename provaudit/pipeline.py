@@ -199,11 +199,14 @@ def _finalize_records(con: duckdb.DuckDBPyConnection, parts_glob: str, records_p
     """Exact and near-duplicate groups across the whole input, then the final records.parquet."""
     step = step or (lambda _desc: None)
     con.execute(f"CREATE TEMP VIEW parts AS SELECT * FROM read_parquet('{parts_glob}')")
+    # grouped aggregates and hash joins (not window functions or DISTINCT ON sorts) so DuckDB can
+    # spill to disk under memory_limit: a 1M-row input needs far more than the cap
     con.execute("""
         CREATE TEMP TABLE exact AS
-        SELECT _idx, record_id, text_hash,
-               first(record_id ORDER BY _idx) OVER (PARTITION BY text_hash) AS first_rid
-        FROM parts""")
+        SELECT p._idx, p.record_id, p.text_hash, f.first_rid
+        FROM (SELECT _idx, record_id, text_hash FROM parts) p
+        JOIN (SELECT text_hash, arg_min(record_id, _idx) AS first_rid FROM parts GROUP BY text_hash) f
+        USING (text_hash)""")
     step("exact groups")
     con.execute("""
         CREATE TEMP TABLE bands AS
@@ -212,8 +215,8 @@ def _finalize_records(con: duckdb.DuckDBPyConnection, parts_glob: str, records_p
     # near-duplicate representative: the earliest record sharing any band key, among other texts
     con.execute("""
         CREATE TEMP TABLE key_first AS
-        SELECT k, min(_idx) AS first_idx FROM (
-            SELECT DISTINCT ON (k, text_hash) k, text_hash, _idx FROM bands ORDER BY k, text_hash, _idx
+        SELECT k, min(first_idx) AS first_idx FROM (
+            SELECT k, text_hash, min(_idx) AS first_idx FROM bands GROUP BY k, text_hash
         ) GROUP BY k HAVING count(*) > 1""")
     step("shared band keys")
     con.execute("""
