@@ -208,16 +208,17 @@ def _finalize_records(con: duckdb.DuckDBPyConnection, parts_glob: str, records_p
         JOIN (SELECT text_hash, arg_min(record_id, _idx) AS first_rid FROM parts GROUP BY text_hash) f
         USING (text_hash)""")
     step("exact groups")
+    # band keys of one record per distinct text (its earliest): the only ones near_dup_of can name or
+    # be set on, and each such record stands for one text, so no per-text DISTINCT is needed
     con.execute("""
         CREATE TEMP TABLE bands AS
-        SELECT _idx, text_hash, unnest(band_keys) AS k FROM parts""")
+        SELECT _idx, unnest(band_keys) AS k FROM parts
+        WHERE _idx IN (SELECT min(_idx) FROM parts GROUP BY text_hash)""")
     step("band keys")
     # near-duplicate representative: the earliest record sharing any band key, among other texts
     con.execute("""
         CREATE TEMP TABLE key_first AS
-        SELECT k, min(first_idx) AS first_idx FROM (
-            SELECT k, text_hash, min(_idx) AS first_idx FROM bands GROUP BY k, text_hash
-        ) GROUP BY k HAVING count(*) > 1""")
+        SELECT k, min(_idx) AS first_idx FROM bands GROUP BY k HAVING count(*) > 1""")
     step("shared band keys")
     con.execute("""
         CREATE TEMP TABLE near AS
