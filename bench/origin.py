@@ -7,7 +7,7 @@ Trains the same detector as scripts/build_detector.py (same features, weighting,
 at least 50 words. Also: in-distribution held-out split, false-positive rate on plain-vocabulary
 human writing (CS224N abstracts, US 8th-grade essays) held out of training, recovery of known mixing
 proportions by the corpus estimators, and tagging speed. ``--baseline`` adds the char 3-5-gram
-TF-IDF + logistic regression baseline for comparison.
+TF-IDF + logistic regression baseline for comparison (on the same layout-normalised text).
 """
 from __future__ import annotations
 
@@ -44,6 +44,9 @@ def _baseline_scores(texts, y, dom, train, test):
     from sklearn.linear_model import LogisticRegression
 
     from provaudit.origin.detector import group_weights
+    from provaudit.origin.features import normalize_layout
+
+    texts = normalize_layout(texts).to_list()   # same layout-free text the detector sees: a fair comparison
 
     vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), min_df=3, max_features=200_000, sublinear_tf=True)
     a = vec.fit_transform([texts[i] for i in np.flatnonzero(train)])

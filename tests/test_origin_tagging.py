@@ -138,3 +138,14 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path):
     rules.write_text("rules:\n  - id: x\n    kind: content\n")
     r = CliRunner().invoke(main, ["origin", "rules", "--rules", str(rules)])
     assert r.exit_code == 2 and "rule 'x'" in r.output
+
+
+def test_eval_reads_domain_column_and_empty_batch(labelled, tmp_path):
+    for lab, name in ((0, "h.jsonl"), (1, "m.jsonl")):
+        labelled.filter(pl.col("label") == lab).select("text", "domain").write_ndjson(tmp_path / name)
+    from provaudit.origin import evaluate_detector
+
+    res = evaluate_detector(tmp_path / "h.jsonl", tmp_path / "m.jsonl")
+    assert {"news", "stories", "hc3"} <= {r["domain"] for r in res["per_domain"]}
+    empty = tag_origin(_records([]))
+    assert empty.height == 0 and {"origin", "p_model", "rules_fired", "evidence"} <= set(empty.columns)

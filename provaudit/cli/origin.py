@@ -114,8 +114,7 @@ def train_cmd(human: str, model_path: str, out: str, fpr: float, seed: int) -> N
 def eval_cmd(human: str, model_path: str, detector_path: str | None) -> None:
     """AUROC, TPR at 1% and 5% FPR, calibration error and a per-domain table on held-out texts.
 
-    A 'domain' field in .jsonl/.parquet inputs is not read here; use the Python API with frames for
-    per-domain tables.
+    A 'domain' field in .jsonl/.parquet inputs gives the per-domain table.
 
     Example:
 

@@ -138,7 +138,12 @@ def as_frame(src: Any, label: int) -> pl.DataFrame:
             raise InputError("frame has no 'text' column", field="text")
         df = src
     elif isinstance(src, (str, Path)):
-        df = pl.DataFrame({"text": read_text_file(Path(src))})
+        df = pl.DataFrame({"text": read_text_file(Path(src))}, schema={"text": pl.Utf8})
+        p = Path(src)
+        if p.is_file() and p.suffix in (".jsonl", ".parquet"):   # keep a 'domain' column for per-domain tables
+            full = pl.read_ndjson(p) if p.suffix == ".jsonl" else pl.read_parquet(p)
+            if "domain" in full.columns and full.height == df.height:
+                df = df.with_columns(full["domain"].cast(pl.Utf8))
     else:
         df = pl.DataFrame({"text": list(src)}, schema={"text": pl.Utf8})
     if "domain" not in df.columns:
