@@ -231,18 +231,52 @@ def _finalize_records(con: duckdb.DuckDBPyConnection, parts_glob: str, records_p
         SELECT n._idx, p.record_id AS near_dup_of, p.text_hash AS near_hash
         FROM near n JOIN (SELECT _idx, record_id, text_hash FROM parts) p ON p._idx = n.near_idx""")
     step("near-duplicate representatives")
+    # only the (few) records that are duplicates; the wide rows are joined part by part below
+    con.execute("""
+        CREATE TEMP TABLE dup AS
+        SELECT e._idx,
+               CASE WHEN e.first_rid <> e.record_id THEN e.first_rid END AS exact_dup_of,
+               CASE WHEN e.first_rid = e.record_id AND r.near_hash IS DISTINCT FROM e.text_hash
+                    THEN r.near_dup_of END AS near_dup_of
+        FROM exact e LEFT JOIN near_rid r USING (_idx)
+        WHERE e.first_rid <> e.record_id OR r.near_dup_of IS NOT NULL""")
     tmp = records_path.with_suffix(".parquet.tmp")
-    con.execute(f"""
-        COPY (
-          SELECT p.* EXCLUDE (_idx),
-                 CASE WHEN e.first_rid <> p.record_id THEN e.first_rid END AS exact_dup_of,
-                 CASE WHEN e.first_rid = p.record_id AND r.near_hash IS DISTINCT FROM p.text_hash
-                      THEN r.near_dup_of END AS near_dup_of
-          FROM parts p JOIN exact e USING (_idx) LEFT JOIN near_rid r USING (_idx)
-          ORDER BY p._idx
-        ) TO '{tmp}' (FORMAT PARQUET, COMPRESSION ZSTD)""")
+    part_files = sorted(Path(parts_glob).parent.glob(Path(parts_glob).name))  # names sort in _idx order
+    if not _write_records(con, part_files, tmp):  # no records at all: let DuckDB write the empty table
+        con.execute(f"""
+            COPY (SELECT p.* EXCLUDE (_idx), NULL::VARCHAR AS exact_dup_of, NULL::VARCHAR AS near_dup_of
+                  FROM parts p) TO '{tmp}' (FORMAT PARQUET, COMPRESSION ZSTD)""")
     os.replace(tmp, records_path)
     step("records.parquet written")
+
+
+def _write_records(con: duckdb.DuckDBPyConnection, part_files: list[Path], dest: Path) -> bool:
+    """Stream the parts into ``dest`` in input order, adding the duplicate columns; memory is one part.
+
+    (One DuckDB join + ORDER BY over the full rows needs the whole text column sorted and ran
+    out of its memory cap at 1M rows; the parts are already in order.)
+    """
+    import pyarrow.parquet as pq
+
+    writer = None
+    try:
+        for f in part_files:
+            frame = pl.read_parquet(f)
+            if frame.height == 0:
+                continue
+            lo, hi = int(frame["_idx"].min()), int(frame["_idx"].max())
+            dup = con.sql(f"SELECT _idx, exact_dup_of, near_dup_of FROM dup WHERE _idx BETWEEN {lo} AND {hi}").pl()
+            dup = dup.cast({"_idx": pl.Int64, "exact_dup_of": pl.String, "near_dup_of": pl.String})
+            table = frame.join(dup, on="_idx", how="left", maintain_order="left").drop("_idx").to_arrow()
+            if writer is None:
+                writer = pq.ParquetWriter(dest, table.schema, compression="zstd")
+            elif table.schema != writer.schema:
+                table = table.cast(writer.schema)
+            writer.write_table(table)
+    finally:
+        if writer is not None:
+            writer.close()
+    return writer is not None
 
 
 def _rate(num: int, den: int) -> float:
