@@ -29,7 +29,7 @@ from provaudit.io import RecordReader
 SUMMARY_VERSION = 1
 ORIGIN_SAMPLE = 20_000  # records used for the corpus-level (distributional) estimates
 # DuckDB memory cap for the cross-batch finalize step; beyond it DuckDB spills to the work dir
-DUCKDB_MEMORY_LIMIT = os.environ.get("PROVAUDIT_DUCKDB_MEMORY", "512MB")
+DUCKDB_MEMORY_LIMIT = os.environ.get("PROVAUDIT_DUCKDB_MEMORY", "384MB")
 
 
 @dataclass
