@@ -25,7 +25,7 @@ RECORD_COLUMNS = ("record_id", "source_row", "role", "pair_id", "text_hash", "ba
 BATCH_COLUMNS = ("record_id", "text_hash", "band_keys")
 EXAMPLES = 5
 #: DuckDB memory cap for catalog work (it spills to disk beyond it), so memory stays flat in input size.
-DEFAULT_MEMORY = "1GB"
+DEFAULT_MEMORY = "384MB"
 #: Batches up to this many records are looked up with constant IN lists (row-group pruning).
 SMALL_BATCH = 64
 
