@@ -166,6 +166,15 @@ def _open_readers(paths: Sequence[str | Path], names: Sequence[str] | None, mapp
     return readers
 
 
+AUTO_WORKERS_MIN_ROWS = 50_000  # below this, starting worker processes costs more than it saves
+
+
+def _auto_workers(readers: list[RecordReader]) -> int:
+    """``workers=0``: one process per core for large inputs, in-process for small ones."""
+    rows = sum(_estimate_rows(r) or 0 for r in readers)
+    return max(1, os.cpu_count() or 1) if rows >= AUTO_WORKERS_MIN_ROWS else 1
+
+
 def _stream_inputs(readers: list[RecordReader], options: StageOptions, parts_dir: Path, *, workers: int,
                    engine: str, progress: bool) -> list[InputInfo]:
     """Run every input through the per-batch stages, writing Parquet parts; return per-input facts."""
@@ -376,14 +385,15 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
          mapping: Mapping[str, str] | None = None, fmt: str | None = None, skip_bad: bool = False,
          tags: Sequence[str] = ("scan",), record: bool = True, origin: bool = True,
          origin_mode: str = "fast", rules_dirs: Sequence[str | Path] = (), teacher: str | Path | None = None,
-         human: str | Path | None = None, batch_size: int = 10_000, workers: int = 1, engine: str = "local",
+         human: str | Path | None = None, batch_size: int = 10_000, workers: int = 0, engine: str = "local",
          progress: bool = False, seed: int = 0) -> ScanResult:
     """Scan label or fine-tune files: fingerprint, duplicates, overlap with the catalog, origin, gate.
 
     Writes ``records.parquet``, ``summary.json`` and ``summary.md`` to ``out`` (a temporary
     directory owned by the result when ``out`` is None), evaluates the checks in ``gate`` (a
-    YAML file such as ``rules/gate.yaml``; no checks when None), records the scan in the catalog and, when the gate passes
-    and ``record`` is true, adds each input as a catalog dataset tagged ``tags``.
+    YAML file such as ``rules/gate.yaml``; no checks when None), records the scan in the catalog
+    and, when the gate passes and ``record`` is true, adds each input as a catalog dataset tagged
+    ``tags``. ``workers=0`` picks one worker process per core for inputs of 50,000 rows or more.
     """
     from provaudit.catalog.store import Catalog
 
@@ -406,6 +416,7 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
     try:
         parts = work / "parts"
         parts.mkdir()
+        workers = _auto_workers(readers) if workers <= 0 else workers
         infos = _stream_inputs(readers, options, parts, workers=workers, engine=engine, progress=progress)
         records_path = out_dir / "records.parquet"
         con = duckdb.connect(config={"temp_directory": str(work / "duck"), "threads": max(1, os.cpu_count() or 1),

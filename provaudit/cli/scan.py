@@ -65,7 +65,9 @@ def _print_human(result) -> None:
 @click.option("--teacher", type=click.Path(), default=None,
               help="Teacher samples: adds teacher likeness to the summary.")
 @click.option("--human", type=click.Path(), default=None, help="Human reference samples for --teacher.")
-@click.option("--workers", type=int, default=1, show_default=True, help="Local worker processes for the batch stages.")
+@click.option("--workers", type=int, default=0, show_default=True,
+              help="Local worker processes for the batch stages (0: one per core for inputs of 50,000+ rows, "
+                   "else in-process). The output is identical for any number.")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="Run the batch stages locally or on Ray Data (set RAY_ADDRESS to use a cluster).")
 @click.option("--batch-size", type=int, default=10_000, show_default=True, help="Source rows per record batch.")
