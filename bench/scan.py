@@ -12,7 +12,9 @@ same file and prints the ratio of rows/s.
 
 Configurations (``--configs``, comma separated):
   no-origin  fingerprint + exact/near duplicates + overlap + catalog (``--no-origin``)
-  default    the default scan (adds rules, stylometric features, fast-path origin tagging)
+  default    the default scan (adds rules, stylometric features, fast-path origin tagging;
+             ``--workers 0``: one process per core from 50,000 rows)
+  single     the default scan in one process (``--workers 1``); no-origin-single likewise
   workers2   the default scan with ``--workers 2``
   no-origin-workers2  ``--no-origin --workers 2``
   full       ``--origin-mode full`` (MiniLM sentence embeddings), reported separately
@@ -39,7 +41,9 @@ sys.path.insert(0, str(HERE))
 
 CONFIGS = {
     "no-origin": ["--no-origin"],
-    "default": [],
+    "default": [],                      # --workers 0: one process per core for 50k+ rows
+    "single": ["--workers", "1"],
+    "no-origin-single": ["--no-origin", "--workers", "1"],
     "workers2": ["--workers", "2"],
     "no-origin-workers2": ["--no-origin", "--workers", "2"],
     "full": ["--origin-mode", "full"],

@@ -39,7 +39,7 @@ _API: dict[str, str] = {
     "overlap": "provaudit.catalog.lineage:overlap",
 }
 
-__all__ = sorted(_API) + ["__version__"]
+__all__ = [*sorted(_API), "__version__"]  # noqa: PLE0604 (names of the lazy API)
 
 
 def __getattr__(name: str) -> Any:

@@ -15,14 +15,14 @@ says ``required: true``.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
 from provaudit.errors import InputError
-
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,13 @@ def _resolve(obj: Any, parts: list[str], prefix: str) -> Iterator[tuple[str, Any
         yield from _resolve(obj[k], rest, f"{prefix}.{k}" if prefix else k)
 
 
+def _badness(check: Check, value: float) -> float:
+    """How far ``value`` is past the check's limits (larger is worse; negative when inside)."""
+    over = (value - check.max) if check.max is not None else float("-inf")
+    under = (check.min - value) if check.min is not None else float("-inf")
+    return max(over, under)
+
+
 def _threshold_text(check: Check) -> str:
     parts = []
     if check.max is not None:
@@ -124,21 +131,14 @@ def evaluate_gate(summary: dict[str, Any], checks: list[Check] | str | Path | No
         checks = load_gate(checks)
     results = []
     for c in checks:
-        values = [(w, v) for w, v in _resolve(summary, c.metric.split("."), "")
-                  if isinstance(v, (int, float)) and not isinstance(v, bool) or isinstance(v, bool)]
-        values = [(w, float(v)) for w, v in values if v is not None]
+        # numbers (booleans count as 0/1); anything else at the path is not a metric
+        values = [(w, float(v)) for w, v in _resolve(summary, c.metric.split("."), "") if isinstance(v, (int, float))]
         if not values:
             status = "fail" if c.required else "skipped"
             results.append(CheckResult(c.id, c.metric, status, None, _threshold_text(c), None, c.description))
             continue
 
-        def badness(item: tuple[str, float]) -> float:
-            v = item[1]
-            over = (v - c.max) if c.max is not None else float("-inf")
-            under = (c.min - v) if c.min is not None else float("-inf")
-            return max(over, under)
-
-        where, value = max(values, key=lambda it: (badness(it), it[0]))
+        where, value = max(values, key=lambda it: (_badness(c, it[1]), it[0]))
         failed = (c.max is not None and value > c.max) or (c.min is not None and value < c.min)
         results.append(CheckResult(c.id, c.metric, "fail" if failed else "pass", value, _threshold_text(c),
                                    where, c.description))

@@ -13,10 +13,11 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -105,8 +106,15 @@ class ScanResult:
 
 
 def _progress(enabled: bool, unit: str = "rows"):
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn(unit), TimeElapsedColumn(), TimeRemainingColumn(), transient=True,
@@ -184,13 +192,11 @@ def _stream_inputs(readers: list[RecordReader], options: StageOptions, parts_dir
         for n_in, reader in enumerate(readers):
             task = bar.add_task(f"scan {Path(reader.path).name}", total=_estimate_rows(reader))
             digest = DatasetDigest()
-            part = 0
-            for out in _run_batches(reader.batches(), options, workers, engine):
+            for part, out in enumerate(_run_batches(reader.batches(), options, workers, engine)):
                 out = out.with_columns(pl.int_range(offset, offset + out.height, dtype=pl.Int64).alias("_idx"))
                 offset += out.height
                 digest.update(out)
                 out.write_parquet(parts_dir / f"part-{n_in:04d}-{part:06d}.parquet")
-                part += 1
                 bar.update(task, completed=reader.n_rows)
             infos.append(InputInfo(
                 path=str(reader.path), dataset=str(reader.name), format=str(reader.fmt),
@@ -294,18 +300,14 @@ def _rate(num: int, den: int) -> float:
 
 def _duplicate_summary(con: duckdb.DuckDBPyConnection, records_path: Path) -> dict[str, Any]:
     rows = con.execute(f"""
-        SELECT role, count(*) AS n, count(exact_dup_of) AS exact, count(near_dup_of) AS near,
-               count(DISTINCT coalesce(exact_dup_of, record_id)) FILTER (WHERE exact_dup_of IS NOT NULL) AS groups
+        SELECT role, count(*) AS n, count(exact_dup_of) AS exact, count(near_dup_of) AS near
         FROM read_parquet('{records_path}') GROUP BY role ORDER BY role""").fetchall()
     by_role = {r: {"records": n, "exact_duplicates": e, "near_duplicates": nd, "exact_rate": _rate(e, n),
-                   "near_rate": _rate(nd, n)} for r, n, e, nd, _ in rows}
-    # prompts repeat by design (several responses per prompt); the headline rates count outputs only
-    out_rows = [(n, e, nd) for r, n, e, nd, _ in rows if r != "prompt"]
-    n = sum(x[0] for x in out_rows)
-    e = sum(x[1] for x in out_rows)
-    nd = sum(x[2] for x in out_rows)
-    if n == 0:  # a file of prompts only
-        n, e, nd = (sum(x) for x in zip(*[(a, b, c) for _, a, b, c, _ in rows]))
+                   "near_rate": _rate(nd, n)} for r, n, e, nd in rows}
+    # prompts repeat by design (several responses per prompt); the headline rates count outputs only,
+    # unless the file holds nothing but prompts
+    counted = [row[1:] for row in rows if row[0] != "prompt"] or [row[1:] for row in rows]
+    n, e, nd = (sum(col) for col in zip(*counted))
     examples = con.execute(f"""
         SELECT record_id, exact_dup_of FROM read_parquet('{records_path}')
         WHERE exact_dup_of IS NOT NULL AND role <> 'prompt' ORDER BY record_id LIMIT 5""").fetchall()
@@ -411,7 +413,7 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
     else:
         out_dir = Path(out)
         out_dir.mkdir(parents=True, exist_ok=True)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     work = Path(tempfile.mkdtemp(prefix=".provaudit-work-", dir=out_dir))
     try:
         parts = work / "parts"

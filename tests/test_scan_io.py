@@ -43,7 +43,8 @@ def test_every_schema_is_detected(name: str, fmt: str, schema: str, roles: set[s
 
 
 def test_hh_transcripts_split_into_shared_prompt_and_final_responses() -> None:
-    raw = json.loads(gzip.open(SCAN / "hh_rlhf.jsonl.gz", "rt", encoding="utf-8").readline())
+    with gzip.open(SCAN / "hh_rlhf.jsonl.gz", "rt", encoding="utf-8") as fh:
+        raw = json.loads(fh.readline())
     df = read_table(SCAN / "hh_rlhf.jsonl.gz").filter(pl.col("source_row") == 0)
     by_role = dict(zip(df["role"], df["text"]))
     assert raw["chosen"].endswith(by_role["chosen"])

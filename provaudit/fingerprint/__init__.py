@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Iterable, Sequence
 
 import numpy as np
 import polars as pl
@@ -149,7 +149,7 @@ class DatasetDigest:
         parts = zip(batch["role"].to_list(), batch["text_hash"].to_list(), batch["meta"].to_list())
         total = self._sum
         for role, h, meta in parts:
-            rec = f"{role}\x1f{h}\x1f{meta}".encode("utf-8")
+            rec = f"{role}\x1f{h}\x1f{meta}".encode()
             total += xxhash.xxh3_128_intdigest(rec)
         self._sum = total & _MASK128
         self.n_records += batch.height

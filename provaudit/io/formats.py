@@ -10,9 +10,10 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from provaudit.errors import InputError
 
@@ -55,7 +56,7 @@ def detect_format(path: str | Path) -> str:
         raise InputError("a directory that is not a datasets.save_to_disk folder "
                          "(no dataset_info.json / dataset_dict.json)", file=str(path))
     name = p.name.lower()
-    stem = name[:-3] if name.endswith(".gz") else name
+    stem = name.removesuffix(".gz")
     if stem.endswith((".jsonl", ".ndjson")):
         return "jsonl"
     if stem.endswith(".csv"):
@@ -150,7 +151,7 @@ def _jsonl_rows(path: Path, max_record_bytes: int) -> Iterator[RawRow]:
         raise InputError("the file holds no records (only blank lines)", file=str(path))
 
 
-def bad_row(message: str, path: Path, line: int | None, field: str | None = None) -> "BadRow":
+def bad_row(message: str, path: Path, line: int | None, field: str | None = None) -> BadRow:
     """A marker readers yield for a row they cannot read (raising would end the generator)."""
     return BadRow(InputError(message, file=str(path), line=line, field=field))
 
@@ -312,7 +313,7 @@ def _pick_split(obj, split: str | None, path: Path):
 
     if isinstance(obj, datasets.DatasetDict):
         if split is None:
-            split = "train" if "train" in obj else sorted(obj)[0]
+            split = "train" if "train" in obj else min(obj)
         if split not in obj:
             raise InputError(f"no split {split!r}; splits: {', '.join(sorted(obj))}", file=str(path))
         return obj[split]
@@ -342,4 +343,4 @@ def read_text_bytes(path: str | Path) -> str:
         raise InputError(f"invalid UTF-8 at byte {exc.start}", file=str(path)) from exc
 
 
-__all__ = ["FORMATS", "RawRow", "BadRow", "detect_format", "iter_raw_rows", "read_text_bytes"]
+__all__ = ["FORMATS", "BadRow", "RawRow", "detect_format", "iter_raw_rows", "read_text_bytes"]

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import polars as pl
 
@@ -142,10 +143,9 @@ class RecordReader:
             try:
                 recs = self.schema.extract(raw.data)
             except FieldError as exc:
-                where = raw.line if raw.unit == "line" else raw.line
                 label = f"(record {raw.line}) " if raw.unit == "record" else ""
                 self._fail(InputError(f"{label}{exc.message} (schema {self.schema.name})", file=self.file,
-                                      line=where, field=exc.field))
+                                      line=raw.line, field=exc.field))
                 continue
             except (KeyError, TypeError, AttributeError) as exc:  # a row of another shape than the first
                 self._fail(InputError(f"row does not fit schema {self.schema.name} ({type(exc).__name__}: {exc})",

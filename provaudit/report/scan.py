@@ -29,8 +29,8 @@ def render_scan_markdown(summary: dict[str, Any]) -> str:
     dup = summary.get("duplicates", {})
     if dup:
         lines += ["", "## Duplicates", "",
-                  f"{dup['exact_duplicates']} exact ({_pct(dup['exact_rate'])}) and {dup['near_duplicates']} near "
-                  f"({_pct(dup['near_rate'])}) duplicates among {dup['records']} output records.", ""]
+                  (f"{dup['exact_duplicates']} exact ({_pct(dup['exact_rate'])}) and {dup['near_duplicates']} near "
+                   f"({_pct(dup['near_rate'])}) duplicates among {dup['records']} output records."), ""]
         lines += _table(["role", "records", "exact", "near"],
                         [[r, v["records"], f"{v['exact_duplicates']} ({_pct(v['exact_rate'])})",
                           f"{v['near_duplicates']} ({_pct(v['near_rate'])})"] for r, v in dup["by_role"].items()])
