@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from provaudit.errors import InputError
+from provaudit.yamlfile import load_yaml
 
 
 @dataclass(frozen=True)
@@ -64,14 +63,7 @@ def load_gate(path: str | Path | None = None) -> list[Check]:
     from provaudit.paths import default_gate
 
     p = Path(path) if path else default_gate()
-    try:
-        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("gate file not found", file=str(p)) from None
-    except yaml.YAMLError as exc:
-        line = getattr(getattr(exc, "problem_mark", None), "line", None)
-        raise InputError(f"invalid YAML ({exc.__class__.__name__})", file=str(p),
-                         line=line + 1 if line is not None else None) from exc
+    doc = load_yaml(p, what="gate file")
     if not isinstance(doc, dict) or not isinstance(doc.get("checks"), list):
         raise InputError("expected a mapping with a 'checks' list", file=str(p), field="checks")
     checks = []

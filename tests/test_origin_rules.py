@@ -1,7 +1,6 @@
 """Origin rules: bundled YAML rules pass their own examples; bad files fail with one clear line."""
 from __future__ import annotations
 
-import filecmp
 import json
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import pytest
 
 from provaudit.errors import InputError
 from provaudit.origin import load_rules
-from provaudit.origin.rules import BUNDLED_RULES
+from provaudit.origin.rules import bundled_rules_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,11 +25,15 @@ def test_bundled_rules_examples_pass():
     assert rs.test() == []
 
 
-def test_package_copy_matches_rules_folder():
-    names = sorted(p.name for p in (ROOT / "rules" / "origin").glob("*.yaml"))
-    assert names == sorted(p.name for p in BUNDLED_RULES.glob("*.yaml"))
-    for n in names:
-        assert filecmp.cmp(ROOT / "rules" / "origin" / n, BUNDLED_RULES / n, shallow=False), n
+def test_bundled_rules_are_the_editable_rules_folder(tmp_path, monkeypatch):
+    assert bundled_rules_dir().resolve() == (ROOT / "rules" / "origin").resolve()
+    # a user's copy of rules/ (PROVAUDIT_RULES) is what loads: an edit there takes effect
+    (tmp_path / "origin").mkdir()
+    for f in (ROOT / "rules" / "origin").glob("*.yaml"):
+        (tmp_path / "origin" / f.name).write_text(f.read_text(encoding="utf-8").replace(
+            "id: sig_as_an_ai", "id: sig_as_an_ai_edited"), encoding="utf-8")
+    monkeypatch.setenv("PROVAUDIT_RULES", str(tmp_path))
+    assert "sig_as_an_ai_edited" in load_rules().ids
 
 
 def test_content_and_metadata_rules_fire_on_a_batch():

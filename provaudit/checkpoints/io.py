@@ -15,24 +15,21 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import yaml
 
 from provaudit.errors import InputError
+from provaudit.yamlfile import load_yaml
 
-DEFAULT_RULES = Path(__file__).resolve().parents[2] / "rules" / "checkpoints.yaml"
+
+def _default_rules() -> Path:
+    from provaudit.paths import rules_dir
+
+    return rules_dir() / "checkpoints.yaml"
 
 
 def load_rules(path: Path | str | None = None) -> dict[str, Any]:
     """Load the name-detection and threshold rules (``rules/checkpoints.yaml`` by default)."""
-    path = Path(DEFAULT_RULES if path is None else path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("rules file not found", file=str(path)) from None
-    except yaml.YAMLError as exc:
-        line = getattr(getattr(exc, "problem_mark", None), "line", None)
-        raise InputError(f"invalid YAML: {exc.__class__.__name__}", file=str(path),
-                         line=None if line is None else line + 1) from None
+    path = Path(_default_rules() if path is None else path)
+    data = load_yaml(path, what="rules file")
     if not isinstance(data, dict) or "columns" not in data:
         raise InputError("rules must be a mapping with a 'columns' section", file=str(path), field="columns")
     data.setdefault("thresholds", {})

@@ -27,11 +27,16 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-import yaml
 
 from provaudit.errors import InputError
+from provaudit.yamlfile import load_yaml
 
-BUNDLED_RULES = Path(__file__).resolve().parent / "data" / "rules"
+
+def bundled_rules_dir() -> Path:
+    """The bundled origin rules: ``rules/origin`` of the rules folder users edit (provaudit.paths)."""
+    from provaudit.paths import rules_dir
+
+    return rules_dir() / "origin"
 ROLES = ("prompt", "chosen", "rejected", "response", "text")
 _OUTPUT_ROLES = ("chosen", "rejected", "response", "text")
 _ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -225,12 +230,7 @@ def _parse_rule(raw: Any, file: str, idx: int) -> Rule:
 
 def load_rule_file(path: Path) -> list[Rule]:
     """Parse one YAML rule file."""
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise InputError(f"invalid YAML ({getattr(exc, 'problem', exc)})", file=str(path),
-                         line=mark.line + 1 if mark else None) from None
+    data = load_yaml(path, what="rules file")
     if data is None:
         return []
     if not isinstance(data, dict) or not isinstance(data.get("rules"), list):
@@ -246,7 +246,7 @@ def load_rule_file(path: Path) -> list[Rule]:
 
 def load_rules(dirs: Sequence[Path | str] | None = None, *, bundled: bool = True) -> RuleSet:
     """The bundled rules plus those in ``dirs`` (YAML files, or single files); later ids override."""
-    paths: list[Path] = [BUNDLED_RULES] if bundled else []
+    paths: list[Path] = [bundled_rules_dir()] if bundled else []
     paths += [Path(d) for d in (dirs or [])]
     by_id: dict[str, Rule] = {}
     for p in paths:

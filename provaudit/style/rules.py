@@ -5,9 +5,8 @@ import copy
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from provaudit.errors import InputError
+from provaudit.yamlfile import load_yaml
 
 DEFAULTS: dict[str, Any] = {
     "teacher": {"max_teacher_fraction": 0.5, "max_teacher_likeness": 0.7},
@@ -18,19 +17,24 @@ DEFAULTS: dict[str, Any] = {
                      "min_evidence": 2, "min_pairs": 30},
     "diversity": {"min_diversity_ratio": 0.8},
 }
-DEFAULT_PATH = Path("rules") / "converge.yaml"
+def _default_path() -> Path | None:
+    """``converge.yaml`` of the rules folder users edit, when there is one (else the defaults above)."""
+    from provaudit.paths import rules_dir
+
+    try:
+        p = rules_dir() / "converge.yaml"
+    except FileNotFoundError:
+        return None
+    return p if p.exists() else None
 
 
 def load_rules(path: str | Path | None = None) -> dict[str, Any]:
     """Thresholds from ``path`` (or ./rules/converge.yaml if present) over the defaults."""
     rules = copy.deepcopy(DEFAULTS)
-    p = Path(path) if path is not None else (DEFAULT_PATH if DEFAULT_PATH.exists() else None)
+    p = Path(path) if path is not None else _default_path()
     if p is None:
         return rules
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise InputError(f"cannot read rules: {str(exc).splitlines()[0]}", file=str(p)) from exc
+    data = load_yaml(p, what="rules file") or {}
     if not isinstance(data, dict):
         raise InputError("rules must be a mapping of sections", file=str(p))
     for section, values in data.items():
