@@ -123,7 +123,7 @@ def register_cmd(file, tags, name, catalog_path, mapping, fmt, skip_bad, as_json
     from provaudit.pipeline import register
 
     info = register(file, tags=tags, name=name, catalog=catalog_path, mapping=parse_map(mapping), fmt=fmt,
-                    skip_bad=skip_bad)
+                    skip_bad=skip_bad, progress=sys.stderr.isatty() and not as_json)
     if as_json:
         echo_json(info)
     else:
