@@ -89,20 +89,38 @@ def _safe_div(a: pl.Expr, b: pl.Expr) -> pl.Expr:
     return (a.cast(pl.Float64) / pl.max_horizontal(b.cast(pl.Float64), pl.lit(1.0)))
 
 
-def dense_feature_frame(texts: pl.Series | list[str], *, normalized: bool = False) -> pl.DataFrame:
-    """Stylometric features, one row per text (columns ``DENSE_FEATURES``) plus ``n_words``."""
+def _word_lists(s: pl.Series) -> pl.Series:
+    """Lower-cased words of each (normalised) text, as a list column."""
+    return pl.DataFrame({"text": s}).select(pl.col("text").str.to_lowercase().str.extract_all(_WORD_RE))["text"]
+
+
+def dense_feature_frame(texts: pl.Series | list[str], *, normalized: bool = False,
+                        words: pl.Series | None = None) -> pl.DataFrame:
+    """Stylometric features, one row per text (columns ``DENSE_FEATURES``) plus ``n_words``.
+
+    ``words`` (optional) is ``_word_lists`` of the same normalised texts, to share with ``word_matrices``.
+    """
     df = pl.DataFrame({"text": texts if normalized else normalize_layout(texts)})
     t = pl.col("text")
-    low = t.str.to_lowercase()
+    # Each intermediate list column is computed once (eager selects do not eliminate repeated
+    # sub-expressions, and per-sentence regex counts are the costliest part).
     df = df.with_columns(
-        low.str.extract_all(_WORD_RE).alias("_w"),
+        pl.Series("_w", words) if words is not None else t.str.to_lowercase().str.extract_all(_WORD_RE).alias("_w"),
+        t.str.to_lowercase().alias("_low"),
         t.str.extract_all(r"[^.!?]+").alias("_s"),
+    ).with_columns(
+        pl.col("_w").list.eval(pl.element().str.len_chars()).alias("_wl"),
+        pl.col("_s").list.eval(pl.element().str.count_matches(r"[A-Za-z0-9']+"))
+        .list.eval(pl.element().filter(pl.element() > 0)).alias("_sl"),
+        pl.col("_s").list.len().alias("_ns"),
+    ).with_columns(
+        pl.col("_sl").list.mean().alias("_slm"),
+        pl.col("_sl").list.std().fill_null(0.0).alias("_sls"),
     )
     w = pl.col("_w")
+    low = pl.col("_low")
     nw = w.list.len()
-    wl = w.list.eval(pl.element().str.len_chars())
-    sl = pl.col("_s").list.eval(
-        pl.element().str.count_matches(r"[A-Za-z0-9']+").filter(pl.element().str.count_matches(r"[A-Za-z0-9']+") > 0))
+    wl = pl.col("_wl")
     windows = [w.list.slice(50 * k, 50) for k in range(6)]
     ttrs = [pl.when(win.list.len() == 50).then(win.list.n_unique() / 50.0).otherwise(None) for win in windows]
     whole_ttr = _safe_div(w.list.n_unique(), nw)
@@ -111,14 +129,14 @@ def dense_feature_frame(texts: pl.Series | list[str], *, normalized: bool = Fals
         wl.list.mean().fill_null(0.0).alias("mean_word_len"),
         wl.list.std().fill_null(0.0).alias("sd_word_len"),
         _safe_div(wl.list.eval((pl.element() >= 9).cast(pl.Int32)).list.sum(), nw).alias("long_word_rate"),
-        sl.list.mean().fill_null(0.0).alias("sent_len_mean"),
-        sl.list.std().fill_null(0.0).alias("sent_len_sd"),
-        (sl.list.std().fill_null(0.0) / pl.max_horizontal(sl.list.mean().fill_null(1.0), pl.lit(1.0)))
+        pl.col("_slm").fill_null(0.0).alias("sent_len_mean"),
+        pl.col("_sls").alias("sent_len_sd"),
+        (pl.col("_sls") / pl.max_horizontal(pl.col("_slm").fill_null(1.0), pl.lit(1.0)))
         .alias("sent_len_cv"),
         pl.coalesce(pl.mean_horizontal(ttrs), whole_ttr).alias("msttr"),
         _safe_div(t.str.count_matches(r"[A-Z]"), t.str.len_chars()).alias("upper_rate"),
         _safe_div(t.str.count_matches(r"\b[A-Z]{2,}\b"), nw).alias("allcaps_rate"),
-        _safe_div(t.str.count_matches(r"[.!?]\s+[a-z]"), pl.col("_s").list.len()).alias("lower_sent_start"),
+        _safe_div(t.str.count_matches(r"[.!?]\s+[a-z]"), pl.col("_ns")).alias("lower_sent_start"),
         _safe_div(low.str.count_matches(r"[a-z]'(?:s|t|re|ll|ve|d|m)\b"), nw).alias("contraction_rate"),
         _safe_div(w.list.eval(pl.element().is_in(["i", "me", "my", "mine", "i'm", "i've", "i'd", "i'll"])
                               .cast(pl.Int32)).list.sum(), nw).alias("first_person_rate"),
@@ -147,7 +165,8 @@ def _vocab_table() -> pl.DataFrame:
     return zipf.join(fw, on="w", how="full", coalesce=True).with_columns(pl.col("z").fill_null(0.0))
 
 
-def word_matrices(texts: pl.Series | list[str], *, normalized: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def word_matrices(texts: pl.Series | list[str], *, normalized: bool = False,
+                  words: pl.Series | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Word-frequency profile (``FREQ_FEATURES``) and function-word rates (``FUNCTION_WORDS``).
 
     The frequency profile is a zero-resource stand-in for perplexity: mean, spread, 10th percentile
@@ -157,9 +176,9 @@ def word_matrices(texts: pl.Series | list[str], *, normalized: bool = False) -> 
     """
     s = texts if normalized else normalize_layout(texts)
     n = len(s)
-    words = (pl.DataFrame({"text": s}).with_row_index("i")
-             .select("i", pl.col("text").str.to_lowercase().str.extract_all(_WORD_RE).alias("w"))
-             .explode("w").drop_nulls())
+    if words is None:
+        words = _word_lists(s)
+    words = pl.DataFrame({"w": words}).with_row_index("i").explode("w").drop_nulls()
     joined = words.join(_vocab_table(), on="w", how="left", maintain_order="left").with_columns(
         pl.col("z").fill_null(0.0))
     z = pl.col("z")
@@ -180,8 +199,9 @@ def word_matrices(texts: pl.Series | list[str], *, normalized: bool = False) -> 
 def feature_matrix(texts: pl.Series | list[str]) -> tuple[np.ndarray, np.ndarray]:
     """All features as a float matrix (columns ``FEATURE_NAMES``) and the word counts."""
     s = normalize_layout(texts)
-    dense = dense_feature_frame(s, normalized=True)
+    words = _word_lists(s)
+    dense = dense_feature_frame(s, normalized=True, words=words)
     n_words = dense["n_words"].to_numpy()
-    freq, fw = word_matrices(s, normalized=True)
+    freq, fw = word_matrices(s, normalized=True, words=words)
     x = np.hstack([dense.select(DENSE_FEATURES).to_numpy().astype(np.float64), freq, fw])
     return np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0), n_words
