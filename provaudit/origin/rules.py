@@ -91,31 +91,54 @@ class RuleSet:
 
     def apply(self, records: pl.DataFrame) -> tuple[list[list[str]], np.ndarray]:
         """Rule ids fired per record and the summed weight per record."""
+        hit, weight = self._hit_matrix(records)
+        combos, inv = self._combos(hit)
+        return [list(combos[k]) for k in inv], weight
+
+    def _combos(self, hit: np.ndarray) -> tuple[list[list[str]], np.ndarray]:
+        """Distinct fired-rule lists (rule order) and each record's index into them."""
+        n = hit.shape[0]
+        if hit.shape[1] == 0 or n == 0:
+            return [[]], np.zeros(n, dtype=np.int64)
+        packed = np.packbits(hit, axis=1)
+        uniq, inv = np.unique(packed, axis=0, return_inverse=True)
+        bits = np.unpackbits(uniq, axis=1, count=hit.shape[1]).astype(bool)
+        ids = self.ids
+        combos = [[ids[j] for j in np.flatnonzero(row)] for row in bits]
+        return combos, np.asarray(inv).reshape(-1)
+
+    def _hit_matrix(self, records: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Boolean matrix (records x rules, in rule order) of fired rules and the summed weights."""
         n = records.height
         roles = records["role"] if "role" in records.columns else pl.Series([None] * n, dtype=pl.Utf8)
         hits: dict[str, np.ndarray] = {}
         content = [r for r in self.rules if r.kind == "content"]
         if content:
             t = records["text"].cast(pl.Utf8).fill_null("") if "text" in records.columns else pl.Series([""] * n)
-            frame = pl.DataFrame({"t": t}).select(
-                [(pl.col("t").str.count_matches(r.match["regex"]) >= int(r.match.get("min_count", 1)))
-                 .alias(r.id) for r in content])
-            for r in content:
-                hits[r.id] = frame[r.id].to_numpy()
+            hits.update(_content_hits(t, content))
         meta_rules = [r for r in self.rules if r.kind == "metadata"]
         if meta_rules:
             hits.update(self._apply_metadata(records, meta_rules))
-        fired: list[list[str]] = [[] for _ in range(n)]
+        hit = np.zeros((n, len(self.rules)), dtype=bool)
         weight = np.zeros(n)
-        role_arr = roles.cast(pl.Utf8).to_list()
-        for r in self.rules:
-            h = hits[r.id]
-            allowed = np.array([ro is None or ro in r.roles for ro in role_arr], dtype=bool)
-            h = h & allowed
-            for i in np.flatnonzero(h):
-                fired[i].append(r.id)
+        # roles as codes into their distinct values, so each rule's role filter is one lookup
+        role_arr = roles.cast(pl.Utf8).to_numpy()
+        codes = np.zeros(n, dtype=np.int64)
+        uniq_roles: list[Any] = []
+        if n:
+            role_codes: dict[Any, int] = {}
+            for ro in role_arr:
+                if ro not in role_codes:
+                    role_codes[ro] = len(role_codes)
+            uniq_roles = list(role_codes)
+            codes = np.fromiter((role_codes[ro] for ro in role_arr), dtype=np.int64, count=n)
+        for j, r in enumerate(self.rules):
+            allowed = np.array([ro is None or ro in r.roles for ro in uniq_roles], dtype=bool)[codes] if n \
+                else np.zeros(0, dtype=bool)
+            h = hits[r.id] & allowed
+            hit[:, j] = h
             weight += h * r.weight
-        return fired, weight
+        return hit, weight
 
     @staticmethod
     def _apply_metadata(records: pl.DataFrame, rules: list[Rule]) -> dict[str, np.ndarray]:
@@ -163,6 +186,72 @@ class RuleSet:
                         failures.append(f"{r.source}: rule '{r.id}': example expected to "
                                         f"{'match' if expect else 'not match'}: {ex!r}")
         return failures
+
+
+def _strip_word_boundaries(rx: str) -> str | None:
+    """``rx`` without its ``\\b``/``\\B`` assertions (outside character classes), or None when it has none
+    or cannot be rewritten safely. Dropping zero-width assertions only widens what matches, so a text
+    the stripped pattern does not match cannot match ``rx``; the stripped pattern avoids the slow
+    Unicode word-boundary search on non-ASCII text, which makes it a cheap exact prefilter."""
+    out: list[str] = []
+    i, depth, changed = 0, 0, False
+    while i < len(rx):
+        c = rx[i]
+        if c == "\\":
+            pair = rx[i:i + 2]
+            if pair in ("\\b", "\\B") and depth == 0:
+                if rx[i + 2:i + 3] == "{":
+                    return None
+                changed = True
+            else:
+                out.append(pair)
+            i += 2
+            continue
+        if c == "[":
+            out.append(c)
+            depth += 1
+            i += 1
+            if rx[i:i + 1] == "^":
+                out.append("^")
+                i += 1
+            if rx[i:i + 1] == "]":  # a leading ] is a literal
+                out.append("]")
+                i += 1
+            continue
+        if c == "]" and depth:
+            depth -= 1
+        out.append(c)
+        i += 1
+    if not changed or depth:
+        return None
+    stripped = "".join(out)
+    try:
+        pl.Series([""]).str.contains(stripped)
+    except pl.exceptions.PolarsError:
+        return None
+    return stripped
+
+
+def _content_hits(t: pl.Series, content: list[Rule]) -> dict[str, np.ndarray]:
+    """``count_matches(regex) >= min_count`` per content rule; rules with word boundaries count only on
+    the texts their boundary-free prefilter matches (the rest cannot match)."""
+    frame = pl.DataFrame({"t": t})
+    plain = [r for r in content if _strip_word_boundaries(r.match["regex"]) is None]
+    pre = [r for r in content if r not in plain]
+    exprs = [(pl.col("t").str.count_matches(r.match["regex"]) >= int(r.match.get("min_count", 1))).alias(r.id)
+             for r in plain]
+    exprs += [pl.col("t").str.contains(_strip_word_boundaries(r.match["regex"])).alias(r.id) for r in pre]
+    res = frame.select(exprs) if exprs else pl.DataFrame()
+    out = {r.id: res[r.id].to_numpy() for r in plain}
+    for r in pre:
+        mask = res[r.id].to_numpy()
+        h = np.zeros(len(t), dtype=bool)
+        idx = np.flatnonzero(mask)
+        if idx.size:
+            sub = t.gather(idx).str.count_matches(r.match["regex"]) >= int(r.match.get("min_count", 1))
+            h[idx] = sub.to_numpy()
+        out[r.id] = h
+    return out
 
 
 def _parse_rule(raw: Any, file: str, idx: int) -> Rule:
