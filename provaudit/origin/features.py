@@ -54,6 +54,25 @@ SIGNATURE_PATTERN = (
     r"sure!|absolutely!|i'd be happy to|i would be happy to"
 )
 
+# SIGNATURE_PATTERN's first alternative ends in a Unicode word boundary, which makes the whole
+# case-insensitive search slow on non-ASCII text. A text with no case-insensitive "as an ai" cannot match
+# that alternative, so there the pattern without it gives the same count (leftmost-first matching never
+# tries an alternative that cannot match); only the few texts with the phrase need the full pattern.
+_SIG_HEAD = r"as an ai\b|"
+_SIG_TRIGGER = r"(?i)as an ai"
+_SIG_REST = "(?i)" + SIGNATURE_PATTERN[len("(?i)" + _SIG_HEAD):]
+assert SIGNATURE_PATTERN == "(?i)" + _SIG_HEAD + _SIG_REST[len("(?i)"):]
+
+
+def _signature_counts(s: pl.Series) -> pl.Series:
+    """``s.str.count_matches(SIGNATURE_PATTERN)`` (UInt32), computed the fast way described above."""
+    counts = s.str.count_matches(_SIG_REST).to_numpy().copy()
+    idx = np.flatnonzero(s.str.contains(_SIG_TRIGGER).fill_null(False).to_numpy())
+    if idx.size:
+        counts[idx] = s.gather(idx).str.count_matches(SIGNATURE_PATTERN).to_numpy()
+    return pl.Series("_sig", counts, dtype=pl.UInt32)
+
+
 _PUNCT = {
     "comma": r",", "semicolon": r";", "colon": r":", "em_dash": r"—|--", "en_dash": r"–",
     "paren": r"\(", "quote": r"\"",
@@ -108,7 +127,8 @@ def dense_feature_frame(texts: pl.Series | list[str], *, normalized: bool = Fals
         pl.Series("_w", words) if words is not None else t.str.to_lowercase().str.extract_all(_WORD_RE).alias("_w"),
         t.str.to_lowercase().alias("_low"),
         t.str.extract_all(r"[^.!?]+").alias("_s"),
-    ).with_columns(
+    )
+    df = df.with_columns(_signature_counts(df["text"])).with_columns(
         pl.col("_w").list.eval(pl.element().str.len_chars()).alias("_wl"),
         pl.col("_s").list.eval(pl.element().str.count_matches(r"[A-Za-z0-9']+"))
         .list.eval(pl.element().filter(pl.element() > 0)).alias("_sl"),
@@ -142,7 +162,7 @@ def dense_feature_frame(texts: pl.Series | list[str], *, normalized: bool = Fals
                               .cast(pl.Int32)).list.sum(), nw).alias("first_person_rate"),
         _safe_div(w.list.eval(pl.element().is_in(["you", "your", "yours", "you're", "you'll", "you've"])
                               .cast(pl.Int32)).list.sum(), nw).alias("second_person_rate"),
-        _safe_div(t.str.count_matches(SIGNATURE_PATTERN), nw).mul(100).alias("signature_rate"),
+        _safe_div(pl.col("_sig"), nw).mul(100).alias("signature_rate"),
         _safe_div(w.list.eval(pl.element().is_in(list(MODEL_WORDS)).cast(pl.Int32)).list.sum(), nw)
         .mul(100).alias("model_word_rate"),
         _safe_div(t.str.count_matches(r"(?:^|\s)i(?:\s|')"), nw).alias("lowercase_i"),
