@@ -223,5 +223,5 @@ def feature_matrix(texts: pl.Series | list[str]) -> tuple[np.ndarray, np.ndarray
     dense = dense_feature_frame(s, normalized=True, words=words)
     n_words = dense["n_words"].to_numpy()
     freq, fw = word_matrices(s, normalized=True, words=words)
-    x = np.hstack([dense.select(DENSE_FEATURES).to_numpy().astype(np.float64), freq, fw])
-    return np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0), n_words
+    x = np.hstack([dense.select(DENSE_FEATURES).to_numpy().astype(np.float64, copy=False), freq, fw])
+    return np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0), n_words

@@ -53,7 +53,14 @@ def tag_origin(records: pl.DataFrame, *, rules: RuleSet | None = None, detector:
     x, n_words = feature_matrix(records["text"])
     contrib = det.contributions(x)
     logit_det = contrib.sum(1) + det.platt_a * det.intercept + det.platt_b
-    fired, wsum = rs.apply(records)
+    if isinstance(rs, RuleSet) and type(rs).apply is RuleSet.apply:
+        hit, wsum = rs._hit_matrix(records)
+        combos, combo_of = rs._combos(hit)
+    else:  # a rule set with its own apply(): use it as is
+        fired_lists, wsum = rs.apply(records)
+        index: dict[tuple[str, ...], int] = {}
+        combo_of = np.array([index.setdefault(tuple(f), len(index)) for f in fired_lists], dtype=np.int64)
+        combos = [list(c) for c in index]
     logit = logit_det + wsum
     p = _sigmoid(logit)
     short = n_words < det.min_words
@@ -63,25 +70,68 @@ def tag_origin(records: pl.DataFrame, *, rules: RuleSet | None = None, detector:
     origin = np.where(short & decisive, np.where(wsum > 0, "model", "human"), origin)
     k = min(_TOP_FEATURES, contrib.shape[1])
     absc = np.abs(contrib)
-    part = np.argpartition(-absc, k - 1, axis=1)[:, :k]
-    order = np.take_along_axis(part, np.argsort(-np.take_along_axis(absc, part, 1), axis=1, kind="stable"), 1)
+    order = _top_k_order(absc, k)
     vals = np.round(np.take_along_axis(x, order, 1), 4)
     cons = np.round(np.take_along_axis(contrib, order, 1), 3)
     p_det = np.round(_sigmoid(logit_det), 4)
-    names = FEATURE_NAMES
-    abstain = f',"abstain":"short text (<{det.min_words} words)"'
-    evidence = []
-    for i in range(n):
-        feats = ",".join(f'["{names[j]}",{float(v)!r},{float(c)!r}]' for j, v, c in zip(order[i], vals[i], cons[i]))
-        rules_js = json.dumps(fired[i])
-        evidence.append(f'{{{abstain[1:] + "," if short[i] else ""}"features":[{feats}],"n_words":{int(n_words[i])},'
-                        f'"p_detector":{float(p_det[i])!r},"rules":{rules_js}}}')
+    abstain = f'"abstain":"short text (<{det.min_words} words)",'
+    # Evidence JSON, built column-wise: reprs of distinct values only, then one string concatenation.
+    names = np.array([f'["{name}",' for name in FEATURE_NAMES], dtype=object)
+    val_s, con_s = _reprs(vals), _reprs(cons)
+    feats = np.full(n, "", dtype=object)
+    for slot in range(k):
+        feats = feats + ("," if slot else "") + names[order[:, slot]] + val_s[:, slot] + "," + con_s[:, slot] + "]"
+    rules_js = np.array([json.dumps(c) for c in combos], dtype=object)[combo_of]
+    head = np.where(short, "{" + abstain, "{")
+    evidence = (head.astype(object) + '"features":[' + feats + '],"n_words":'
+                + np.array([str(int(v)) for v in n_words], dtype=object) + ',"p_detector":' + _reprs(p_det)
+                + ',"rules":' + rules_js + "}")
+    fired = pl.Series("rules_fired", combos, dtype=pl.List(pl.Utf8)).gather(combo_of)
     return records.with_columns(
-        pl.Series("origin", origin.tolist(), dtype=pl.Utf8),
+        pl.Series("origin", origin, dtype=pl.Utf8),
         pl.Series("p_model", np.round(p, 6), dtype=pl.Float64),
-        pl.Series("rules_fired", fired, dtype=pl.List(pl.Utf8)),
-        pl.Series("evidence", evidence, dtype=pl.Utf8),
+        fired,
+        pl.Series("evidence", evidence.tolist(), dtype=pl.Utf8),
     )
+
+
+def _reprs(a: np.ndarray) -> np.ndarray:
+    """``repr(float(v))`` of every element (object array, same shape), computed once per distinct value
+    (by bit pattern, so -0.0 and 0.0 stay distinct)."""
+    flat = np.ascontiguousarray(a, dtype=np.float64).reshape(-1)
+    uniq, inv = np.unique(flat.view(np.int64), return_inverse=True)
+    reps = np.array([repr(float(v)) for v in uniq.view(np.float64)], dtype=object)
+    return reps[np.asarray(inv).reshape(-1)].reshape(a.shape)
+
+
+def _top_k_order(absc: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of each row's ``k`` largest values (``absc`` is left unchanged), largest first: the same as
+    ``argpartition`` + stable ``argsort`` (which the evidence format was defined with), computed by
+    ``k`` argmax passes; rows where a tie could make the two differ use the original computation."""
+    n, m = absc.shape
+    if k <= 0 or n == 0:
+        return np.zeros((n, max(k, 0)), dtype=np.int64)
+    # masks the picked entries in place (no copy of the large matrix) and restores them afterwards
+    order = np.empty((n, k), dtype=np.int64)
+    rows = np.arange(n)
+    top = np.empty((n, k), dtype=absc.dtype)
+    for slot in range(k):
+        j = np.argmax(absc, axis=1)
+        order[:, slot] = j
+        top[:, slot] = absc[rows, j]
+        absc[rows, j] = -np.inf
+    # a row is tie-free when its top values are strictly decreasing, strictly above the rest, and not NaN
+    nxt = absc.max(axis=1) if m > k else np.full(n, -np.inf)
+    for slot in range(k - 1, -1, -1):
+        absc[rows, order[:, slot]] = top[:, slot]
+    ok = np.all(top[:, :-1] > top[:, 1:], axis=1) & (top[:, -1] > nxt) & ~np.isnan(top).any(axis=1)
+    ok &= ~np.isnan(absc).any(axis=1)
+    bad = np.flatnonzero(~ok)
+    if bad.size:
+        sub = absc[bad]
+        part = np.argpartition(-sub, k - 1, axis=1)[:, :k]
+        order[bad] = np.take_along_axis(part, np.argsort(-np.take_along_axis(sub, part, 1), axis=1, kind="stable"), 1)
+    return order
 
 
 def load_reference(reference: Any = None) -> Any:
