@@ -90,6 +90,7 @@ FREQ_FEATURES: tuple[str, ...] = ("zipf_mean", "zipf_sd", "zipf_q10", "zipf_step
 FEATURE_NAMES: tuple[str, ...] = DENSE_FEATURES + FREQ_FEATURES + tuple(f"fw_{w}" for w in FUNCTION_WORDS)
 
 _WORD_RE = r"[a-z]+(?:'[a-z]+)?"
+_WS_RUN = r"\s{2,}|[^\S ]"
 
 
 def normalize_layout(texts: pl.Series | list[str]) -> pl.Series:
@@ -100,7 +101,10 @@ def normalize_layout(texts: pl.Series | list[str]) -> pl.Series:
     authorship. Layout habits (markdown, bold list items) are left to the content rules instead.
     """
     s = pl.Series("text", texts, dtype=pl.Utf8).fill_null("")
-    return (s.str.replace_all(r"\s+", " ").str.replace_all("[’‘]", "'").str.replace_all("[“”]", '"')
+    # Same result as replacing every run of ``\s+`` with one space, but a run that already is a single
+    # space is left alone instead of being matched and rewritten (a maximal run of 2+ whitespace matches
+    # the first branch whole, a lone non-space whitespace character the second).
+    return (s.str.replace_all(_WS_RUN, " ").str.replace_all("[’‘]", "'").str.replace_all("[“”]", '"')
             .str.strip_chars())
 
 
