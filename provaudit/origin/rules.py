@@ -149,24 +149,40 @@ class RuleSet:
         cache: dict[str, list[tuple[str, str]]] = {}
         compiled = {r.id: (re.compile(r.match["key"]) if "key" in r.match else None,
                            re.compile(r.match["value"]) if r.match.get("value") else None) for r in rules}
+        # the hits depend only on (model, meta), so each distinct pair is evaluated once
+        ids = list(out)
+        row_hits: dict[tuple[Any, Any], int] = {}
+        combos: list[list[bool]] = []
+        which = np.empty(n, dtype=np.int64)
         for i in range(n):
-            m = metas[i]
-            pairs: list[tuple[str, str]] = []
-            if m and m not in ("{}", "null"):
-                if m not in cache:
-                    try:
-                        cache[m] = _flatten(json.loads(m))
-                    except json.JSONDecodeError:
-                        cache[m] = []
-                pairs = cache[m]
-            for r in rules:
-                kre, vre = compiled[r.id]
-                if r.match.get("field") == "model":
-                    v = model_col[i]
-                    out[r.id][i] = bool(v) and (vre is None or vre.search(v) is not None)
-                elif pairs:
-                    out[r.id][i] = any(kre.search(k) and (vre is None or (v and vre.search(v)))
-                                       for k, v in pairs)
+            key = (model_col[i], metas[i])
+            c = row_hits.get(key)
+            if c is None:
+                m = metas[i]
+                pairs: list[tuple[str, str]] = []
+                if m and m not in ("{}", "null"):
+                    if m not in cache:
+                        try:
+                            cache[m] = _flatten(json.loads(m))
+                        except json.JSONDecodeError:
+                            cache[m] = []
+                    pairs = cache[m]
+                row = dict.fromkeys(ids, False)
+                for r in rules:
+                    kre, vre = compiled[r.id]
+                    if r.match.get("field") == "model":
+                        v = model_col[i]
+                        row[r.id] = bool(v) and (vre is None or vre.search(v) is not None)
+                    elif pairs:
+                        row[r.id] = bool(any(kre.search(k) and (vre is None or (v and vre.search(v)))
+                                             for k, v in pairs))
+                c = row_hits[key] = len(combos)
+                combos.append([row[rid] for rid in ids])
+            which[i] = c
+        if n:
+            table = np.array(combos, dtype=bool).reshape(len(combos), len(ids))
+            for j, rid in enumerate(ids):
+                out[rid] = table[which, j].copy()
         return out
 
     def test(self) -> list[str]:
