@@ -12,7 +12,10 @@ import pytest
 from provaudit.origin import load_detector, load_rules, tag_origin
 from provaudit.origin.detector import _sigmoid
 from provaudit.origin.features import (
+    _WORD_CLASSES,
+    DENSE_FEATURES,
     FEATURE_NAMES,
+    MODEL_WORDS,
     SIGNATURE_PATTERN,
     _signature_counts,
     dense_feature_frame,
@@ -60,8 +63,21 @@ def test_sentence_length_features_match_python_reference():
         assert row["sent_len_cv"] == pytest.approx(sd / max(mean if lens else 1.0, 1.0), abs=1e-9)
         words = re.findall(r"[a-z]+(?:'[a-z]+)?", t.lower())
         assert row["n_words"] == len(words)
+        for name, ws, scale in (("first_person_rate", _WORD_CLASSES[0], 1), ("second_person_rate", _WORD_CLASSES[1], 1),
+                                ("model_word_rate", MODEL_WORDS, 100)):
+            want = scale * sum(wd in ws for wd in words) / max(len(words), 1)
+            assert row[name] == pytest.approx(want, abs=1e-9), name
         sig = len(re.findall(SIGNATURE_PATTERN[4:], t, flags=re.IGNORECASE))
         assert row["signature_rate"] == pytest.approx(100 * sig / max(len(words), 1), abs=1e-9)
+
+
+def test_feature_matrix_equals_standalone_dense_frame():
+    x, n_words = feature_matrix(TEXTS)
+    dense = dense_feature_frame(TEXTS)  # counts word classes from the word lists itself
+    np.testing.assert_allclose(x[:, :len(DENSE_FEATURES)], np.nan_to_num(dense.select(DENSE_FEATURES).to_numpy()),
+                               rtol=0, atol=1e-12)
+    assert n_words.tolist() == dense["n_words"].to_list()
+    assert x[6, DENSE_FEATURES.index("model_word_rate")] > 0
 
 
 def test_signature_counts_equal_the_single_regex_count():

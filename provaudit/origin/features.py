@@ -90,6 +90,12 @@ FREQ_FEATURES: tuple[str, ...] = ("zipf_mean", "zipf_sd", "zipf_q10", "zipf_step
 FEATURE_NAMES: tuple[str, ...] = DENSE_FEATURES + FREQ_FEATURES + tuple(f"fw_{w}" for w in FUNCTION_WORDS)
 
 _WORD_RE = r"[a-z]+(?:'[a-z]+)?"
+# word classes counted per text: first-person, second-person and overused model words (disjoint)
+_WORD_CLASSES: tuple[tuple[str, ...], ...] = (
+    ("i", "me", "my", "mine", "i'm", "i've", "i'd", "i'll"),
+    ("you", "your", "yours", "you're", "you'll", "you've"),
+    MODEL_WORDS,
+)
 _WS_RUN = r"\s{2,}|[^\S ]"
 
 
@@ -118,10 +124,12 @@ def _word_lists(s: pl.Series) -> pl.Series:
 
 
 def dense_feature_frame(texts: pl.Series | list[str], *, normalized: bool = False,
-                        words: pl.Series | None = None) -> pl.DataFrame:
+                        words: pl.Series | None = None, word_class_counts: np.ndarray | None = None) -> pl.DataFrame:
     """Stylometric features, one row per text (columns ``DENSE_FEATURES``) plus ``n_words``.
 
-    ``words`` (optional) is ``_word_lists`` of the same normalised texts, to share with ``word_matrices``.
+    ``words`` (optional) is ``_word_lists`` of the same normalised texts, to share with ``word_matrices``;
+    ``word_class_counts`` (optional) the per-text counts of first-person, second-person and model words
+    (``_word_stats``), which then need not be recounted from the word lists.
     """
     df = pl.DataFrame({"text": texts if normalized else normalize_layout(texts)})
     t = pl.col("text")
@@ -141,6 +149,12 @@ def dense_feature_frame(texts: pl.Series | list[str], *, normalized: bool = Fals
         pl.col("_sl").list.mean().alias("_slm"),
         pl.col("_sl").list.std().fill_null(0.0).alias("_sls"),
     )
+    if word_class_counts is not None:
+        df = df.with_columns(pl.Series(f"_c{c}", word_class_counts[:, c], dtype=pl.Int64) for c in range(3))
+        class_counts = [pl.col(f"_c{c}") for c in range(3)]
+    else:
+        class_counts = [pl.col("_w").list.eval(pl.element().is_in(list(ws)).cast(pl.Int32)).list.sum()
+                        for ws in _WORD_CLASSES]
     w = pl.col("_w")
     low = pl.col("_low")
     nw = w.list.len()
@@ -162,13 +176,10 @@ def dense_feature_frame(texts: pl.Series | list[str], *, normalized: bool = Fals
         _safe_div(t.str.count_matches(r"\b[A-Z]{2,}\b"), nw).alias("allcaps_rate"),
         _safe_div(t.str.count_matches(r"[.!?]\s+[a-z]"), pl.col("_ns")).alias("lower_sent_start"),
         _safe_div(low.str.count_matches(r"[a-z]'(?:s|t|re|ll|ve|d|m)\b"), nw).alias("contraction_rate"),
-        _safe_div(w.list.eval(pl.element().is_in(["i", "me", "my", "mine", "i'm", "i've", "i'd", "i'll"])
-                              .cast(pl.Int32)).list.sum(), nw).alias("first_person_rate"),
-        _safe_div(w.list.eval(pl.element().is_in(["you", "your", "yours", "you're", "you'll", "you've"])
-                              .cast(pl.Int32)).list.sum(), nw).alias("second_person_rate"),
+        _safe_div(class_counts[0], nw).alias("first_person_rate"),
+        _safe_div(class_counts[1], nw).alias("second_person_rate"),
         _safe_div(pl.col("_sig"), nw).mul(100).alias("signature_rate"),
-        _safe_div(w.list.eval(pl.element().is_in(list(MODEL_WORDS)).cast(pl.Int32)).list.sum(), nw)
-        .mul(100).alias("model_word_rate"),
+        _safe_div(class_counts[2], nw).mul(100).alias("model_word_rate"),
         _safe_div(t.str.count_matches(r"(?:^|\s)i(?:\s|')"), nw).alias("lowercase_i"),
     ]
     for k, pat in _PUNCT.items():
@@ -179,14 +190,18 @@ def dense_feature_frame(texts: pl.Series | list[str], *, normalized: bool = Fals
 @functools.lru_cache(maxsize=1)
 def _vocab_table() -> pl.DataFrame:
     """English word frequencies (wordfreq, offline data) on the Zipf scale (log10 per billion), with
-    the column index of each function word (null for other words)."""
+    the column index of each function word (null for other words) and the ``_WORD_CLASSES`` index ``c``
+    (null for other words; words not in wordfreq get ``z`` 0, as unmatched words do)."""
     import wordfreq
 
     freqs = wordfreq.get_frequency_dict("en", "best")
     zipf = pl.DataFrame({"w": list(freqs.keys()),
                          "z": np.log10(np.fromiter(freqs.values(), dtype=np.float64)) + 9.0})
     fw = pl.DataFrame({"w": list(FUNCTION_WORDS), "j": np.arange(len(FUNCTION_WORDS), dtype=np.int64)})
-    return zipf.join(fw, on="w", how="full", coalesce=True).with_columns(pl.col("z").fill_null(0.0))
+    cls = pl.DataFrame({"w": [w for ws in _WORD_CLASSES for w in ws],
+                        "c": [c for c, ws in enumerate(_WORD_CLASSES) for _ in ws]}, schema={"w": pl.Utf8, "c": pl.Int8})
+    return (zipf.join(fw, on="w", how="full", coalesce=True).join(cls, on="w", how="full", coalesce=True)
+            .with_columns(pl.col("z").fill_null(0.0)))
 
 
 def word_matrices(texts: pl.Series | list[str], *, normalized: bool = False,
@@ -199,9 +214,15 @@ def word_matrices(texts: pl.Series | list[str], *, normalized: bool = False,
     each word's share of the text's words. One explode + join serves both.
     """
     s = texts if normalized else normalize_layout(texts)
-    n = len(s)
     if words is None:
         words = _word_lists(s)
+    freq, fw, _ = _word_stats(words)
+    return freq, fw
+
+
+def _word_stats(words: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``word_matrices`` of the word lists, plus the per-text counts of each ``_WORD_CLASSES`` class."""
+    n = len(words)
     words = pl.DataFrame({"w": words}).with_row_index("i").explode("w").drop_nulls()
     joined = words.join(_vocab_table(), on="w", how="left", maintain_order="left").with_columns(
         pl.col("z").fill_null(0.0))
@@ -217,15 +238,18 @@ def word_matrices(texts: pl.Series | list[str], *, normalized: bool = False,
     m = sp.coo_matrix((np.ones(hits.height), (hits["i"].to_numpy(), hits["j"].to_numpy())),
                       shape=(n, len(FUNCTION_WORDS))).toarray()
     fw = m / np.maximum(full["nw"].to_numpy().astype(np.float64), 1.0)[:, None]
-    return freq, fw
+    cls = joined.filter(pl.col("c").is_not_null())
+    counts = np.zeros((n, len(_WORD_CLASSES)), dtype=np.int64)
+    np.add.at(counts, (cls["i"].to_numpy().astype(np.int64), cls["c"].to_numpy().astype(np.int64)), 1)
+    return freq, fw, counts
 
 
 def feature_matrix(texts: pl.Series | list[str]) -> tuple[np.ndarray, np.ndarray]:
     """All features as a float matrix (columns ``FEATURE_NAMES``) and the word counts."""
     s = normalize_layout(texts)
     words = _word_lists(s)
-    dense = dense_feature_frame(s, normalized=True, words=words)
+    freq, fw, counts = _word_stats(words)
+    dense = dense_feature_frame(s, normalized=True, words=words, word_class_counts=counts)
     n_words = dense["n_words"].to_numpy()
-    freq, fw = word_matrices(s, normalized=True, words=words)
     x = np.hstack([dense.select(DENSE_FEATURES).to_numpy().astype(np.float64, copy=False), freq, fw])
     return np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0), n_words
