@@ -159,8 +159,9 @@ def dense_feature_frame(texts: pl.Series | list[str], *, normalized: bool = Fals
     low = pl.col("_low")
     nw = w.list.len()
     wl = pl.col("_wl")
-    windows = [w.list.slice(50 * k, 50) for k in range(6)]
-    ttrs = [pl.when(win.list.len() == 50).then(win.list.n_unique() / 50.0).otherwise(None) for win in windows]
+    # window k is full (50 words) exactly when the text has at least 50 * (k + 1) words
+    ttrs = [pl.when(nw >= 50 * (k + 1)).then(w.list.slice(50 * k, 50).list.n_unique() / 50.0).otherwise(None)
+            for k in range(6)]
     whole_ttr = _safe_div(w.list.n_unique(), nw)
     exprs = [
         nw.alias("n_words"),
