@@ -15,7 +15,6 @@ import functools
 
 import numpy as np
 import polars as pl
-import scipy.sparse as sp
 
 FUNCTION_WORDS: tuple[str, ...] = (
     "a", "about", "above", "after", "again", "against", "all", "also", "although", "am", "among",
@@ -236,9 +235,10 @@ def _word_stats(words: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             .sort("i").fill_null(0.0))
     freq = full.select(FREQ_FEATURES).to_numpy().astype(np.float64)
     hits = joined.filter(pl.col("j").is_not_null())
-    m = sp.coo_matrix((np.ones(hits.height), (hits["i"].to_numpy(), hits["j"].to_numpy())),
-                      shape=(n, len(FUNCTION_WORDS))).toarray()
-    fw = m / np.maximum(full["nw"].to_numpy().astype(np.float64), 1.0)[:, None]
+    nf = len(FUNCTION_WORDS)
+    cell = hits["i"].to_numpy().astype(np.int64) * nf + hits["j"].to_numpy().astype(np.int64)
+    m = np.bincount(cell, minlength=n * nf).reshape(n, nf)  # integer counts (exact as floats)
+    fw = np.divide(m, np.maximum(full["nw"].to_numpy().astype(np.float64), 1.0)[:, None])
     cls = joined.filter(pl.col("c").is_not_null())
     counts = np.zeros((n, len(_WORD_CLASSES)), dtype=np.int64)
     np.add.at(counts, (cls["i"].to_numpy().astype(np.int64), cls["c"].to_numpy().astype(np.int64)), 1)
