@@ -20,7 +20,6 @@ import numpy as np
 import polars as pl
 
 from provaudit.errors import InputError
-from provaudit.origin.corpora import read_text_file
 from provaudit.origin.features import FEATURE_NAMES, feature_matrix
 
 DEFAULT_DETECTOR = Path(__file__).resolve().parent / "data" / "detector"
@@ -131,6 +130,33 @@ def load_detector(path: Path | str | None = None) -> Detector:
 TextSource = "Path | str | Sequence[str] | pl.DataFrame"
 
 
+def _read_texts(path: Path) -> pl.DataFrame:
+    """``text`` (+ ``domain`` when the rows have one) from a .txt file (one text per line), a folder of
+    files, or any file provaudit reads (provaudit.io: every format and schema; the output records
+    when the schema has roles, so a preference file gives its responses, not its prompts)."""
+    from provaudit.io import read_table
+    from provaudit.io.formats import read_text_bytes
+
+    if not path.exists():
+        raise InputError("file not found", file=str(path))
+    if path.is_dir() and not (path / "dataset_info.json").exists() and not (path / "dataset_dict.json").exists():
+        frames = [_read_texts(f) for f in sorted(path.iterdir())
+                  if f.is_dir() or f.name.endswith((".txt", ".jsonl", ".jsonl.gz", ".json", ".csv", ".parquet"))]
+        if not frames:
+            return pl.DataFrame({"text": []}, schema={"text": pl.Utf8})
+        out = pl.concat(frames, how="diagonal")
+        return out.with_columns(pl.col("domain").fill_null("all")) if "domain" in out.columns else out
+    if path.suffix == ".txt":
+        lines = [ln for ln in read_text_bytes(path).splitlines() if ln.strip()]
+        return pl.DataFrame({"text": lines}, schema={"text": pl.Utf8})
+    rec = read_table(path)
+    if (rec["role"] != "prompt").any():
+        rec = rec.filter(pl.col("role") != "prompt")
+    domain = rec["meta"].str.json_path_match("$.domain")
+    out = rec.select("text")
+    return out.with_columns(domain.fill_null("all").alias("domain")) if domain.null_count() < rec.height else out
+
+
 def as_frame(src: Any, label: int) -> pl.DataFrame:
     """Texts from a path, a list of strings or a frame with ``text`` (+ optional ``domain``)."""
     if isinstance(src, pl.DataFrame):
@@ -138,12 +164,7 @@ def as_frame(src: Any, label: int) -> pl.DataFrame:
             raise InputError("frame has no 'text' column", field="text")
         df = src
     elif isinstance(src, (str, Path)):
-        df = pl.DataFrame({"text": read_text_file(Path(src))}, schema={"text": pl.Utf8})
-        p = Path(src)
-        if p.is_file() and p.suffix in (".jsonl", ".parquet"):   # keep a 'domain' column for per-domain tables
-            full = pl.read_ndjson(p) if p.suffix == ".jsonl" else pl.read_parquet(p)
-            if "domain" in full.columns and full.height == df.height:
-                df = df.with_columns(full["domain"].cast(pl.Utf8))
+        df = _read_texts(Path(src))
     else:
         df = pl.DataFrame({"text": list(src)}, schema={"text": pl.Utf8})
     if "domain" not in df.columns:
