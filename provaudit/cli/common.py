@@ -4,7 +4,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
@@ -34,3 +34,15 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 def echo_json(obj: Any) -> None:
     """Print JSON deterministically (sorted keys, fixed float repr)."""
     click.echo(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, default=str))
+
+
+JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a readable table.")
+
+
+def text_table(rows: Sequence[Sequence[Any]], header: Sequence[str], *, max_cell: int = 60) -> str:
+    """A plain fixed-width text table for terminal output (cells cut to ``max_cell`` characters)."""
+    cells = [[str(h) for h in header]] + [["" if c is None else str(c)[:max_cell] for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -7,25 +7,14 @@ from typing import Any
 
 import click
 
-from provaudit.cli.common import CATALOG_OPTION, echo_json, handle_errors
-
-JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a readable table.")
-
-
-def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
-    """A plain fixed-width text table (cells cut to 60 characters)."""
-    cells = [[str(h) for h in header]] + [["" if c is None else str(c)[:60] for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+from provaudit.cli.common import CATALOG_OPTION, JSON_OPTION, echo_json, handle_errors, text_table
 
 
 def _ckpt_lines(checkpoints: list[dict]) -> str:
     if not checkpoints:
         return "checkpoints: none"
     rows = [(c["checkpoint"], c["via"], c["parent"] or "", ", ".join(c["trained_on_affected"])) for c in checkpoints]
-    return "checkpoints trained on this data (retrain or unlearn):\n" + _table(
+    return "checkpoints trained on this data (retrain or unlearn):\n" + _text_table(
         rows, ("checkpoint", "via", "parent", "affected datasets it trained on"))
 
 
@@ -85,7 +74,7 @@ def checkpoint_list(catalog_path: str | None, as_json: bool) -> None:
     if as_json:
         echo_json(res)
         return
-    click.echo(_table([(c["checkpoint"], c["parent"] or "", ", ".join(c["trained_on"]), c["added_at"]) for c in res],
+    click.echo(_text_table([(c["checkpoint"], c["parent"] or "", ", ".join(c["trained_on"]), c["added_at"]) for c in res],
                       ("checkpoint", "parent", "trained on", "added")))
 
 
@@ -129,13 +118,13 @@ def lineage_find_cmd(text: str | None, file: str | None, field: str | None, deep
         return
     click.echo(f"{res['n_records']} matching record(s) in {len(res['datasets'])} dataset(s)")
     if res["datasets"]:
-        click.echo(_table([(d["dataset"], d["fingerprint"][:12], ",".join(d["tags"]), d["records"],
+        click.echo(_text_table([(d["dataset"], d["fingerprint"][:12], ",".join(d["tags"]), d["records"],
                             ",".join(map(str, d["rows"][:20])) + (" ..." if len(d["rows"]) > 20 else ""),
                             ",".join(d["matches"]), d["path"]) for d in res["datasets"]],
                           ("dataset", "fingerprint", "tags", "records", "rows", "match", "path")))
     if res["records"]:
         shown = res["records"][:20]
-        click.echo(_table([(r["record_id"], r["dataset"], r["source_row"], r["role"], r["match"]) for r in shown],
+        click.echo(_text_table([(r["record_id"], r["dataset"], r["source_row"], r["role"], r["match"]) for r in shown],
                           ("record", "dataset", "row", "role", "match")))
         if res["n_records"] > len(shown):
             click.echo(f"... {res['n_records'] - len(shown)} more (use --json)")
@@ -174,7 +163,7 @@ def erase_cmd(field: str, out: str, dry_run: bool, catalog_path: str | None, as_
     click.echo(f"{res['selector']}: {verb} {res['n_rows']} row(s) / {res['n_records']} record(s) "
                f"from {len(res['datasets'])} dataset(s)" + ("" if dry_run else f" (erasure {res['erasure_id']})"))
     if res["datasets"]:
-        click.echo(_table([(d["dataset"], d["fingerprint"][:12], d["format"], ",".join(map(str, d["rows_removed"][:20])),
+        click.echo(_text_table([(d["dataset"], d["fingerprint"][:12], d["format"], ",".join(map(str, d["rows_removed"][:20])),
                             d["status"], d["output"]) for d in res["datasets"]],
                           ("dataset", "fingerprint", "format", "rows", "status", "redacted copy")))
     click.echo(_ckpt_lines(res["checkpoints"]))
@@ -211,11 +200,11 @@ def overlap_cmd(a: str, b: str, ngram: int, catalog_path: str | None, as_json: b
         rows.append((f"{ng['n']}-gram", ng["b_records"], ng["b_rate"], ng["a_records"], ng["a_rate"]))
     click.echo(f"A = {res['a']['name']} ({res['a']['records']} records), B = {res['b']['name']} "
                f"({res['b']['records']} records)")
-    click.echo(_table(rows, ("overlap", "B records", "B rate", "A records", "A rate")))
+    click.echo(_text_table(rows, ("overlap", "B records", "B rate", "A records", "A rate")))
     if not ng.get("available", True):
         click.echo(f"n-gram check skipped: {ng['reason']}")
     if res["records"]:
-        click.echo(_table([(r["b_record_id"], r["a_record_id"], r["match"]) for r in res["records"][:50]],
+        click.echo(_text_table([(r["b_record_id"], r["a_record_id"], r["match"]) for r in res["records"][:50]],
                           ("B record", "A record", "match")))
         if res["n_listed"] > 50:
             click.echo(f"... {res['n_listed'] - 50} more (use --json)")
@@ -241,9 +230,13 @@ def datasets_cmd(catalog_path: str | None, as_json: bool) -> None:
     if as_json:
         echo_json(res)
         return
-    click.echo(_table([(d["dataset_id"], d["dataset"], d["fingerprint"][:12], ",".join(d["tags"]), d["records"],
+    click.echo(_text_table([(d["dataset_id"], d["dataset"], d["fingerprint"][:12], ",".join(d["tags"]), d["records"],
                         d["format"], d["path"]) for d in res],
                       ("id", "dataset", "fingerprint", "tags", "records", "format", "path")))
 
 
 COMMANDS: list = [checkpoint_group, lineage_group, erase_cmd, overlap_cmd, datasets_cmd]
+
+
+def _text_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
+    return text_table(rows, header, max_cell=60)

@@ -6,9 +6,8 @@ from typing import Any
 
 import click
 
-from provaudit.cli.common import CATALOG_OPTION, echo_json, handle_errors
+from provaudit.cli.common import CATALOG_OPTION, JSON_OPTION, echo_json, handle_errors, text_table
 
-JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a readable table.")
 RULES_OPTION = click.option("--rules", "rules_path", type=click.Path(dir_okay=False), default=None,
                             help="Thresholds file (default: rules/converge.yaml, else built-in defaults).")
 BACKEND_OPTION = click.option("--backend", type=click.Choice(["static", "minilm"]), default="static",
@@ -16,13 +15,6 @@ BACKEND_OPTION = click.option("--backend", type=click.Choice(["static", "minilm"
 HUMAN_OPTION = click.option("--human", type=click.Path(exists=True, dir_okay=False), default=None,
                             help="Human reference texts (default: the human reference shipped with provaudit).")
 
-
-def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
-    cells = [[str(h) for h in header]] + [["" if c is None else str(c)[:40] for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def _f(v: Any, nd: int = 3) -> str:
@@ -77,7 +69,7 @@ def converge_cmd(batches: tuple[str, ...], teacher: str, human: str | None, back
              f"{_f(r['teacher_fraction']['ci_high'], 2)}]"),
              _f(r["word_mixture"]["alpha"], 2), _f(r["stylometry"]["position"], 2), _f(r["embedding"]["position"], 2),
              _f(r["phrases"]["relative_to_teacher"], 2)) for r in res]
-    click.echo(_table(rows, ("batch", "n", "teacher_likeness [95% CI]", "teacher_fraction", "word_mle",
+    click.echo(_text_table(rows, ("batch", "n", "teacher_likeness [95% CI]", "teacher_fraction", "word_mle",
                              "style_pos", "embed_pos", "phrase_rel")))
     if tr is not None:
         click.echo(_trend_line(tr))
@@ -111,7 +103,7 @@ def trend_cmd(catalog_path: str | None, plot_path: str | None, rules_path: str |
     rows = [(r["scan_id"], r["started_at"][:19], _f(r["teacher_likeness"]),
              f"[{_f(r['ci_low'])}, {_f(r['ci_high'])}]", _f(r["teacher_fraction"], 2), r["n"],
              _f(r["diversity_floor_ratio"], 2)) for r in hist.iter_rows(named=True)]
-    click.echo(_table(rows, ("scan", "started_at", "teacher_likeness", "95% CI", "fraction", "n", "div_floor")))
+    click.echo(_text_table(rows, ("scan", "started_at", "teacher_likeness", "95% CI", "fraction", "n", "div_floor")))
     click.echo(_trend_line(tr))
     if plot_path and tr["points"]:
         click.echo(f"plot: {plot_path}")
@@ -184,8 +176,12 @@ def diversity_cmd(batches: tuple[str, ...], human: str | None, backend: str, as_
         return
     rows = [(r["batch"], r["n"], r["compression_ratio"], r["ngram_diversity"], r["homogenization"],
              r["embedding_spread"], r.get("diversity_floor_ratio")) for r in res]
-    click.echo(_table(rows, ("batch", "n", "compression", "ngram_div", "homogenization", "spread",
+    click.echo(_text_table(rows, ("batch", "n", "compression", "ngram_div", "homogenization", "spread",
                              "floor_ratio (vs human)")))
 
 
 COMMANDS: list = [converge_cmd, trend_cmd, label_origin_cmd, diversity_cmd]
+
+
+def _text_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
+    return text_table(rows, header, max_cell=40)
