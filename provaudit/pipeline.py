@@ -452,7 +452,7 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
             summary["catalog"] = {"recorded": bool(record and passed)}
             with cat.transaction():
                 if record and passed:
-                    _add_datasets(cat, infos, records_path, tags, work)
+                    _add_datasets(cat, infos, str(records_path), tags, work)
                 cat.add_scan(inputs=[i.to_dict() for i in infos],
                              summary={**summary, "run": {"started_at": started.isoformat(timespec="seconds")}},
                              passed=passed)
@@ -485,15 +485,22 @@ def _overlap_summary(report: list[dict[str, Any]]) -> dict[str, Any]:
     return {"datasets": [{k: v for k, v in o.items()} for o in report], "by_tag": by_tag}
 
 
-def _add_datasets(cat, infos: list[InputInfo], records_path: Path, tags: Sequence[str], work: Path) -> None:
+def _add_datasets(cat, infos: list[InputInfo], source: str, tags: Sequence[str], work: Path) -> list[int]:
+    """Add each input as a catalog dataset from its records in ``source`` (a Parquet path or glob with
+    ``_idx`` or in input order); returns the dataset ids."""
+    ids = []
+    columns = [row[0] for row in duckdb.sql(f"DESCRIBE SELECT * FROM read_parquet('{source}')").fetchall()]
+    order = "ORDER BY _idx" if "_idx" in columns else ""
     for info in infos:
-        part = work / f"catalog-{info.dataset}.parquet"
+        part = work / f"catalog-{len(ids)}.parquet"
         duckdb.sql(f"""COPY (SELECT record_id, source_row, role, pair_id, text_hash, band_keys, meta
-                       FROM read_parquet('{records_path}') WHERE dataset = '{info.dataset.replace("'", "''")}')
+                       FROM read_parquet('{source}') WHERE dataset = '{info.dataset.replace("'", "''")}' {order})
                        TO '{part}' (FORMAT PARQUET)""")
-        cat.add_dataset(name=info.dataset, fingerprint=info.fingerprint, path=str(Path(info.path).resolve()),
-                        fmt=info.format, schema=info.schema, tags=list(tags), n_records=info.records,
-                        records=part, meta={"columns": info.columns, "rows": info.rows})
+        ids.append(cat.add_dataset(name=info.dataset, fingerprint=info.fingerprint,
+                                   path=str(Path(info.path).resolve()), fmt=info.format, schema=info.schema,
+                                   tags=list(tags), n_records=info.records, records=part,
+                                   meta={"columns": info.columns, "rows": info.rows}))
+    return ids
 
 
 def register(path: str | Path, *, tags: Sequence[str] = (), name: str | None = None,
@@ -511,13 +518,7 @@ def register(path: str | Path, *, tags: Sequence[str] = (), name: str | None = N
         (info,) = _stream_inputs(readers, StageOptions(origin=False), parts, workers=1, engine="local",
                                  progress=progress)
         with Catalog(catalog) as cat, cat.transaction():
-            part = work / "records.parquet"
-            duckdb.sql(f"""COPY (SELECT record_id, source_row, role, pair_id, text_hash, band_keys, meta
-                           FROM read_parquet('{parts}/*.parquet') ORDER BY _idx) TO '{part}' (FORMAT PARQUET)""")
-            dataset_id = cat.add_dataset(name=info.dataset, fingerprint=info.fingerprint,
-                                         path=str(Path(info.path).resolve()), fmt=info.format, schema=info.schema,
-                                         tags=list(tags), n_records=info.records, records=part,
-                                         meta={"columns": info.columns, "rows": info.rows})
+            (dataset_id,) = _add_datasets(cat, [info], f"{parts}/*.parquet", tags, work)
             catalog_path = str(cat.path)
     finally:
         shutil.rmtree(work, ignore_errors=True)
