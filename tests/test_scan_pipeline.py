@@ -14,11 +14,16 @@ import provaudit
 from provaudit.cli import main
 from provaudit.errors import InputError
 from provaudit.fingerprint import (
+    _PAD,
+    _WORD,
+    _word_hash,
     add_fingerprints,
     band_keys,
+    combine_shingle,
     dataset_fingerprint,
     estimate_jaccard,
     minhash_signatures,
+    shingle_hashes,
     text_hash,
 )
 from provaudit.io import read_records, read_table
@@ -59,6 +64,26 @@ def test_near_duplicates_share_a_band_and_unrelated_texts_do_not() -> None:
     keys = band_keys([base, edited] + texts[1:])
     assert set(keys[0]) & set(keys[1])
     assert not any(set(keys[0]) & set(k) for k in keys[2:])
+
+
+def test_vectorised_shingle_hashes_match_the_word_3gram_definition() -> None:
+    """Every text's shingle hashes are exactly the hashes of its word 3-grams, in order (short, empty
+    and punctuation-only texts included), combined one text at a time in plain Python."""
+    texts = [r["output"] for r in _json_rows("alpaca_eval_gpt4.json")[:200]]
+    texts += ["", "!!!", "Hello", "Hello, world", "a b c", "Straße café 42", "one  two\tthree four"]
+    norm = pl.Series(texts).str.replace_all(r"\s+", " ").str.strip_chars()
+    hashes, offsets = shingle_hashes(norm)
+    assert offsets[0] == 0 and offsets[-1] == hashes.size and len(offsets) == len(texts) + 1
+    pad = int(_PAD)
+    for i, text in enumerate(norm.to_list()):
+        # words as the Rust regex crate reads \w (letters, marks, decimal digits, connectors): one text at a time
+        low = pl.Series([text]).str.to_lowercase()
+        words = low.str.extract_all(r"\w+")[0].to_list() or [low[0] or "\x00"]
+        if text.isascii():  # where Python's \w agrees, the words are Python's too
+            assert words == (_WORD.findall(text.lower()) or [text.lower() or "\x00"])
+        h = [_word_hash(w) for w in words] + [pad, pad]
+        expected = [combine_shingle(h[j], h[j + 1], h[j + 2]) for j in range(max(len(words) - 2, 1))]
+        assert hashes[int(offsets[i]):int(offsets[i + 1])].tolist() == expected, text[:60]
 
 
 def test_dataset_fingerprint_is_order_independent_and_content_sensitive(tmp_path: Path) -> None:

@@ -3,7 +3,8 @@
 - ``text_hash``: xxh3-128 of the normalized text (Unicode NFKC, whitespace folded, trimmed).
   Two records with the same hash are exact duplicates up to Unicode form and spacing.
 - ``band_keys``: a 128-permutation MinHash (rensa) over word 3-gram shingles of the lowercased
-  normalized text, cut into 16 bands of 8 rows; each band becomes one 64-bit key. Two texts
+  normalized text (each shingle hashed from its three xxh3-64 word hashes, vectorised), cut into
+  16 bands of 8 rows; each band becomes one 64-bit key. Two texts
   that share a key are near-duplicate candidates: the chance of sharing at least one key is
   1-(1-J^8)^16 for Jaccard similarity J (about 0.98 at J=0.8, 0.55 at J=0.65, 0.06 at J=0.5).
 - ``DatasetDigest``: an order-independent digest (sum of per-record 128-bit hashes modulo
@@ -16,7 +17,6 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
 
 import numpy as np
 import polars as pl
@@ -27,7 +27,7 @@ BANDS = 16
 ROWS = NUM_PERM // BANDS
 SEED = 1_234_567
 SHINGLE = 3
-FINGERPRINT_VERSION = "pa-fp-v1"
+FINGERPRINT_VERSION = "pa-fp-v2"
 
 _WS = re.compile(r"\s+")
 _WORD = re.compile(r"\w+")
@@ -48,29 +48,14 @@ def _normalized_column(texts: pl.Series) -> pl.Series:
 
 
 def _shingles(norm_lower: str) -> list[str]:
+    """Word 3-gram shingles of one lowercased normalized text, as strings, for the datasketch
+    baselines in ``bench/``. ``shingle_hashes`` hashes the same 3-grams without building strings; its
+    word characters are the Rust regex crate's ``\\w`` (Python's also counts a few symbols such as
+    "½" and leaves out combining marks), so on rare texts the two differ by a word."""
     words = _WORD.findall(norm_lower)
     if len(words) < SHINGLE:
         return [" ".join(words)] if words else [norm_lower or "\x00"]
     return [" ".join(words[i:i + SHINGLE]) for i in range(len(words) - SHINGLE + 1)]
-
-
-_CHUNK = 2_048  # texts shingled at a time: bounds the memory of the shingle lists per batch
-
-
-def minhash_signatures(texts: Sequence[str], *, normalized: bool = False) -> np.ndarray:
-    """(n, 128) uint32 MinHash signatures over word 3-gram shingles (rensa RMinHash, fixed seed)."""
-    import rensa
-
-    n = len(texts)
-    out = np.zeros((n, NUM_PERM), dtype=np.uint32)
-    for start in range(0, n, _CHUNK):
-        chunk = texts[start:start + _CHUNK]
-        norm = chunk if normalized else [normalize_text(t) for t in chunk]
-        token_sets = [_shingles(t.lower()) for t in norm]
-        rows = rensa.RMinHash.digest_matrix_from_token_sets(token_sets, NUM_PERM, SEED).to_rows()
-        out[start:start + len(rows)] = np.fromiter(chain.from_iterable(rows), dtype=np.uint32,
-                                                   count=len(rows) * NUM_PERM).reshape(len(rows), NUM_PERM)
-    return out
 
 
 _MIX1 = np.uint64(0x9E3779B97F4A7C15)
@@ -83,6 +68,84 @@ def _splitmix(x: np.ndarray) -> np.ndarray:
     x = (x ^ (x >> np.uint64(30))) * _MIX2
     x = (x ^ (x >> np.uint64(27))) * _MIX3
     return x ^ (x >> np.uint64(31))
+
+
+_PAD = np.uint64(0x5851F42D4C957F2D)   # stands for the missing words of a text shorter than a shingle
+
+
+def _word_hash(word: str) -> int:
+    return xxhash.xxh3_64_intdigest(word.encode("utf-8"))
+
+
+def combine_shingle(h1: int, h2: int, h3: int) -> int:
+    """Hash of one word 3-gram from its three word hashes (pure-Python reference of ``shingle_hashes``)."""
+    mask = (1 << 64) - 1
+
+    def mix(x: int) -> int:
+        x = (x + 0x9E3779B97F4A7C15) & mask
+        x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & mask
+        return x ^ (x >> 31)
+
+    return mix(mix(mix(h1) ^ h2) ^ h3)
+
+
+def shingle_hashes(norm: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Word 3-gram shingle hashes of normalized texts, flat, with row offsets (``n + 1``, uint64).
+
+    Words are the ``\\w+`` runs of the lowercased text (Unicode word characters). Each distinct word
+    is hashed once (xxh3-64 of its UTF-8 bytes); a shingle's hash combines the hashes of its three
+    words (``combine_shingle``), so no shingle string is ever built. A text of one or two words has
+    one shingle (the missing words padded with a constant); a text with no word character is
+    hashed whole as one word (an empty text as ``"\\x00"``). Everything except the per-distinct-word
+    hashing runs in polars and numpy.
+    """
+    low = norm.fill_null("").str.to_lowercase().alias("t")
+    words = low.str.extract_all(r"\w+")
+    lens = words.list.len().fill_null(0).to_numpy().astype(np.int64)
+    if (lens == 0).any():  # the whole text stands for its one word
+        words = pl.select(pl.when(pl.lit(lens) > 0).then(pl.lit(words))
+                          .otherwise(pl.concat_list(pl.lit(low).replace("", "\x00")))).to_series()
+        lens = np.maximum(lens, 1)
+    flat = words.explode()
+    vocab = flat.unique()
+    vh = np.fromiter((_word_hash(w) for w in vocab.to_list()), dtype=np.uint64, count=len(vocab))
+    h = (pl.DataFrame({"w": flat}).join(pl.DataFrame({"w": vocab, "h": pl.Series(vh, dtype=pl.UInt64)}),
+                                        on="w", how="left", maintain_order="left")["h"].to_numpy())
+    n_words = h.size
+    ends = np.repeat(np.cumsum(lens), lens)          # end offset of each word's text
+    pos = np.arange(n_words)
+    padded = np.concatenate([h, np.array([_PAD, _PAD], dtype=np.uint64)])
+    second = np.where(pos + 1 < ends, padded[1:n_words + 1], _PAD)
+    third = np.where(pos + 2 < ends, padded[2:n_words + 2], _PAD)
+    starts = ends - np.repeat(lens, lens)
+    # a shingle starts at every word with two more words of its text after it, and at the first
+    # word of a text shorter than a shingle
+    keep = (pos + SHINGLE <= ends) | ((pos == starts) & (ends - starts < SHINGLE))
+    with np.errstate(over="ignore"):
+        hashes = _splitmix(_splitmix(_splitmix(h[keep]) ^ second[keep]) ^ third[keep])
+    counts = np.maximum(lens - (SHINGLE - 1), 1)
+    offsets = np.zeros(len(lens) + 1, dtype=np.uint64)
+    np.cumsum(counts, out=offsets[1:])
+    return hashes, offsets
+
+
+_CHUNK = 8_192  # texts signed at a time: bounds the memory of the shingle arrays per batch
+
+
+def minhash_signatures(texts: Sequence[str], *, normalized: bool = False) -> np.ndarray:
+    """(n, 128) uint32 MinHash signatures over word 3-gram shingles (rensa RMinHash, fixed seed)."""
+    import rensa
+
+    n = len(texts)
+    out = np.zeros((n, NUM_PERM), dtype=np.uint32)
+    for start in range(0, n, _CHUNK):
+        chunk = pl.Series("t", texts[start:start + _CHUNK], dtype=pl.Utf8)
+        norm = chunk if normalized else _normalized_column(chunk)
+        hashes, offsets = shingle_hashes(norm)
+        rows = rensa.RMinHash.digest_matrix_from_flat_token_hashes(hashes, offsets, NUM_PERM, SEED).to_rows()
+        out[start:start + len(rows)] = np.array(rows, dtype=np.uint32)
+    return out
 
 
 def band_keys_from_signatures(sig: np.ndarray) -> np.ndarray:
