@@ -153,9 +153,28 @@ def test_upgrade_from_v1_keeps_data_and_backfills_fields(tmp_path):
         assert cat.datasets()["name"].to_list() == ["old"]
         assert cat.con.execute("SELECT key, value FROM record_fields ORDER BY key").fetchall() == [
             ("nested.a", "1"), ("user_id", "42")]
-        assert cat.overlap_report(frame("b", [TEXTS[0]], [[11]]))[0]["exact_records"] == 1
+        # band keys of the first fingerprint version cannot be compared with today's: a clear refusal
+        assert cat.band_keys_version() == "pa-fp-v1"
+        with pytest.raises(InputError, match="computed by fingerprint pa-fp-v1"):
+            cat.overlap_report(frame("b", [TEXTS[0]], [[11]]))
     versions = duckdb.connect(str(path)).execute("SELECT list(version ORDER BY version) FROM schema_version")
     assert versions.fetchone()[0] == [m.version for m in MIGRATIONS]
+
+
+def test_catalog_records_the_fingerprint_version_of_its_band_keys(cat):
+    from provaudit.fingerprint import FINGERPRINT_VERSION
+
+    assert cat.band_keys_version() is None
+    add(cat, "a", frame("a", TEXTS[:2], [[1, 2], [3, 4]]))
+    assert cat.band_keys_version() == FINGERPRINT_VERSION
+    assert cat.overlap_report(frame("b", [TEXTS[0]], [[1, 2]]))[0]["exact_records"] == 1
+    cat.con.execute("UPDATE catalog_info SET value = 'pa-fp-v0' WHERE key = 'band_keys_version'")
+    before = cat.con.execute("SELECT count(*) FROM records").fetchone()[0]
+    with pytest.raises(InputError, match="register the datasets again"):
+        add(cat, "c", frame("c", TEXTS[2:], [[5, 6], [7, 8]]))
+    assert cat.con.execute("SELECT count(*) FROM records").fetchone()[0] == before
+    with pytest.raises(InputError, match="pa-fp-v0"):
+        cat.match_records(frame("q", [TEXTS[0]], [[1, 2]]))
 
 
 def test_newer_catalog_is_refused(tmp_path):

@@ -66,6 +66,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         "INSERT INTO record_fields "
         + FIELDS_SQL.format(row="r.rid", dataset="r.dataset_id", src="records r", meta="r.meta"),
     )),
+    Migration(5, "catalog_info: the fingerprint version that computed the stored band keys", (
+        "CREATE TABLE catalog_info (key VARCHAR NOT NULL, value VARCHAR)",
+        # band keys stored before this step were all computed by the first fingerprint version
+        """INSERT INTO catalog_info SELECT 'band_keys_version', 'pa-fp-v1'
+           WHERE EXISTS (SELECT 1 FROM record_bands) OR EXISTS (SELECT 1 FROM erased_bands)""",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

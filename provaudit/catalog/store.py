@@ -236,8 +236,31 @@ class Catalog:
                  _dumps(meta or {}), _now()])
             return did
 
+    def band_keys_version(self) -> str | None:
+        """Fingerprint version (``provaudit.fingerprint.FINGERPRINT_VERSION``) of the stored band keys;
+        None while the catalog holds none."""
+        rows = self.con.execute("SELECT value FROM catalog_info WHERE key = 'band_keys_version'").fetchall()
+        return rows[0][0] if rows else None
+
+    def _check_band_keys(self) -> None:
+        """Refuse to compare or mix band keys of another fingerprint version: near-duplicate matches
+        between the two would silently be missed."""
+        from provaudit.fingerprint import FINGERPRINT_VERSION
+
+        stored = self.band_keys_version()
+        if stored is not None and stored != FINGERPRINT_VERSION:
+            raise InputError(
+                f"the catalog's band keys were computed by fingerprint {stored} and this provaudit computes "
+                f"{FINGERPRINT_VERSION}, so near duplicates would be missed; register the datasets again "
+                "into a new catalog", file=str(self.path))
+
     def _insert_records(self, src: str, did: int, base: int, path: str) -> None:
         """Insert records, band keys and scalar metadata fields from a source view."""
+        from provaudit.fingerprint import FINGERPRINT_VERSION
+
+        self._check_band_keys()
+        if self.band_keys_version() is None:
+            self.con.execute("INSERT INTO catalog_info VALUES ('band_keys_version', ?)", [FINGERPRINT_VERSION])
         try:
             self.con.execute(
                 f"""INSERT INTO records SELECT {base} + _row, {did}, record_id, source_row, role,
@@ -279,6 +302,7 @@ class Catalog:
     # -- overlap with the catalog ----------------------------------------------------------
     def overlap_report(self, records: RecordsArg, *, exclude_fingerprint: str | None = None) -> list[dict]:
         """Exact and near-duplicate overlap of a batch with every catalog dataset it touches."""
+        self._check_band_keys()
         with self._source(records, BATCH_COLUMNS) as src:
             total = int(self.con.execute(f"SELECT count(DISTINCT record_id) FROM {src}").fetchone()[0])
             rows = self.con.execute(
@@ -312,6 +336,7 @@ class Catalog:
 
     def erased_matches(self, records: RecordsArg) -> list[dict]:
         """Batch records whose hash (exact) or any band key (near) matches an erased record."""
+        self._check_band_keys()
         with self._source(records, BATCH_COLUMNS) as src:
             rows = self.con.execute(
                 f"""WITH ex AS (
@@ -334,6 +359,7 @@ class Catalog:
 
         Columns: query_id, match (exact|near), shared_bands, rid and the catalog record's fields.
         """
+        self._check_band_keys()
         excl = ", ".join(str(int(i)) for i in exclude_dataset_ids) or "-1"
         records, bands = "records", "record_bands"
         if isinstance(batch, pl.DataFrame) and batch.height <= SMALL_BATCH:
