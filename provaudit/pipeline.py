@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -322,30 +323,30 @@ def _duplicate_summary(con: duckdb.DuckDBPyConnection, records_path: Path) -> di
                       "3-grams, LSH 16 bands x 8 rows (a shared band key)"}
 
 
-def _sample_frame(con: duckdb.DuckDBPyConnection, records_path: Path, columns: str, n: int) -> pl.DataFrame:
-    """A deterministic sample (by content hash) of output records, for corpus-level estimates."""
+def _sample_frame(con: duckdb.DuckDBPyConnection, src: str, columns: str, n: int) -> pl.DataFrame:
+    """A deterministic sample (by content hash) of output records of ``src`` (a SQL table expression),
+    for corpus-level estimates."""
     return con.sql(f"""
-        SELECT {columns} FROM read_parquet('{records_path}')
+        SELECT {columns} FROM {src}
         WHERE role <> 'prompt' ORDER BY hash(text_hash, record_id), record_id LIMIT {int(n)}""").pl()
 
 
-def _origin_summary(con: duckdb.DuckDBPyConnection, records_path: Path, seed: int,
-                    options: StageOptions) -> dict[str, Any]:
+def _origin_summary(con: duckdb.DuckDBPyConnection, src: str, seed: int, options: StageOptions) -> dict[str, Any]:
     from provaudit.origin import summarize_origin
 
-    cols = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{records_path}')").fetchall()]
+    cols = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
     if "origin" not in cols:
         return {}
-    total = con.execute(f"SELECT count(*) FROM read_parquet('{records_path}') WHERE role <> 'prompt'").fetchall()[0][0]
+    total = con.execute(f"SELECT count(*) FROM {src} WHERE role <> 'prompt'").fetchall()[0][0]
     if total == 0:
         return {}
+    drop = "band_keys, _idx" if "_idx" in cols else "band_keys"
     if total <= ORIGIN_SAMPLE:
-        frame = con.sql(f"SELECT * EXCLUDE (band_keys) FROM read_parquet('{records_path}') "
-                        "WHERE role <> 'prompt' ORDER BY record_id").pl()
+        frame = con.sql(f"SELECT * EXCLUDE ({drop}) FROM {src} WHERE role <> 'prompt' ORDER BY record_id").pl()
         summary = summarize_origin(frame, seed=seed, rules=_rules(options.rules_dirs))
         summary["sampled"] = False
     else:
-        frame = _sample_frame(con, records_path, "* EXCLUDE (band_keys)", ORIGIN_SAMPLE)
+        frame = _sample_frame(con, src, f"* EXCLUDE ({drop})", ORIGIN_SAMPLE)
         summary = summarize_origin(frame, seed=seed, rules=_rules(options.rules_dirs))
         summary["sampled"] = True
         summary["sample_size"] = frame.height
@@ -356,13 +357,11 @@ def _origin_summary(con: duckdb.DuckDBPyConnection, records_path: Path, seed: in
 PAIR_SAMPLE = 5_000  # preference pairs used for the label-origin signature
 
 
-def _teacher_summary(con, records_path: Path, teacher: str | Path, human: str | Path | None,
-                     seed: int) -> dict[str, Any]:
+def _teacher_summary(con, src: str, teacher: str | Path, human: str | Path | None, seed: int) -> dict[str, Any]:
     """Teacher likeness of the batch's outputs, diversity and, for preference data, the label-origin signature."""
     from provaudit.style import teacher_summary
 
-    frame = _sample_frame(con, records_path, "text", ORIGIN_SAMPLE)
-    src = f"read_parquet('{records_path}')"
+    frame = _sample_frame(con, src, "text", ORIGIN_SAMPLE)
     pairs = con.sql(f"""
         SELECT pair_id, role, text, meta, record_id FROM {src}
         WHERE pair_id IN (SELECT DISTINCT pair_id FROM {src} WHERE role IN ('chosen', 'rejected')
@@ -370,6 +369,26 @@ def _teacher_summary(con, records_path: Path, teacher: str | Path, human: str | 
         ORDER BY pair_id, record_id""").pl()
     return teacher_summary(frame["text"].to_list(), teacher, human, seed=seed,
                            pairs=pairs if pairs.height else None)
+
+
+def _corpus_summaries(parts_glob: str, work: Path, origin: bool, teacher: str | Path | None,
+                      human: str | Path | None, seed: int, options: StageOptions) -> dict[str, Any]:
+    """``summary["origin"]`` and ``summary["teacher"]`` from the Parquet parts. They need no duplicate
+    groups, so ``scan`` runs this in a thread while DuckDB finalizes (both mostly release the GIL)."""
+    out: dict[str, Any] = {}
+    if not origin and not teacher:
+        return out
+    src = f"read_parquet('{parts_glob}')"
+    con = duckdb.connect(config={"temp_directory": str(work / "duck-summary"), "threads": 1,
+                                 "memory_limit": DUCKDB_MEMORY_LIMIT})
+    try:
+        if origin:
+            out["origin"] = _origin_summary(con, src, seed, options)
+        if teacher:
+            out["teacher"] = _teacher_summary(con, src, teacher, human, seed)
+    finally:
+        con.close()
+    return out
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -421,24 +440,27 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
         workers = _auto_workers(readers) if workers <= 0 else workers
         infos = _stream_inputs(readers, options, parts, workers=workers, engine=engine, progress=progress)
         records_path = out_dir / "records.parquet"
-        con = duckdb.connect(config={"temp_directory": str(work / "duck"), "threads": max(1, os.cpu_count() or 1),
-                                     "memory_limit": DUCKDB_MEMORY_LIMIT})  # spill, keep RSS flat in input size
-        try:
-            with _progress(progress, unit="steps") as bar:  # the cross-batch step is long on big inputs
-                task = bar.add_task("finalize: duplicate groups", total=FINALIZE_STEPS)
-                _finalize_records(con, str(parts / "*.parquet"), records_path,
-                                  step=lambda d: bar.update(task, advance=1, description=f"finalize: {d}"))
-            summary: dict[str, Any] = {
-                "version": SUMMARY_VERSION,
-                "input": _input_summary(infos),
-                "duplicates": _duplicate_summary(con, records_path),
-            }
-            if origin:
-                summary["origin"] = _origin_summary(con, records_path, seed, options)
-            if teacher:
-                summary["teacher"] = _teacher_summary(con, records_path, teacher, human, seed)
-        finally:
-            con.close()
+        # origin and teacher summaries need no duplicate groups: a thread computes them from the parts
+        # while DuckDB finalizes (leaving the with-block waits for it, also when finalizing fails)
+        with ThreadPoolExecutor(1, thread_name_prefix="provaudit-summary") as pool:
+            corpus = pool.submit(_corpus_summaries, str(parts / "*.parquet"), work, origin, teacher, human, seed,
+                                 options)
+            con = duckdb.connect(config={"temp_directory": str(work / "duck"),
+                                         "threads": max(1, os.cpu_count() or 1),
+                                         "memory_limit": DUCKDB_MEMORY_LIMIT})  # spill: RSS flat in input size
+            try:
+                with _progress(progress, unit="steps") as bar:  # the cross-batch step is long on big inputs
+                    task = bar.add_task("finalize: duplicate groups", total=FINALIZE_STEPS)
+                    _finalize_records(con, str(parts / "*.parquet"), records_path,
+                                      step=lambda d: bar.update(task, advance=1, description=f"finalize: {d}"))
+                summary: dict[str, Any] = {
+                    "version": SUMMARY_VERSION,
+                    "input": _input_summary(infos),
+                    "duplicates": _duplicate_summary(con, records_path),
+                }
+            finally:
+                con.close()
+        summary.update(corpus.result())
         with Catalog(catalog) as cat:
             own = {i.fingerprint for i in infos}
             overlap = cat.overlap_report(records_path)
