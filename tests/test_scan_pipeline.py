@@ -16,6 +16,7 @@ from provaudit.errors import InputError
 from provaudit.fingerprint import (
     _PAD,
     _WORD,
+    _normalized_column,
     _word_hash,
     add_fingerprints,
     band_keys,
@@ -23,6 +24,7 @@ from provaudit.fingerprint import (
     dataset_fingerprint,
     estimate_jaccard,
     minhash_signatures,
+    normalize_text,
     shingle_hashes,
     text_hash,
 )
@@ -64,6 +66,15 @@ def test_near_duplicates_share_a_band_and_unrelated_texts_do_not() -> None:
     keys = band_keys([base, edited] + texts[1:])
     assert set(keys[0]) & set(keys[1])
     assert not any(set(keys[0]) & set(k) for k in keys[2:])
+
+
+def test_vectorised_normalization_matches_the_per_text_one() -> None:
+    texts = [r["output"] for r in _json_rows("alpaca_eval_gpt4.json")[:300]]
+    texts += ["", " ", "a\u00a0b", "x\t\ty", " lead", "trail\n", "a \u2003 b", "\ufb01ne  ", "\u3000wide",
+              "Caf\u00e9", "Cafe\u0301", "line\r\nbreak", "tab\tand  two"]
+    got = _normalized_column(pl.Series(texts)).to_list()
+    assert got == [normalize_text(t) for t in texts]
+    assert got[-4] == got[-3] == "Café"
 
 
 def test_vectorised_shingle_hashes_match_the_word_3gram_definition() -> None:

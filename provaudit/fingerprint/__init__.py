@@ -44,7 +44,14 @@ def text_hash(text: str) -> str:
 
 
 def _normalized_column(texts: pl.Series) -> pl.Series:
-    return (texts.str.normalize("NFKC").str.replace_all(r"\s+", " ").str.strip_chars())
+    """``normalize_text`` of every text, vectorised. NFKC leaves ASCII unchanged, so only the texts
+    with a non-ASCII character go through it; a whitespace run is rewritten only when it is not
+    already one space (the same result as replacing every ``\\s+``, with far fewer rewrites)."""
+    texts = texts.fill_null("")
+    idx = texts.str.contains(r"[^\x00-\x7F]").arg_true()
+    if len(idx):
+        texts = texts.clone().scatter(idx, texts.gather(idx).str.normalize("NFKC"))
+    return texts.str.replace_all(r"\s{2,}|[^\S ]", " ").str.strip_chars()
 
 
 def _shingles(norm_lower: str) -> list[str]:

@@ -58,6 +58,8 @@ def _json_default(v: Any) -> Any:
 
 def _meta_json(row: Mapping[str, Any], consumed: set[str]) -> str:
     rest = {k: v for k, v in row.items() if k not in consumed}
+    if not rest:  # most rows of most schemas: nothing left over
+        return "{}"
     return json.dumps(rest, sort_keys=True, ensure_ascii=False, default=_json_default)
 
 
