@@ -303,6 +303,8 @@ class Catalog:
     def overlap_report(self, records: RecordsArg, *, exclude_fingerprint: str | None = None) -> list[dict]:
         """Exact and near-duplicate overlap of a batch with every catalog dataset it touches."""
         self._check_band_keys()
+        if not self.con.execute("SELECT count(*) FROM (SELECT 1 FROM records LIMIT 1)").fetchone()[0]:
+            return []  # an empty catalog: nothing to overlap with (and no need to read the batch)
         with self._source(records, BATCH_COLUMNS) as src:
             total = int(self.con.execute(f"SELECT count(DISTINCT record_id) FROM {src}").fetchone()[0])
             rows = self.con.execute(
@@ -337,6 +339,8 @@ class Catalog:
     def erased_matches(self, records: RecordsArg) -> list[dict]:
         """Batch records whose hash (exact) or any band key (near) matches an erased record."""
         self._check_band_keys()
+        if not self.con.execute("SELECT count(*) FROM (SELECT 1 FROM erased_records LIMIT 1)").fetchone()[0]:
+            return []  # nothing was ever erased (the usual case): no need to read the batch
         with self._source(records, BATCH_COLUMNS) as src:
             rows = self.con.execute(
                 f"""WITH ex AS (
