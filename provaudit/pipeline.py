@@ -29,6 +29,8 @@ from provaudit.gate import CheckResult, evaluate_gate, gate_summary, load_gate
 from provaudit.io import RecordReader
 
 SUMMARY_VERSION = 1
+#: DuckDB cap of the summary thread, which runs next to the finalize step (its sample query needs little)
+SUMMARY_MEMORY_LIMIT = "128MB"
 ORIGIN_SAMPLE = 20_000  # records used for the corpus-level (distributional) estimates
 # DuckDB memory cap for the cross-batch finalize step; beyond it DuckDB spills to the work dir
 DUCKDB_MEMORY_LIMIT = os.environ.get("PROVAUDIT_DUCKDB_MEMORY", "384MB")
@@ -324,11 +326,15 @@ def _duplicate_summary(con: duckdb.DuckDBPyConnection, records_path: Path) -> di
 
 
 def _sample_frame(con: duckdb.DuckDBPyConnection, src: str, columns: str, n: int) -> pl.DataFrame:
-    """A deterministic sample (by content hash) of output records of ``src`` (a SQL table expression),
-    for corpus-level estimates."""
+    """A deterministic sample (by content hash) of output records of ``src`` (a SQL table expression
+    over the Parquet parts, with ``_idx``), for corpus-level estimates."""
+    # the top-n pick reads narrow columns; only the picked rows' wide columns are read back (by _idx,
+    # the record's position in the scan, unique)
     return con.sql(f"""
-        SELECT {columns} FROM {src}
-        WHERE role <> 'prompt' ORDER BY hash(text_hash, record_id), record_id LIMIT {int(n)}""").pl()
+        WITH pick AS (
+            SELECT _idx, hash(text_hash, record_id) AS _h, record_id AS _rid FROM {src}
+            WHERE role <> 'prompt' ORDER BY _h, _rid LIMIT {int(n)})
+        SELECT {columns} FROM {src} s JOIN pick USING (_idx) ORDER BY pick._h, pick._rid""").pl()
 
 
 def _origin_summary(con: duckdb.DuckDBPyConnection, src: str, seed: int, options: StageOptions) -> dict[str, Any]:
@@ -346,7 +352,7 @@ def _origin_summary(con: duckdb.DuckDBPyConnection, src: str, seed: int, options
         summary = summarize_origin(frame, seed=seed, rules=_rules(options.rules_dirs))
         summary["sampled"] = False
     else:
-        frame = _sample_frame(con, src, f"* EXCLUDE ({drop})", ORIGIN_SAMPLE)
+        frame = _sample_frame(con, src, f"s.* EXCLUDE ({drop})", ORIGIN_SAMPLE)
         summary = summarize_origin(frame, seed=seed, rules=_rules(options.rules_dirs))
         summary["sampled"] = True
         summary["sample_size"] = frame.height
@@ -361,7 +367,7 @@ def _teacher_summary(con, src: str, teacher: str | Path, human: str | Path | Non
     """Teacher likeness of the batch's outputs, diversity and, for preference data, the label-origin signature."""
     from provaudit.style import teacher_summary
 
-    frame = _sample_frame(con, src, "text", ORIGIN_SAMPLE)
+    frame = _sample_frame(con, src, "s.text", ORIGIN_SAMPLE)
     pairs = con.sql(f"""
         SELECT pair_id, role, text, meta, record_id FROM {src}
         WHERE pair_id IN (SELECT DISTINCT pair_id FROM {src} WHERE role IN ('chosen', 'rejected')
@@ -380,7 +386,7 @@ def _corpus_summaries(parts_glob: str, work: Path, origin: bool, teacher: str | 
         return out
     src = f"read_parquet('{parts_glob}')"
     con = duckdb.connect(config={"temp_directory": str(work / "duck-summary"), "threads": 1,
-                                 "memory_limit": DUCKDB_MEMORY_LIMIT})
+                                 "memory_limit": SUMMARY_MEMORY_LIMIT})
     try:
         if origin:
             out["origin"] = _origin_summary(con, src, seed, options)

@@ -68,3 +68,24 @@ def test_scan_with_a_teacher_reports_likeness_and_the_label_signature(tmp_path: 
     checks = {c["id"]: c for c in result.summary["gate"]["checks"]}
     assert checks["max_ai_judge_signature"]["status"] == "fail"
     assert checks["max_teacher_fraction"]["status"] in ("pass", "fail")
+
+
+def test_large_scans_summarize_a_deterministic_content_hash_sample(tmp_path: Path, monkeypatch) -> None:
+    """Past ORIGIN_SAMPLE output records the corpus-level summary uses a sample picked by content hash:
+    the same records a plain ORDER BY hash(...) LIMIT n over records.parquet picks."""
+    import duckdb
+
+    from provaudit import pipeline
+    from provaudit.origin import summarize_origin
+
+    monkeypatch.setattr(pipeline, "ORIGIN_SAMPLE", 60)
+    result = provaudit.scan([SCAN / "trl_pairs.jsonl"], catalog=tmp_path / "c.duckdb", out=tmp_path / "o")
+    org = result.summary["origin"]
+    assert org["sampled"] is True and org["sample_size"] == org["n"] == 60
+    expected = duckdb.sql(f"""
+        SELECT * EXCLUDE (band_keys, exact_dup_of, near_dup_of) FROM read_parquet('{result.records_path}')
+        WHERE role <> 'prompt' ORDER BY hash(text_hash, record_id), record_id LIMIT 60""").pl()
+    want = summarize_origin(expected, seed=0)
+    assert org["counts"] == want["counts"] and org["corpus_estimate"]["alpha"] == round(
+        want["corpus_estimate"]["alpha"], 4)
+    assert org["mean_p_model"] == want["mean_p_model"]
