@@ -137,6 +137,7 @@ def run_scan(data: Path, work: Path, config: str, workers: int | None = None) ->
     if summary is None:
         res["error"] = (m["stderr"].strip().splitlines() or ["?"])[-1][:300]
         (work / f"stderr-{config}.log").write_text(m["stderr"])
+        (work / f"stdout-{config}.log").write_text(m["stdout"])
         return res
     rows = summary["input"]["rows"]
     res.update(rows=rows, records=summary["input"]["records"], rows_per_s=round(rows / m["seconds"]),
