@@ -23,6 +23,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from provaudit.duck import connect
 from provaudit.errors import UsageError
 from provaudit.fingerprint import DatasetDigest, add_fingerprints
 from provaudit.gate import CheckResult, evaluate_gate, gate_summary, load_gate
@@ -385,8 +386,7 @@ def _corpus_summaries(parts_glob: str, work: Path, origin: bool, teacher: str | 
     if not origin and not teacher:
         return out
     src = f"read_parquet('{parts_glob}')"
-    con = duckdb.connect(config={"temp_directory": str(work / "duck-summary"), "threads": 1,
-                                 "memory_limit": SUMMARY_MEMORY_LIMIT})
+    con = connect(temp_directory=str(work / "duck-summary"), threads=1, memory_limit=SUMMARY_MEMORY_LIMIT)
     try:
         if origin:
             out["origin"] = _origin_summary(con, src, seed, options)
@@ -451,9 +451,8 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
         with ThreadPoolExecutor(1, thread_name_prefix="provaudit-summary") as pool:
             corpus = pool.submit(_corpus_summaries, str(parts / "*.parquet"), work, origin, teacher, human, seed,
                                  options)
-            con = duckdb.connect(config={"temp_directory": str(work / "duck"),
-                                         "threads": max(1, os.cpu_count() or 1),
-                                         "memory_limit": DUCKDB_MEMORY_LIMIT})  # spill: RSS flat in input size
+            con = connect(temp_directory=str(work / "duck"), threads=max(1, os.cpu_count() or 1),
+                          memory_limit=DUCKDB_MEMORY_LIMIT)  # spill: RSS flat in input size
             try:
                 with _progress(progress, unit="steps") as bar:  # the cross-batch step is long on big inputs
                     task = bar.add_task("finalize: duplicate groups", total=FINALIZE_STEPS)
@@ -517,17 +516,21 @@ def _add_datasets(cat, infos: list[InputInfo], source: str, tags: Sequence[str],
     """Add each input as a catalog dataset from its records in ``source`` (a Parquet path or glob with
     ``_idx`` or in input order); returns the dataset ids."""
     ids = []
-    columns = [row[0] for row in duckdb.sql(f"DESCRIBE SELECT * FROM read_parquet('{source}')").fetchall()]
-    order = "ORDER BY _idx" if "_idx" in columns else ""
-    for info in infos:
-        part = work / f"catalog-{len(ids)}.parquet"
-        duckdb.sql(f"""COPY (SELECT record_id, source_row, role, pair_id, text_hash, band_keys, meta
-                       FROM read_parquet('{source}') WHERE dataset = '{info.dataset.replace("'", "''")}' {order})
-                       TO '{part}' (FORMAT PARQUET)""")
-        ids.append(cat.add_dataset(name=info.dataset, fingerprint=info.fingerprint,
-                                   path=str(Path(info.path).resolve()), fmt=info.format, schema=info.schema,
-                                   tags=list(tags), n_records=info.records, records=part,
-                                   meta={"columns": info.columns, "rows": info.rows}))
+    con = connect(temp_directory=str(work / "duck-catalog"), memory_limit=DUCKDB_MEMORY_LIMIT)
+    try:
+        columns = [row[0] for row in con.sql(f"DESCRIBE SELECT * FROM read_parquet('{source}')").fetchall()]
+        order = "ORDER BY _idx" if "_idx" in columns else ""
+        for info in infos:
+            part = work / f"catalog-{len(ids)}.parquet"
+            con.sql(f"""COPY (SELECT record_id, source_row, role, pair_id, text_hash, band_keys, meta
+                           FROM read_parquet('{source}') WHERE dataset = '{info.dataset.replace("'", "''")}' {order})
+                           TO '{part}' (FORMAT PARQUET)""")
+            ids.append(cat.add_dataset(name=info.dataset, fingerprint=info.fingerprint,
+                                       path=str(Path(info.path).resolve()), fmt=info.format, schema=info.schema,
+                                       tags=list(tags), n_records=info.records, records=part,
+                                       meta={"columns": info.columns, "rows": info.rows}))
+    finally:
+        con.close()
     return ids
 
 

@@ -209,3 +209,15 @@ def test_field_table_flattens_nested_keys_and_skips_long_values(cat):
     got = cat.con.execute("SELECT key, value FROM record_fields ORDER BY key, value").fetchall()
     assert got == [("account.tier", "2"), ("account.user_id", "u1"), ("ok", "true"), ("tags", "a"), ("tags", "b")]
     assert cat.field_matches("account.user_id", "u1").height == 1
+
+
+def test_duckdb_draws_no_progress_bar_on_stdout(cat):
+    """DuckDB's client prints its own bar to stdout on queries over 2 s, which would break --json."""
+    from provaudit.duck import connect
+
+    assert cat.con.execute("SELECT current_setting('enable_progress_bar')").fetchone()[0] is False
+    con = connect(memory_limit="64MB")
+    try:
+        assert con.execute("SELECT current_setting('enable_progress_bar')").fetchone()[0] is False
+    finally:
+        con.close()

@@ -18,6 +18,7 @@ import duckdb
 import polars as pl
 
 from provaudit.catalog.migrations import FIELDS_SQL, LATEST_VERSION, current_version, migrate
+from provaudit.duck import connect
 from provaudit.errors import InputError
 
 DEFAULT_PATH = Path(".provaudit") / "catalog.duckdb"
@@ -110,7 +111,7 @@ class Catalog:
     def _connect(self, read_only: bool) -> _Conn:
         try:
             config = {"memory_limit": os.environ.get("PROVAUDIT_CATALOG_MEMORY", DEFAULT_MEMORY)}
-            return _Conn(duckdb.connect(str(self.path), read_only=read_only, config=config))
+            return _Conn(connect(str(self.path), read_only=read_only, **config))
         except duckdb.IOException as exc:
             msg = str(exc).splitlines()[0]
             if "lock" in msg.lower():
