@@ -137,7 +137,7 @@ def shingle_hashes(norm: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     return hashes, offsets
 
 
-_CHUNK = 8_192  # texts signed at a time: bounds the memory of the shingle arrays per batch
+_CHUNK = 4_096  # texts signed at a time: bounds the memory of the shingle arrays per batch
 
 
 def minhash_signatures(texts: Sequence[str], *, normalized: bool = False) -> np.ndarray:
