@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -210,18 +210,27 @@ def _stream_inputs(readers: list[RecordReader], options: StageOptions, parts_dir
     return infos
 
 
-FINALIZE_STEPS = 6  # SQL steps of _finalize_records, for the progress bar
+FINALIZE_STEPS = 6  # SQL steps of _duplicate_tables, for the progress bar
 
 
 def _finalize_records(con: duckdb.DuckDBPyConnection, parts_glob: str, records_path: Path,
                       step: Callable[[str], None] | None = None) -> None:
     """Exact and near-duplicate groups across the whole input, then the final records.parquet."""
+    _duplicate_tables(con, parts_glob, step)
+    _write_final_records(con, parts_glob, records_path)
+
+
+def _duplicate_tables(con: duckdb.DuckDBPyConnection, parts_glob: str,
+                      step: Callable[[str], None] | None = None) -> None:
+    """View ``parts`` and table ``dup`` (``_idx``, ``exact_dup_of``, ``near_dup_of``) of the duplicate
+    records across the whole input, in ``con``'s (private, in-memory) database: not TEMP objects, so
+    other cursors of the connection see them too."""
     step = step or (lambda _desc: None)
-    con.execute(f"CREATE TEMP VIEW parts AS SELECT * FROM read_parquet('{parts_glob}')")
+    con.execute(f"CREATE VIEW parts AS SELECT * FROM read_parquet('{parts_glob}')")
     # grouped aggregates and hash joins (not window functions or DISTINCT ON sorts) so DuckDB can
     # spill to disk under memory_limit: a 1M-row input needs far more than the cap
     con.execute("""
-        CREATE TEMP TABLE exact AS
+        CREATE TABLE exact AS
         SELECT p._idx, p.record_id, p.text_hash, f.first_rid
         FROM (SELECT _idx, record_id, text_hash FROM parts) p
         JOIN (SELECT text_hash, arg_min(record_id, _idx) AS first_rid FROM parts GROUP BY text_hash) f
@@ -230,35 +239,49 @@ def _finalize_records(con: duckdb.DuckDBPyConnection, parts_glob: str, records_p
     # band keys of one record per distinct text (its earliest): the only ones near_dup_of can name or
     # be set on, and each such record stands for one text, so no per-text DISTINCT is needed
     con.execute("""
-        CREATE TEMP TABLE bands AS
+        CREATE TABLE bands AS
         SELECT _idx, unnest(band_keys) AS k FROM parts
         WHERE _idx IN (SELECT min(_idx) FROM parts GROUP BY text_hash)""")
     step("band keys")
     # near-duplicate representative: the earliest record sharing any band key, among other texts
     con.execute("""
-        CREATE TEMP TABLE key_first AS
+        CREATE TABLE key_first AS
         SELECT k, min(_idx) AS first_idx FROM bands GROUP BY k HAVING count(*) > 1""")
     step("shared band keys")
     con.execute("""
-        CREATE TEMP TABLE near AS
+        CREATE TABLE near AS
         SELECT b._idx, min(f.first_idx) AS near_idx
         FROM bands b JOIN key_first f USING (k)
         GROUP BY b._idx HAVING min(f.first_idx) < b._idx""")
     step("near-duplicate groups")
     con.execute("""
-        CREATE TEMP TABLE near_rid AS
+        CREATE TABLE near_rid AS
         SELECT n._idx, p.record_id AS near_dup_of, p.text_hash AS near_hash
         FROM near n JOIN (SELECT _idx, record_id, text_hash FROM parts) p ON p._idx = n.near_idx""")
     step("near-duplicate representatives")
     # only the (few) records that are duplicates; the wide rows are joined part by part below
     con.execute("""
-        CREATE TEMP TABLE dup AS
+        CREATE TABLE dup AS
         SELECT e._idx,
                CASE WHEN e.first_rid <> e.record_id THEN e.first_rid END AS exact_dup_of,
                CASE WHEN e.first_rid = e.record_id AND r.near_hash IS DISTINCT FROM e.text_hash
                     THEN r.near_dup_of END AS near_dup_of
         FROM exact e LEFT JOIN near_rid r USING (_idx)
         WHERE e.first_rid <> e.record_id OR r.near_dup_of IS NOT NULL""")
+    step("duplicate table")
+
+
+def _write_final_records_cursor(con: duckdb.DuckDBPyConnection, parts_glob: str, records_path: Path) -> None:
+    """``_write_final_records`` on a cursor of ``con`` of its own (for a thread)."""
+    cur = con.cursor()
+    try:
+        _write_final_records(cur, parts_glob, records_path)
+    finally:
+        cur.close()
+
+
+def _write_final_records(con: duckdb.DuckDBPyConnection, parts_glob: str, records_path: Path) -> None:
+    """records.parquet: the parts in input order with the duplicate columns (atomically replaced)."""
     tmp = records_path.with_suffix(".parquet.tmp")
     part_files = sorted(Path(parts_glob).parent.glob(Path(parts_glob).name))  # names sort in _idx order
     if not _write_records(con, part_files, tmp):  # no records at all: let DuckDB write the empty table
@@ -266,7 +289,6 @@ def _finalize_records(con: duckdb.DuckDBPyConnection, parts_glob: str, records_p
             COPY (SELECT p.* EXCLUDE (_idx), NULL::VARCHAR AS exact_dup_of, NULL::VARCHAR AS near_dup_of
                   FROM parts p) TO '{tmp}' (FORMAT PARQUET, COMPRESSION ZSTD)""")
     os.replace(tmp, records_path)
-    step("records.parquet written")
 
 
 def _write_records(con: duckdb.DuckDBPyConnection, part_files: list[Path], dest: Path) -> bool:
@@ -302,21 +324,23 @@ def _rate(num: int, den: int) -> float:
     return round(num / den, 6) if den else 0.0
 
 
-def _duplicate_summary(con: duckdb.DuckDBPyConnection, records_path: Path) -> dict[str, Any]:
+def _duplicate_summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """``summary["duplicates"]`` from the ``parts`` view and ``dup`` table of ``_duplicate_tables``."""
+    src = "(SELECT p.role, p.record_id, d.exact_dup_of, d.near_dup_of FROM parts p LEFT JOIN dup d USING (_idx))"
     rows = con.execute(f"""
         SELECT role, count(*) AS n, count(exact_dup_of) AS exact, count(near_dup_of) AS near
-        FROM read_parquet('{records_path}') GROUP BY role ORDER BY role""").fetchall()
+        FROM {src} GROUP BY role ORDER BY role""").fetchall()
     by_role = {r: {"records": n, "exact_duplicates": e, "near_duplicates": nd, "exact_rate": _rate(e, n),
                    "near_rate": _rate(nd, n)} for r, n, e, nd in rows}
     # prompts repeat by design (several responses per prompt); the headline rates count outputs only,
     # unless the file holds nothing but prompts
     counted = [row[1:] for row in rows if row[0] != "prompt"] or [row[1:] for row in rows]
-    n, e, nd = (sum(col) for col in zip(*counted))
+    n, e, nd = (sum(col) for col in zip(*counted)) if counted else (0, 0, 0)
     examples = con.execute(f"""
-        SELECT record_id, exact_dup_of FROM read_parquet('{records_path}')
+        SELECT record_id, exact_dup_of FROM {src}
         WHERE exact_dup_of IS NOT NULL AND role <> 'prompt' ORDER BY record_id LIMIT 5""").fetchall()
     near_examples = con.execute(f"""
-        SELECT record_id, near_dup_of FROM read_parquet('{records_path}')
+        SELECT record_id, near_dup_of FROM {src}
         WHERE near_dup_of IS NOT NULL AND role <> 'prompt' ORDER BY record_id LIMIT 5""").fetchall()
     return {"records": n, "exact_duplicates": e, "near_duplicates": nd, "exact_rate": _rate(e, n),
             "near_rate": _rate(nd, n), "by_role": by_role,
@@ -446,43 +470,50 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
         workers = _auto_workers(readers) if workers <= 0 else workers
         infos = _stream_inputs(readers, options, parts, workers=workers, engine=engine, progress=progress)
         records_path = out_dir / "records.parquet"
-        # origin and teacher summaries need no duplicate groups: a thread computes them from the parts
-        # while DuckDB finalizes (leaving the with-block waits for it, also when finalizing fails)
-        with ThreadPoolExecutor(1, thread_name_prefix="provaudit-summary") as pool:
-            corpus = pool.submit(_corpus_summaries, str(parts / "*.parquet"), work, origin, teacher, human, seed,
-                                 options)
+        glob = str(parts / "*.parquet")
+        # Three things overlap here: a thread computes the origin and teacher summaries from the parts
+        # (they need no duplicate groups) while DuckDB finds the duplicate groups; then another writes
+        # records.parquet while the duplicate summary, the catalog checks and the catalog additions
+        # (all from the parts) proceed. The catalog commits only once records.parquet is written.
+        with ThreadPoolExecutor(2, thread_name_prefix="provaudit-finalize") as pool:
+            corpus = pool.submit(_corpus_summaries, glob, work, origin, teacher, human, seed, options)
+            running = [corpus]
             con = connect(temp_directory=str(work / "duck"), threads=max(1, os.cpu_count() or 1),
                           memory_limit=DUCKDB_MEMORY_LIMIT)  # spill: RSS flat in input size
             try:
                 with _progress(progress, unit="steps") as bar:  # the cross-batch step is long on big inputs
                     task = bar.add_task("finalize: duplicate groups", total=FINALIZE_STEPS)
-                    _finalize_records(con, str(parts / "*.parquet"), records_path,
-                                      step=lambda d: bar.update(task, advance=1, description=f"finalize: {d}"))
+                    _duplicate_tables(con, glob, step=lambda d: bar.update(task, advance=1,
+                                                                           description=f"finalize: {d}"))
+                writing = pool.submit(_write_final_records_cursor, con, glob, records_path)
+                running.append(writing)
                 summary: dict[str, Any] = {
                     "version": SUMMARY_VERSION,
                     "input": _input_summary(infos),
-                    "duplicates": _duplicate_summary(con, records_path),
+                    "duplicates": _duplicate_summary(con),
                 }
+                summary.update(corpus.result())
+                with Catalog(catalog) as cat:
+                    own = {i.fingerprint for i in infos}
+                    overlap = cat.overlap_report(glob)
+                    overlap = [o for o in overlap if o["fingerprint"] not in own]
+                    summary["overlap"] = _overlap_summary(overlap)
+                    erased = cat.erased_matches(glob)
+                    summary["erased"] = {"reintroduced": len(erased), "examples": erased[:5]}
+                    results = evaluate_gate(summary, checks)
+                    summary["gate"] = gate_summary(results)
+                    passed = summary["gate"]["passed"]
+                    summary["catalog"] = {"recorded": bool(record and passed)}
+                    with cat.transaction():
+                        if record and passed:
+                            _add_datasets(cat, infos, glob, tags, work)
+                        cat.add_scan(inputs=[i.to_dict() for i in infos],
+                                     summary={**summary, "run": {"started_at": started.isoformat(timespec="seconds")}},
+                                     passed=passed)
+                        writing.result()  # records.parquet is complete (or its error raised) before COMMIT
             finally:
+                wait(running)  # never close the connection under a running writer
                 con.close()
-        summary.update(corpus.result())
-        with Catalog(catalog) as cat:
-            own = {i.fingerprint for i in infos}
-            overlap = cat.overlap_report(records_path)
-            overlap = [o for o in overlap if o["fingerprint"] not in own]
-            summary["overlap"] = _overlap_summary(overlap)
-            erased = cat.erased_matches(records_path)
-            summary["erased"] = {"reintroduced": len(erased), "examples": erased[:5]}
-            results = evaluate_gate(summary, checks)
-            summary["gate"] = gate_summary(results)
-            passed = summary["gate"]["passed"]
-            summary["catalog"] = {"recorded": bool(record and passed)}
-            with cat.transaction():
-                if record and passed:
-                    _add_datasets(cat, infos, str(records_path), tags, work)
-                cat.add_scan(inputs=[i.to_dict() for i in infos],
-                             summary={**summary, "run": {"started_at": started.isoformat(timespec="seconds")}},
-                             passed=passed)
         _write_atomic(out_dir / "summary.json", dumps_summary(summary))
         from provaudit.report.scan import render_scan_markdown
 

@@ -30,7 +30,8 @@ DEFAULT_MEMORY = "384MB"
 #: Batches up to this many records are looked up with constant IN lists (row-group pruning).
 SMALL_BATCH = 64
 
-#: A record table: a polars frame, or the path of a Parquet file (streamed, for large scans).
+#: A record table: a polars frame, or the path of a Parquet file or a glob of Parquet parts (streamed,
+#: for large scans).
 RecordsArg = pl.DataFrame | str | Path
 
 
@@ -186,7 +187,7 @@ class Catalog:
             select = f"SELECT * FROM {registered}"
         elif isinstance(records, (str, Path)):
             p = Path(records)
-            if not p.exists():
+            if not (any(p.parent.glob(p.name)) if "*" in p.name else p.exists()):
                 raise InputError("records file not found", file=str(p))
             lit = str(p).replace("'", "''")
             try:
