@@ -217,11 +217,12 @@ class MixtureEstimate:
                 "ci_high": round(self.ci_high, 4), "n": self.n}
 
 
-def mle_alpha(log_ratios: np.ndarray, weights: np.ndarray | None = None, iters: int = 60) -> np.ndarray:
+def mle_alpha(log_ratios: np.ndarray, weights: np.ndarray | None = None, iters: int = 40) -> np.ndarray:
     """Maximise sum_i w_i log((1-a) + a r_i) over a in [0, 1], r_i = exp(log_ratios_i).
 
     The log-likelihood is concave in ``a``; its derivative is monotone, so bisection finds the
-    maximiser. ``weights`` may be a (B, n) matrix of bootstrap counts: returns B estimates.
+    maximiser (40 halvings: within 1e-12, far below the 4 decimals reported). ``weights`` may be a
+    (B, n) matrix of bootstrap counts: returns B estimates.
     """
     lr = np.asarray(log_ratios, dtype=np.float64)
     w = np.ones((1, lr.size)) if weights is None else np.atleast_2d(np.asarray(weights, dtype=np.float64))
