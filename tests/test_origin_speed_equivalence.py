@@ -169,3 +169,14 @@ def test_custom_apply_rule_set_still_works():
     out = tag_origin(pl.DataFrame({"text": TEXTS[:4]}), rules=Fixed([]))
     assert out["rules_fired"].to_list() == [[], ["x"], [], ["x"]]
     assert [json.loads(e)["rules"] for e in out["evidence"]] == [[], ["x"], [], ["x"]]
+
+
+def test_repeated_texts_are_featurized_once_with_the_same_answers():
+    """A batch with repeated texts (and a null) tags every record exactly as tagging it alone does."""
+    texts = TEXTS + TEXTS[3:8] + [None, TEXTS[3]]
+    df = pl.DataFrame({"text": texts, "role": ["chosen"] * len(texts), "model": [None] * len(texts),
+                       "meta": ["{}"] * len(texts)}, schema_overrides={"text": pl.Utf8, "model": pl.Utf8})
+    out = tag_origin(df)
+    for i in range(df.height):
+        alone = tag_origin(df.slice(i, 1))
+        assert out.row(i) == alone.row(0)

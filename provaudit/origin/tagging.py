@@ -50,7 +50,7 @@ def tag_origin(records: pl.DataFrame, *, rules: RuleSet | None = None, detector:
         return records.with_columns(pl.lit(None, pl.Utf8).alias("origin"), pl.lit(None, pl.Float64).alias("p_model"),
                                     pl.lit(None, pl.List(pl.Utf8)).alias("rules_fired"),
                                     pl.lit(None, pl.Utf8).alias("evidence"))
-    x, n_words = feature_matrix(records["text"])
+    x, n_words = _features_per_distinct_text(records["text"])
     contrib = det.contributions(x)
     logit_det = contrib.sum(1) + det.platt_a * det.intercept + det.platt_b
     if isinstance(rs, RuleSet) and type(rs).apply is RuleSet.apply:
@@ -93,6 +93,19 @@ def tag_origin(records: pl.DataFrame, *, rules: RuleSet | None = None, detector:
         fired,
         pl.Series("evidence", evidence.tolist(), dtype=pl.Utf8),
     )
+
+
+def _features_per_distinct_text(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """``feature_matrix`` of ``texts``, computed once per distinct text (prompts and copied answers
+    repeat within a batch) and gathered back to every record."""
+    texts = texts.fill_null("")
+    uniq = texts.unique(maintain_order=True)
+    if len(uniq) == len(texts):
+        return feature_matrix(texts)
+    x, n_words = feature_matrix(uniq)
+    pos = (pl.DataFrame({"t": texts}).join(pl.DataFrame({"t": uniq, "i": np.arange(len(uniq))}), on="t",
+                                           how="left", maintain_order="left")["i"].to_numpy())
+    return x[pos], n_words[pos]
 
 
 def _reprs(a: np.ndarray) -> np.ndarray:
