@@ -59,7 +59,8 @@ def _print_human(result) -> None:
 @click.option("--no-record", is_flag=True, help="Do not add the scanned files to the catalog as datasets.")
 @click.option("--no-origin", is_flag=True, help="Skip origin tagging (fingerprints, duplicates and overlap only).")
 @click.option("--origin-mode", type=click.Choice(["fast", "full"]), default="fast", show_default=True,
-              help="fast: rules + stylometric detector; full: adds sentence-embedding features.")
+              help="fast: rules + stylometric detector. full: reserved for an embedding detector; today the "
+                   "same model as fast (embedding features did not transfer; docs/origin.md).")
 @click.option("--rules", "rules_dirs", multiple=True, type=click.Path(file_okay=False, exists=True),
               help="Extra rule folders (YAML), added to the bundled rules/origin.")
 @click.option("--teacher", type=click.Path(), default=None,
