@@ -107,3 +107,38 @@ def test_bad_detector_file_is_an_input_error(tmp_path):
 def test_training_needs_both_classes(tmp_path):
     with pytest.raises(InputError):
         train_detector(["word " * 60] * 30, [], tmp_path)
+
+
+def test_threshold_protects_each_human_domain_when_it_is_unseen():
+    """With domain_holdout_threshold each human domain (50+ long texts) is scored by a model trained without
+    it, and the threshold keeps that domain's FPR at most twice the nominal rate; smaller domains are skipped."""
+    from provaudit.origin.detector import UNSEEN_DOMAIN_MIN_HUMAN, _sigmoid, fit_detector
+
+    rng = np.random.default_rng(0)
+    xs, ys, gs = [], [], []
+    sizes = {"a": 120, "b": 120, "c": 120, "small": UNSEEN_DOMAIN_MIN_HUMAN - 10}
+    for k, (dom, n) in enumerate(sizes.items()):
+        for label in (0, 1):
+            x = rng.normal(size=(n, 4))
+            x[:, 0] += 1.5 * label                       # shared signal
+            x[:, 1 + k % 3] += 2.0 * (label if k % 2 else 1 - label)   # domain-specific, flips by domain
+            xs.append(np.abs(x))
+            ys += [label] * n
+            gs += [dom] * n
+    x, y = np.vstack(xs), np.array(ys)
+    nw = np.full(len(y), 100)
+    on, _ = fit_detector(x, y, groups=gs, n_words=nw, folds=3)
+    off, _ = fit_detector(x, y, groups=gs, n_words=nw, folds=3, domain_holdout_threshold=False)
+    unseen = on.meta["unseen_domain_thresholds"]
+    assert set(unseen) == {"a", "b", "c"}
+    assert off.meta["unseen_domain_thresholds"] == {}
+    assert on.threshold_model == pytest.approx(max(off.threshold_model, *unseen.values()))
+    assert on.threshold_model >= off.threshold_model
+    # a model trained without domain b flags at most 10% of its human texts at the threshold
+    g = np.array(gs)
+    rest = g != "b"
+    det_b, _ = fit_detector(x[rest], y[rest], groups=list(g[rest]), n_words=nw[rest], folds=3,
+                            domain_holdout_threshold=False)
+    hb = (g == "b") & (y == 0)
+    pu = _sigmoid(on.platt_a * det_b.decision(x[hb]) + on.platt_b)
+    assert float((pu >= on.threshold_model).mean()) <= 0.10 + 1e-9
