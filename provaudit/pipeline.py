@@ -292,28 +292,37 @@ def _write_final_records(con: duckdb.DuckDBPyConnection, parts_glob: str, record
 
 
 def _write_records(con: duckdb.DuckDBPyConnection, part_files: list[Path], dest: Path) -> bool:
-    """Stream the parts into ``dest`` in input order, adding the duplicate columns; memory is one part.
+    """Stream the parts into ``dest`` in input order, adding the duplicate columns; memory is two parts.
 
     (One DuckDB join + ORDER BY over the full rows needs the whole text column sorted and ran
-    out of its memory cap at 1M rows; the parts are already in order.)
+    out of its memory cap at 1M rows; the parts are already in order.) The next part is read and
+    joined in a thread while the current one is compressed and written (both release the GIL).
     """
     import pyarrow.parquet as pq
 
+    def prepare(f: Path):
+        frame = pl.read_parquet(f)
+        if frame.height == 0:
+            return None
+        lo, hi = int(frame["_idx"].min()), int(frame["_idx"].max())
+        dup = con.sql(f"SELECT _idx, exact_dup_of, near_dup_of FROM dup WHERE _idx BETWEEN {lo} AND {hi}").pl()
+        dup = dup.cast({"_idx": pl.Int64, "exact_dup_of": pl.String, "near_dup_of": pl.String})
+        return frame.join(dup, on="_idx", how="left", maintain_order="left").drop("_idx").to_arrow()
+
     writer = None
     try:
-        for f in part_files:
-            frame = pl.read_parquet(f)
-            if frame.height == 0:
-                continue
-            lo, hi = int(frame["_idx"].min()), int(frame["_idx"].max())
-            dup = con.sql(f"SELECT _idx, exact_dup_of, near_dup_of FROM dup WHERE _idx BETWEEN {lo} AND {hi}").pl()
-            dup = dup.cast({"_idx": pl.Int64, "exact_dup_of": pl.String, "near_dup_of": pl.String})
-            table = frame.join(dup, on="_idx", how="left", maintain_order="left").drop("_idx").to_arrow()
-            if writer is None:
-                writer = pq.ParquetWriter(dest, table.schema, compression="zstd")
-            elif table.schema != writer.schema:
-                table = table.cast(writer.schema)
-            writer.write_table(table)
+        with ThreadPoolExecutor(1, thread_name_prefix="provaudit-parts") as ex:
+            ahead = ex.submit(prepare, part_files[0]) if part_files else None
+            for k in range(len(part_files)):
+                table = ahead.result()
+                ahead = ex.submit(prepare, part_files[k + 1]) if k + 1 < len(part_files) else None
+                if table is None:
+                    continue
+                if writer is None:
+                    writer = pq.ParquetWriter(dest, table.schema, compression="zstd", compression_level=1)
+                elif table.schema != writer.schema:
+                    table = table.cast(writer.schema)
+                writer.write_table(table)
     finally:
         if writer is not None:
             writer.close()
