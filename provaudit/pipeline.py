@@ -200,7 +200,8 @@ def _stream_inputs(readers: list[RecordReader], options: StageOptions, parts_dir
                 out = out.with_columns(pl.int_range(offset, offset + out.height, dtype=pl.Int64).alias("_idx"))
                 offset += out.height
                 digest.update(out)
-                out.write_parquet(parts_dir / f"part-{n_in:04d}-{part:06d}.parquet")
+                # lz4: parts are scratch, read back two or three times; cheap to write and read
+                out.write_parquet(parts_dir / f"part-{n_in:04d}-{part:06d}.parquet", compression="lz4")
                 bar.update(task, completed=reader.n_rows)
             infos.append(InputInfo(
                 path=str(reader.path), dataset=str(reader.name), format=str(reader.fmt),
