@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import polars as pl
@@ -73,3 +74,14 @@ def test_cli_workers_option(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     summary = json.loads(res.output)
     assert summary["input"]["rows"] == pl.read_ndjson(TRL).height
+
+
+def test_worker_environment_sets_allocator_defaults_only_while_open(monkeypatch):
+    from provaudit.engine.local import WORKER_ENV, worker_environment
+
+    monkeypatch.setenv("MALLOC_TOP_PAD_", "123")  # a user's own value is kept
+    monkeypatch.delenv("_RJEM_MALLOC_CONF", raising=False)
+    with worker_environment():
+        assert os.environ["MALLOC_TOP_PAD_"] == "123"
+        assert os.environ["_RJEM_MALLOC_CONF"] == WORKER_ENV["_RJEM_MALLOC_CONF"]
+    assert "_RJEM_MALLOC_CONF" not in os.environ and os.environ["MALLOC_TOP_PAD_"] == "123"
