@@ -269,6 +269,10 @@ def _duplicate_tables(con: duckdb.DuckDBPyConnection, parts_glob: str,
                     THEN r.near_dup_of END AS near_dup_of
         FROM exact e LEFT JOIN near_rid r USING (_idx)
         WHERE e.first_rid <> e.record_id OR r.near_dup_of IS NOT NULL""")
+    # the intermediate tables (the band-key table alone is 16 rows per distinct text) are not needed
+    # again: dropping them frees DuckDB's memory before the catalog work that runs next to the writer
+    for table in ("near_rid", "near", "key_first", "bands", "exact"):
+        con.execute(f"DROP TABLE {table}")
     step("duplicate table")
 
 
