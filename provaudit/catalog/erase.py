@@ -258,8 +258,7 @@ def erase(*, field: str, out: str | Path, dry_run: bool = False,
     """
     key, value = parse_field(field)
     out = Path(out)
-    cat, owned = open_catalog(catalog, read_only=dry_run)
-    try:
+    with open_catalog(catalog, read_only=dry_run) as cat:
         matches = cat.field_matches(key, value)
         affected: list[dict[str, Any]] = []
         rows_by_ds: dict[int, list[int]] = {}
@@ -326,9 +325,6 @@ def erase(*, field: str, out: str | Path, dry_run: bool = False,
             for tmp in temps.values():
                 _remove(tmp)
         return result
-    finally:
-        if owned:
-            cat.close()
 
 
 __all__ = ["erase"]

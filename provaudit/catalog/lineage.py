@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -96,8 +97,7 @@ def add_checkpoint(name: str, trained_on: Sequence[str], parent: str | None = No
         raise UsageError("a checkpoint needs a non-empty name")
     if not trained_on and parent is None:
         raise UsageError("give --trained-on DATASET (and/or --parent CKPT)")
-    cat, owned = open_catalog(catalog)
-    try:
+    with open_catalog(catalog) as cat:
         datasets = [_resolve_or_register(cat, ref) for ref in trained_on]
         parent_id = None
         if parent is not None:
@@ -109,19 +109,12 @@ def add_checkpoint(name: str, trained_on: Sequence[str], parent: str | None = No
         return {"checkpoint": name, "checkpoint_id": cid, "parent": parent,
                 "trained_on": [{"dataset": d["name"], "fingerprint": d["fingerprint"], "dataset_id": d["dataset_id"]}
                                for d in datasets]}
-    finally:
-        if owned:
-            cat.close()
 
 
 def list_checkpoints(catalog: Catalog | str | Path | None = None) -> list[dict[str, Any]]:
     """Every registered checkpoint with its parent and training datasets."""
-    cat, owned = open_catalog(catalog, read_only=True)
-    try:
+    with open_catalog(catalog, read_only=True) as cat:
         rows = cat.checkpoints().to_dicts()
-    finally:
-        if owned:
-            cat.close()
     return [{"checkpoint": r["name"], "checkpoint_id": r["checkpoint_id"], "parent": r["parent"],
              "added_at": r["added_at"].isoformat(timespec="seconds") if r["added_at"] else None,
              "trained_on": _tags(r["trained_on"]), "trained_on_fingerprints": _tags(r["trained_on_fingerprints"])}
@@ -130,12 +123,8 @@ def list_checkpoints(catalog: Catalog | str | Path | None = None) -> list[dict[s
 
 def list_datasets(catalog: Catalog | str | Path | None = None) -> list[dict[str, Any]]:
     """Every catalog dataset: id, name, fingerprint, path, format, schema, tags, record count."""
-    cat, owned = open_catalog(catalog, read_only=True)
-    try:
+    with open_catalog(catalog, read_only=True) as cat:
         rows = cat.datasets().to_dicts()
-    finally:
-        if owned:
-            cat.close()
     return [{"dataset_id": r["dataset_id"], "dataset": r["name"], "fingerprint": r["fingerprint"],
              "path": r["path"], "format": r["fmt"], "schema": r["schema"], "tags": _tags(r["tags"]),
              "records": r["n_records"],
@@ -235,8 +224,7 @@ def lineage_find(*, text: str | None = None, file: str | Path | None = None, fie
         key, value = parse_field(field)
     if text is not None and not normalize_text(text):
         raise UsageError("--text is empty")
-    cat, owned = open_catalog(catalog, read_only=True)
-    try:
+    with open_catalog(catalog, read_only=True) as cat:
         query: dict[str, Any]
         if text is not None:
             rows = cat.match_records(_query_frame([text])).to_dicts()
@@ -262,9 +250,6 @@ def lineage_find(*, text: str | None = None, file: str | Path | None = None, fie
             rows = cat.field_matches(key, value).to_dicts()
             query = {"field": key, "value": value}
         records, datasets, checkpoints = _summarize(cat, rows)
-    finally:
-        if owned:
-            cat.close()
     n = len(records)
     return {"query": query, "n_records": n, "records": records[:MAX_LISTED], "truncated": n > MAX_LISTED,
             "datasets": datasets, "checkpoints": checkpoints}
@@ -359,17 +344,10 @@ def overlap(a: str | Path, b: str | Path, *, ngram: int = 13,
     """Exact, near-duplicate and n-gram overlap between A (e.g. train) and B (e.g. eval), records listed."""
     if ngram < 1:
         raise UsageError("--ngram must be at least 1")
-    cat = None
-    owned = False
     need_cat = not (Path(a).is_file() and Path(b).is_file())
-    if need_cat or catalog is not None:
-        cat, owned = open_catalog(catalog, read_only=True)
-    try:
+    with open_catalog(catalog, read_only=True) if need_cat or catalog is not None else nullcontext() as cat:
         da, ia = _side(a, cat)
         db, ib = _side(b, cat)
-    finally:
-        if owned and cat is not None:
-            cat.close()
     a_ids = da["record_id"].to_list()
     b_ids = db["record_id"].to_list()
     a_rows = da["source_row"].to_list()

@@ -519,17 +519,22 @@ class Catalog:
             "SELECT scan_id, started_at, inputs, summary, passed FROM scans ORDER BY scan_id")
 
 
-def open_catalog(catalog: Catalog | str | Path | None, *, read_only: bool = False) -> tuple[Catalog, bool]:
-    """Return ``(catalog, owned)``: reuse an open Catalog or open one from a path (owned=True).
+@contextmanager
+def open_catalog(catalog: Catalog | str | Path | None, *, read_only: bool = False) -> Iterator[Catalog]:
+    """``with open_catalog(x) as cat``: reuse an open Catalog as is, or open one from a path (or the
+    default) and close it on exit.
 
     A read-only open falls back to read-write when this process already holds the file open for
     writing (DuckDB refuses two configurations of one file in one process).
     """
     if isinstance(catalog, Catalog):
-        return catalog, False
+        yield catalog
+        return
     try:
-        return Catalog(catalog, read_only=read_only), True
+        cat = Catalog(catalog, read_only=read_only)
     except InputError as exc:
-        if read_only and "configuration" in str(exc):
-            return Catalog(catalog, read_only=False), True
-        raise
+        if not (read_only and "configuration" in str(exc)):
+            raise
+        cat = Catalog(catalog, read_only=False)
+    with cat:
+        yield cat

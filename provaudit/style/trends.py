@@ -105,12 +105,8 @@ def scan_history(catalog: Any = None) -> pl.DataFrame:
 
     if catalog is not None and not hasattr(catalog, "scans") and not Path(catalog).exists():
         raise InputError("catalog not found", file=str(catalog))
-    cat, owned = open_catalog(catalog, read_only=True)
-    try:
+    with open_catalog(catalog, read_only=True) as cat:
         scans = cat.scans()
-    finally:
-        if owned:
-            cat.close()
     rows = []
     for s in scans.iter_rows(named=True):
         summary = s["summary"]
