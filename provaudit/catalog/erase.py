@@ -14,7 +14,7 @@ import gzip
 import json
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,29 +74,35 @@ def _close_out(fh) -> None:
         inner.close()
 
 
-def _redact_jsonl(src: Path, tmp: Path, drop: set[int]) -> int:
-    """Copy every line except those of dropped rows; rows count non-blank lines as the reader does."""
+def _copy_except(units: Iterable[tuple[list[bytes], bool]], drop: set[int], fout) -> int:
+    """Write each unit's raw lines except those of dropped rows; a unit is (lines, is_row) and only
+    units that are rows count as row indices (blank lines and headers do not). Returns rows removed."""
     removed = 0
     index = 0
+    for raw, is_row in units:
+        if is_row and index in drop:
+            removed += 1
+        else:
+            fout.writelines(raw)
+        index += is_row
+    return removed
+
+
+def _is_blank(raw: bytes) -> bool:
+    try:
+        return not raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return False
+
+
+def _redact_jsonl(src: Path, tmp: Path, drop: set[int]) -> int:
+    """Copy every line except those of dropped rows; rows count non-blank lines as the reader does."""
     with _open_in(src) as fin:
         fout = _open_out(tmp, _is_gz(src))
         try:
-            for raw in fin:
-                try:
-                    blank = not raw.decode("utf-8").strip()
-                except UnicodeDecodeError:
-                    blank = False
-                if blank:
-                    fout.write(raw)
-                    continue
-                if index in drop:
-                    removed += 1
-                else:
-                    fout.write(raw)
-                index += 1
+            return _copy_except((([raw], not _is_blank(raw)) for raw in fin), drop, fout)
         finally:
             _close_out(fout)
-    return removed
 
 
 class _CapturingLines:
@@ -119,8 +125,6 @@ class _CapturingLines:
 def _redact_csv(src: Path, tmp: Path, drop: set[int], delimiter: str) -> int:
     """Copy the header and every row's physical lines except dropped rows (multi-line cells included)."""
     csv.field_size_limit(16 * 1024 * 1024)
-    removed = 0
-    index = 0
     with _open_in(src) as fin:
         lines = _CapturingLines(fin)
         reader = csv.reader(lines, delimiter=delimiter)
@@ -128,20 +132,11 @@ def _redact_csv(src: Path, tmp: Path, drop: set[int], delimiter: str) -> int:
         try:
             next(reader)
             fout.writelines(lines.take())
-            for cells in reader:
-                raw = lines.take()
-                if not cells:
-                    fout.writelines(raw)
-                    continue
-                if index in drop:
-                    removed += 1
-                else:
-                    fout.writelines(raw)
-                index += 1
+            removed = _copy_except(((lines.take(), bool(cells)) for cells in reader), drop, fout)
             fout.writelines(lines.take())
+            return removed
         finally:
             _close_out(fout)
-    return removed
 
 
 def _redact_json(src: Path, tmp: Path, drop: set[int]) -> int:
