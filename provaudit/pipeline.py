@@ -276,23 +276,16 @@ def _duplicate_tables(con: duckdb.DuckDBPyConnection, parts_glob: str,
     step("duplicate table")
 
 
-def _write_final_records_cursor(con: duckdb.DuckDBPyConnection, parts_glob: str, records_path: Path) -> None:
-    """``_write_final_records`` on a cursor of ``con`` of its own (for a thread)."""
-    cur = con.cursor()
-    try:
-        _write_final_records(cur, parts_glob, records_path)
-    finally:
-        cur.close()
-
-
 def _write_final_records(con: duckdb.DuckDBPyConnection, parts_glob: str, records_path: Path) -> None:
-    """records.parquet: the parts in input order with the duplicate columns (atomically replaced)."""
+    """records.parquet: the parts in input order with the duplicate columns (atomically replaced).
+    Uses a cursor of its own, so it can run in a thread next to other work on ``con``."""
     tmp = records_path.with_suffix(".parquet.tmp")
     part_files = sorted(Path(parts_glob).parent.glob(Path(parts_glob).name))  # names sort in _idx order
-    if not _write_records(con, part_files, tmp):  # no records at all: let DuckDB write the empty table
-        con.execute(f"""
-            COPY (SELECT p.* EXCLUDE (_idx), NULL::VARCHAR AS exact_dup_of, NULL::VARCHAR AS near_dup_of
-                  FROM parts p) TO '{tmp}' (FORMAT PARQUET, COMPRESSION ZSTD)""")
+    with con.cursor() as cur:
+        if not _write_records(cur, part_files, tmp):  # no records at all: let DuckDB write the empty table
+            cur.execute(f"""
+                COPY (SELECT p.* EXCLUDE (_idx), NULL::VARCHAR AS exact_dup_of, NULL::VARCHAR AS near_dup_of
+                      FROM parts p) TO '{tmp}' (FORMAT PARQUET, COMPRESSION ZSTD)""")
     os.replace(tmp, records_path)
 
 
@@ -499,7 +492,7 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
                     task = bar.add_task("finalize: duplicate groups", total=FINALIZE_STEPS)
                     _duplicate_tables(con, glob, step=lambda d: bar.update(task, advance=1,
                                                                            description=f"finalize: {d}"))
-                writing = pool.submit(_write_final_records_cursor, con, glob, records_path)
+                writing = pool.submit(_write_final_records, con, glob, records_path)
                 running.append(writing)
                 summary: dict[str, Any] = {
                     "version": SUMMARY_VERSION,

@@ -140,14 +140,16 @@ def shingle_hashes(norm: pl.Series) -> tuple[np.ndarray, np.ndarray]:
 _CHUNK = 4_096  # texts signed at a time: bounds the memory of the shingle arrays per batch
 
 
-def minhash_signatures(texts: Sequence[str], *, normalized: bool = False) -> np.ndarray:
+def minhash_signatures(texts: Sequence[str] | pl.Series, *, normalized: bool = False) -> np.ndarray:
     """(n, 128) uint32 MinHash signatures over word 3-gram shingles (rensa RMinHash, fixed seed)."""
     import rensa
 
+    if not isinstance(texts, pl.Series):
+        texts = pl.Series("t", texts, dtype=pl.Utf8)
     n = len(texts)
     out = np.zeros((n, NUM_PERM), dtype=np.uint32)
     for start in range(0, n, _CHUNK):
-        chunk = pl.Series("t", texts[start:start + _CHUNK], dtype=pl.Utf8)
+        chunk = texts.slice(start, _CHUNK)
         norm = chunk if normalized else _normalized_column(chunk)
         hashes, offsets = shingle_hashes(norm)
         rows = rensa.RMinHash.digest_matrix_from_flat_token_hashes(hashes, offsets, NUM_PERM, SEED).to_rows()
@@ -183,7 +185,7 @@ def add_fingerprints(df: pl.DataFrame) -> pl.DataFrame:
     uniq = norm.unique(maintain_order=True)
     uniq_list = uniq.to_list()
     hashes = [xxhash.xxh3_128_hexdigest(t.encode("utf-8")) for t in uniq_list]
-    keys = band_keys_from_signatures(minhash_signatures(uniq_list, normalized=True))
+    keys = band_keys_from_signatures(minhash_signatures(uniq, normalized=True))
     if len(uniq_list) != df.height:
         pos = pl.DataFrame({"t": norm}).join(pl.DataFrame({"t": uniq, "i": np.arange(len(uniq_list))}),
                                              on="t", how="left", maintain_order="left")["i"].to_numpy()
