@@ -25,9 +25,10 @@ import polars as pl
 
 from provaudit.duck import connect
 from provaudit.errors import UsageError
-from provaudit.fingerprint import DatasetDigest, add_fingerprints
+from provaudit.fingerprint import DatasetDigest
 from provaudit.gate import CheckResult, evaluate_gate, gate_summary, load_gate
 from provaudit.io import RecordReader
+from provaudit.stage import StageOptions, _rules, process_batch
 
 SUMMARY_VERSION = 1
 #: DuckDB cap of the summary thread, which runs next to the finalize step (its sample query needs little)
@@ -35,37 +36,6 @@ SUMMARY_MEMORY_LIMIT = "128MB"
 ORIGIN_SAMPLE = 20_000  # records used for the corpus-level (distributional) estimates
 # DuckDB memory cap for the cross-batch finalize step; beyond it DuckDB spills to the work dir
 DUCKDB_MEMORY_LIMIT = os.environ.get("PROVAUDIT_DUCKDB_MEMORY", "384MB")
-
-
-@dataclass
-class StageOptions:
-    """What the per-batch stage computes; plain data so it pickles to workers and Ray tasks."""
-
-    origin: bool = True
-    origin_mode: str = "fast"
-    rules_dirs: tuple[str, ...] = ()
-
-
-def process_batch(batch: pl.DataFrame, options: StageOptions | None = None) -> pl.DataFrame:
-    """Fingerprint and origin-tag one record batch. Pure: the output depends on the batch only."""
-    options = options or StageOptions()
-    out = add_fingerprints(batch)
-    if options.origin:
-        from provaudit.origin import tag_origin
-
-        out = tag_origin(out, rules=_rules(options.rules_dirs), mode=options.origin_mode)
-    return out
-
-
-_RULES_CACHE: dict[tuple[str, ...], Any] = {}
-
-
-def _rules(dirs: tuple[str, ...]) -> Any:
-    if dirs not in _RULES_CACHE:
-        from provaudit.origin import load_rules
-
-        _RULES_CACHE[dirs] = load_rules([Path(d) for d in dirs] or None)
-    return _RULES_CACHE[dirs]
 
 
 @dataclass

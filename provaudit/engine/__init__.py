@@ -1,6 +1,6 @@
 """Execution engines for the per-batch scan stages.
 
-Both run :func:`provaudit.pipeline.process_batch` over record batches and yield the processed
+Both run :func:`provaudit.stage.process_batch` over record batches and yield the processed
 batches in input order, so the finalize step (duplicate groups, summary, catalog write) is the
 same whichever engine ran the batches:
 

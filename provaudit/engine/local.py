@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 if TYPE_CHECKING:
-    from provaudit.pipeline import StageOptions
+    from provaudit.stage import StageOptions
 
 
 #: Allocator settings for the worker processes (a user's own values win). The per-batch stages
@@ -43,7 +43,7 @@ def worker_environment() -> Iterator[None]:
 
 
 def _work(batch: pl.DataFrame, options: StageOptions) -> pl.DataFrame:
-    from provaudit.pipeline import process_batch
+    from provaudit.stage import process_batch
 
     return process_batch(batch, options)
 

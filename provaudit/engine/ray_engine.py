@@ -21,7 +21,7 @@ import polars as pl
 import pyarrow as pa
 
 if TYPE_CHECKING:
-    from provaudit.pipeline import StageOptions
+    from provaudit.stage import StageOptions
 
 SEQ = "__provaudit_seq"
 ROW = "__provaudit_row"
@@ -29,7 +29,7 @@ ROW = "__provaudit_row"
 
 def _stage(table: pa.Table, options: StageOptions) -> pa.Table:
     """The Ray Data UDF: record batches in (tagged with their sequence number), processed forms out."""
-    from provaudit.pipeline import process_batch
+    from provaudit.stage import process_batch
 
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
@@ -107,7 +107,7 @@ def run_ray(batches: Iterable[pl.DataFrame], options: StageOptions, *, window: i
 
 
 def process_batch_local(batch: pl.DataFrame, options: StageOptions) -> pl.DataFrame:
-    from provaudit.pipeline import process_batch
+    from provaudit.stage import process_batch
 
     return process_batch(batch, options)
 
