@@ -1,7 +1,8 @@
 """Exceptions with the one-line messages users see.
 
 ``InputError`` is bad input (exit code 2): it names the file, the line or record and the
-field. ``UsageError`` is a bad option combination (also exit 2).
+field. ``UsageError`` is a bad option combination (also exit 2). ``CatalogBusy`` is a catalog whose
+write lock another process held past the wait (exit 3).
 """
 from __future__ import annotations
 
@@ -30,3 +31,9 @@ class InputError(ProvauditError):
 
 class UsageError(ProvauditError):
     """Options or arguments that do not fit together."""
+
+
+class CatalogBusy(ProvauditError):
+    """Another provaudit process held the catalog's write lock past the wait (exit 3)."""
+
+    exit_code = 3

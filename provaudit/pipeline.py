@@ -14,7 +14,8 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as wait_all
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from provaudit import interrupt
 from provaudit.duck import connect
 from provaudit.errors import UsageError
 from provaudit.fingerprint import DatasetDigest
@@ -49,6 +51,7 @@ class InputInfo:
     fingerprint: str
     bad_rows: list[dict[str, Any]]
     columns: list[str]
+    mapping: dict[str, str] | None = None  # --map given at registration (erase re-reads the file with it)
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "dataset": self.dataset, "format": self.format, "schema": self.schema,
@@ -177,7 +180,8 @@ def _stream_inputs(readers: list[RecordReader], options: StageOptions, parts_dir
                 path=str(reader.path), dataset=str(reader.name), format=str(reader.fmt),
                 schema=reader.schema.name if reader.schema else "", rows=reader.n_rows,
                 records=reader.n_records, fingerprint=digest.fingerprint(),
-                bad_rows=[b.to_dict() for b in reader.bad_rows], columns=reader.columns_seen))
+                bad_rows=[b.to_dict() for b in reader.bad_rows], columns=reader.columns_seen,
+                mapping=dict(reader.mapping) if reader.mapping else None))
     return infos
 
 
@@ -414,7 +418,7 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
          tags: Sequence[str] = ("scan",), record: bool = True, origin: bool = True,
          origin_mode: str = "fast", rules_dirs: Sequence[str | Path] = (), teacher: str | Path | None = None,
          human: str | Path | None = None, batch_size: int = 10_000, workers: int = 0, engine: str = "local",
-         progress: bool = False, seed: int = 0) -> ScanResult:
+         progress: bool = False, seed: int = 0, wait: float | None = None) -> ScanResult:
     """Scan label or fine-tune files: fingerprint, duplicates, overlap with the catalog, origin, gate.
 
     Writes ``records.parquet``, ``summary.json`` and ``summary.md`` to ``out`` (a temporary
@@ -422,8 +426,13 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
     YAML file such as ``rules/gate.yaml``; no checks when None), records the scan in the catalog
     and, when the gate passes and ``record`` is true, adds each input as a catalog dataset tagged
     ``tags``. ``workers=0`` picks one worker process per core for inputs of 50,000 rows or more.
+
+    The catalog is opened and validated first (a bad catalog fails before any work), read only
+    read-only during the work, and written once at the end under its write lock (queueing up to
+    ``wait`` seconds behind other writers; see :mod:`provaudit.catalog.lock`). The outputs are
+    written under the work folder and renamed into ``out`` only after that commit.
     """
-    from provaudit.catalog.store import Catalog
+    from provaudit.catalog.store import check_catalog
 
     if isinstance(paths, (str, Path)):
         paths = [paths]
@@ -431,6 +440,7 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
         raise UsageError(f"unknown engine {engine!r}; use local or ray")
     checks = load_gate(gate) if gate is not None else []
     readers = _open_readers(paths, names, mapping, skip_bad, batch_size, fmt)
+    catalog_path = check_catalog(catalog, wait=wait)
     options = StageOptions(origin=origin, origin_mode=origin_mode, rules_dirs=tuple(str(d) for d in rules_dirs))
     tmp_holder = None
     if out is None:
@@ -445,61 +455,92 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
         parts = work / "parts"
         parts.mkdir()
         workers = _auto_workers(readers) if workers <= 0 else workers
+        interrupt.phase("reading and fingerprinting the input")
         infos = _stream_inputs(readers, options, parts, workers=workers, engine=engine, progress=progress)
-        records_path = out_dir / "records.parquet"
+        staged = work / "outputs"  # the outputs are complete here before the commit renames them into out
+        staged.mkdir()
         glob = str(parts / "*.parquet")
         # Three things overlap here: a thread computes the origin and teacher summaries from the parts
         # (they need no duplicate groups) while DuckDB finds the duplicate groups; then another writes
-        # records.parquet while the duplicate summary, the catalog checks and the catalog additions
-        # (all from the parts) proceed. The catalog commits only once records.parquet is written.
+        # records.parquet while the duplicate summary and the (read-only) catalog checks proceed. The
+        # catalog commits only once records.parquet is written.
         with ThreadPoolExecutor(2, thread_name_prefix="provaudit-finalize") as pool:
             corpus = pool.submit(_corpus_summaries, glob, work, origin, teacher, human, seed, options)
             running = [corpus]
             con = connect(temp_directory=str(work / "duck"), threads=max(1, os.cpu_count() or 1),
                           memory_limit=DUCKDB_MEMORY_LIMIT)  # spill: RSS flat in input size
             try:
+                interrupt.phase("finding duplicate groups")
                 with _progress(progress, unit="steps") as bar:  # the cross-batch step is long on big inputs
                     task = bar.add_task("finalize: duplicate groups", total=FINALIZE_STEPS)
                     _duplicate_tables(con, glob, step=lambda d: bar.update(task, advance=1,
                                                                            description=f"finalize: {d}"))
-                writing = pool.submit(_write_final_records, con, glob, records_path)
+                writing = pool.submit(_write_final_records, con, glob, staged / "records.parquet")
                 running.append(writing)
                 summary: dict[str, Any] = {
                     "version": SUMMARY_VERSION,
                     "input": _input_summary(infos),
                     "duplicates": _duplicate_summary(con),
                 }
+                interrupt.phase("summarizing origin and checking the catalog")
                 summary.update(corpus.result())
-                with Catalog(catalog) as cat:
-                    own = {i.fingerprint for i in infos}
-                    overlap = cat.overlap_report(glob)
-                    overlap = [o for o in overlap if o["fingerprint"] not in own]
-                    summary["overlap"] = _overlap_summary(overlap)
-                    erased = cat.erased_matches(glob)
-                    summary["erased"] = {"reintroduced": len(erased), "examples": erased[:5]}
-                    results = evaluate_gate(summary, checks)
-                    summary["gate"] = gate_summary(results)
-                    passed = summary["gate"]["passed"]
-                    summary["catalog"] = {"recorded": bool(record and passed)}
-                    with cat.transaction():
-                        if record and passed:
-                            _add_datasets(cat, infos, glob, tags, work)
-                        cat.add_scan(inputs=[i.to_dict() for i in infos],
-                                     summary={**summary, "run": {"started_at": started.isoformat(timespec="seconds")}},
-                                     passed=passed)
-                        writing.result()  # records.parquet is complete (or its error raised) before COMMIT
+                overlap, erased = _catalog_checks(catalog_path, glob, {i.fingerprint for i in infos}, wait)
+                summary["overlap"] = _overlap_summary(overlap)
+                summary["erased"] = {"reintroduced": len(erased), "examples": erased[:5]}
+                results = evaluate_gate(summary, checks)
+                summary["gate"] = gate_summary(results)
+                passed = summary["gate"]["passed"]
+                summary["catalog"] = {"recorded": bool(record and passed)}
+                datasets = _dataset_parts(infos, glob, work) if record and passed else []
+                interrupt.phase("writing records.parquet")
+                writing.result()
             finally:
-                wait(running)  # never close the connection under a running writer
+                wait_all(running)  # never close the connection under a running writer
                 con.close()
-        _write_atomic(out_dir / "summary.json", dumps_summary(summary))
+        _write_atomic(staged / "summary.json", dumps_summary(summary))
         from provaudit.report.scan import render_scan_markdown
 
-        _write_atomic(out_dir / "summary.md", render_scan_markdown(summary))
+        _write_atomic(staged / "summary.md", render_scan_markdown(summary))
+        scan_row = {"inputs": [i.to_dict() for i in infos],
+                    "summary": {**summary, "run": {"started_at": started.isoformat(timespec="seconds")}},
+                    "passed": passed}
+        _commit(catalog_path, datasets, tags, scan_row, staged, out_dir, wait)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return ScanResult(summary=summary, gate=results, records_path=records_path, out_dir=out_dir, _tmp=tmp_holder)
+    return ScanResult(summary=summary, gate=results, records_path=out_dir / "records.parquet", out_dir=out_dir,
+                      _tmp=tmp_holder)
 
 
+OUTPUTS = ("records.parquet", "summary.json", "summary.md")
+
+
+def _catalog_checks(catalog: Path, glob: str, own: set[str], wait: float | None) -> tuple[list[dict], list[dict]]:
+    """Overlap with the catalog's datasets and erased records, on a read-only open (other scans and
+    readers proceed meanwhile); a catalog that does not exist yet has neither."""
+    from provaudit.catalog.store import open_catalog
+
+    if not catalog.exists():
+        return [], []
+    with open_catalog(catalog, read_only=True, wait=wait) as cat:
+        overlap = [o for o in cat.overlap_report(glob) if o["fingerprint"] not in own]
+        return overlap, cat.erased_matches(glob)
+
+
+def _commit(catalog: Path, datasets: list[tuple[InputInfo, Path]], tags: Sequence[str], scan_row: dict[str, Any],
+            staged: Path, out_dir: Path, wait: float | None) -> None:
+    """The scan's only catalog write: queue for the write lock, then, with SIGINT / SIGTERM held back
+    (:func:`provaudit.interrupt.critical`), add the datasets and the scan in one transaction and move
+    the finished outputs into ``out_dir``. A crash before COMMIT leaves the catalog as it was."""
+    from provaudit.catalog.lock import write_lock
+    from provaudit.catalog.store import Catalog
+
+    interrupt.phase("waiting for the catalog write lock")
+    with write_lock(catalog, wait), interrupt.critical("committing to the catalog"):
+        with Catalog(catalog, wait=wait) as cat, cat.transaction():
+            _store_datasets(cat, datasets, tags)
+            cat.add_scan(**scan_row)
+        for name in OUTPUTS:
+            os.replace(staged / name, out_dir / name)
 def _input_summary(infos: list[InputInfo]) -> dict[str, Any]:
     return {
         "files": [i.to_dict() for i in infos],
@@ -520,48 +561,61 @@ def _overlap_summary(report: list[dict[str, Any]]) -> dict[str, Any]:
     return {"datasets": [{k: v for k, v in o.items()} for o in report], "by_tag": by_tag}
 
 
-def _add_datasets(cat, infos: list[InputInfo], source: str, tags: Sequence[str], work: Path) -> list[int]:
-    """Add each input as a catalog dataset from its records in ``source`` (a Parquet path or glob with
-    ``_idx`` or in input order); returns the dataset ids."""
-    ids = []
+def _dataset_parts(infos: list[InputInfo], source: str, work: Path) -> list[tuple[InputInfo, Path]]:
+    """One Parquet file per input of its catalog columns, from ``source`` (a Parquet path or glob with
+    ``_idx`` or in input order), prepared before the commit so the write lock is held briefly."""
+    out = []
     con = connect(temp_directory=str(work / "duck-catalog"), memory_limit=DUCKDB_MEMORY_LIMIT)
     try:
         columns = [row[0] for row in con.sql(f"DESCRIBE SELECT * FROM read_parquet('{source}')").fetchall()]
         order = "ORDER BY _idx" if "_idx" in columns else ""
         for info in infos:
-            part = work / f"catalog-{len(ids)}.parquet"
+            part = work / f"catalog-{len(out)}.parquet"
             con.sql(f"""COPY (SELECT record_id, source_row, role, pair_id, text_hash, band_keys, meta
                            FROM read_parquet('{source}') WHERE dataset = '{info.dataset.replace("'", "''")}' {order})
                            TO '{part}' (FORMAT PARQUET)""")
-            ids.append(cat.add_dataset(name=info.dataset, fingerprint=info.fingerprint,
-                                       path=str(Path(info.path).resolve()), fmt=info.format, schema=info.schema,
-                                       tags=list(tags), n_records=info.records, records=part,
-                                       meta={"columns": info.columns, "rows": info.rows}))
+            out.append((info, part))
     finally:
         con.close()
-    return ids
+    return out
+
+
+def _store_datasets(cat, datasets: list[tuple[InputInfo, Path]], tags: Sequence[str]) -> list[int]:
+    """Add each prepared input to the (open, write-locked) catalog; returns the dataset ids."""
+    return [cat.add_dataset(name=info.dataset, fingerprint=info.fingerprint, path=str(Path(info.path).resolve()),
+                            fmt=info.format, schema=info.schema, tags=list(tags),
+                            n_records=info.records, records=part,
+                            meta={"columns": info.columns, "rows": info.rows, "mapping": info.mapping})
+            for info, part in datasets]
 
 
 def register(path: str | Path, *, tags: Sequence[str] = (), name: str | None = None,
              catalog: str | Path | None = None, mapping: Mapping[str, str] | None = None,
              fmt: str | None = None, skip_bad: bool = False, batch_size: int = 10_000,
-             progress: bool = False) -> dict[str, Any]:
-    """Add a dataset to the catalog (e.g. an eval set with ``tags=["eval"]``): fingerprints only, no tagging."""
-    from provaudit.catalog.store import Catalog
+             progress: bool = False, wait: float | None = None) -> dict[str, Any]:
+    """Add a dataset to the catalog (e.g. an eval set with ``tags=["eval"]``): fingerprints only, no tagging.
+
+    Like ``scan``: the catalog is validated first and written once, under its write lock (``wait``)."""
+    from provaudit.catalog.lock import write_lock
+    from provaudit.catalog.store import Catalog, check_catalog
 
     readers = _open_readers([path], [name] if name else None, mapping, skip_bad, batch_size, fmt)
+    catalog_path = check_catalog(catalog, wait=wait)
     work = Path(tempfile.mkdtemp(prefix="provaudit-register-"))
     try:
         parts = work / "parts"
         parts.mkdir()
+        interrupt.phase("reading and fingerprinting the input")
         (info,) = _stream_inputs(readers, StageOptions(origin=False), parts, workers=1, engine="local",
                                  progress=progress)
-        with Catalog(catalog) as cat, cat.transaction():
-            (dataset_id,) = _add_datasets(cat, [info], f"{parts}/*.parquet", tags, work)
-            catalog_path = str(cat.path)
+        datasets = _dataset_parts([info], f"{parts}/*.parquet", work)
+        interrupt.phase("waiting for the catalog write lock")
+        with (write_lock(catalog_path, wait), interrupt.critical("committing to the catalog"),
+              Catalog(catalog_path, wait=wait) as cat, cat.transaction()):
+            (dataset_id,) = _store_datasets(cat, datasets, tags)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return {"dataset_id": dataset_id, "catalog": catalog_path, **info.to_dict(), "tags": sorted(set(tags))}
+    return {"dataset_id": dataset_id, "catalog": str(catalog_path), **info.to_dict(), "tags": sorted(set(tags))}
 
 
 __all__ = ["ScanResult", "StageOptions", "dumps_summary", "process_batch", "register", "scan"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
@@ -17,9 +17,10 @@ from typing import Any, Self
 import duckdb
 import polars as pl
 
+from provaudit.catalog.lock import retry_busy, write_lock
 from provaudit.catalog.migrations import FIELDS_SQL, LATEST_VERSION, current_version, migrate
 from provaudit.duck import connect
-from provaudit.errors import InputError
+from provaudit.errors import CatalogBusy, InputError
 
 DEFAULT_PATH = Path(".provaudit") / "catalog.duckdb"
 RECORD_COLUMNS = ("record_id", "source_row", "role", "pair_id", "text_hash", "band_keys", "meta")
@@ -41,6 +42,11 @@ def _now() -> datetime:
 
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def _is_lock_error(exc: BaseException) -> bool:
+    """DuckDB refused the file because another process holds it."""
+    return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
 
 
 class _Rows:
@@ -81,42 +87,56 @@ class _Conn:
 class Catalog:
     """A provaudit catalog in one DuckDB file (default ``.provaudit/catalog.duckdb``)."""
 
-    def __init__(self, path: str | Path | None = None, *, read_only: bool = False) -> None:
+    def __init__(self, path: str | Path | None = None, *, read_only: bool = False,
+                 wait: float | None = None) -> None:
+        """Open (read-write: under the catalog's write lock, queueing up to ``wait`` seconds; see
+        :mod:`provaudit.catalog.lock`) and validate the catalog: a file that is not a provaudit
+        catalog, or one of a newer schema, fails here with exit 2."""
         self.path = Path(path) if path is not None else DEFAULT_PATH
         self.read_only = read_only
+        self.wait = wait
         self._depth = 0
         self._tmp = 0
         self._leftover: list[str] = []
+        self._locks = ExitStack()
+        self.con = None  # type: ignore[assignment]
         if read_only and not self.path.exists():
             raise InputError("no catalog here; register a dataset first (provaudit register FILE)",
                              file=str(self.path))
-        if not read_only:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.con = self._connect(read_only)
-        version = current_version(self.con)
-        if version > LATEST_VERSION:
-            self.con.close()
-            raise InputError(
-                f"catalog schema version {version} is newer than this provaudit supports "
-                f"({LATEST_VERSION}); upgrade provaudit to read it", file=str(self.path))
-        if version < LATEST_VERSION:
-            if read_only:  # upgrade once in write mode, then reopen read-only
-                self.con.close()
-                self.con = self._connect(False)
-                migrate(self.con)
-                self.con.close()
-                self.con = self._connect(True)
-            else:
-                migrate(self.con)
+        try:
+            if not read_only:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._locks.enter_context(write_lock(self.path, wait))
+            self.con = self._connect(read_only)
+            version = current_version(self.con)
+            if version > LATEST_VERSION:
+                raise InputError(
+                    f"catalog schema version {version} is newer than this provaudit supports "
+                    f"({LATEST_VERSION}); upgrade provaudit to read it", file=str(self.path))
+            if version < LATEST_VERSION:
+                if read_only:  # upgrade once in write mode (under the write lock), then reopen read-only
+                    self.con.close()
+                    with write_lock(self.path, wait):
+                        self.con = self._connect(False)
+                        migrate(self.con)
+                        self.con.close()
+                    self.con = self._connect(True)
+                else:
+                    migrate(self.con)
+        except BaseException:
+            self.close()
+            raise
 
     def _connect(self, read_only: bool) -> _Conn:
+        config = {"memory_limit": os.environ.get("PROVAUDIT_CATALOG_MEMORY", DEFAULT_MEMORY)}
         try:
-            config = {"memory_limit": os.environ.get("PROVAUDIT_CATALOG_MEMORY", DEFAULT_MEMORY)}
-            return _Conn(connect(str(self.path), read_only=read_only, **config))
+            return _Conn(retry_busy(lambda: connect(str(self.path), read_only=read_only, **config),
+                                    _is_lock_error, what=self.path, wait=self.wait))
         except duckdb.IOException as exc:
             msg = str(exc).splitlines()[0]
-            if "lock" in msg.lower():
-                msg = "catalog is locked by another provaudit process; retry when it finishes"
+            if _is_lock_error(exc):
+                raise CatalogBusy(f"{self.path}: the catalog stayed open in another provaudit process for the "
+                                  "whole wait; retry when it finishes or raise --wait") from exc
             raise InputError(f"cannot open catalog: {msg}", file=str(self.path)) from exc
         except duckdb.Error as exc:
             msg = str(exc).splitlines()[0]
@@ -127,10 +147,13 @@ class Catalog:
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
-        """Close the connection (idempotent)."""
-        if getattr(self, "con", None) is not None:
-            self.con.close()
-            self.con = None  # type: ignore[assignment]
+        """Close the connection and release the write lock (idempotent)."""
+        try:
+            if getattr(self, "con", None) is not None:
+                self.con.close()
+                self.con = None  # type: ignore[assignment]
+        finally:
+            self._locks.close()
 
     def __enter__(self) -> Self:
         return self
@@ -520,7 +543,8 @@ class Catalog:
 
 
 @contextmanager
-def open_catalog(catalog: Catalog | str | Path | None, *, read_only: bool = False) -> Iterator[Catalog]:
+def open_catalog(catalog: Catalog | str | Path | None, *, read_only: bool = False,
+                 wait: float | None = None) -> Iterator[Catalog]:
     """``with open_catalog(x) as cat``: reuse an open Catalog as is, or open one from a path (or the
     default) and close it on exit.
 
@@ -531,10 +555,27 @@ def open_catalog(catalog: Catalog | str | Path | None, *, read_only: bool = Fals
         yield catalog
         return
     try:
-        cat = Catalog(catalog, read_only=read_only)
+        cat = Catalog(catalog, read_only=read_only, wait=wait)
     except InputError as exc:
         if not (read_only and "configuration" in str(exc)):
             raise
-        cat = Catalog(catalog, read_only=False)
+        cat = Catalog(catalog, read_only=False, wait=wait)
     with cat:
         yield cat
+
+
+def check_catalog(catalog: Catalog | str | Path | None, *, wait: float | None = None) -> Path:
+    """Open and validate a catalog before any work is done (a scan calls it first): a file that is not
+    a provaudit catalog, of a newer schema, or whose band keys another fingerprint version computed,
+    fails here (exit 2) instead of after the work. A catalog that does not exist yet is fine (the
+    commit creates it). Returns its path. Holds nothing afterwards."""
+    if isinstance(catalog, Catalog):
+        catalog._check_band_keys()
+        return catalog.path
+    path = Path(catalog) if catalog is not None else DEFAULT_PATH
+    if path.is_dir():
+        raise InputError("the catalog path is a directory; give a file such as catalog.duckdb", file=str(path))
+    if path.exists():
+        with open_catalog(path, read_only=True, wait=wait) as cat:
+            cat._check_band_keys()
+    return path

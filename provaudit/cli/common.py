@@ -31,6 +31,41 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+WAIT_OPTION = click.option(
+    "--wait", "wait", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+    help="Seconds to queue for the catalog's write lock (or a catalog another process has open) before "
+         "giving up with exit 3 (default 300, or PROVAUDIT_CATALOG_WAIT).",
+)
+
+
+def interruptible(not_done: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """SIGINT / SIGTERM end the command with one line, ``interrupted (SIGINT) while <phase>: <not_done>``,
+    and exit 130 / 143, whatever the interrupted code raised (see :mod:`provaudit.interrupt`)."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            from provaudit import interrupt
+
+            with interrupt.handle_signals():
+                try:
+                    return fn(*args, **kwargs)
+                except BaseException as exc:
+                    code = interrupt.report(exc, not_done)
+                    if code is None:
+                        raise
+                    sys.exit(code)
+                finally:
+                    signum = interrupt.deferred()
+                    if signum is not None:
+                        click.echo(f"note: {interrupt.SIGNALS.get(signum, signum)} arrived during the final "
+                                   "commit; the commit completed, so the command finished", err=True)
+
+        return wrapper
+
+    return decorate
+
+
 def echo_json(obj: Any) -> None:
     """Print JSON deterministically (sorted keys, fixed float repr)."""
     click.echo(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, default=str))

@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from provaudit.cli.common import CATALOG_OPTION, echo_json, handle_errors
+from provaudit.cli.common import CATALOG_OPTION, WAIT_OPTION, echo_json, handle_errors, interruptible
 from provaudit.errors import UsageError
 
 
@@ -31,14 +31,18 @@ FORMAT_OPTION = click.option("--format", "fmt", default=None,
                                   "'datasets' reads through datasets.load_dataset.")
 
 
-def _print_human(result) -> None:
+def _print_human(result, kept: bool) -> None:
     from rich.console import Console
 
     from provaudit.report.scan import render_scan_markdown
 
     console = Console(stderr=False, highlight=False, soft_wrap=True)
     console.print(render_scan_markdown(result.summary), markup=False)
-    console.print(f"records: {result.records_path}", markup=False)
+    if kept:
+        console.print(f"records: {result.records_path}", markup=False)
+    else:  # the temporary folder goes with the process: never print a path that will not exist
+        console.print("records: not kept (give --out DIR to keep records.parquet, summary.json and summary.md)",
+                      markup=False)
 
 
 @click.command("scan")
@@ -73,13 +77,16 @@ def _print_human(result) -> None:
               help="Run the batch stages locally or on Ray Data (set RAY_ADDRESS to use a cluster).")
 @click.option("--batch-size", type=int, default=10_000, show_default=True, help="Source rows per record batch.")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: on when stderr is a terminal).")
+@WAIT_OPTION
 @handle_errors
+@interruptible("nothing was recorded in the catalog (unchanged) and no outputs were written")
 def scan_cmd(files, catalog_path, out, as_json, gate, skip_bad, mapping, fmt, names, tags, no_record, no_origin,
-             origin_mode, rules_dirs, teacher, human, workers, engine, batch_size, progress) -> None:
+             origin_mode, rules_dirs, teacher, human, workers, engine, batch_size, progress, wait) -> None:
     """Scan preference or fine-tune FILES: fingerprint every record, find duplicates and overlap
     with the catalog (e.g. a registered eval set), tag each record's origin, and gate the batch.
 
-    Exit codes: 0 pass, 1 gate failed, 2 bad input or usage.
+    Exit codes: 0 pass, 1 gate failed, 2 bad input or usage, 3 catalog busy past --wait,
+    130 / 143 interrupted by SIGINT / SIGTERM (nothing recorded, no outputs written).
 
     Example:
 
@@ -93,11 +100,11 @@ def scan_cmd(files, catalog_path, out, as_json, gate, skip_bad, mapping, fmt, na
     result = scan(list(files), catalog=catalog_path, out=out, gate=gate, names=list(names) or None,
                   mapping=parse_map(mapping), fmt=fmt, skip_bad=skip_bad, tags=tags, record=not no_record,
                   origin=not no_origin, origin_mode=origin_mode, rules_dirs=rules_dirs, teacher=teacher,
-                  human=human, workers=workers, engine=engine, batch_size=batch_size, progress=progress)
+                  human=human, workers=workers, engine=engine, batch_size=batch_size, progress=progress, wait=wait)
     if as_json:
         echo_json(result.summary)
     else:
-        _print_human(result)
+        _print_human(result, kept=out is not None)
     for r in result.gate:
         if r.status == "fail":
             click.echo(f"gate: {r.line()}", err=True)
@@ -113,8 +120,10 @@ def scan_cmd(files, catalog_path, out, as_json, gate, skip_bad, mapping, fmt, na
 @FORMAT_OPTION
 @click.option("--skip-bad", is_flag=True, help="Skip malformed rows instead of stopping.")
 @click.option("--json", "as_json", is_flag=True, help="Print the registration as JSON.")
+@WAIT_OPTION
 @handle_errors
-def register_cmd(file, tags, name, catalog_path, mapping, fmt, skip_bad, as_json) -> None:
+@interruptible("nothing was added to the catalog (unchanged)")
+def register_cmd(file, tags, name, catalog_path, mapping, fmt, skip_bad, as_json, wait) -> None:
     """Add FILE to the catalog as a dataset (fingerprints only), e.g. an eval set scans must not leak.
 
     Example:
@@ -124,7 +133,7 @@ def register_cmd(file, tags, name, catalog_path, mapping, fmt, skip_bad, as_json
     from provaudit.pipeline import register
 
     info = register(file, tags=tags, name=name, catalog=catalog_path, mapping=parse_map(mapping), fmt=fmt,
-                    skip_bad=skip_bad, progress=sys.stderr.isatty() and not as_json)
+                    skip_bad=skip_bad, progress=sys.stderr.isatty() and not as_json, wait=wait)
     if as_json:
         echo_json(info)
     else:

@@ -3,13 +3,17 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import polars as pl
+
+from provaudit import interrupt
 
 if TYPE_CHECKING:
     from provaudit.stage import StageOptions
@@ -48,20 +52,42 @@ def _work(batch: pl.DataFrame, options: StageOptions) -> pl.DataFrame:
     return process_batch(batch, options)
 
 
+def _worker_init() -> None:
+    """Workers ignore SIGINT: a Ctrl-C reaches the whole process group, and the parent alone decides
+    (it terminates the workers); a worker dying of it would surface as BrokenProcessPool."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    """Stop the workers now (a batch in flight can take seconds): used when the scan is abandoned."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(timeout=2)
+        if p.is_alive():
+            p.kill()
+            p.join(timeout=2)
+
+
 def run_pool(batches: Iterable[pl.DataFrame], options: StageOptions, workers: int,
              *, max_in_flight: int | None = None) -> Iterator[pl.DataFrame]:
     """Run ``process_batch`` over ``batches`` in ``workers`` processes; yield outputs in input order.
 
     At most ``max_in_flight`` batches (default ``2 * workers``) are submitted and not yet
     yielded, so memory stays flat however long the input is. Workers are spawned (not
-    forked: polars and DuckDB hold threads) and the pool is shut down on exit, also when
-    the consumer stops early or a batch fails (the worker's exception is re-raised here).
+    forked: polars and DuckDB hold threads) and the pool is shut down on exit. When the
+    consumer stops early, a batch fails (the worker's exception is re-raised here) or the
+    scan is interrupted, the workers are terminated at once instead of finishing their batches;
+    a pool broken by the signal that interrupted the scan is reported as that interruption.
     """
     workers = max(1, int(workers))
     limit = max_in_flight or 2 * workers
     ctx = mp.get_context("spawn")
     pending: deque[Future] = deque()
-    with worker_environment(), ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    with worker_environment():  # workers start at submit time, so the settings stay for the whole run
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
         try:
             for batch in batches:
                 pending.append(pool.submit(_work, batch, options))
@@ -69,9 +95,19 @@ def run_pool(batches: Iterable[pl.DataFrame], options: StageOptions, workers: in
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
+        except BrokenProcessPool:
+            _terminate(pool)
+            signum = interrupt.received()
+            if signum is not None:
+                raise interrupt.Interrupted(signum) from None
+            raise
+        except BaseException:
+            _terminate(pool)
+            raise
         finally:
             for f in pending:
                 f.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 __all__ = ["run_pool"]
