@@ -426,10 +426,11 @@ class Catalog:
                 ORDER BY r.dataset_id, r.source_row, r.record_id""", [key, value])
 
     def row_records(self, dataset_id: int, source_rows: Sequence[int]) -> pl.DataFrame:
-        """All records (rid, record_id, source_row, text_hash) of the given rows of one dataset."""
+        """All records (rid, record_id, source_row, role, text_hash, pair_id, meta) of the given rows of
+        one dataset."""
         rows = ", ".join(str(int(r)) for r in sorted(set(source_rows))) or "NULL"
         return self.con.frame(
-            f"""SELECT rid, record_id, source_row, role, text_hash FROM records
+            f"""SELECT rid, record_id, source_row, role, text_hash, pair_id, meta FROM records
                 WHERE dataset_id = ? AND source_row IN ({rows}) ORDER BY rid""", [int(dataset_id)])
 
     # -- checkpoints -----------------------------------------------------------------------
@@ -520,6 +521,30 @@ class Catalog:
                 finally:
                     self._unregister("_erase_rids")
         return eid
+
+    def similar_kept_rows(self, dataset_id: int, rids: Sequence[int]) -> tuple[set[str], list[int]]:
+        """For an erasure of records ``rids`` from one dataset: the text hashes they share with the
+        dataset's other (kept) records, and the kept rows holding a near duplicate (a shared band key)
+        of one of the other, unshared texts."""
+        if not rids:
+            return set(), []
+        self.con.register("_sim_rids", pl.DataFrame({"rid": list(rids)}, schema={"rid": pl.Int64}).to_arrow())
+        try:
+            shared = {r[0] for r in self.con.execute(
+                """SELECT DISTINCT r.text_hash FROM records r SEMI JOIN _sim_rids e ON e.rid = r.rid
+                   WHERE EXISTS (SELECT 1 FROM records o WHERE o.dataset_id = r.dataset_id
+                                 AND o.text_hash = r.text_hash AND o.rid NOT IN (SELECT rid FROM _sim_rids))"""
+            ).fetchall()}
+            near = [int(r[0]) for r in self.con.execute(
+                """WITH keys AS (SELECT DISTINCT b.band_key FROM record_bands b SEMI JOIN _sim_rids e ON e.rid = b.rid)
+                   SELECT DISTINCT r.source_row FROM record_bands b JOIN records r ON r.rid = b.rid
+                   WHERE b.dataset_id = ? AND b.band_key IN (SELECT band_key FROM keys)
+                     AND r.rid NOT IN (SELECT rid FROM _sim_rids)
+                     AND r.text_hash NOT IN (SELECT text_hash FROM records SEMI JOIN _sim_rids USING (rid))
+                   ORDER BY 1""", [int(dataset_id)]).fetchall()]
+        finally:
+            self._unregister("_sim_rids")
+        return shared, near
 
     def erasures(self) -> pl.DataFrame:
         """Erasure history: what (selector), when, how many records, datasets, tainted checkpoints."""

@@ -7,7 +7,15 @@ from typing import Any
 
 import click
 
-from provaudit.cli.common import CATALOG_OPTION, JSON_OPTION, echo_json, handle_errors, text_table
+from provaudit.cli.common import (
+    CATALOG_OPTION,
+    JSON_OPTION,
+    WAIT_OPTION,
+    echo_json,
+    handle_errors,
+    interruptible,
+    text_table,
+)
 
 
 def _ckpt_lines(checkpoints: list[dict]) -> str:
@@ -139,11 +147,17 @@ def lineage_find_cmd(text: str | None, file: str | None, field: str | None, deep
 @click.option("--dry-run", is_flag=True, help="Show what would be removed and which checkpoints are tainted; write nothing.")
 @CATALOG_OPTION
 @JSON_OPTION
+@WAIT_OPTION
 @handle_errors
-def erase_cmd(field: str, out: str, dry_run: bool, catalog_path: str | None, as_json: bool) -> None:
+@interruptible("no erasure was recorded and no redacted copy was written")
+def erase_cmd(field: str, out: str, dry_run: bool, catalog_path: str | None, as_json: bool,
+              wait: float | None) -> None:
     """Write redacted copies (original format, originals untouched) of every dataset holding the
     rows, record the erasure in the catalog and list the checkpoints to retrain or unlearn.
 
+    Rows are found by their row hashes in the catalog wherever they now are in the file, and every
+    copy is verified (none of the person's rows left, every other row unchanged) before it is
+    reported. A file whose rows changed since registration is refused (exit 2), nothing written.
     A later `provaudit scan` of a batch that brings an erased record back fails the gate
     (check no_erased_records in rules/gate.yaml).
 
@@ -155,7 +169,7 @@ def erase_cmd(field: str, out: str, dry_run: bool, catalog_path: str | None, as_
     """
     from provaudit.catalog.erase import erase
 
-    res = erase(field=field, out=out, dry_run=dry_run, catalog=catalog_path)
+    res = erase(field=field, out=out, dry_run=dry_run, catalog=catalog_path, wait=wait)
     if as_json:
         echo_json(res)
         return
@@ -163,10 +177,24 @@ def erase_cmd(field: str, out: str, dry_run: bool, catalog_path: str | None, as_
     click.echo(f"{res['selector']}: {verb} {res['n_rows']} row(s) / {res['n_records']} record(s) "
                f"from {len(res['datasets'])} dataset(s)" + ("" if dry_run else f" (erasure {res['erasure_id']})"))
     if res["datasets"]:
-        click.echo(_text_table([(d["dataset"], d["fingerprint"][:12], d["format"], ",".join(map(str, d["rows_removed"][:20])),
-                            d["status"], d["output"]) for d in res["datasets"]],
-                          ("dataset", "fingerprint", "format", "rows", "status", "redacted copy")))
+        click.echo(_text_table([(d["dataset"], d["fingerprint"][:12], d["format"], _rows(d["rows_removed"]),
+                                 _rows(d["registered_rows"]), len(d["record_hashes"]), d["status"], _verified(d),
+                                 d["output"]) for d in res["datasets"]],
+                               ("dataset", "fingerprint", "format", "rows now", "rows registered", "hashes checked",
+                                "status", "verified", "redacted copy")))
     click.echo(_ckpt_lines(res["checkpoints"]))
+
+
+def _rows(rows: list[int]) -> str:
+    return ",".join(map(str, rows[:20])) + (" ..." if len(rows) > 20 else "")
+
+
+def _verified(d: dict) -> str:
+    v = d.get("verified")
+    if not v:
+        return "-"
+    near = v["near_duplicate_rows_kept_count"]
+    return f"ok, {v['rows_kept']} rows kept" + (f", {near} near-dup rows of others kept" if near else "")
 
 
 # ---------------------------------------------------------------- overlap
