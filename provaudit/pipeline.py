@@ -414,7 +414,7 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
          tags: Sequence[str] = ("scan",), record: bool = True, origin: bool = True,
          origin_mode: str = "fast", rules_dirs: Sequence[str | Path] = (), teacher: str | Path | None = None,
          human: str | Path | None = None, batch_size: int = 10_000, workers: int = 0, engine: str = "local",
-         progress: bool = False, seed: int = 0) -> ScanResult:
+         progress: bool = False, seed: int = 0, strict: bool = False) -> ScanResult:
     """Scan label or fine-tune files: fingerprint, duplicates, overlap with the catalog, origin, gate.
 
     Writes ``records.parquet``, ``summary.json`` and ``summary.md`` to ``out`` (a temporary
@@ -422,6 +422,7 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
     YAML file such as ``rules/gate.yaml``; no checks when None), records the scan in the catalog
     and, when the gate passes and ``record`` is true, adds each input as a catalog dataset tagged
     ``tags``. ``workers=0`` picks one worker process per core for inputs of 50,000 rows or more.
+    ``strict`` fails every gate check whose metric the summary lacks (a stage that did not run).
     """
     from provaudit.catalog.store import Catalog
 
@@ -477,8 +478,8 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
                     summary["overlap"] = _overlap_summary(overlap)
                     erased = cat.erased_matches(glob)
                     summary["erased"] = {"reintroduced": len(erased), "examples": erased[:5]}
-                    results = evaluate_gate(summary, checks)
-                    summary["gate"] = gate_summary(results)
+                    results = evaluate_gate(summary, checks, strict=strict)
+                    summary["gate"] = gate_summary(results, strict=strict)
                     passed = summary["gate"]["passed"]
                     summary["catalog"] = {"recorded": bool(record and passed)}
                     with cat.transaction():
