@@ -32,7 +32,6 @@ from typing import Any
 from provaudit.errors import InputError
 from provaudit.yamlfile import load_yaml
 
-
 #: Every metric path a scan summary can hold. ``*`` stands for a key that depends on the data
 #: (a role, a tag, a dataset, a rule id, a feature). A summary's own paths are valid too.
 KNOWN_METRICS: tuple[str, ...] = (
