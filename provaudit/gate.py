@@ -9,12 +9,21 @@ A check names a dotted path into ``summary.json`` and a ``max`` and/or ``min``::
         description: share of records that repeat an earlier record exactly
 
 A path segment ``*`` matches every key at that level, so ``overlap.by_tag.eval.*.exact_rate``
-checks every dataset tagged eval; the check fails on the worst one and names it. A metric the
-summary does not have is reported as ``skipped`` (the stage did not run), unless the check
-says ``required: true``.
+checks every dataset tagged eval; the check fails on the worst one and names it.
+
+Gates fail closed:
+
+* a metric path no scan summary can hold (a typo such as ``duplicates.exact_rat``) is an input
+  error (exit 2) naming the check and the nearest valid path, both when the gate file is loaded
+  and when it is evaluated;
+* a valid metric the summary does not have (its stage did not run: no ``--teacher``, no eval set
+  registered) is ``skipped`` and listed under ``gate.skipped``; ``required: true`` or
+  ``strict=True`` (``scan --strict``) turn a skipped check into a failure;
+* failure lines read ``no_eval_exact_overlap: 8 exceeds max 0``; a value exactly at a limit passes.
 """
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +31,63 @@ from typing import Any
 
 from provaudit.errors import InputError
 from provaudit.yamlfile import load_yaml
+
+#: Every metric path a scan summary can hold. ``*`` stands for a key that depends on the data
+#: (a role, a tag, a dataset, a rule id, a feature). A summary's own paths are valid too.
+KNOWN_METRICS: tuple[str, ...] = (
+    "version", "catalog.recorded", "erased.reintroduced",
+    "input.rows", "input.records", "input.bad_rows",
+    *(f"duplicates.{k}" for k in ("records", "exact_duplicates", "near_duplicates", "exact_rate", "near_rate",
+                                   "substantive_records", "trivial_records", "trivial_rate",
+                                   "empty_records", "empty_rate")),
+    *(f"duplicates.by_role.*.{k}" for k in ("records", "exact_duplicates", "near_duplicates", "exact_rate",
+                                            "near_rate", "empty_records", "trivial_records")),
+    *(f"overlap.by_tag.*.*.{k}" for k in ("exact_records", "near_records", "exact_rate", "near_rate",
+                                          "trivial_records", "batch_records")),
+    *(f"origin.{k}" for k in ("n", "model_fraction", "model_fraction_all", "mean_p_model", "sampled",
+                              "sample_size", "counts.human", "counts.model", "counts.unknown", "rule_counts.*")),
+    *(f"origin.by_role.*.{k}" for k in ("n", "human", "model", "unknown", "model_fraction", "mean_p_model")),
+    *(f"origin.detector.{k}" for k in ("min_words", "nominal_fpr", "threshold_human", "threshold_model",
+                                       "fpr", "tpr")),
+    *(f"origin.corpus_estimate.{k}" for k in ("alpha", "ci_low", "ci_high", "n", "reliable", "decides_high",
+                                              "decides_low")),
+    *(f"teacher.{k}" for k in ("n", "ci_low", "ci_high", "teacher_likeness", "teacher_fraction.alpha",
+                               "teacher_fraction.ci_low", "teacher_fraction.ci_high", "word_mixture.alpha",
+                               "word_mixture.ci_low", "word_mixture.ci_high", "word_mixture.n",
+                               "embedding.cos_to_human", "embedding.cos_to_teacher", "embedding.position",
+                               "stylometry.delta_to_human", "stylometry.delta_to_teacher",
+                               "stylometry.position", "stylometry.formatting.*.*",
+                               "phrases.*", "reference.n_human", "reference.n_teacher", "reference.weights.*",
+                               "diversity.*", "diversity.budget.*", "diversity.human.*", "diversity.relative.*",
+                               "label_origin.ai_evidence", "label_origin.human_evidence",
+                               "label_origin.ai_evidence_net", "label_origin.measures.*",
+                               "label_origin.measures.*.*", "label_origin.measures.*.*.*")),
+)
+
+
+def _segments_match(a: list[str], b: list[str]) -> bool:
+    return len(a) == len(b) and all(x == y or x == "*" or y == "*" for x, y in zip(a, b))
+
+
+def _summary_paths(obj: Any, prefix: str = "") -> Iterator[str]:
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _summary_paths(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(obj, (int, float)):
+        yield prefix
+
+
+def metric_error(metric: str, summary: dict[str, Any] | None = None) -> str | None:
+    """None when ``metric`` can exist in a scan summary (or exists in ``summary``); otherwise a message
+    naming the nearest valid path."""
+    parts = metric.split(".")
+    own = list(_summary_paths(summary)) if summary else []
+    if any(_segments_match(parts, k.split(".")) for k in (*KNOWN_METRICS, *own)):
+        return None
+    candidates = sorted(set(KNOWN_METRICS) | set(own))
+    near = difflib.get_close_matches(metric, candidates, n=1, cutoff=0.0)
+    hint = f"; nearest valid path: {near[0]}" if near else ""
+    return f"metric {metric!r} cannot exist in a scan summary{hint}"
 
 
 @dataclass(frozen=True)
@@ -43,6 +109,7 @@ class CheckResult:
     threshold: str
     where: str | None      # the concrete path of the worst value for wildcard metrics
     description: str
+    reason: str = ""       # why: "8 exceeds max 0", "0.1 falls below min 0.8", "not in the summary ..."
 
     @property
     def passed(self) -> bool:
@@ -50,12 +117,12 @@ class CheckResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "metric": self.metric, "status": self.status, "value": self.value,
-                "threshold": self.threshold, "where": self.where, "description": self.description}
+                "threshold": self.threshold, "where": self.where, "description": self.description,
+                "reason": self.reason}
 
     def line(self) -> str:
         where = f" ({self.where})" if self.where and self.where != self.metric else ""
-        value = "n/a" if self.value is None else f"{self.value:.6g}"
-        return f"{self.status.upper():7} {self.id}: {value} {self.threshold}{where}"
+        return f"{self.status.upper():7} {self.id}: {self.reason}{where}"
 
 
 def load_gate(path: str | Path | None = None) -> list[Check]:
@@ -82,6 +149,9 @@ def load_gate(path: str | Path | None = None) -> list[Check]:
                 raise InputError(f"'{key}' must be a number", file=str(p), field=f"{item['id']}.{key}")
         if "max" not in item and "min" not in item:
             raise InputError("a check needs 'max' or 'min'", file=str(p), field=item["id"])
+        bad = metric_error(item["metric"])
+        if bad:
+            raise InputError(f"check {item['id']}: {bad}", file=str(p), field=f"{item['id']}.metric")
         checks.append(Check(item["id"], item["metric"], item.get("max"), item.get("min"),
                             str(item.get("description", "")), bool(item.get("required", False))))
     return checks
@@ -115,8 +185,23 @@ def _threshold_text(check: Check) -> str:
     return " and ".join(parts)
 
 
-def evaluate_gate(summary: dict[str, Any], checks: list[Check] | str | Path | None = None) -> list[CheckResult]:
-    """Evaluate each check against ``summary``; returns results in check order."""
+def _verdict(check: Check, value: float) -> tuple[bool, str]:
+    """(failed, reason) of one value; a value exactly at a limit passes."""
+    if check.max is not None and value > check.max:
+        return True, f"{value:.6g} exceeds max {check.max:g}"
+    if check.min is not None and value < check.min:
+        return True, f"{value:.6g} falls below min {check.min:g}"
+    return False, f"{value:.6g} within {_threshold_text(check)}"
+
+
+def evaluate_gate(summary: dict[str, Any], checks: list[Check] | str | Path | None = None, *,
+                  strict: bool = False) -> list[CheckResult]:
+    """Evaluate each check against ``summary``; returns results in check order.
+
+    A metric no summary can hold raises :class:`InputError` (exit 2) naming the check and the
+    nearest valid path. A metric this summary lacks is ``skipped``, or ``fail`` when the check is
+    ``required`` or ``strict`` is set.
+    """
     if checks is None:
         checks = []
     elif not isinstance(checks, list):
@@ -126,18 +211,27 @@ def evaluate_gate(summary: dict[str, Any], checks: list[Check] | str | Path | No
         # numbers (booleans count as 0/1); anything else at the path is not a metric
         values = [(w, float(v)) for w, v in _resolve(summary, c.metric.split("."), "") if isinstance(v, (int, float))]
         if not values:
-            status = "fail" if c.required else "skipped"
-            results.append(CheckResult(c.id, c.metric, status, None, _threshold_text(c), None, c.description))
+            bad = metric_error(c.metric, summary)
+            if bad:
+                raise InputError(f"check {c.id}: {bad}", field=f"{c.id}.metric")
+            fail = c.required or strict
+            why = "required" if c.required else "--strict"
+            reason = (f"not in the summary (its stage did not run); fails: {why}" if fail
+                      else "not in the summary (its stage did not run)")
+            results.append(CheckResult(c.id, c.metric, "fail" if fail else "skipped", None, _threshold_text(c),
+                                       None, c.description, reason))
             continue
 
         where, value = max(values, key=lambda it: (_badness(c, it[1]), it[0]))
-        failed = (c.max is not None and value > c.max) or (c.min is not None and value < c.min)
+        failed, reason = _verdict(c, value)
         results.append(CheckResult(c.id, c.metric, "fail" if failed else "pass", value, _threshold_text(c),
-                                   where, c.description))
+                                   where, c.description, reason))
     return results
 
 
-def gate_summary(results: list[CheckResult]) -> dict[str, Any]:
+def gate_summary(results: list[CheckResult], *, strict: bool = False) -> dict[str, Any]:
     return {"passed": all(r.passed for r in results),
             "failed": [r.id for r in results if r.status == "fail"],
+            "skipped": [r.id for r in results if r.status == "skipped" or (r.status == "fail" and r.value is None)],
+            "strict": strict,
             "checks": [r.to_dict() for r in results]}

@@ -306,29 +306,67 @@ def _rate(num: int, den: int) -> float:
 
 
 def _duplicate_summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
-    """``summary["duplicates"]`` from the ``parts`` view and ``dup`` table of ``_duplicate_tables``."""
-    src = "(SELECT p.role, p.record_id, d.exact_dup_of, d.near_dup_of FROM parts p LEFT JOIN dup d USING (_idx))"
-    rows = con.execute(f"""
-        SELECT role, count(*) AS n, count(exact_dup_of) AS exact, count(near_dup_of) AS near
-        FROM {src} GROUP BY role ORDER BY role""").fetchall()
-    by_role = {r: {"records": n, "exact_duplicates": e, "near_duplicates": nd, "exact_rate": _rate(e, n),
-                   "near_rate": _rate(nd, n)} for r, n, e, nd in rows}
+    """``summary["duplicates"]`` from the ``parts`` view and ``dup`` table of ``_duplicate_tables``.
+
+    Only substantive records count as duplicates (:mod:`provaudit.contamination`); duplicates of
+    trivial texts (empty, short, boilerplate recurring in many rows) are counted apart, and empty
+    output records are a finding of their own (``empty_records``)."""
+    from provaudit.contamination import BOILERPLATE_MAX_WORDS, BOILERPLATE_MIN_ROWS, RULE
+
+    cols = {r[0] for r in con.execute("DESCRIBE SELECT * FROM parts").fetchall()}
+    triv = "p.trivial" if "trivial" in cols else "NULL::VARCHAR"
+    boiler = (f"""(SELECT text_hash FROM parts GROUP BY text_hash
+                   HAVING count(DISTINCT pair_id) >= {BOILERPLATE_MIN_ROWS}
+                      AND min(n_words) < {BOILERPLATE_MAX_WORDS})""" if "n_words" in cols else
+              "(SELECT NULL::VARCHAR AS text_hash WHERE false)")
+    src = f"""(SELECT p.role, p.record_id, d.exact_dup_of, d.near_dup_of, left(p.text, 80) AS snippet,
+                      coalesce({triv}, CASE WHEN p.text_hash IN {boiler} THEN 'boilerplate' END) AS why
+               FROM parts p LEFT JOIN dup d USING (_idx))"""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE dup_src AS SELECT * FROM {src} WHERE exact_dup_of IS NOT NULL "
+                "OR near_dup_of IS NOT NULL OR why = 'empty'")
+    counts = {r[0]: r[1:] for r in con.execute("SELECT role, count(*) FROM parts GROUP BY role").fetchall()}
+    rows = con.execute("""
+        SELECT role, count(exact_dup_of) FILTER (WHERE why IS NULL), count(near_dup_of) FILTER (WHERE why IS NULL),
+               count(*) FILTER (WHERE why IS NOT NULL AND (exact_dup_of IS NOT NULL OR near_dup_of IS NOT NULL)),
+               count(*) FILTER (WHERE why = 'empty')
+        FROM dup_src GROUP BY role""").fetchall()
+    found = {r[0]: r[1:] for r in rows}
+    by_role = {}
+    for role in sorted(counts):
+        n = counts[role][0]
+        e, nd, tr, em = found.get(role, (0, 0, 0, 0))
+        by_role[role] = {"records": n, "exact_duplicates": e, "near_duplicates": nd, "exact_rate": _rate(e, n),
+                         "near_rate": _rate(nd, n), "trivial_records": tr, "empty_records": em}
     # prompts repeat by design (several responses per prompt); the headline rates count outputs only,
     # unless the file holds nothing but prompts
-    counted = [row[1:] for row in rows if row[0] != "prompt"] or [row[1:] for row in rows]
-    n, e, nd = (sum(col) for col in zip(*counted)) if counted else (0, 0, 0)
+    counted = [r for k, r in by_role.items() if k != "prompt"] or list(by_role.values())
+    n, e, nd, tr, em = (sum(r[k] for r in counted) for k in ("records", "exact_duplicates", "near_duplicates",
+                                                              "trivial_records", "empty_records"))
+    outputs = "role <> 'prompt'" if any(k != "prompt" for k in by_role) else "true"
     examples = con.execute(f"""
-        SELECT record_id, exact_dup_of FROM {src}
-        WHERE exact_dup_of IS NOT NULL AND role <> 'prompt' ORDER BY record_id LIMIT 5""").fetchall()
+        SELECT record_id, exact_dup_of FROM dup_src
+        WHERE exact_dup_of IS NOT NULL AND why IS NULL AND {outputs} ORDER BY record_id LIMIT 5""").fetchall()
     near_examples = con.execute(f"""
-        SELECT record_id, near_dup_of FROM {src}
-        WHERE near_dup_of IS NOT NULL AND role <> 'prompt' ORDER BY record_id LIMIT 5""").fetchall()
+        SELECT record_id, near_dup_of FROM dup_src
+        WHERE near_dup_of IS NOT NULL AND why IS NULL AND {outputs} ORDER BY record_id LIMIT 5""").fetchall()
+    trivial_examples = con.execute(f"""
+        SELECT record_id, coalesce(exact_dup_of, near_dup_of), why, snippet FROM dup_src
+        WHERE why IS NOT NULL AND (exact_dup_of IS NOT NULL OR near_dup_of IS NOT NULL) AND {outputs}
+        ORDER BY record_id LIMIT 5""").fetchall()
+    empty_examples = con.execute(f"""
+        SELECT record_id FROM dup_src WHERE why = 'empty' AND {outputs} ORDER BY record_id LIMIT 5""").fetchall()
+    con.execute("DROP TABLE dup_src")
     return {"records": n, "exact_duplicates": e, "near_duplicates": nd, "exact_rate": _rate(e, n),
             "near_rate": _rate(nd, n), "by_role": by_role,
+            "trivial_records": tr, "trivial_rate": _rate(tr, n), "empty_records": em, "empty_rate": _rate(em, n),
             "exact_examples": [{"record_id": a, "duplicate_of": b} for a, b in examples],
             "near_examples": [{"record_id": a, "near_duplicate_of": b} for a, b in near_examples],
+            "trivial_examples": [{"record_id": a, "duplicate_of": b, "reason": w, "text": t}
+                                 for a, b, w, t in trivial_examples],
+            "empty_examples": [r[0] for r in empty_examples],
             "method": "exact: xxh3-128 of NFKC, whitespace-folded text; near: MinHash 128 perms over word "
-                      "3-grams, LSH 16 bands x 8 rows (a shared band key)"}
+                      "3-grams, LSH 16 bands x 8 rows (a shared band key); only substantive texts count as "
+                      f"duplicates ({RULE})"}
 
 
 def _sample_frame(con: duckdb.DuckDBPyConnection, src: str, columns: str, n: int) -> pl.DataFrame:
@@ -418,7 +456,8 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
          tags: Sequence[str] = ("scan",), record: bool = True, origin: bool = True,
          origin_mode: str = "fast", rules_dirs: Sequence[str | Path] = (), teacher: str | Path | None = None,
          human: str | Path | None = None, batch_size: int = 10_000, workers: int = 0, engine: str = "local",
-         progress: bool = False, seed: int = 0, wait: float | None = None) -> ScanResult:
+         progress: bool = False, seed: int = 0, wait: float | None = None,
+         strict: bool = False) -> ScanResult:
     """Scan label or fine-tune files: fingerprint, duplicates, overlap with the catalog, origin, gate.
 
     Writes ``records.parquet``, ``summary.json`` and ``summary.md`` to ``out`` (a temporary
@@ -431,6 +470,7 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
     read-only during the work, and written once at the end under its write lock (queueing up to
     ``wait`` seconds behind other writers; see :mod:`provaudit.catalog.lock`). The outputs are
     written under the work folder and renamed into ``out`` only after that commit.
+    ``strict`` fails every gate check whose metric the summary lacks (a stage that did not run).
     """
     from provaudit.catalog.store import check_catalog
 
@@ -487,8 +527,8 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
                 overlap, erased = _catalog_checks(catalog_path, glob, {i.fingerprint for i in infos}, wait)
                 summary["overlap"] = _overlap_summary(overlap)
                 summary["erased"] = {"reintroduced": len(erased), "examples": erased[:5]}
-                results = evaluate_gate(summary, checks)
-                summary["gate"] = gate_summary(results)
+                results = evaluate_gate(summary, checks, strict=strict)
+                summary["gate"] = gate_summary(results, strict=strict)
                 passed = summary["gate"]["passed"]
                 summary["catalog"] = {"recorded": bool(record and passed)}
                 datasets = _dataset_parts(infos, glob, work) if record and passed else []
@@ -555,7 +595,8 @@ def _overlap_summary(report: list[dict[str, Any]]) -> dict[str, Any]:
     by_tag: dict[str, dict[str, Any]] = {}
     for o in report:
         entry = {"exact_records": o["exact_records"], "near_records": o["near_records"],
-                 "exact_rate": o["exact_rate"], "near_rate": o["near_rate"]}
+                 "exact_rate": o["exact_rate"], "near_rate": o["near_rate"],
+                 "trivial_records": o.get("trivial_records", 0)}
         for tag in o.get("tags") or ["untagged"]:
             by_tag.setdefault(tag, {})[o["dataset"]] = entry
     return {"datasets": [{k: v for k, v in o.items()} for o in report], "by_tag": by_tag}

@@ -25,9 +25,12 @@ class StageOptions:
 
 
 def process_batch(batch: pl.DataFrame, options: StageOptions | None = None) -> pl.DataFrame:
-    """Fingerprint and origin-tag one record batch. Pure: the output depends on the batch only."""
+    """Fingerprint (plus ``n_words``/``trivial``, :mod:`provaudit.contamination`) and origin-tag one
+    record batch. Pure: the output depends on the batch only."""
+    from provaudit.contamination import add_substance
+
     options = options or StageOptions()
-    out = add_fingerprints(batch)
+    out = add_substance(add_fingerprints(batch))
     if options.origin:
         from provaudit.origin import tag_origin
 

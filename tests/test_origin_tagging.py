@@ -118,11 +118,11 @@ def test_cli_detector_train_and_eval(labelled, tmp_path):
     for lab, name in ((0, "h.jsonl"), (1, "m.jsonl")):
         labelled.filter(pl.col("label") == lab).select("text").write_ndjson(tmp_path / name)
     r = CliRunner().invoke(main, ["detector", "train", "--human", str(tmp_path / "h.jsonl"),
-                                  "--model", str(tmp_path / "m.jsonl"), "--out", str(tmp_path / "det")])
+                                  "--model", str(tmp_path / "m.jsonl"), "--out", str(tmp_path / "det"), "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["out_of_fold"]["auroc"] > 0.6
     r = CliRunner().invoke(main, ["detector", "eval", "--human", str(tmp_path / "h.jsonl"),
-                                  "--model", str(tmp_path / "m.jsonl"), "--detector", str(tmp_path / "det")])
+                                  "--model", str(tmp_path / "m.jsonl"), "--detector", str(tmp_path / "det"), "--json"])
     assert r.exit_code == 0, r.output
     assert {"auroc", "tpr_at_1pct_fpr", "tpr_at_5pct_fpr", "ece", "per_domain"} <= set(json.loads(r.output))
 

@@ -150,7 +150,14 @@ def test_batch_leaking_an_eval_set_fails_the_gate_and_names_it(eval_and_batches:
     assert res.exit_code == 1, res.output
     summary = json.loads(res.stdout)
     leak = summary["overlap"]["by_tag"]["eval"]["alpaca_eval_gpt4"]
-    assert leak["exact_records"] == 20  # 10 prompts + 10 responses
+    # 10 responses + 10 prompts; short prompts with nothing specific ("What are the best exercises for
+    # beginners?") are below the substantive-text floor and reported apart (docs/overlap.md)
+    from provaudit.contamination import trivial_reason
+
+    leaked = [t for r in _json_rows("alpaca_eval_gpt4.json")[10:20] for t in (r["instruction"], r["output"])]
+    n_sub = sum(trivial_reason(t) is None for t in leaked)
+    assert 10 <= n_sub < 20
+    assert leak["exact_records"] == n_sub and leak["trivial_records"] == 20 - n_sub
     assert "no_eval_exact_overlap" in summary["gate"]["failed"]
     assert "alpaca_eval_gpt4" in res.stderr
     assert (tmp_path / "out" / "records.parquet").exists()
@@ -242,7 +249,9 @@ def test_scan_records_batch_in_catalog_and_later_scans_see_it(tmp_path: Path) ->
     lines = (SCAN / "trl_pairs.jsonl").read_text(encoding="utf-8").splitlines()
     part = _write_jsonl(tmp_path / "part.jsonl", [json.loads(x) for x in lines[:25]])
     third = provaudit.scan([part], catalog=cat, origin=False)
-    assert third.summary["overlap"]["by_tag"]["train"]["trl_pairs"]["exact_records"] == 75
+    (ov,) = third.summary["overlap"]["datasets"]
+    # all 75 records match; the few trivial ones (short replies) are counted apart
+    assert ov["exact_records"] + ov["trivial_exact_records"] == 75 and ov["exact_records"] >= 60
     scans = provaudit.Catalog(cat, read_only=True).scans()
     assert scans.height == 3
 

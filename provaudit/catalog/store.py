@@ -326,38 +326,72 @@ class Catalog:
 
     # -- overlap with the catalog ----------------------------------------------------------
     def overlap_report(self, records: RecordsArg, *, exclude_fingerprint: str | None = None) -> list[dict]:
-        """Exact and near-duplicate overlap of a batch with every catalog dataset it touches."""
+        """Exact and near-duplicate overlap of a batch with every catalog dataset it touches.
+
+        Only substantive batch texts count (:mod:`provaudit.contamination`): records the batch marks
+        ``trivial`` (empty, short) and boilerplate (a short text recurring in many distinct rows of the
+        batch and the catalog) are counted apart as ``trivial_records`` with examples. A batch without
+        the ``trivial``/``n_words`` columns (a records file of an older scan) counts every record.
+        """
+        from provaudit.contamination import BOILERPLATE_MAX_WORDS, BOILERPLATE_MIN_ROWS
+
         self._check_band_keys()
         if not self.con.execute("SELECT count(*) FROM (SELECT 1 FROM records LIMIT 1)").fetchone()[0]:
             return []  # an empty catalog: nothing to overlap with (and no need to read the batch)
         with self._source(records, BATCH_COLUMNS) as src:
+            cols = {r[0] for r in self.con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()}
+            trivial = "trivial" if "trivial" in cols else "NULL::VARCHAR"
+            n_words = "n_words" if "n_words" in cols else "1000000"
+            pair = "pair_id" if "pair_id" in cols else "record_id"
+            text = "left(text, 80)" if "text" in cols else "NULL::VARCHAR"
             total = int(self.con.execute(f"SELECT count(DISTINCT record_id) FROM {src}").fetchone()[0])
             rows = self.con.execute(
-                f"""WITH ex AS (
-                        SELECT DISTINCT r.dataset_id, b.record_id FROM {src} b
+                f"""WITH b AS (SELECT record_id, text_hash, band_keys, {trivial} AS trivial, {n_words} AS n_words,
+                                      {pair} AS pair_id, {text} AS snippet FROM {src}),
+                    bh AS (SELECT text_hash, count(DISTINCT pair_id) AS n, min(n_words) AS w FROM b
+                           GROUP BY text_hash HAVING min(n_words) < {BOILERPLATE_MAX_WORDS}),
+                    ch AS (SELECT r.text_hash, count(DISTINCT r.pair_id) AS n FROM records r
+                           JOIN bh USING (text_hash) GROUP BY r.text_hash),
+                    boiler AS (SELECT bh.text_hash FROM bh LEFT JOIN ch USING (text_hash)
+                               WHERE bh.n + coalesce(ch.n, 0) >= {BOILERPLATE_MIN_ROWS}),
+                    bt AS (SELECT record_id, text_hash, band_keys, snippet,
+                                  coalesce(trivial, CASE WHEN text_hash IN (SELECT text_hash FROM boiler)
+                                                         THEN 'boilerplate' END) AS why FROM b),
+                    ex AS (
+                        SELECT DISTINCT r.dataset_id, b.record_id FROM bt b
                         JOIN records r ON r.text_hash = b.text_hash),
-                    bb AS (SELECT DISTINCT record_id, unnest(band_keys) AS band_key FROM {src}),
+                    bb AS (SELECT DISTINCT record_id, unnest(band_keys) AS band_key FROM bt),
                     nr AS (
                         SELECT DISTINCT rb.dataset_id, bb.record_id FROM bb
                         JOIN record_bands rb ON rb.band_key = bb.band_key
                         EXCEPT SELECT dataset_id, record_id FROM ex),
                     allm AS (SELECT dataset_id, record_id, 0 AS kind FROM ex
-                             UNION ALL SELECT dataset_id, record_id, 1 FROM nr)
+                             UNION ALL SELECT dataset_id, record_id, 1 FROM nr),
+                    why AS (SELECT record_id, any_value(why) AS why, any_value(snippet) AS snippet FROM bt
+                            GROUP BY record_id)
                     SELECT d.dataset_id, d.name, d.fingerprint, d.tags,
-                           count(*) FILTER (WHERE kind = 0), count(*) FILTER (WHERE kind = 1),
-                           list(record_id ORDER BY kind, record_id)[1:{EXAMPLES}]
-                    FROM allm JOIN datasets d USING (dataset_id)
+                           count(*) FILTER (WHERE kind = 0 AND why IS NULL),
+                           count(*) FILTER (WHERE kind = 1 AND why IS NULL),
+                           count(*) FILTER (WHERE why IS NOT NULL),
+                           count(*) FILTER (WHERE why IS NOT NULL AND kind = 0),
+                           list(record_id ORDER BY kind, record_id) FILTER (WHERE why IS NULL)[1:{EXAMPLES}],
+                           list({{'record_id': record_id, 'reason': why, 'match': CASE kind WHEN 0 THEN 'exact'
+                                  ELSE 'near' END, 'text': snippet}} ORDER BY kind, record_id)
+                               FILTER (WHERE why IS NOT NULL)[1:{EXAMPLES}]
+                    FROM allm JOIN why USING (record_id) JOIN datasets d USING (dataset_id)
                     WHERE ? IS NULL OR d.fingerprint <> ?
                     GROUP BY ALL ORDER BY d.dataset_id""",
                 [exclude_fingerprint, exclude_fingerprint]).fetchall()
         out = []
-        for did, name, fp, tags, n_ex, n_nr, examples in rows:
+        for did, name, fp, tags, n_ex, n_nr, n_tr, n_tr_ex, examples, trivial_ex in rows:
             out.append({
                 "dataset": name, "dataset_id": int(did), "fingerprint": fp, "tags": list(tags or []),
                 "batch_records": total, "exact_records": int(n_ex), "near_records": int(n_nr),
                 "exact_rate": round(n_ex / total, 6) if total else 0.0,
                 "near_rate": round(n_nr / total, 6) if total else 0.0,
-                "examples": list(examples),
+                "examples": list(examples or []),
+                "trivial_records": int(n_tr), "trivial_exact_records": int(n_tr_ex),
+                "trivial_examples": [{k: v for k, v in e.items() if v is not None} for e in (trivial_ex or [])],
             })
         return out
 

@@ -105,8 +105,8 @@ def _run(loaded: Loaded, *, mode: str, inputs: list[str], rules: dict[str, Any],
     noise_note = []
     if samples is None:
         sig = ctx.sigma
-        noise_note = [f"noise per checkpoint estimated from the series: proxy {an._fmt(sig['proxy'])}, outcome "
-                      + an._fmt(sig["outcome"])]
+        noise_note = [f"noise per checkpoint estimated from the series (MAD of leave-one-out local-quadratic "
+                      f"residuals): proxy {an._fmt(sig['proxy'])}, outcome " + an._fmt(sig["outcome"])]
     return CheckpointReport(
         mode=mode, inputs=inputs, proxy=loaded.proxy, outcome=loaded.outcome, columns=loaded.columns,
         series=series, flags=flags, best_checkpoint=over["best_checkpoint"],

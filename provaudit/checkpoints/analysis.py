@@ -4,7 +4,8 @@ confounds, tail regressions per slice and quantile, and see-saws between opposin
 Significance: every flag comes from a test family with a family-wise level ``alpha`` (Bonferroni
 inside the family). With per-sample data the standard errors come from the samples (paired by
 sample id when the checkpoints share items) and intervals from a seeded bootstrap; with only a
-metrics table the noise is estimated from the series' second differences and a t threshold is used.
+metrics table the noise is estimated from the leave-one-out residuals of a local quadratic smoother
+(robust MAD; :func:`noise_sigma_local`) and a t threshold is used.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from provaudit.checkpoints.stats import (
     Diff,
     bootstrap_diff,
     fit_gao,
-    noise_sigma,
+    noise_sigma_local,
     one_sided_threshold,
     rank_correlation,
     robust_peak,
@@ -67,7 +68,7 @@ class Ctx:
             self.seO = self.series["outcome_se"].fill_null(0.0).to_numpy().astype(float)
         else:
             self.df = max(self.n - 3, 1)
-            sp, so = noise_sigma(self.P), noise_sigma(self.O)
+            sp, so = noise_sigma_local(self.P, self.x), noise_sigma_local(self.O, self.x)
             # with fewer than 3 checkpoints no noise estimate exists: nothing can be significant
             self.seP = np.full(self.n, sp if math.isfinite(sp) else np.inf)
             self.seO = np.full(self.n, so if math.isfinite(so) else np.inf)
@@ -81,10 +82,12 @@ class Ctx:
                 self.df = None
 
     def noise_from_fit(self, over: dict[str, Any]) -> list[str]:
-        """Metrics-only series with KL: take the outcome noise from a good Gao fit's residuals.
+        """Metrics-only series with KL: the outcome noise from a Gao fit's residuals, when the form fits.
 
-        More efficient than the second-difference estimate when the form fits; when it does not, the
-        residuals are large and the estimate only gets more conservative (so it is used only at R^2 >= 0.8).
+        The fit's residual scale is used only when it is no larger than the local-smoother estimate
+        (the form then describes the series at least as well as a local quadratic, and pools more
+        points). A form that fits only roughly leaves the shape misfit in its residuals: an inflated
+        noise that delays every flag, so the robust local estimate stays.
         """
         fits = over.get("gao_fits") or {}
         chosen = fits.get(over.get("gao_form")) if fits else None
@@ -93,6 +96,10 @@ class Ctx:
         if (chosen.get("r2") or 0) < 0.8:
             return []
         s = math.sqrt(chosen["sse"] / (self.n - 3))
+        local = self.sigma["outcome"]
+        if math.isfinite(local) and s > local:
+            return [(f"Gao {chosen['form'].upper()} fit residual scale {_fmt(s)} exceeds the local-smoother noise "
+                     f"{_fmt(local)} (the form fits only roughly): the local estimate is kept")]
         self.seO = np.full(self.n, s)
         self.sigma["outcome"] = s
         return [f"outcome noise from the residuals of the Gao {chosen['form'].upper()} fit: {_fmt(s)}"]

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from provaudit.cli.common import echo_json, handle_errors
+from provaudit.cli.common import JSON_OPTION, echo_json, handle_errors
 
 RULES_DIR_OPTION = click.option("--rules", "rules_dirs", multiple=True, type=click.Path(exists=True),
                                 help="Extra rules folder or YAML file (repeatable); added to the bundled rules.")
@@ -93,9 +93,12 @@ def detector_group() -> None:
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for detector.json and metrics.json.")
 @click.option("--fpr", default=0.05, show_default=True, help="Nominal false-positive rate on human text for the threshold.")
 @click.option("--seed", default=0, show_default=True)
+@JSON_OPTION
 @handle_errors
-def train_cmd(human: str, model_path: str, out: str, fpr: float, seed: int) -> None:
-    """Train a calibrated detector and print its out-of-fold metrics as JSON.
+def train_cmd(human: str, model_path: str, out: str, fpr: float, seed: int, as_json: bool) -> None:
+    """Train a calibrated detector and print its out-of-fold metrics (AUROC, TPR at the chosen FPR,
+    threshold, per-domain FPR; --json for the full metrics). Warns on stderr when the per-domain
+    threshold rule moves the threshold by more than 0.10, naming the domain that forced it.
 
     Example:
 
@@ -103,15 +106,29 @@ def train_cmd(human: str, model_path: str, out: str, fpr: float, seed: int) -> N
     """
     from provaudit.origin import train_detector
 
-    echo_json(train_detector(human, model_path, out, nominal_fpr=fpr, seed=seed))
+    _print_metrics(train_detector(human, model_path, out, nominal_fpr=fpr, seed=seed), as_json,
+                   f"detector trained into {out} (out-of-fold metrics, texts of >= min_words words)")
+
+
+def _print_metrics(metrics: dict, as_json: bool, title: str) -> None:
+    from provaudit.report.detector import render_detector_metrics, threshold_warning
+
+    if as_json:
+        echo_json(metrics)
+    else:
+        click.echo(render_detector_metrics(metrics, title=title))
+    warning = threshold_warning(metrics)
+    if warning:
+        click.echo(warning, err=True)
 
 
 @detector_group.command("eval")
 @click.option("--human", required=True, type=click.Path(exists=True), help="Held-out human-written texts.")
 @click.option("--model", "model_path", required=True, type=click.Path(exists=True), help="Held-out model-written texts.")
 @DETECTOR_OPTION
+@JSON_OPTION
 @handle_errors
-def eval_cmd(human: str, model_path: str, detector_path: str | None) -> None:
+def eval_cmd(human: str, model_path: str, detector_path: str | None, as_json: bool) -> None:
     """AUROC, TPR at 1% and 5% FPR, calibration error and a per-domain table on held-out texts.
 
     A 'domain' field in .jsonl/.parquet inputs gives the per-domain table.
@@ -123,7 +140,8 @@ def eval_cmd(human: str, model_path: str, detector_path: str | None) -> None:
     from provaudit.origin import evaluate_detector, load_detector
 
     det = load_detector(detector_path) if detector_path else None
-    echo_json(evaluate_detector(human, model_path, det))
+    _print_metrics(evaluate_detector(human, model_path, det), as_json,
+                   f"detector {detector_path or '(shipped)'} on held-out texts")
 
 
 COMMANDS: list = [origin_group, detector_group]

@@ -53,6 +53,8 @@ def _print_human(result, kept: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout instead of the readable summary.")
 @click.option("--gate", type=click.Path(dir_okay=False), default=None,
               help="Gate thresholds (e.g. rules/gate.yaml): exit 1 when a check fails.")
+@click.option("--strict", is_flag=True, help="Fail every gate check that was skipped because its stage did not "
+                                            "run (no --teacher, no eval set registered).")
 @click.option("--skip-bad", is_flag=True, help="Skip malformed rows (counted and listed in the summary) "
                                               "instead of stopping with exit 2.")
 @MAP_OPTION
@@ -80,7 +82,7 @@ def _print_human(result, kept: bool) -> None:
 @WAIT_OPTION
 @handle_errors
 @interruptible("nothing was recorded in the catalog (unchanged) and no outputs were written")
-def scan_cmd(files, catalog_path, out, as_json, gate, skip_bad, mapping, fmt, names, tags, no_record, no_origin,
+def scan_cmd(files, catalog_path, out, as_json, gate, strict, skip_bad, mapping, fmt, names, tags, no_record, no_origin,
              origin_mode, rules_dirs, teacher, human, workers, engine, batch_size, progress, wait) -> None:
     """Scan preference or fine-tune FILES: fingerprint every record, find duplicates and overlap
     with the catalog (e.g. a registered eval set), tag each record's origin, and gate the batch.
@@ -100,7 +102,8 @@ def scan_cmd(files, catalog_path, out, as_json, gate, skip_bad, mapping, fmt, na
     result = scan(list(files), catalog=catalog_path, out=out, gate=gate, names=list(names) or None,
                   mapping=parse_map(mapping), fmt=fmt, skip_bad=skip_bad, tags=tags, record=not no_record,
                   origin=not no_origin, origin_mode=origin_mode, rules_dirs=rules_dirs, teacher=teacher,
-                  human=human, workers=workers, engine=engine, batch_size=batch_size, progress=progress, wait=wait)
+                  human=human, workers=workers, engine=engine, batch_size=batch_size, progress=progress, wait=wait,
+                  strict=strict)
     if as_json:
         echo_json(result.summary)
     else:
@@ -108,6 +111,9 @@ def scan_cmd(files, catalog_path, out, as_json, gate, skip_bad, mapping, fmt, na
     for r in result.gate:
         if r.status == "fail":
             click.echo(f"gate: {r.line()}", err=True)
+    skipped = [r.id for r in result.gate if r.status == "skipped"]
+    if skipped:
+        click.echo(f"gate: skipped (stage did not run; --strict fails them): {', '.join(skipped)}", err=True)
     sys.exit(result.exit_code)
 
 

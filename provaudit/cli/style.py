@@ -139,6 +139,10 @@ def label_origin_cmd(pairs: tuple[str, ...], teacher: str | None, human: str | N
                    f"{r['human_evidence']}, {r['measures']['n_pairs']} pairs)")
         for e in r["evidence"] or [{"points_to": "-", "weight": 0, "detail": "no evidence either way"}]:
             click.echo(f"  [{e['points_to']} +{e['weight']}] {e['detail']}")
+        for c in r.get("consistent_with_human", []):
+            click.echo(f"  [consistent with human, not evidence] {c['detail']}")
+        for nc in r.get("not_computed", []):
+            click.echo(f"  [not computed] {nc['signal']}: {nc['reason']}")
         m = r["measures"]
         extras = [f"tie rate {_f(m.get('tie_rate'), 3)}"]
         for key in ("length_preference", "teacher_preference", "position_first"):

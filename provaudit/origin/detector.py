@@ -298,6 +298,7 @@ def fit_detector(x: np.ndarray, y: np.ndarray, *, groups: Sequence[Any] | None =
                     mu_g, sd_g, cf_g, b_g = _fit(rest)
                     pu = _sigmoid(a * (((z[sel] - mu_g) / sd_g) @ cf_g + b_g) + bb)
                     unseen_domain_t[str(g)] = float(np.quantile(pu, 1.0 - 2 * nominal_fpr, method="higher"))
+    t_pooled = t_model
     if per_domain_t:
         t_model = max(t_model, *per_domain_t.values(), *unseen_domain_t.values())
     t_human = float(min(np.quantile(pm, human_miss), t_model))
@@ -310,6 +311,8 @@ def fit_detector(x: np.ndarray, y: np.ndarray, *, groups: Sequence[Any] | None =
                                                             "a model trained without that domain"
                                                             if domain_holdout_threshold else ""),
                          "unseen_domain_thresholds": {k: round(v, 6) for k, v in sorted(unseen_domain_t.items())},
+                         "pooled_threshold": round(t_pooled, 6),
+                         "domain_thresholds": {k: round(v, 6) for k, v in sorted(per_domain_t.items())},
                          "C": c, "folds": n_splits,
                          "seed": seed, **(meta or {})})
     return det, p_oof
@@ -341,12 +344,30 @@ def train_detector(human: Any, model: Any, out: Path | str | None = None, *, nom
                "per_domain": _per_domain(df.with_columns(pl.Series("p", p_oof)), det.threshold_model),
                "threshold_model": _r(det.threshold_model), "threshold_human": _r(det.threshold_human),
                "nominal_fpr": nominal_fpr, "n_train": len(y)}
+    metrics["threshold_rule"] = threshold_rule_report(det, y, p_oof, long)
     det.meta["training_metrics"] = metrics["out_of_fold_min_words"]
     if out is not None:
         det.save(out)
         Path(out, "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
     _CACHE.clear()
     return metrics
+
+
+def threshold_rule_report(det: Detector, y: np.ndarray, p: np.ndarray, long: np.ndarray) -> dict[str, Any]:
+    """How far the per-domain rule moved the threshold from the pooled quantile, which domain forced
+    it (in-domain out-of-fold or scored unseen) and the out-of-fold TPR at both thresholds."""
+    pooled = float(det.meta.get("pooled_threshold", det.threshold_model))
+    cands = [(v, k, "in-domain") for k, v in (det.meta.get("domain_thresholds") or {}).items()]
+    cands += [(v, k, "unseen (scored by a model trained without it)")
+              for k, v in (det.meta.get("unseen_domain_thresholds") or {}).items()]
+    top = max(cands) if cands else None
+    forced = top is not None and top[0] > pooled and abs(top[0] - det.threshold_model) < 1e-6
+    sel = (y == 1) & long if ((y == 1) & long).sum() else (y == 1)
+    return {"pooled_threshold": _r(pooled), "threshold": _r(det.threshold_model),
+            "shift": _r(det.threshold_model - pooled),
+            "forced_by": top[1] if forced else None, "forced_how": top[2] if forced else None,
+            "tpr_at_pooled": _r(float((p[sel] >= pooled).mean())) if sel.any() else None,
+            "tpr_at_threshold": _r(float((p[sel] >= det.threshold_model).mean())) if sel.any() else None}
 
 
 def _per_domain(df: pl.DataFrame, threshold: float) -> list[dict[str, Any]]:
@@ -372,4 +393,7 @@ def evaluate_detector(human: Any, model: Any, detector: Detector | None = None, 
     out["min_words"] = mw
     out["n_skipped_short"] = int((~keep).sum())
     out["per_domain"] = _per_domain(df.with_columns(pl.Series("p", p)), det.threshold_model)
+    out["threshold"] = _r(det.threshold_model)
+    if "pooled_threshold" in det.meta:
+        out["threshold_rule"] = threshold_rule_report(det, y, p, np.ones(len(y), bool))
     return out

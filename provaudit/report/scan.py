@@ -74,8 +74,11 @@ def render_scan_markdown(summary: dict[str, Any]) -> str:
         lines.append("No gate checks were configured (use --gate rules/gate.yaml).")
     else:
         lines.append("**PASSED**" if gate.get("passed") else "**FAILED**: " + ", ".join(gate.get("failed", [])))
+        if gate.get("skipped"):
+            lines.append(f"Skipped (stage did not run{'' if gate.get('strict') else '; --strict fails them'}): "
+                         + ", ".join(gate["skipped"]))
         lines.append("")
-        lines += _table(["check", "status", "value", "threshold", "where"],
+        lines += _table(["check", "status", "value", "threshold", "why", "where"],
                         [[c["id"], c["status"], "n/a" if c["value"] is None else f"{c['value']:.6g}", c["threshold"],
-                          c.get("where") or ""] for c in checks])
+                          c.get("reason") or "", c.get("where") or ""] for c in checks])
     return "\n".join(lines) + "\n"

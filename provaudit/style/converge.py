@@ -142,5 +142,6 @@ def teacher_summary(texts: Sequence[str], teacher_texts: TextSource, human_texts
             res["label_origin"] = {"verdict": lo["verdict"], "ai_evidence": lo["ai_evidence"],
                                    "human_evidence": lo["human_evidence"],
                                    "ai_evidence_net": lo["ai_evidence"] - lo["human_evidence"],
-                                   "evidence": lo["evidence"], "measures": lo["measures"]}
+                                   "evidence": lo["evidence"], "measures": lo["measures"],
+                                   "not_computed": lo["not_computed"]}
     return res

@@ -7,16 +7,18 @@ Evidence, each reported with its value, interval and weight (strong = 2, moderat
   speed -> human (strong).
 * annotator ids that name a model (gpt, claude, judge, ...) -> AI (strong).
 * teacher preference: share of pairs whose chosen response is more teacher-like (LLM judges prefer
-  their own voice). Interval above the threshold -> AI (moderate); below it -> that bias is ruled
-  out -> human (moderate).
+  their own voice). Interval above the threshold -> AI (moderate).
 * length preference: share of pairs whose chosen response is longer (LLM verbosity bias), same logic.
 * position bias when the winner's slot is known (LLM judges favour a slot) -> AI (moderate).
 * tie rate is reported, never weighed (whether ties were allowed is rarely known).
 
+A bias ruled out (interval below the threshold) is *not* evidence of a human: an unbiased AI judge
+shows none either (GPT-4-judged AlpacaEval pairs without their metadata rule out both). It is listed
+under ``consistent_with_human`` and weighs nothing; only reading-speed throughput points to humans.
+
 Verdict: ``AI-judge-like`` when AI evidence reaches ``min_evidence`` and exceeds human evidence by
-as much; ``human-like`` symmetrically; otherwise ``unknown``. Ruling a bias out is weaker evidence
-than finding one: an unbiased AI judge without metadata would look human-like, and the verdict
-says which evidence it rests on.
+as much; ``human-like`` symmetrically; otherwise ``unknown``. ``not_computed`` lists each signal
+that could not be measured and why (no timing columns, no annotator ids, no teacher reference, ...).
 """
 from __future__ import annotations
 
@@ -102,8 +104,17 @@ def _assess(df: pl.DataFrame, model: TeacherModel | None, rules: dict[str, Any],
     measures: dict[str, Any] = {"n_pairs": n, "tie_rate": round(float(df["tie"].mean()), 4) if n else None}
     evidence: list[dict[str, Any]] = []
 
+    consistent: list[dict[str, Any]] = []
+    not_computed: list[dict[str, str]] = []
+
     def add(signal: str, points_to: str, weight: int, detail: str) -> None:
+        if points_to == "human" and signal != "throughput":  # a bias ruled out: consistent, not evidence
+            consistent.append({"signal": signal, "detail": detail})
+            return
         evidence.append({"signal": signal, "points_to": points_to, "weight": weight, "detail": detail})
+
+    def missing(signal: str, reason: str) -> None:
+        not_computed.append({"signal": signal, "reason": reason})
 
     chosen, rejected = decided["chosen"].to_list(), decided["rejected"].to_list()
     lc = np.array([len(words(t or "")) for t in chosen])
@@ -112,6 +123,9 @@ def _assess(df: pl.DataFrame, model: TeacherModel | None, rules: dict[str, Any],
     length = _share(int((lc > lr_)[diff].sum()), int(diff.sum()))
     measures["length_preference"] = length
     enough = decided.height >= r["min_pairs"]
+    if not enough or not length["n"]:
+        missing("length_preference", f"{decided.height} decided pairs (< {r['min_pairs']}) or no length differences"
+                if not enough else "no pair with responses of different length")
     if enough and length["n"]:
         thr = r["length_preference"]
         if length["ci_low"] > thr:
@@ -121,6 +135,10 @@ def _assess(df: pl.DataFrame, model: TeacherModel | None, rules: dict[str, Any],
             add("length_preference", "human", 1, f"chosen is longer in {length['share']:.0%} of pairs "
                 f"(CI {length['ci_low']:.2f}-{length['ci_high']:.2f} < {thr}): no verbosity bias")
 
+    if model is None:
+        missing("teacher_preference", "no teacher reference given")
+    elif not enough:
+        missing("teacher_preference", f"{decided.height} decided pairs (< {r['min_pairs']})")
     if model is not None and decided.height:
         sc, sr = model.log_ratio(chosen), model.log_ratio(rejected)
         neq = sc != sr
@@ -139,6 +157,9 @@ def _assess(df: pl.DataFrame, model: TeacherModel | None, rules: dict[str, Any],
                     "no preference for the teacher's voice")
 
     pos = decided.filter(pl.col("chosen_position").is_not_null())
+    if pos.height < r["min_pairs"]:
+        missing("position_bias", "the winning response's slot is not recorded" if not pos.height
+                else f"slot known for {pos.height} pairs (< {r['min_pairs']})")
     if pos.height:
         k1 = int((pos["chosen_position"] == 1).sum())
         ps = _share(k1, pos.height)
@@ -150,6 +171,9 @@ def _assess(df: pl.DataFrame, model: TeacherModel | None, rules: dict[str, Any],
                 "differ by source model")
 
     tput = _throughput(df)
+    if tput is None:
+        missing("throughput", "no labelling-time field (time_per_example, seconds) or annotator timestamps "
+                              "for at least 5 labels")
     if tput is not None:
         measures["throughput"] = tput
         wpm = tput["median_words_per_minute"]
@@ -161,6 +185,8 @@ def _assess(df: pl.DataFrame, model: TeacherModel | None, rules: dict[str, Any],
                 f"per minute (< {r['human_words_per_minute']}: reading speed)")
 
     names = sorted({a for a in df["annotator"].to_list() if a})
+    if not names:
+        missing("annotator_id", "no annotator / judge id column")
     if names:
         pat = re.compile(r["model_name_pattern"])
         model_named = [a for a in names if pat.search(a)]
@@ -177,7 +203,8 @@ def _assess(df: pl.DataFrame, model: TeacherModel | None, rules: dict[str, Any],
         verdict = "human-like"
     else:
         verdict = "unknown"
-    out = {"verdict": verdict, "ai_evidence": ai, "human_evidence": hu, "evidence": evidence, "measures": measures}
+    out = {"verdict": verdict, "ai_evidence": ai, "human_evidence": hu, "evidence": evidence, "measures": measures,
+           "consistent_with_human": consistent, "not_computed": not_computed}
     if annotator is not None:
         out["annotator"] = annotator
     return out

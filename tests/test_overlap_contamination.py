@@ -1,0 +1,136 @@
+"""Overlap that means contamination: trivial texts (empty, short, boilerplate) never trip the leak checks,
+real leaks of long or short-but-specific eval records do."""
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from provaudit.contamination import MIN_WORDS, trivial_reason
+from provaudit.fingerprint import normalize_text
+from provaudit.pipeline import register, scan
+
+ROOT = Path(__file__).resolve().parent.parent
+EVAL = ROOT / "fixtures" / "scan" / "hh_rlhf.jsonl.gz"          # HH-RLHF harmless test rows 0-199
+BATCH = ROOT / "fixtures" / "overlap" / "hh_rlhf_1001_1600.jsonl.gz"  # rows 1001-1600 of the same file
+MATH = ROOT / "fixtures" / "overlap" / "alpaca_eval_math.json"
+GATE = ROOT / "rules" / "gate.yaml"
+
+
+def _last_turn(transcript: str) -> str:
+    """The final assistant turn of an HH-RLHF transcript (what the hh_rlhf schema makes chosen/rejected)."""
+    return transcript.rsplit("\n\nAssistant:", 1)[-1].strip()
+
+
+def _rows(path: Path) -> list[dict]:
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def _words(text: str) -> int:
+    return len(re.findall(r"\w+", text))
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory) -> Path:
+    cat = tmp_path_factory.mktemp("cat") / "c.duckdb"
+    register(EVAL, tags=["eval"], catalog=cat)
+    return cat
+
+
+def _check(result, cid: str) -> dict:
+    return next(c for c in result.summary["gate"]["checks"] if c["id"] == cid)
+
+
+def test_issue_case_boilerplate_is_not_an_eval_leak(catalog: Path) -> None:
+    # independent: the batch's final responses whose text equals an eval final response
+    eval_texts = {normalize_text(_last_turn(r[k])) for r in _rows(EVAL) for k in ("chosen", "rejected")}
+    shared = [t for r in _rows(BATCH) for k in ("chosen", "rejected")
+              if normalize_text(t := _last_turn(r[k])) in eval_texts]
+    assert len(shared) >= 8 and all(_words(t) < MIN_WORDS for t in shared)  # You're welcome., What do you mean?, ''
+    res = scan(BATCH, catalog=catalog, gate=GATE, record=False, origin=False)
+    (ov,) = res.summary["overlap"]["datasets"]
+    assert ov["exact_records"] == 0 and ov["trivial_exact_records"] >= len(shared)
+    reasons = {e["reason"] for e in ov["trivial_examples"]}
+    assert "short" in reasons and "empty" in reasons
+    assert _check(res, "no_eval_exact_overlap")["status"] == "pass"
+    assert res.passed, [c for c in res.summary["gate"]["checks"] if c["status"] == "fail"]
+    # empty responses (no word: "" or "......") are a finding of their own, counted from the raw file
+    n_empty = sum(_words(_last_turn(r[k])) == 0 for r in _rows(BATCH) for k in ("chosen", "rejected"))
+    dup = res.summary["duplicates"]
+    assert n_empty >= 1 and dup["empty_records"] == n_empty
+    assert dup["empty_rate"] == round(n_empty / dup["records"], 6)
+    assert dup["exact_duplicates"] == 0 and dup["trivial_records"] >= 1
+    assert _check(res, "max_empty_output_rate")["value"] == dup["empty_rate"]
+
+
+def test_planted_leaks_of_long_eval_records_fail_the_gate(catalog: Path, tmp_path: Path) -> None:
+    long_texts = [t for r in _rows(EVAL) if _words(t := _last_turn(r["chosen"])) >= 20][:12]
+    assert len(long_texts) == 12
+    leak = tmp_path / "leak.jsonl"
+    leak.write_text("".join(json.dumps({"prompt": "Continue.", "completion": t}) + "\n" for t in long_texts))
+    res = scan([BATCH, leak], catalog=catalog, gate=GATE, record=False, origin=False)
+    (ov,) = res.summary["overlap"]["datasets"]
+    assert ov["exact_records"] == len(long_texts)  # every planted leak, nothing else
+    assert all(e.startswith("leak:") for e in ov["examples"])
+    fail = _check(res, "no_eval_exact_overlap")
+    assert fail["status"] == "fail" and fail["reason"] == f"{len(long_texts)} exceeds max 0"
+    assert not res.passed
+
+
+def test_a_short_but_specific_leak_fails_and_a_short_generic_match_does_not(tmp_path: Path) -> None:
+    rows = json.loads(MATH.read_text())
+    equation = rows[2]["instruction"].splitlines()[-1]  # AlpacaEval: "x^3 - 4x^2 + 6x - 24 = 0"
+    assert _words(equation) < MIN_WORDS and trivial_reason(equation) is None
+    ev = tmp_path / "eval.jsonl"
+    ev.write_text("".join(json.dumps({"prompt": p, "completion": r["output"]}) + "\n"
+                          for p, r in zip([equation, "What do you mean?", "Thank you!"], rows)))
+    cat = tmp_path / "c.duckdb"
+    register(ev, tags=["eval"], catalog=cat)
+    generic = tmp_path / "generic.jsonl"
+    generic.write_text(json.dumps({"prompt": "What do you mean?", "completion": "Thank you!"}) + "\n")
+    ok = scan(generic, catalog=cat, gate=GATE, record=False, origin=False)
+    assert ok.summary["overlap"]["datasets"][0]["trivial_exact_records"] == 2 and ok.passed
+    specific = tmp_path / "specific.jsonl"
+    specific.write_text(json.dumps({"prompt": equation, "completion": "x = 4"}) + "\n")
+    bad = scan(specific, catalog=cat, gate=GATE, record=False, origin=False)
+    assert bad.summary["overlap"]["datasets"][0]["exact_records"] == 1
+    assert "no_eval_exact_overlap" in bad.summary["gate"]["failed"]
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("", "empty"), ("  \n ", "empty"), ("...", "empty"), ("You’re welcome!", "short"),
+    ("What do you mean?", "short"), ("I have 2 cats.", "short"),
+    ("What is 48 / 2 + 17?", None), ("Natalia sold clips to 48 of her friends in April.", None),
+    ("w " * 13, None), ("w " * 12, "short"),
+    ("Is there anything else I can help you with today?", "short"),   # stock line, nothing specific
+    ("Who was the first president of the United States?", None),      # 9 words with a name
+    ("Who was the first president of the country?", "short"),
+])
+def test_trivial_reason_follows_the_documented_rule(text: str, reason: str | None) -> None:
+    assert trivial_reason(text) == reason
+
+
+def test_boilerplate_recurring_in_many_rows_is_reported_apart(tmp_path: Path) -> None:
+    # a 15-word refusal in 6 rows of an eval set and in the batch: boilerplate, not a leak;
+    # a 13-19 word answer that occurs once in each is a leak
+    refusal = "I'm sorry, but I cannot help you with that request, it is against my guidelines."
+    assert trivial_reason(refusal) is None
+    answer = next(t for r in _rows(EVAL) if 13 <= _words(t := _last_turn(r["chosen"])) < 20)
+    ev = tmp_path / "eval.jsonl"
+    ev.write_text("".join(json.dumps({"prompt": f"question number {i} about chemistry homework please",
+                                      "completion": refusal}) + "\n" for i in range(6))
+                  + json.dumps({"prompt": "unrelated prompt with enough words to be substantive here",
+                                "completion": answer}) + "\n")
+    cat = tmp_path / "c.duckdb"
+    register(ev, tags=["eval"], catalog=cat)
+    batch = tmp_path / "b.jsonl"
+    batch.write_text(json.dumps({"prompt": "Hi.", "completion": refusal}) + "\n"
+                     + json.dumps({"prompt": "Hello.", "completion": answer}) + "\n")
+    res = scan(batch, catalog=cat, gate=GATE, record=False, origin=False)
+    (ov,) = res.summary["overlap"]["datasets"]
+    assert ov["exact_records"] == 1 and ov["examples"] == ["b:1:response"]
+    assert {(e["record_id"], e["reason"]) for e in ov["trivial_examples"]} >= {("b:0:response", "boilerplate")}
