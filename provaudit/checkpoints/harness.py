@@ -173,7 +173,7 @@ def sample_status(loaded: Any, thresholds: dict[str, Any] | None = None) -> pl.D
             if not r:
                 continue
             q = _norm(p)
-            echo = len(q) >= 20 and (r.startswith(q[:200]) or (q.startswith(r) and len(r) >= 0.8 * len(q)))
+            echo = r == q or (len(q) >= 20 and (r.startswith(q[:200]) or (q.startswith(r) and len(r) >= 0.8 * len(q))))
             if echo or any(m in r for m in _TEMPLATE):
                 faults[i].append("echo")
     scales = th.get("harness_scales") or {}
