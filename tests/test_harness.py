@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from scipy import stats as sps
 
 from provaudit.checkpoints import compare, harness
-from provaudit.checkpoints.faults import FAULT_KINDS, inject_fault, rerun, simulate_run
+from provaudit.checkpoints.faults import inject_fault, rerun, simulate_run
 from provaudit.checkpoints.io import load_rules
 from provaudit.checkpoints.load import load_inputs
 from provaudit.cli import main
