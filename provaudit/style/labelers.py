@@ -265,7 +265,8 @@ def _batch_stats(b: pl.DataFrame, emb: dict[str, np.ndarray], rng: np.random.Gen
         agree = np.array([x == y for x, y in zip(a, r)], dtype=float)
         out["reference_agreement"] = float(agree.mean())
         out["reference_kappa"] = cohen_kappa(a, r)
-        out["reference_agreement_se"] = float(agree.std(ddof=1) / math.sqrt(len(agree))) if len(agree) > 1 else None
+        pa = (agree.sum() + 0.5) / (len(agree) + 1)  # never 0 at 0% or 100% agreement
+        out["reference_agreement_se"] = float(math.sqrt(pa * (1 - pa) / len(agree)))
     chosen, cands, ch_idx = [], [], []
     for k, (u, t1, t2) in enumerate(zip(labs, units["text_1"].to_list(), units["text_2"].to_list())):
         if t1 is None or t2 is None:
@@ -315,10 +316,10 @@ def _wls(y: np.ndarray, se: np.ndarray) -> tuple[float, float]:
 
 def _trend(rows: list[dict[str, Any]], level: float) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Agreement up and chosen diversity down over batches 0..t; the first t where both are significant."""
-    agree_key = "alpha_nominal" if all(r.get("alpha_se") for r in rows) else (
-        "reference_agreement" if all(r.get("reference_agreement_se") for r in rows) else None)
+    agree_key = "alpha_nominal" if all(r.get("alpha_se") is not None for r in rows) else (
+        "reference_agreement" if all(r.get("reference_agreement_se") is not None for r in rows) else None)
     se_key = {"alpha_nominal": "alpha_se", "reference_agreement": "reference_agreement_se"}.get(agree_key or "")
-    if agree_key is None or not all(r.get("chosen_diversity_rel_se") for r in rows) or len(rows) < 3:
+    if agree_key is None or not all(r.get("chosen_diversity_rel_se") is not None for r in rows) or len(rows) < 3:
         return {"agreement": agree_key, "testable": False}, None
     thr = float(sps.norm.ppf(1 - level))
     ya = np.array([r[agree_key] for r in rows], dtype=float)
