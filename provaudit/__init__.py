@@ -32,6 +32,9 @@ _API: dict[str, str] = {
     # checkpoints
     "analyze_checkpoints": "provaudit.checkpoints:analyze_checkpoints",
     "compare": "provaudit.checkpoints:compare",
+    "harness_health": "provaudit.checkpoints.harness:harness_health",
+    "labeler_homogenization": "provaudit.style.labelers:labeler_homogenization",
+    "krippendorff_alpha": "provaudit.style.labelers:krippendorff_alpha",
     # lineage and erasure
     "add_checkpoint": "provaudit.catalog.lineage:add_checkpoint",
     "lineage_find": "provaudit.catalog.lineage:lineage_find",

@@ -33,12 +33,21 @@ def test_invalid_jsonl_line(tmp_path: Path) -> None:
 
 
 def test_missing_outcome_value_in_samples(tmp_path: Path) -> None:
-    rows = [{"checkpoint": c, "sample_id": i, "reward": 0.5, "outcome": 0.1} for c in "ab" for i in range(3)]
+    # a score the harness did not produce is a harness fault (reported), not unreadable input
+    rows = [{"checkpoint": c, "sample_id": i, "reward": 0.5 + i, "outcome": 0.1 * i} for c in "ab" for i in range(3)]
     rows[4]["outcome"] = None
+    rows[5]["outcome"] = "error"
+    p = write(tmp_path / "s.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
+    rep = analyze_checkpoints([p], bootstrap=200)
+    per = {r["checkpoint"]: r for r in rep.harness["per_checkpoint"]}
+    assert per["b"]["score_missing"] == pytest.approx(1 / 3) and per["b"]["score_non_numeric"] == pytest.approx(1 / 3)
+    assert rep.series.filter(rep.series["checkpoint"] == "b")["n"][0] == 1
+    assert any("without a proxy or outcome score" in n for n in rep.notes)
+    rows[5]["outcome"] = "oops"  # not a harness failure marker: unreadable input
     p = write(tmp_path / "s.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
     with pytest.raises(InputError) as exc:
         analyze_checkpoints([p])
-    assert exc.value.line == 5 and exc.value.field == "outcome"
+    assert exc.value.line == 6 and exc.value.field == "outcome"
 
 
 def test_duplicate_sample(tmp_path: Path) -> None:

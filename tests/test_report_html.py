@@ -55,3 +55,33 @@ def test_html_renders_charts_and_flags(tmp_path: Path, inputs: list[str]) -> Non
     shot = tmp_path / "shot.png"
     res = _run(exe, ["--window-size=1200,1600", f"--screenshot={shot}", page.as_uri()])
     assert shot.exists() and shot.stat().st_size > 20000  # a blank page compresses to a few kB
+
+
+@pytest.mark.chromium
+@pytest.mark.slow
+def test_integrity_sections_render(tmp_path: Path) -> None:
+    """A harness-faulted comparison with labeler judgments: harness and labeler charts and flags visible."""
+    from provaudit.checkpoints import compare
+    from provaudit.report.integrity import render_labelers_html
+
+    exe = _chromium()
+    fx = FX.parent / "integrity"
+    rep = compare(fx / "run_a.jsonl", fx / "fault_truncated.jsonl", bootstrap=200,
+                  labels=[fx / "labels_drift.jsonl.gz"], label_opts={"by": "batch", "n_boot": 100})
+    kinds = {f.kind for f in rep.flags}
+    assert {"harness_change", "harness_truncated", "homogenizing"} <= kinds
+    pages = {"report.html": (render_html(rep), len(rep.flags)),
+             "labelers.html": (render_labelers_html(rep.labelers), 1)}
+    for name, (text, n_flags) in pages.items():
+        page = tmp_path / name
+        page.write_text(text, encoding="utf-8")
+        res = _run(exe, ["--virtual-time-budget=5000", "--dump-dom", page.as_uri()])
+        assert res.returncode == 0, res.stderr[-2000:]
+        body = re.search(r"<body[^>]*>", res.stdout).group(0)
+        assert int(re.search(r'data-flags-visible="(\d+)"', body).group(1)) == n_flags
+        charts = int(re.search(r'data-charts-visible="(\d+)"', body).group(1))
+        assert charts >= (3 if name == "report.html" else 1)
+    dom = _run(exe, ["--virtual-time-budget=5000", "--dump-dom", (tmp_path / "report.html").as_uri()]).stdout
+    for chart in ("chart-harness", "chart-harness-change", "chart-labelers"):
+        assert f'id="{chart}"' in dom
+    assert "Harness health" in dom and "Labeler homogenization" in dom

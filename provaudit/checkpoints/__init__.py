@@ -14,16 +14,19 @@ import numpy as np
 import polars as pl
 
 from provaudit.checkpoints import analysis as an
+from provaudit.checkpoints import harness
+from provaudit.checkpoints.harness import harness_health
 from provaudit.checkpoints.io import load_rules, read_table
 from provaudit.checkpoints.load import Loaded, load_inputs
 from provaudit.checkpoints.model import DECOUPLING_KINDS, CheckpointReport, Flag
 from provaudit.errors import InputError, UsageError
 
-__all__ = ["DECOUPLING_KINDS", "CheckpointReport", "Flag", "analyze_checkpoints", "compare"]
+__all__ = ["DECOUPLING_KINDS", "CheckpointReport", "Flag", "analyze_checkpoints", "compare", "harness_health"]
 
 _FLAG_ORDER = {"decoupling": 0, "decoupling_trend": 1, "decoupling_step": 1, "decoupling_window": 2,
                "overoptimization": 3,
-               "length_confound": 4, "teacher_confound": 5, "tail_regression": 6, "see_saw": 7}
+               "length_confound": 4, "teacher_confound": 5, "tail_regression": 6, "see_saw": 7,
+               "harness_change": 8, "homogenizing": 10}
 
 
 def _thresholds(rules: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
@@ -61,7 +64,8 @@ def _teacher_scores(loaded: Loaded, teacher: str | Path | None, backend: str) ->
 
 
 def _run(loaded: Loaded, *, mode: str, inputs: list[str], rules: dict[str, Any], seed: int,
-         opts: dict[str, Any], teacher: str | Path | None, teacher_backend: str) -> CheckpointReport:
+         opts: dict[str, Any], teacher: str | Path | None, teacher_backend: str,
+         labels: Sequence[str | Path] | None = None, label_opts: dict[str, Any] | None = None) -> CheckpointReport:
     th = _thresholds(rules, opts)
     samples, notes = _teacher_scores(loaded, teacher, teacher_backend)
     ctx = an.Ctx(loaded.series, samples, th, seed)
@@ -85,6 +89,14 @@ def _run(loaded: Loaded, *, mode: str, inputs: list[str], rules: dict[str, Any],
     seesaw, sflags = an.seesaw(ctx, loaded.extra_metrics, rules.get("seesaw_pairs", []),
                                rules["columns"].get("outcome", []))
     flags += sflags
+    harness_out, hflags = harness.assess(loaded, ctx.names, th, seed)
+    flags += hflags
+    labelers_out = None
+    if labels:
+        from provaudit.style.labelers import labeler_homogenization
+
+        labelers_out = labeler_homogenization(labels, seed=seed, **(label_opts or {}))
+        flags += [Flag(**f) for f in labelers_out.get("flags", [])]
     pair = an.pair_stats(ctx) if mode == "pair" and samples is not None else None
     if pair is not None:
         thr = an.one_sided_threshold(ctx.alpha, 1, None)
@@ -95,7 +107,8 @@ def _run(loaded: Loaded, *, mode: str, inputs: list[str], rules: dict[str, Any],
                               f"{an._fmt(-o['delta'])} (z={an._fmt(o['z'])}, Wilcoxon p={an._fmt(o.get('wilcoxon_p'))})",
                               o["interval"], metric="outcome", value=o["delta"], p_value=o.get("wilcoxon_p"),
                               details={"from": ctx.names[0], "threshold_z": thr}))
-    flags.sort(key=lambda f: (_FLAG_ORDER.get(f.kind, 99), ctx.names.index(f.checkpoint)
+    flags.sort(key=lambda f: (_FLAG_ORDER.get(f.kind, 9 if f.kind.startswith("harness") else 99),
+                              ctx.names.index(f.checkpoint)
                               if f.checkpoint in ctx.names else -1, f.metric or ""))
     points = None
     if samples is not None:
@@ -113,12 +126,14 @@ def _run(loaded: Loaded, *, mode: str, inputs: list[str], rules: dict[str, Any],
         correlation=an.correlation(ctx), overoptimization=over, length=length, teacher=teacher_out, pair=pair,
         tails=tails, slices=an.slice_table(ctx), seesaw=seesaw, win_rates=an.win_rates(ctx), points=points,
         notes=loaded.notes + notes + noise_note + fit_note,
-        seed=seed)
+        seed=seed, harness=harness_out, labelers=labelers_out,
+        gate_on=tuple((rules.get("gate") or {}).get("fail_on", ["decoupling"])))
 
 
 def analyze_checkpoints(inputs: Sequence[str | Path], *, proxy: str | None = None, outcome: str | None = None,
                         rules: Path | str | None = None, seed: int = 0, teacher: str | Path | None = None,
-                        teacher_backend: str = "static", **opts: Any) -> CheckpointReport:
+                        teacher_backend: str = "static", labels: Sequence[str | Path] | None = None,
+                        label_opts: dict[str, Any] | None = None, **opts: Any) -> CheckpointReport:
     """Analyse a checkpoint series for proxy/outcome decoupling, confounds, tail regressions and see-saws.
 
     ``inputs``: metrics tables (CSV/JSONL/Parquet), per-sample files, ``trainer_state.json`` files.
@@ -127,12 +142,13 @@ def analyze_checkpoints(inputs: Sequence[str | Path], *, proxy: str | None = Non
     rules_d = load_rules(rules)
     loaded = load_inputs([str(p) for p in inputs], rules_d, proxy=proxy, outcome=outcome)
     return _run(loaded, mode="series", inputs=[str(p) for p in inputs], rules=rules_d, seed=seed, opts=opts,
-                teacher=teacher, teacher_backend=teacher_backend)
+                teacher=teacher, teacher_backend=teacher_backend, labels=labels, label_opts=label_opts)
 
 
 def compare(a: str | Path, b: str | Path, *, proxy: str | None = None, outcome: str | None = None,
             rules: Path | str | None = None, seed: int = 0, teacher: str | Path | None = None,
-            teacher_backend: str = "static", **opts: Any) -> CheckpointReport:
+            teacher_backend: str = "static", labels: Sequence[str | Path] | None = None,
+            label_opts: dict[str, Any] | None = None, **opts: Any) -> CheckpointReport:
     """Compare two checkpoints' per-sample files (A = before, B = after) with paired significance."""
     rules_d = load_rules(rules)
     names = [Path(str(a)).name.split(".")[0], Path(str(b)).name.split(".")[0]]
@@ -147,4 +163,4 @@ def compare(a: str | Path, b: str | Path, *, proxy: str | None = None, outcome: 
     if loaded.series["checkpoint"][0] != first:
         loaded.series = loaded.series.reverse()
     return _run(loaded, mode="pair", inputs=[str(a), str(b)], rules=rules_d, seed=seed, opts=opts,
-                teacher=teacher, teacher_backend=teacher_backend)
+                teacher=teacher, teacher_backend=teacher_backend, labels=labels, label_opts=label_opts)

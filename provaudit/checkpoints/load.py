@@ -93,8 +93,9 @@ def _pick(sources: list[Source], role: str, given: str | None, rules: dict[str, 
             cands = [c for c in cands if match_column([c], rules["columns"].get("not_proxy", [])) is None]
         col = match_column(cands, rules["columns"].get(role, []))
         if col is not None:
-            if not _numeric_like(src.frame, col):
-                to_float(src.frame, col, src.path)  # raises naming the first non-numeric value's line
+            frame = _failure_tokens_to_null(src.frame, col) if src.kind == "samples" else src.frame
+            if not _numeric_like(frame, col):
+                to_float(frame, col, src.path)  # raises naming the first non-numeric value's line
             return col
     avail = sorted({c for s in sources for c in _metric_candidates(s.frame, s.roles, rules)})
     raise InputError(f"cannot detect the {role} column from names (numeric columns: "
@@ -118,6 +119,7 @@ class Loaded:
     extra_metrics: list[str] = field(default_factory=list)
     columns: dict[str, str | None] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    unscored: pl.DataFrame | None = None  # per-sample rows whose proxy or outcome is missing (harness faults)
 
 
 def _standard_samples(src: Source, proxy: str, outcome: str, default_ckpt: str, force_name: bool = False
@@ -137,11 +139,9 @@ def _standard_samples(src: Source, proxy: str, outcome: str, default_ckpt: str, 
             i = int(missing.arg_true()[0])
             raise InputError("missing value", file=path, line=int(f["_line"][i]), field=col)
     for name, col in (("proxy", proxy), ("outcome", outcome)):
-        s = to_float(f, col, path)
-        if s.is_null().any():
-            i = int(s.is_null().arg_true()[0])
-            raise InputError("missing value", file=path, line=int(f["_line"][i]), field=col)
-        out[name] = s.alias(name)
+        # a score the harness failed to produce (null, "error", "n/a", ...) is kept as null: load_inputs sets
+        # such rows aside (Loaded.unscored) and provaudit.checkpoints.harness reports them
+        out[name] = to_float(_failure_tokens_to_null(f, col), col, path).alias(name)
     if r.get("step"):
         out["step"] = to_float(f, r["step"], path).alias("step")
     for role in ("length", "preference", "baseline_length"):
@@ -171,6 +171,19 @@ def _standard_samples(src: Source, proxy: str, outcome: str, default_ckpt: str, 
         raise InputError(f"duplicate sample id {frame['sample_id'][i]!r} for checkpoint "
                          f"{frame['checkpoint'][i]!r}", file=path, line=int(f["_line"][i]), field=sid)
     return frame
+
+
+SCORE_FAILURE_TOKENS = ("", "n/a", "na", "nan", "none", "null", "error", "invalid", "failed", "fail", "timeout",
+                        "-")
+
+
+def _failure_tokens_to_null(f: pl.DataFrame, col: str) -> pl.DataFrame:
+    """Harness failure markers in a score column ("error", "n/a", ...) read as missing scores."""
+    if f[col].dtype != pl.Utf8:
+        return f
+    low = f[col].str.strip_chars().str.to_lowercase()
+    return f.with_columns(pl.when(low.is_in(list(SCORE_FAILURE_TOKENS))).then(None).otherwise(pl.col(col))
+                          .alias(col))
 
 
 def _standard_metrics(src: Source, cols: list[str], se_cols: dict[str, str]) -> pl.DataFrame:
@@ -254,7 +267,17 @@ def load_inputs(inputs: Sequence[str | Path], rules: dict[str, Any], *, proxy: s
                         break
             metric_frames.append(_standard_metrics(src, cols, se_cols))
     samples = pl.concat(sample_frames, how="diagonal_relaxed") if sample_frames else None
+    unscored = None
     if samples is not None:
+        missing = pl.col("proxy").is_null() | pl.col("outcome").is_null()
+        if samples.filter(missing).height:
+            unscored = samples.filter(missing)
+            samples = samples.filter(~missing)
+            notes.append(f"{unscored.height} per-sample row(s) without a proxy or outcome score left out of the "
+                         "analysis (see the harness section)")
+            if samples.height == 0:
+                raise InputError("no per-sample row has both scores", file=unscored["_file"][0],
+                                 line=int(unscored["_line"][0]), field=outcome_col)
         dup = samples.select(["checkpoint", "sample_id"]).is_duplicated()
         if dup.any():
             i = int(dup.arg_true()[-1])
@@ -328,4 +351,4 @@ def load_inputs(inputs: Sequence[str | Path], rules: dict[str, Any], *, proxy: s
     columns = {"proxy": proxy_col, "outcome": outcome_col}
     for role in ("kl", "length", "slice", "step", "sample_id", "response", "preference"):
         columns[role] = next((s.roles.get(role) for s in sources if s.roles.get(role)), None)
-    return Loaded(sources, proxy_col, outcome_col, samples, series, extra, columns, notes)
+    return Loaded(sources, proxy_col, outcome_col, samples, series, extra, columns, notes, unscored)

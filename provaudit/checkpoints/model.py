@@ -86,6 +86,21 @@ class CheckpointReport:
     points: pl.DataFrame | None = None  # per-sample (checkpoint, proxy, outcome, length) for plots
     notes: list[str] = field(default_factory=list)
     seed: int = 0
+    harness: dict[str, Any] = field(default_factory=dict)  # provaudit.checkpoints.harness.assess
+    labelers: dict[str, Any] | None = None  # provaudit.style.labelers.labeler_homogenization (--labels)
+    gate_on: tuple[str, ...] = ("decoupling",)  # flag families that fail --gate (rules: gate.fail_on)
+
+    @property
+    def harness_flagged(self) -> bool:
+        """True when a harness flag (id starting ``harness``) fired."""
+        return any(f.kind.startswith("harness") for f in self.flags)
+
+    @property
+    def gate_failed(self) -> bool:
+        """True when a flag of a family in ``gate_on`` fired (decoupling, harness, homogenizing)."""
+        fams = {"decoupling": self.decoupled, "harness": self.harness_flagged,
+                "homogenizing": any(f.kind == "homogenizing" for f in self.flags)}
+        return any(fams.get(k, False) for k in self.gate_on)
 
     @property
     def decoupled(self) -> bool:
@@ -114,6 +129,9 @@ class CheckpointReport:
             "proxy_rise_past_best": self.overoptimization.get("proxy_rise_past_best"),
             "outcome_drop_from_best": self.overoptimization.get("outcome_drop_from_best"),
             "length_share_of_proxy_gain": self.length.get("share"),
+            "harness_flagged": self.harness_flagged,
+            "n_harness_flags": sum(k.startswith("harness") for k in kinds),
+            "homogenizing": "homogenizing" in kinds,
         }})
 
     def to_dict(self) -> dict[str, Any]:
@@ -141,4 +159,7 @@ class CheckpointReport:
             "summary": self.summary()["checkpoints"],
             "notes": list(self.notes),
             "seed": self.seed,
+            "harness": self.harness,
+            "labelers": self.labelers,
+            "gate_failed": self.gate_failed,
         })

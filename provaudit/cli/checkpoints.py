@@ -24,7 +24,11 @@ def _common(fn: Any) -> Any:
         click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                      help="Write report.html, report.md and report.json into this directory."),
         click.option("--json", "as_json", is_flag=True, help="Print flags, best_checkpoint and summary as JSON."),
-        click.option("--gate", is_flag=True, help="Exit 1 when a decoupling flag fires."),
+        click.option("--gate", is_flag=True, help="Exit 1 when a flag of a family in the rules' gate.fail_on "
+                                                   "fires (decoupling, harness, homogenizing)."),
+        click.option("--labels", multiple=True, type=click.Path(exists=True, dir_okay=False),
+                     help="Labeler judgments (repeatable) for the labeler-homogenization section."),
+        click.option("--labels-by", default=None, help="Batch or time column of --labels (see provaudit labelers)."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -45,7 +49,7 @@ def _emit(report: Any, out_dir: Path | None, as_json: bool, gate: bool) -> None:
     if as_json:
         echo_json({"flags": d["flags"], "best_checkpoint": d["best_checkpoint"], "decoupled": d["decoupled"],
                    "summary": d["summary"], "proxy": d["proxy"], "outcome": d["outcome"],
-                   "checkpoints": d["checkpoints"]})
+                   "checkpoints": d["checkpoints"], "gate_failed": d["gate_failed"]})
     else:
         click.echo(f"{len(report.checkpoints)} checkpoints, proxy={report.proxy}, outcome={report.outcome}, "
                    f"best={report.best_checkpoint}, decoupled={'yes' if report.decoupled else 'no'}")
@@ -53,7 +57,7 @@ def _emit(report: Any, out_dir: Path | None, as_json: bool, gate: bool) -> None:
             click.echo(f"  {fl.kind} @ {fl.checkpoint}: {fl.evidence}")
         if out_dir is not None:
             click.echo(f"wrote {out_dir / 'report.html'}, report.md, report.json")
-    if gate and report.decoupled:
+    if gate and report.gate_failed:
         sys.exit(1)
 
 
@@ -63,7 +67,7 @@ def _emit(report: Any, out_dir: Path | None, as_json: bool, gate: bool) -> None:
 @handle_errors
 def checkpoints_cmd(inputs: tuple[Path, ...], proxy: str | None, outcome: str | None, rules: Path | None,
                     teacher: Path | None, seed: int, alpha: float | None, out_dir: Path | None, as_json: bool,
-                    gate: bool) -> None:
+                    gate: bool, labels: tuple[str, ...], labels_by: str | None) -> None:
     """Find where the proxy reward and the real outcome came apart across checkpoints.
 
     INPUT files: per-checkpoint metrics (CSV/JSONL/Parquet), per-sample results (checkpoint,
@@ -77,7 +81,8 @@ def checkpoints_cmd(inputs: tuple[Path, ...], proxy: str | None, outcome: str | 
     from provaudit.checkpoints import analyze_checkpoints
 
     report = analyze_checkpoints(list(inputs), proxy=proxy, outcome=outcome, rules=rules, seed=seed,
-                                 teacher=teacher, alpha=alpha)
+                                 teacher=teacher, alpha=alpha, labels=list(labels) or None,
+                                 label_opts={"by": labels_by})
     _emit(report, out_dir, as_json, gate)
 
 
@@ -88,7 +93,7 @@ def checkpoints_cmd(inputs: tuple[Path, ...], proxy: str | None, outcome: str | 
 @handle_errors
 def compare_cmd(a: Path, b: Path, proxy: str | None, outcome: str | None, rules: Path | None,
                 teacher: Path | None, seed: int, alpha: float | None, out_dir: Path | None, as_json: bool,
-                gate: bool) -> None:
+                gate: bool, labels: tuple[str, ...], labels_by: str | None) -> None:
     """Compare two checkpoints' per-sample results (A before, B after) with paired significance.
 
     \b
@@ -97,7 +102,8 @@ def compare_cmd(a: Path, b: Path, proxy: str | None, outcome: str | None, rules:
     """
     from provaudit.checkpoints import compare
 
-    report = compare(a, b, proxy=proxy, outcome=outcome, rules=rules, seed=seed, teacher=teacher, alpha=alpha)
+    report = compare(a, b, proxy=proxy, outcome=outcome, rules=rules, seed=seed, teacher=teacher, alpha=alpha,
+                     labels=list(labels) or None, label_opts={"by": labels_by})
     _emit(report, out_dir, as_json, gate)
 
 

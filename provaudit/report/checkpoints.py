@@ -106,8 +106,13 @@ window.addEventListener('load',function(){
 def render_html(report: Any) -> str:
     """One self-contained HTML page: verdict, flags with evidence, charts, tables and notes."""
     title = "provaudit checkpoint report" if report.mode == "series" else "provaudit checkpoint comparison"
+    from provaudit.report import integrity
+
+    harness_sec, harness_charts = integrity.harness_html(report.harness)
+    labelers_sec, labeler_charts = integrity.labelers_html(report.labelers)
     charts = [("series", plots.series_chart(report)), ("length", plots.length_chart(report)),
-              ("tails", plots.tail_chart(report)), ("slices", plots.slice_chart(report))]
+              ("tails", plots.tail_chart(report)), ("slices", plots.slice_chart(report)),
+              *harness_charts, *labeler_charts]
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              f"<style>{_CSS}</style></head><body data-flags='{len(report.flags)}'>",
              f"<h1>{html.escape(title)}</h1>",
@@ -122,7 +127,7 @@ def render_html(report: Any) -> str:
     if not report.flags:
         parts.append("<p class='muted'>no flags</p>")
     for fl in report.flags:
-        cls = "flag decoupling" if fl.decoupling else "flag"
+        cls = "flag decoupling" if fl.decoupling or fl.kind.startswith("harness") else "flag"
         parts.append(
             f"<div class='{cls}' data-kind='{html.escape(fl.kind)}'><span class='kind'>{html.escape(fl.kind)}</span>"
             f" at <b>{html.escape(_f(fl.checkpoint))}</b><br>{html.escape(fl.evidence)}<br>"
@@ -141,6 +146,7 @@ def render_html(report: Any) -> str:
                         "ci_lo": e["interval"][0], "ci_hi": e["interval"][1], "wilcoxon_p": e.get("wilcoxon_p"),
                         "sign_test_p": e.get("sign_test_p")})
         parts.append("<h2>Paired comparison</h2>" + _table_html(pl.DataFrame(prs)))
+    parts += [harness_sec, labelers_sec]
     series_cols = [c for c in report.series.columns]
     parts.append("<h2>Checkpoints</h2>" + _table_html(report.series.select(series_cols)))
     parts.append("<h2>Slices (mean outcome)</h2>" + _table_html(_slice_pivot(report), "slices"))
@@ -199,7 +205,10 @@ def render_markdown(report: Any) -> str:
                    f"{'' if fl.p_value is None else ', p=' + _f(fl.p_value, 3)})")
     if not report.flags:
         out.append("_no flags_")
+    from provaudit.report import integrity
+
     out += ["", "## Checkpoints", "", _md_table(report.series)]
+    out += integrity.harness_markdown(report.harness) + integrity.labelers_markdown(report.labelers)
     if report.pair:
         out += ["## Paired comparison", ""]
         for what in ("proxy", "outcome"):

@@ -25,6 +25,16 @@ def _svg(fig: Any) -> str:
     return re.sub(r"<!--.*?-->", "", text, flags=re.DOTALL)
 
 
+def _finish(fig: Any, ax: Any, names: list[str], ylabel: str, title: str) -> str:
+    """Checkpoint names on x, label, two-column legend and title; the SVG text."""
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=30, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7, frameon=False, ncol=2)
+    ax.set_title(title)
+    return _svg(fig)
+
+
 def series_chart(report: Any) -> str:
     """Proxy and outcome across checkpoints (two y axes), intervals, best checkpoint and flags."""
     s: pl.DataFrame = report.series
@@ -119,9 +129,91 @@ def slice_chart(report: Any) -> str | None:
             sub = st.filter(pl.col("slice") == sl)
             xs = [names.index(c) for c in sub["checkpoint"]]
             ax.plot(xs, sub["outcome"].to_numpy(), marker="o", ms=3, label=str(sl))
-        ax.set_xticks(range(len(names)))
-        ax.set_xticklabels(names, rotation=30, ha="right")
-        ax.set_ylabel("mean outcome")
-        ax.legend(fontsize=7, frameon=False, ncol=2)
-        ax.set_title("Outcome per slice")
+        return _finish(fig, ax, names, "mean outcome", "Outcome per slice")
+
+
+def harness_chart(harness: dict[str, Any]) -> str | None:
+    """Share of samples with each harness fault, per checkpoint (grouped bars)."""
+    per = harness.get("per_checkpoint") or []
+    if not per:
+        return None
+    from provaudit.checkpoints.harness import FAULTS
+
+    names = [r["checkpoint"] for r in per]
+    kinds = [k for k in FAULTS if any(r.get(k) for r in per)] or ["empty"]
+    with plt.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(6.5, 3.2))
+        w = 0.8 / len(kinds)
+        for j, k in enumerate(kinds):
+            ax.bar(np.arange(len(names)) + j * w - 0.4 + w / 2, [r.get(k) or 0.0 for r in per], w, label=k)
+        ax.axhline(harness.get("thresholds", {}).get("min_share", 0.05), color="#d62728", ls="--", lw=1)
+        return _finish(fig, ax, names, "share of samples", "Harness faults per checkpoint (dashed: flag threshold)")
+
+
+def harness_change_chart(harness: dict[str, Any]) -> str | None:
+    """Outcome change between checkpoints: all samples, carried by health changes, healthy samples."""
+    pairs = [p for p in harness.get("pairs") or [] if p["outcome"].get("total") is not None]
+    if not pairs:
+        return None
+    with plt.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(6.5, 3.2))
+        for j, (key, label, color) in enumerate((("total", "all samples", "#1f77b4"),
+                                                 ("carried", "carried by health changes", "#d62728"),
+                                                 ("healthy", "healthy in both", "#2ca02c"))):
+            xs, ys, lo, hi = [], [], [], []
+            for k, p in enumerate(pairs):
+                o = p["outcome"]
+                v, iv = ((o["healthy"]["delta"], o["healthy"]["interval"]) if key == "healthy" and o.get("healthy")
+                         else (o.get(key), o.get(f"{key}_interval")))
+                if v is None or not iv:
+                    continue
+                xs.append(k + (j - 1) * 0.22)
+                ys.append(v)
+                lo.append(v - iv[0])
+                hi.append(iv[1] - v)
+            ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", color=color, capsize=3, label=label)
+        ax.axhline(0, color="#999", lw=0.8)
+        ax.set_xticks(range(len(pairs)))
+        ax.set_xticklabels([f"{p['from']}→{p['to']}" for p in pairs], rotation=30, ha="right")
+        ax.set_ylabel("outcome change (95% interval)")
+        ax.legend(fontsize=7, frameon=False)
+        ax.set_title("Where the outcome change sits: harness or model")
+        return _svg(fig)
+
+
+def labeler_chart(lab: dict[str, Any]) -> str | None:
+    """Agreement and relative chosen-response diversity per batch, with bootstrap intervals."""
+    rows = lab.get("batches") or []
+    if not rows:
+        return None
+    key = (lab.get("trend") or {}).get("agreement") or "alpha_nominal"
+    ivk = "alpha_interval" if key == "alpha_nominal" else None
+    x = np.arange(len(rows))
+    with plt.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(6.5, 3.2))
+        ax2 = ax.twinx()
+        ya = np.array([r.get(key) if r.get(key) is not None else np.nan for r in rows], dtype=float)
+        ea = None
+        if ivk and all(r.get(ivk) for r in rows):
+            ea = np.array([[r[key] - r[ivk][0], r[ivk][1] - r[key]] for r in rows]).T
+        ax.errorbar(x, ya, yerr=ea, color="#1f77b4", marker="o", ms=4, capsize=2, label=f"agreement ({key})")
+        yd = np.array([r.get("chosen_diversity_rel") if r.get("chosen_diversity_rel") is not None else np.nan
+                       for r in rows], dtype=float)
+        ed = None
+        if all(r.get("chosen_diversity_rel_interval") for r in rows):
+            ed = np.array([[r["chosen_diversity_rel"] - r["chosen_diversity_rel_interval"][0],
+                            r["chosen_diversity_rel_interval"][1] - r["chosen_diversity_rel"]] for r in rows]).T
+        ax2.errorbar(x, yd, yerr=ed, color="#d62728", marker="s", ms=4, capsize=2, label="chosen diversity / candidates")
+        for f in lab.get("flags") or []:
+            names = [r["batch"] for r in rows]
+            if f.get("checkpoint") in names:
+                ax.axvline(names.index(f["checkpoint"]), color="black", ls=":", lw=1)
+        ax.set_xticks(x)
+        ax.set_xticklabels([r["batch"] for r in rows], rotation=30, ha="right")
+        ax.set_ylabel("agreement", color="#1f77b4")
+        ax2.set_ylabel("chosen diversity (relative)", color="#d62728")
+        h1, l1 = ax.get_legend_handles_labels()
+        h2, l2 = ax2.get_legend_handles_labels()
+        ax.legend(h1 + h2, l1 + l2, fontsize=7, frameon=False, loc="lower left")
+        ax.set_title("Labeler agreement vs chosen-response diversity (dotted: homogenizing)")
         return _svg(fig)

@@ -1,0 +1,162 @@
+"""Harness health on real AlpacaEval outputs: each injected fault is flagged, a clean rerun is not."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from click.testing import CliRunner
+from scipy import stats as sps
+
+from provaudit.checkpoints import compare, harness
+from provaudit.checkpoints.faults import inject_fault, rerun, simulate_run
+from provaudit.checkpoints.io import load_rules
+from provaudit.checkpoints.load import load_inputs
+from provaudit.cli import main
+
+FX = Path(__file__).resolve().parent.parent / "fixtures" / "integrity"
+SEED = 15  # scripts/build_integrity_fixtures.py
+EXPECTED = {"empty": "harness_empty", "truncated": "harness_truncated", "echo": "harness_echo",
+            "duplicate": "harness_duplicate", "extraction": "harness_extraction_failed",
+            "scores": "harness_score_missing"}
+
+
+def _items() -> list[dict]:
+    return [json.loads(line) for line in (FX / "outputs.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def _write(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _assess(tmp_path: Path, a: list[dict], b: list[dict], seed: int = 0) -> tuple[dict, list]:
+    pa, pb = _write(tmp_path / "a.jsonl", a), _write(tmp_path / "b.jsonl", b)
+    rules = load_rules()
+    loaded = load_inputs([str(pa), str(pb)], rules, proxy=None, outcome=None, checkpoint_names=["a", "b"])
+    th = {**rules["thresholds"], "bootstrap": 400}
+    return harness.assess(loaded, ["a", "b"], th, seed)
+
+
+@pytest.mark.parametrize("kind", sorted(EXPECTED))
+def test_each_fault_fixture_is_flagged_with_its_samples(kind: str) -> None:
+    rep = compare(FX / "run_a.jsonl", FX / f"fault_{kind}.jsonl", bootstrap=300)
+    kinds = {f.kind for f in rep.flags}
+    assert EXPECTED[kind] in kinds and "harness_change" in kinds
+    assert rep.harness_flagged and rep.gate_failed
+    # the flagged ids are exactly the injected ones (recomputed from the same seeded process)
+    _, broken = inject_fault(rerun(_items(), seed=SEED + 1, item_seed=SEED, checkpoint="A"), kind, 0.25,
+                             seed=SEED + 2)
+    change = next(f for f in rep.flags if f.kind == "harness_change")
+    assert change.details["became_unhealthy"] == len(broken) == 30
+    fault = next(f for f in rep.flags if f.kind == EXPECTED[kind])
+    assert set(fault.details["sample_ids"]) <= set(broken)
+    per = next(r for r in rep.harness["per_checkpoint"] if r["checkpoint"] == "fault_" + kind)
+    share = per["score_missing"] + per["score_non_numeric"] if kind == "scores" else fault.value
+    assert fault.details["examples"] and share == pytest.approx(0.25)
+
+
+def test_template_and_settings_change_is_flagged() -> None:
+    rep = compare(FX / "run_a.jsonl", FX / "fault_template.jsonl", bootstrap=200)
+    by = {f.kind: f for f in rep.flags}
+    assert by["harness_settings"].details["changes"]["temperature"] == {"from": ["0.7"], "to": ["1.0"]}
+    assert by["harness_template"].value == 1.0
+    assert "### Instruction" in by["harness_template"].details["example"]["to"]
+
+
+def test_clean_rerun_fixture_raises_no_harness_flag() -> None:
+    rep = compare(FX / "run_a.jsonl", FX / "rerun_a.jsonl", bootstrap=300)
+    assert not rep.harness_flagged and not rep.gate_failed
+    assert all(r["healthy_share"] == 1.0 for r in rep.harness["per_checkpoint"])
+
+
+@pytest.mark.slow
+def test_clean_reruns_over_seeds_rarely_flag(tmp_path: Path) -> None:
+    items = _items()
+    flagged = 0
+    seeds = 60  # 200 seeds in bench/integrity.py
+    for s in range(seeds):
+        rng = np.random.default_rng(s)
+        sub = [items[i] for i in sorted(rng.choice(len(items), 100, replace=False))]
+        a = simulate_run(sub, seed=s, item_seed=s)
+        b = rerun(sub, seed=s + 500, item_seed=s)
+        _, flags = _assess(tmp_path, a, b, seed=s)
+        flagged += bool(flags)
+    assert flagged <= 0.05 * seeds, flagged
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["empty", "truncated"])
+def test_faults_of_20_to_30_percent_are_harness_not_model(tmp_path: Path, kind: str) -> None:
+    items = _items()
+    not_significant = 0
+    seeds = 20
+    for s in range(seeds):
+        rate = 0.2 + 0.1 * s / (seeds - 1)
+        a = simulate_run(items, seed=s, item_seed=s)
+        b, broken = inject_fault(rerun(items, seed=s + 500, item_seed=s), kind, rate, seed=s)
+        out, flags = _assess(tmp_path, a, b, seed=s)
+        assert "harness_change" in {f.kind for f in flags}
+        o = out["pairs"][0]["outcome"]
+        # a cut that happens to land on a sentence end cannot be told from a complete answer
+        assert 0.9 * len(broken) <= o["became_unhealthy"] <= len(broken) and o["became_healthy"] == 0
+        # the broken samples carry a significant drop; the healthy ones do not move significantly
+        assert o["carried_interval"][1] < 0
+        not_significant += not o["healthy"]["significant"]
+    assert not_significant >= 0.85 * seeds
+
+
+def test_health_change_decomposition_by_hand() -> None:
+    # a: all healthy; b: samples 2 and 3 broke and lost 1.0; sample 0 improved 0.5 while healthy in both
+    st = pl.DataFrame({"checkpoint": ["a"] * 4 + ["b"] * 4, "sample_id": ["0", "1", "2", "3"] * 2,
+                       "outcome": [0.0, 1.0, 1.0, 1.0, 0.5, 1.0, 0.0, 0.0],
+                       "healthy": [True] * 4 + [True, True, False, False],
+                       "status": ["ok"] * 4 + ["ok", "ok", "empty", "empty"]})
+    out = harness.health_change(st, "a", "b", "outcome", np.random.default_rng(0), n_boot=200)
+    assert out["total"] == pytest.approx((0.5 - 2.0) / 4)
+    assert out["carried"] == pytest.approx(-2.0 / 4)
+    assert out["share"] == pytest.approx(-0.5 / -0.375)
+    assert out["healthy"]["delta"] == pytest.approx(0.25) and out["healthy"]["n"] == 2
+    assert out["became_unhealthy"] == 2 and out["new_faults"] == {"empty": 2}
+    assert out["mcnemar_p"] == pytest.approx(sps.binomtest(2, 2, 0.5).pvalue)
+
+
+def test_out_of_scale_and_nonnumeric_scores(tmp_path: Path) -> None:
+    items = _items()[:60]
+    a = simulate_run(items, seed=1, item_seed=1)
+    b = simulate_run(items, seed=2, item_seed=1)
+    for r in b[:6]:
+        r["outcome_judge_win"] = 100.0  # a percentage where the scale is 0/1
+    b[6]["outcome_judge_win"] = "N/A"
+    out, flags = _assess(tmp_path, a, b)
+    kinds = {f.kind for f in flags}
+    assert "harness_score_out_of_scale" in kinds
+    assert out["scales"]["outcome_judge_win"] == [0.0, 1.0]
+    per = {r["checkpoint"]: r for r in out["per_checkpoint"]}
+    assert per["b"]["score_out_of_scale"] == pytest.approx(6 / 60)
+    assert per["b"]["score_non_numeric"] == pytest.approx(1 / 60)
+
+
+def test_truncation_needs_a_pile_up_at_the_cap() -> None:
+    texts = [f"Sentence number {i} is complete." for i in range(20)]
+    cut, info = harness._truncated(texts, 3)
+    assert info is None and not cut.any()
+    long = "word " * 60
+    texts += [long[:200], long[:200] + "", ("x" * 150 + " " + long)[:200], "A full answer that ends well."]
+    cut, info = harness._truncated(texts, 3)
+    assert info == {"unit": "chars", "cap": 199, "n_at_cap": 3} or info["n_at_cap"] == 3
+    assert cut.sum() == 3
+
+
+def test_cli_gate_and_json_flag_ids() -> None:
+    res = CliRunner().invoke(main, ["compare", str(FX / "run_a.jsonl"), str(FX / "fault_empty.jsonl"), "--json",
+                                    "--gate"])
+    assert res.exit_code == 1, res.output
+    d = json.loads(res.output)
+    ids = [f["kind"] for f in d["flags"]]
+    assert "harness_change" in ids and d["gate_failed"]
+    assert all(k.startswith("harness") for k in ids)
+    res = CliRunner().invoke(main, ["compare", str(FX / "run_a.jsonl"), str(FX / "rerun_a.jsonl"), "--gate"])
+    assert res.exit_code == 0, res.output
