@@ -14,8 +14,8 @@
 3. coverage = share of production units at or under the threshold, with a bootstrap interval that
    resamples eval (the threshold) and production; per window too.
 4. uncovered: k-means clusters of the uncovered production units, ranked by traffic share, labelled
-   by their most distinctive terms; stale: eval units with no production unit within the nearest-neighbour
-   threshold (calibrated as in ``method="neighbour"``).
+   by their most distinctive terms; stale: the mirror image, eval units scored more eval-like than
+   ``quantile`` of production (classifier), or with no production unit within the threshold (neighbour).
 5. drift: MMD two-sample test (permutation p-value) of eval against all production and each window;
    a window is ``detected`` at ``alpha / n_windows`` (Bonferroni), and the trend over windows.
 """
@@ -162,12 +162,20 @@ def coverage(eval: Any, production: Any, *, unit: str = "prompt", by: str | None
     pf = pf.with_columns(pl.Series("cluster", cl))
 
     # stale eval units
-    stale_mask = e_dist > nn_tau
+    if method == "classifier":  # the mirror image: eval units more eval-like than 95% of production is
+        stale_tau = float(np.quantile(p_score, 1 - quantile))
+        stale_mask = calib < stale_tau
+        e_score = calib
+    else:
+        stale_tau, stale_mask, e_score = nn_tau, e_dist > nn_tau, e_dist
     stale_idx = np.flatnonzero(stale_mask)
-    stale_idx = stale_idx[np.argsort(-e_dist[stale_idx], kind="stable")]
+    stale_idx = stale_idx[np.argsort(e_score[stale_idx] if method == "classifier" else -e_dist[stale_idx],
+                                     kind="stable")]
     e_ids, e_texts = ev.frame["record_id"].to_list(), ev.frame["text"].to_list()
     stale = {"share": _r(float(stale_mask.mean())), "n": int(stale_mask.sum()), "n_eval": len(e_dist),
-             "examples": [{"record_id": e_ids[i], "text": _cut(e_texts[i]), "distance": _r(e_dist[i])}
+             "threshold": _r(stale_tau, 5),
+             "examples": [{"record_id": e_ids[i], "text": _cut(e_texts[i]), "score": _r(e_score[i]),
+                           "distance": _r(e_dist[i])}
                           for i in stale_idx[:10]]}
 
     # drift: pooled, then each window at alpha / k
@@ -208,7 +216,9 @@ def coverage(eval: Any, production: Any, *, unit: str = "prompt", by: str | None
         from provaudit.gate import evaluate_gate, gate_summary
 
         summary["gate"] = gate_summary(evaluate_gate(summary, gate))
-    result = CoverageResult(summary, ev.frame, pf, e_vec, p_vec)
+    ef = ev.frame.with_columns(pl.Series("score", e_score), pl.Series("distance", e_dist),
+                               pl.Series("stale", stale_mask))
+    result = CoverageResult(summary, ef, pf, e_vec, p_vec)
     if record:
         from provaudit.coverage.history import record_run
 

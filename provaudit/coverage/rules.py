@@ -4,9 +4,10 @@ A rule is one line, bullet or numbered item of the prompt (sentences of a longer
 rules), or one item of a YAML list (``rules:`` key or a top-level list). Headings (``#``) and short
 lines ending in ``:`` are not rules. An eval case exercises a rule when
 
-- embedding: the cosine similarity of rule and case is at least ``min_similarity``, or
-- lexical: the case contains rule keywords whose IDF weight (over the eval cases) is at least
-  ``min_lexical`` of the rule's total (keywords: the rule's words minus stop words and instruction
+- embedding: the cosine similarity of rule and case, after removing the eval cases' mean embedding,
+  is at least ``min_similarity``, or
+- lexical: the case contains rule keywords that are topical (in at most 5% of the eval cases) and whose
+  IDF weight (over the eval cases) is at least ``min_lexical`` of the rule's total (keywords: the rule's words minus stop words and instruction
   words such as *always*, *never*, *user*, *answer*; plural and -ing/-ed endings folded).
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 from provaudit.errors import InputError
 
-DEFAULTS = {"min_similarity": 0.55, "min_lexical": 0.5, "examples": 5}
+DEFAULTS = {"min_similarity": 0.55, "min_lexical": 0.25, "max_df": 0.05, "examples": 5}
 _BULLET = re.compile(r"^\s*(?:[-*•+]|\d+[.)]|[a-z][.)])\s+")
 _SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
 _WORD = re.compile(r"[a-z][a-z0-9'-]+")
@@ -39,6 +40,19 @@ def _keywords(text: str) -> set[str]:
 
     words = (w.strip("'-") for w in _WORD.findall(text.lower()))
     return {_stem(w) for w in words if len(w) > 2 and w not in ENGLISH_STOP_WORDS and w not in INSTRUCTION_WORDS}
+
+
+def _centred_sims(r: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """Cosine similarities after removing the eval cases' mean vector (the component every text shares,
+    which otherwise puts every rule close to every case)."""
+    mu = e.mean(axis=0)
+
+    def unit(x: np.ndarray) -> np.ndarray:
+        x = x - mu
+        n = np.linalg.norm(x, axis=1, keepdims=True)
+        return np.divide(x, n, out=np.zeros_like(x), where=n > 0)
+
+    return unit(r) @ unit(e).T
 
 
 def split_rules(prompt: str | Path) -> list[dict[str, Any]]:
@@ -87,13 +101,14 @@ def prompt_coverage(prompt: str | Path, eval: Any, *, backend: str = "static",
     rules = split_rules(prompt)
     ev = _as_units(eval, unit="prompt", by=None, what="eval")
     texts, ids = ev.frame["text"].to_list(), ev.frame["record_id"].to_list()
-    sims = _embed([r["text"] for r in rules], backend) @ _embed(texts, backend).T
+    sims = _centred_sims(_embed([r["text"] for r in rules], backend), _embed(texts, backend))
     case_kw = [_keywords(t) for t in texts]
     df: dict[str, int] = {}
     for kws in case_kw:
         for w in kws:
             df[w] = df.get(w, 0) + 1
     n = len(texts)
+    max_df = max(1, int(DEFAULTS["max_df"] * n))
     out = []
     for i, rule in enumerate(rules):
         kws = sorted(_keywords(rule["text"]))
@@ -101,9 +116,10 @@ def prompt_coverage(prompt: str | Path, eval: Any, *, backend: str = "static",
         total = sum(idf.values())
         matches = []
         for j in range(n):
-            hit = [w for w in kws if w in case_kw[j]]
+            hit = [w for w in kws if w in case_kw[j] and df.get(w, 0) <= max_df]
             lex = sum(idf[w] for w in hit) / total if total else 0.0
-            by_emb, by_lex = bool(sims[i, j] >= min_similarity), bool(hit and lex >= min_lexical)
+            by_emb = bool(sims[i, j] >= min_similarity)
+            by_lex = bool(hit and lex >= min_lexical)
             if by_emb or by_lex:
                 matches.append((-float(sims[i, j]) - lex, j, hit, lex, by_emb, by_lex))
         matches.sort()

@@ -116,8 +116,9 @@ def render_coverage_html(result: Any, history: pl.DataFrame | None = None) -> st
         [{"window": w["window"], "n": w["n"], "coverage": w["coverage"], "ci_low": w["coverage_ci"][0],
           "ci_high": w["coverage_ci"][1], "drift_p": dw["p_value"], "effect": dw["effect"], "detected": dw["detected"]}
          for w, dw in zip(s["windows"], d["windows"])]), highlight="detected"))
-    parts.append("<h2>Stale eval units (no production neighbour)</h2>" + _table_html(
-        pl.DataFrame(s["stale"]["examples"], schema={"record_id": pl.Utf8, "text": pl.Utf8, "distance": pl.Float64})))
+    parts.append("<h2>Stale eval units (nothing like them in production)</h2>" + _table_html(
+        pl.DataFrame(s["stale"]["examples"], schema={"record_id": pl.Utf8, "text": pl.Utf8, "score": pl.Float64,
+                                                    "distance": pl.Float64})))
     if history is not None and history.height:
         parts.append("<h2>Recorded runs</h2>" + _table_html(history.drop("production_fingerprints")))
     if s.get("gate"):
