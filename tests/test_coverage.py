@@ -9,10 +9,10 @@ import numpy as np
 import polars as pl
 import pytest
 from click.testing import CliRunner
-from scipy.stats import binomtest
 
 from provaudit.cli import main
 from provaudit.coverage import coverage, prompt_coverage, split_rules, stats
+from provaudit.coverage.inputs import Units
 from provaudit.embed import encode
 from provaudit.errors import InputError
 
@@ -124,14 +124,11 @@ def test_same_pool_coverage_runs_do_not_cry_wolf() -> None:
     alarms = 0
     for seed in range(5):
         idx = np.random.default_rng(seed).permutation(len(pool))
-        res = coverage.__wrapped__ if hasattr(coverage, "__wrapped__") else coverage
-        from provaudit.coverage.inputs import Units
-
         def units(ix: np.ndarray, name: str) -> Units:
             f = pl.DataFrame({"record_id": [f"{name}:{i}" for i in ix], "text": [pool[i] for i in ix],
                               "source_file": name, "source_row": [int(i) for i in ix], "window": "w"})
             return Units(f, [{"path": name, "fingerprint": "-", "n_units": len(ix)}])
-        r = res(units(idx[:300], "eval"), units(idx[300:], "prod"), n_perm=200, n_boot=200, seed=seed)
+        r = coverage(units(idx[:300], "eval"), units(idx[300:], "prod"), n_perm=200, n_boot=200, seed=seed)
         alarms += r.summary["drift"]["detected"]
         assert r.summary["coverage_ci"][0] - 0.05 <= 0.95 <= r.summary["coverage_ci"][1] + 0.05
     assert alarms == 0

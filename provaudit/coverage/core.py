@@ -67,9 +67,13 @@ class CoverageResult:
 
 
 def _embed(texts: list[str], backend: str) -> np.ndarray:
+    """Embeddings of ``texts``, each distinct text encoded once (production traffic repeats)."""
     from provaudit.embed import encode
 
-    return encode(texts, backend=backend)
+    uniq, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
+    if len(uniq) == len(texts):
+        return encode(texts, backend=backend)
+    return encode(uniq.tolist(), backend=backend)[inverse]
 
 
 def _as_units(src: Any, *, unit: str, by: str | None, what: str) -> Units:

@@ -153,7 +153,7 @@ def pca_2d(vecs: np.ndarray) -> np.ndarray:
     return centred @ (comps * signs[:, None]).T
 
 
-def domain_scores(e: np.ndarray, p: np.ndarray, *, seed: int, folds: int = 5, fit_max: int = 20000,
+def domain_scores(e: np.ndarray, p: np.ndarray, *, seed: int, folds: int = 5, fit_max: int = 5000,
                   c: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Out-of-fold logits of a logistic regression telling production (1) from eval (0) units.
 
