@@ -40,6 +40,9 @@ _API: dict[str, str] = {
     "lineage_find": "provaudit.catalog.lineage:lineage_find",
     "erase": "provaudit.catalog.erase:erase",
     "overlap": "provaudit.catalog.lineage:overlap",
+    # eval-set coverage of production traffic
+    "coverage": "provaudit.coverage:coverage",
+    "prompt_coverage": "provaudit.coverage:prompt_coverage",
 }
 
 __all__ = [*sorted(_API), "__version__"]  # noqa: PLE0604 (names of the lazy API)

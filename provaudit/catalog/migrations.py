@@ -72,6 +72,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         """INSERT INTO catalog_info SELECT 'band_keys_version', 'pa-fp-v1'
            WHERE EXISTS (SELECT 1 FROM record_bands) OR EXISTS (SELECT 1 FROM erased_bands)""",
     )),
+    Migration(6, "coverage_runs: eval-vs-production coverage runs (provaudit coverage) for the trend", (
+        """CREATE TABLE coverage_runs (
+            run_id INTEGER NOT NULL, created_at TIMESTAMP, eval_fingerprint VARCHAR,
+            production_fingerprints VARCHAR, coverage DOUBLE, coverage_ci_low DOUBLE, coverage_ci_high DOUBLE,
+            uncovered_top_share DOUBLE, stale_share DOUBLE, drift_p_value DOUBLE, drift_effect DOUBLE,
+            drift_detected BOOLEAN, passed BOOLEAN, summary VARCHAR)""",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

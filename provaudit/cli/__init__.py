@@ -11,7 +11,7 @@ import click
 
 from provaudit import __version__
 
-_AREAS = ("scan", "origin", "style", "checkpoints", "lineage", "labelers")
+_AREAS = ("scan", "origin", "style", "checkpoints", "lineage", "labelers", "coverage")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

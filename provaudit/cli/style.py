@@ -92,13 +92,16 @@ def trend_cmd(catalog_path: str | None, plot_path: str | None, rules_path: str |
     \b
         provaudit trend --catalog .provaudit/catalog.duckdb --plot teacher_trend.png
     """
+    from provaudit.coverage.history import coverage_history
     from provaudit.style.trends import history_trend, plot_trend
 
     hist, tr = history_trend(catalog_path, rules=rules_path)
+    cov = coverage_history(catalog_path)
     if plot_path and tr["points"]:
         plot_trend(tr, plot_path)
     if as_json:
-        echo_json({"scans": hist.to_dicts(), "trend": tr, "plot": plot_path if tr["points"] else None})
+        echo_json({"scans": hist.to_dicts(), "trend": tr, "plot": plot_path if tr["points"] else None,
+                   "coverage": cov.to_dicts()})
         return
     rows = [(r["scan_id"], r["started_at"][:19], _f(r["teacher_likeness"]),
              f"[{_f(r['ci_low'])}, {_f(r['ci_high'])}]", _f(r["teacher_fraction"], 2), r["n"],
@@ -107,6 +110,12 @@ def trend_cmd(catalog_path: str | None, plot_path: str | None, rules_path: str |
     click.echo(_trend_line(tr))
     if plot_path and tr["points"]:
         click.echo(f"plot: {plot_path}")
+    if cov.height:  # provaudit coverage runs recorded in the catalog
+        click.echo(_text_table([(r["run_id"], r["created_at"][:19], _f(r["coverage"]),
+                                 f"[{_f(r['coverage_ci_low'])}, {_f(r['coverage_ci_high'])}]",
+                                 _f(r["uncovered_top_share"]), r["drift_detected"])
+                                for r in cov.iter_rows(named=True)],
+                               ("coverage run", "created_at", "coverage", "95% CI", "top_uncovered", "drift")))
 
 
 @click.command("label-origin")

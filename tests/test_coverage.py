@@ -1,0 +1,248 @@
+"""Eval coverage of production traffic on real prompts (fixtures/coverage: AlpacaEval + HH-RLHF red-team)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from provaudit.cli import main
+from provaudit.coverage import coverage, prompt_coverage, split_rules, stats
+from provaudit.coverage.inputs import Units
+from provaudit.embed import encode
+from provaudit.errors import InputError
+
+FX = Path(__file__).resolve().parent.parent / "fixtures" / "coverage"
+RULES = Path(__file__).resolve().parent.parent / "rules"
+EVAL = FX / "eval.json"
+
+
+def _kinds(name: str) -> list[str]:
+    return [json.loads(line)["kind"] for line in (FX / name).read_text(encoding="utf-8").splitlines()]
+
+
+def _prompts(name: str) -> list[str]:
+    return [json.loads(line)["messages"][0]["content"] for line in (FX / name).read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.fixture(scope="module")
+def same() -> object:
+    return coverage(EVAL, [FX / "production_same.jsonl"], by="day", n_perm=300)
+
+
+@pytest.fixture(scope="module")
+def shifted() -> object:
+    return coverage(EVAL, [FX / "production_shifted.jsonl"], by="day", n_perm=300)
+
+
+def test_same_kind_production_is_covered_without_drift(same: object) -> None:
+    s = same.summary
+    assert s["n_eval"] == 300 and s["n_production"] == 250
+    assert s["coverage"] >= 0.9 and s["coverage_ci"][0] <= s["coverage"] <= s["coverage_ci"][1]
+    # coverage is the share of production scores at or under the reported threshold
+    pf = same.production_units
+    assert s["coverage"] == round(float((pf["score"] <= s["threshold"]["value"] + 5e-6).mean()), 4)
+    assert s["drift"]["detected"] is False and s["drift"]["p_value"] > 0.05
+    assert [w["window"] for w in s["windows"]] == ["2026-03-01", "2026-03-02"]
+    assert sum(w["n"] for w in s["windows"]) == 250
+
+
+def test_half_new_traffic_lowers_coverage_and_is_detected(same: object, shifted: object) -> None:
+    s, base = shifted.summary, same.summary
+    kinds = np.array(_kinds("production_shifted.jsonl"))
+    covered = shifted.production_units.sort("source_row")["covered"].to_numpy()
+    # the old kind of traffic stays covered, the new kind much less (ground truth from the fixture's kind)
+    assert covered[kinds == "alpaca"].mean() >= 0.9
+    assert covered[kinds == "hh"].mean() <= covered[kinds == "alpaca"].mean() - 0.3
+    assert s["coverage"] < base["coverage"] - 0.15 and s["coverage_ci"][1] < base["coverage_ci"][0]
+    assert s["drift"]["detected"] and s["drift"]["p_value"] < 0.01
+    assert all(w["detected"] for w in s["drift"]["windows"])
+
+
+def test_top_uncovered_clusters_are_the_new_traffic(shifted: object) -> None:
+    s = shifted.summary
+    kinds = _kinds("production_shifted.jsonl")
+    pf = shifted.production_units
+    assert s["uncovered"], "no uncovered clusters"
+    shares = [u["share"] for u in s["uncovered"]]
+    assert shares == sorted(shares, reverse=True)
+    top = s["uncovered"][:3]
+    members = pf.filter(pl.col("cluster").is_in([u["cluster"] for u in top]))["source_row"].to_list()
+    assert sum(kinds[i] == "hh" for i in members) / len(members) >= 0.8
+    n_unc = int((~pf["covered"]).sum())
+    assert sum(u["size"] for u in s["uncovered"]) == n_unc
+    for u in s["uncovered"]:
+        assert u["share"] == round(u["size"] / s["n_production"], 4) and u["label"] and u["examples"]
+        for ex in u["examples"]:
+            row = pf.filter(pl.col("record_id") == ex["record_id"])
+            assert row["cluster"][0] == u["cluster"] and not row["covered"][0]
+
+
+def test_distinctive_terms_follow_the_definition() -> None:
+    groups = [["knife attack plan", "knife fight tips", "the weather"], ["bake a cake", "cake recipe"]]
+    rest = ["the weather today", "plan a trip", "tips for travel"]
+    terms = stats.distinctive_terms(groups, rest, top=2)
+    assert terms[0][0] == "knife" and terms[1][0] == "cake"
+
+
+def test_stale_eval_units_are_those_missing_from_production() -> None:
+    # the shifted traffic as the eval set, AlpacaEval-only traffic as production: the red-team prompts are stale
+    res = coverage(FX / "production_shifted.jsonl", [FX / "production_same.jsonl"], n_perm=100, n_boot=200)
+    st = res.summary["stale"]
+    kinds = _kinds("production_shifted.jsonl")
+    ef, pf = res.eval_units, res.production_units
+    # from the definition: eval scores under the 5% quantile of production's own scores
+    cut = float(np.quantile(pf["score"].to_numpy(), 0.05))
+    assert st["n"] == int((ef["score"] < cut).sum()) == int(ef["stale"].sum()) and st["n"] > 0
+    stale = ef.filter(pl.col("stale"))["source_row"].to_list()
+    assert sum(kinds[i] == "hh" for i in stale) / len(stale) >= 0.8
+    assert [x["record_id"] for x in st["examples"]] == ef.filter(pl.col("stale")).sort("score")["record_id"][:10].to_list()
+
+
+def test_mmd_same_pool_no_false_alarm_over_seeds() -> None:
+    pool = encode([r["instruction"] for r in json.loads(EVAL.read_text(encoding="utf-8"))]
+                  + _prompts("production_same.jsonl"))
+    trials, alarms = 40, 0
+    for seed in range(trials):
+        idx = np.random.default_rng(1000 + seed).permutation(len(pool))
+        t = stats.mmd_test(pool[idx[:300]], pool[idx[300:]], n_perm=200, seed=seed)
+        alarms += t["p_value"] < 0.01
+    assert alarms / trials <= 0.05, alarms
+    # and the same test has power on the mixed traffic
+    mixed = encode(_prompts("production_shifted.jsonl"))
+    assert stats.mmd_test(pool[:300], mixed, n_perm=200, seed=0)["p_value"] < 0.01
+
+
+def test_same_pool_coverage_runs_do_not_cry_wolf() -> None:
+    ev = json.loads(EVAL.read_text(encoding="utf-8"))
+    prod = _prompts("production_same.jsonl")
+    pool = [r["instruction"] for r in ev] + prod
+    alarms = 0
+    for seed in range(5):
+        idx = np.random.default_rng(seed).permutation(len(pool))
+        def units(ix: np.ndarray, name: str) -> Units:
+            f = pl.DataFrame({"record_id": [f"{name}:{i}" for i in ix], "text": [pool[i] for i in ix],
+                              "source_file": name, "source_row": [int(i) for i in ix], "window": "w"})
+            return Units(f, [{"path": name, "fingerprint": "-", "n_units": len(ix)}])
+        r = coverage(units(idx[:300], "eval"), units(idx[300:], "prod"), n_perm=200, n_boot=200, seed=seed)
+        alarms += r.summary["drift"]["detected"]
+        assert r.summary["coverage_ci"][0] - 0.05 <= 0.95 <= r.summary["coverage_ci"][1] + 0.05
+    assert alarms == 0
+
+
+def test_windows_trend_on_drifting_traffic() -> None:
+    s = coverage(EVAL, [FX / "production_drifting.jsonl"], by="day", n_perm=300).summary
+    assert [w["window"] for w in s["windows"]] == ["2026-04-01", "2026-04-02", "2026-04-03"]
+    covs = [w["coverage"] for w in s["windows"]]
+    assert covs[0] > covs[2] and s["drift"]["trend"]["coverage_slope"] < 0
+    x = np.arange(3.0)
+    assert s["drift"]["trend"]["coverage_slope"] == round(float(np.polyfit(x, covs, 1)[0]), 5)
+    assert s["drift"]["window_alpha"] == round(0.01 / 3, 6)
+    assert s["drift"]["windows"][0]["detected"] is False
+
+
+def test_json_is_byte_identical_and_has_the_contract_keys(tmp_path: Path) -> None:
+    args = ["coverage", "--eval", str(EVAL), str(FX / "production_shifted.jsonl"), "--json", "--no-record"]
+    a = CliRunner().invoke(main, args)
+    b = CliRunner().invoke(main, args)
+    assert a.exit_code == 0, a.output
+    assert a.output == b.output
+    s = json.loads(a.output)
+    for key in ("coverage", "coverage_ci", "uncovered", "stale", "drift"):
+        assert key in s
+    assert {"share", "size", "examples", "label"} <= set(s["uncovered"][0])
+    assert {"p_value", "effect", "detected", "windows"} <= set(s["drift"])
+    assert s["threshold"]["method"] == "classifier" and s["threshold"]["how"]
+
+
+def test_catalog_records_runs_and_trend_shows_them(tmp_path: Path) -> None:
+    cat = tmp_path / "cat.duckdb"
+    r1 = CliRunner().invoke(main, ["coverage", "--eval", str(EVAL), str(FX / "production_same.jsonl"),
+                                   "--catalog", str(cat)])
+    r2 = CliRunner().invoke(main, ["coverage", "--eval", str(EVAL), str(FX / "production_shifted.jsonl"),
+                                   "--catalog", str(cat), "--json"])
+    assert r1.exit_code == 0 and r2.exit_code == 0, r1.output + r2.output
+    s2 = json.loads(r2.output)
+    rows = duckdb.connect(str(cat), read_only=True).execute(
+        "SELECT run_id, eval_fingerprint, production_fingerprints, coverage, drift_detected FROM coverage_runs "
+        "ORDER BY run_id").fetchall()
+    assert [r[0] for r in rows] == [1, 2]
+    assert rows[1][1] == s2["inputs"]["eval"][0]["fingerprint"] == rows[0][1]
+    assert json.loads(rows[1][2]) == [s2["inputs"]["production"][0]["fingerprint"]]
+    assert rows[1][3] == s2["coverage"] and rows[1][4] is True and rows[0][3] > rows[1][3]
+    tr = CliRunner().invoke(main, ["trend", "--catalog", str(cat), "--json"])
+    assert tr.exit_code == 0, tr.output
+    cov = json.loads(tr.output)["coverage"]
+    assert [c["coverage"] for c in cov] == [r[3] for r in rows]
+
+
+def test_eval_fingerprint_matches_register(tmp_path: Path) -> None:
+    import provaudit
+
+    cat = tmp_path / "c.duckdb"
+    provaudit.register(EVAL, catalog=cat)
+    fp = duckdb.connect(str(cat), read_only=True).execute("SELECT fingerprint FROM datasets").fetchone()[0]
+    s = coverage(EVAL, [FX / "production_same.jsonl"], n_perm=50, n_boot=50).summary
+    assert s["inputs"]["eval"][0]["fingerprint"] == fp
+
+
+def test_gate_exit_codes(tmp_path: Path) -> None:
+    gate = RULES / "gate-coverage.yaml"
+    ok = CliRunner().invoke(main, ["coverage", "--eval", str(EVAL), str(FX / "production_same.jsonl"),
+                                   "--gate", str(gate), "--no-record", "--json"])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.output)["gate"]["passed"] is True
+    bad = CliRunner().invoke(main, ["coverage", "--eval", str(EVAL), str(FX / "production_shifted.jsonl"),
+                                    "--gate", str(gate), "--no-record", "--json"])
+    assert bad.exit_code == 1
+    failed = set(json.loads(bad.output)["gate"]["failed"])
+    assert {"min_coverage", "no_drift"} <= failed
+
+
+def test_bad_input_is_one_line_exit_2(tmp_path: Path) -> None:
+    broken = tmp_path / "prod.jsonl"
+    broken.write_text('{"messages": [{"role": "user", "content": "hi there"}], "day": "d1"}\n'
+                      '{"messages": [{"role": "user", "content": "hello"}]}\n', encoding="utf-8")
+    res = CliRunner().invoke(main, ["coverage", "--eval", str(EVAL), str(broken), "--by", "day", "--no-record"])
+    assert res.exit_code == 2
+    assert f"{broken}:2: field 'day'" in res.output and len(res.output.strip().splitlines()) == 1
+    res = CliRunner().invoke(main, ["coverage", "--eval", str(EVAL), "--no-record"])
+    assert res.exit_code == 2
+    with pytest.raises(InputError, match="at least 10"):
+        tiny = tmp_path / "tiny.jsonl"
+        tiny.write_text('{"prompt": "a b c", "completion": "x"}\n', encoding="utf-8")
+        coverage(tiny, [broken])
+
+
+def test_prompt_rules_split_and_coverage(tmp_path: Path) -> None:
+    rules = split_rules(FX / "system_prompt.txt")
+    assert len(rules) == 12  # 1 statement + 8 bullets + 2 numbered items, one with two sentences
+    assert rules[-1]["text"] == "Convert imperial units when the user gives them." and rules[-1]["id"] == "L15.2"
+    res = prompt_coverage(FX / "system_prompt.txt", EVAL)
+    by_text = {r["rule"]: r for r in res["rules"]}
+    ev = [r["instruction"].lower() for r in json.loads(EVAL.read_text(encoding="utf-8"))]
+    # every eval case naming a recipe or translation is found for those rules (independent substring check)
+    recipe = by_text["When the user asks for a recipe, list the ingredients before the steps."]
+    assert recipe["tested"] and recipe["n_cases"] >= sum("recipe" in t for t in ev) > 0
+    weapons = by_text["Refuse requests for help with weapons, explosives or poisons."]
+    assert not any(w in t for t in ev for w in ("weapon", "explosive", "poison")) and not weapons["tested"]
+    code = by_text["When you write code, use Python unless the user names another programming language."]
+    assert code["tested"] and any("python" in c["text"].lower() for c in code["cases"])
+    # untested rules come first
+    flags = [r["tested"] for r in res["rules"]]
+    assert flags == sorted(flags) and res["n_untested"] == flags.count(False) >= 1
+    y = tmp_path / "rules.yaml"
+    y.write_text("rules:\n  - Never discuss the weather.\n  - 3\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"rules\[1\]"):
+        split_rules(y)
+
+
+def test_prompt_cli_lists_untested_first() -> None:
+    res = CliRunner().invoke(main, ["coverage", "--prompt", str(FX / "system_prompt.txt"), "--eval", str(EVAL)])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[2].split()[1] == "no" and "rules have no eval case" in lines[-1]
