@@ -23,6 +23,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from provaudit import progress as progress_display
 from provaudit.duck import connect
 from provaudit.errors import UsageError
 from provaudit.fingerprint import DatasetDigest
@@ -80,19 +81,7 @@ class ScanResult:
 
 
 def _progress(enabled: bool, unit: str = "rows"):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn(unit), TimeElapsedColumn(), TimeRemainingColumn(), transient=True,
-                    disable=not enabled)
+    return progress_display.bar(enabled, unit)
 
 
 def _estimate_rows(reader: RecordReader) -> int | None:
@@ -164,7 +153,8 @@ def _stream_inputs(readers: list[RecordReader], options: StageOptions, parts_dir
     offset = 0
     with _progress(progress) as bar:
         for n_in, reader in enumerate(readers):
-            task = bar.add_task(f"scan {Path(reader.path).name}", total=_estimate_rows(reader))
+            task = bar.add_task(f"reading, fingerprinting, tagging {Path(reader.path).name}",
+                                total=_estimate_rows(reader))
             digest = DatasetDigest()
             for part, out in enumerate(_run_batches(reader.batches(), options, workers, engine)):
                 out = out.with_columns(pl.int_range(offset, offset + out.height, dtype=pl.Int64).alias("_idx"))
@@ -408,6 +398,7 @@ def dumps_summary(summary: dict[str, Any]) -> str:
     return json.dumps(summary, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+@progress_display.with_session()
 def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None = None,
          out: str | Path | None = None, gate: str | Path | None = None, names: Sequence[str] | None = None,
          mapping: Mapping[str, str] | None = None, fmt: str | None = None, skip_bad: bool = False,
@@ -446,6 +437,7 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
         parts.mkdir()
         workers = _auto_workers(readers) if workers <= 0 else workers
         infos = _stream_inputs(readers, options, parts, workers=workers, engine=engine, progress=progress)
+        progress_display.step("duplicate grouping: starting")
         records_path = out_dir / "records.parquet"
         glob = str(parts / "*.parquet")
         # Three things overlap here: a thread computes the origin and teacher summaries from the parts
@@ -463,18 +455,23 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
                     _duplicate_tables(con, glob, step=lambda d: bar.update(task, advance=1,
                                                                            description=f"finalize: {d}"))
                 writing = pool.submit(_write_final_records, con, glob, records_path)
+                progress_display.step("duplicate summary")
                 running.append(writing)
                 summary: dict[str, Any] = {
                     "version": SUMMARY_VERSION,
                     "input": _input_summary(infos),
                     "duplicates": _duplicate_summary(con),
                 }
+                progress_display.step("origin and teacher estimates")
                 summary.update(corpus.result())
                 with Catalog(catalog) as cat:
+                    progress_display.step("catalog checks: overlap")
                     own = {i.fingerprint for i in infos}
                     overlap = cat.overlap_report(glob)
+                    itself = sorted({o["dataset"] for o in overlap if o["fingerprint"] in own})
                     overlap = [o for o in overlap if o["fingerprint"] not in own]
-                    summary["overlap"] = _overlap_summary(overlap)
+                    summary["overlap"] = {**_overlap_summary(overlap), "skipped_identical": itself}
+                    progress_display.step("catalog checks: erased records")
                     erased = cat.erased_matches(glob)
                     summary["erased"] = {"reintroduced": len(erased), "examples": erased[:5]}
                     results = evaluate_gate(summary, checks)
@@ -482,15 +479,19 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
                     passed = summary["gate"]["passed"]
                     summary["catalog"] = {"recorded": bool(record and passed)}
                     with cat.transaction():
+                        progress_display.step("writing catalog datasets")
                         if record and passed:
                             _add_datasets(cat, infos, glob, tags, work)
                         cat.add_scan(inputs=[i.to_dict() for i in infos],
                                      summary={**summary, "run": {"started_at": started.isoformat(timespec="seconds")}},
                                      passed=passed)
+                        progress_display.step("writing records.parquet")
                         writing.result()  # records.parquet is complete (or its error raised) before COMMIT
+                        progress_display.step("committing to the catalog")
             finally:
                 wait(running)  # never close the connection under a running writer
                 con.close()
+        progress_display.step("writing summary")
         _write_atomic(out_dir / "summary.json", dumps_summary(summary))
         from provaudit.report.scan import render_scan_markdown
 
@@ -542,6 +543,7 @@ def _add_datasets(cat, infos: list[InputInfo], source: str, tags: Sequence[str],
     return ids
 
 
+@progress_display.with_session()
 def register(path: str | Path, *, tags: Sequence[str] = (), name: str | None = None,
              catalog: str | Path | None = None, mapping: Mapping[str, str] | None = None,
              fmt: str | None = None, skip_bad: bool = False, batch_size: int = 10_000,
