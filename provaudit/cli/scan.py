@@ -121,7 +121,7 @@ def register_cmd(file, tags, name, catalog_path, mapping, fmt, skip_bad, as_json
 
     Example:
 
-        provaudit register fixtures/scan/alpaca_eval_gpt4_outputs.json --tag eval
+        provaudit register fixtures/lineage/eval_set.json --tag eval
     """
     from provaudit.pipeline import register
 
