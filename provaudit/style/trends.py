@@ -178,6 +178,17 @@ def _scan_label(row: dict[str, Any]) -> str:
 def plot_trend(tr: dict[str, Any], path: str | Path) -> Path:
     """Write a 1000x500 PNG of the metric per step with its intervals, the fitted slope and the rule's
     threshold; the x axis names each step (dataset names, and the scan date when there is one)."""
+    import matplotlib.pyplot as plt
+
+    fig = trend_figure(tr)
+    out = Path(path)
+    fig.savefig(out, metadata={"Software": None})
+    plt.close(fig)
+    return out
+
+
+def trend_figure(tr: dict[str, Any]) -> Any:
+    """The matplotlib figure :func:`plot_trend` saves (10 x 5 inches at 100 dpi)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -208,7 +219,4 @@ def plot_trend(tr: dict[str, Any], path: str | Path) -> Path:
     ax.set_title(f"{tr['metric']} per step: {tr.get('verdict') or tr.get('note', '')}", fontsize=11)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    out = Path(path)
-    fig.savefig(out, metadata={"Software": None})
-    plt.close(fig)
-    return out
+    return fig
