@@ -69,12 +69,14 @@ class _Session:
     def __init__(self, enabled: bool):
         self.progress = _make_progress(enabled)
         self._step: Any = None
+        self.history: list[str] = []  # every step and bar named in this session, in order
 
     def step(self, name: str, total: float | None = None, unit: str = "") -> None:
         with _lock:
             if self._step is not None:
                 self.progress.remove_task(self._step)
             self._step = self.progress.add_task(name, total=total, unit=unit)
+            self.history.append(name)
 
     def update(self, **kwargs: Any) -> None:
         with _lock:
@@ -147,7 +149,7 @@ def bar(enabled: bool, unit: str = "rows") -> Iterator[Any]:
         before = {t.id for t in prog.tasks}
         _active.done()
         try:
-            yield _UnitProgress(prog, unit)
+            yield _UnitProgress(prog, unit, _active.history)
         finally:
             for t in list(prog.tasks):
                 if t.id not in before:
@@ -160,11 +162,12 @@ def bar(enabled: bool, unit: str = "rows") -> Iterator[Any]:
 class _UnitProgress:
     """The session's ``Progress`` with ``unit`` as the default unit of the tasks added through it."""
 
-    def __init__(self, prog: Any, unit: str):
-        self._prog, self._unit = prog, unit
+    def __init__(self, prog: Any, unit: str, history: list[str]):
+        self._prog, self._unit, self._history = prog, unit, history
 
     def add_task(self, description: str, **kwargs: Any) -> Any:
         kwargs.setdefault("unit", self._unit)
+        self._history.append(description)
         return self._prog.add_task(description, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
