@@ -21,7 +21,8 @@ def _origin_headline(org: dict[str, Any]) -> str:
     undecided = counts.get("unknown", 0)
     if org.get("model_fraction") is None:
         return f"Model-written fraction (per-record tags): n/a, no record decided ({undecided} undecided)."
-    return (f"Model-written fraction (per-record tags): {_pct(org['model_fraction'])} of {decided} decided "
+    share = counts["model"] / decided if decided else org["model_fraction"]  # from counts: no double rounding
+    return (f"Model-written fraction (per-record tags): {_pct(share)} of {decided} decided "
             f"records ({undecided} undecided; higher = more model text).")
 
 
