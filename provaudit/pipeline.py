@@ -25,6 +25,7 @@ import duckdb
 import polars as pl
 
 from provaudit import interrupt
+from provaudit import progress as progress_display
 from provaudit.duck import connect
 from provaudit.errors import UsageError
 from provaudit.fingerprint import DatasetDigest
@@ -83,19 +84,7 @@ class ScanResult:
 
 
 def _progress(enabled: bool, unit: str = "rows"):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn(unit), TimeElapsedColumn(), TimeRemainingColumn(), transient=True,
-                    disable=not enabled)
+    return progress_display.bar(enabled, unit)
 
 
 def _estimate_rows(reader: RecordReader) -> int | None:
@@ -167,7 +156,8 @@ def _stream_inputs(readers: list[RecordReader], options: StageOptions, parts_dir
     offset = 0
     with _progress(progress) as bar:
         for n_in, reader in enumerate(readers):
-            task = bar.add_task(f"scan {Path(reader.path).name}", total=_estimate_rows(reader))
+            task = bar.add_task(f"reading, fingerprinting, tagging {Path(reader.path).name}",
+                                total=_estimate_rows(reader))
             digest = DatasetDigest()
             for part, out in enumerate(_run_batches(reader.batches(), options, workers, engine)):
                 out = out.with_columns(pl.int_range(offset, offset + out.height, dtype=pl.Int64).alias("_idx"))
@@ -450,6 +440,7 @@ def dumps_summary(summary: dict[str, Any]) -> str:
     return json.dumps(summary, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+@progress_display.with_session()
 def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None = None,
          out: str | Path | None = None, gate: str | Path | None = None, names: Sequence[str] | None = None,
          mapping: Mapping[str, str] | None = None, fmt: str | None = None, skip_bad: bool = False,
@@ -499,6 +490,7 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
         infos = _stream_inputs(readers, options, parts, workers=workers, engine=engine, progress=progress)
         staged = work / "outputs"  # the outputs are complete here before the commit renames them into out
         staged.mkdir()
+        progress_display.step("duplicate grouping: starting")
         glob = str(parts / "*.parquet")
         # Three things overlap here: a thread computes the origin and teacher summaries from the parts
         # (they need no duplicate groups) while DuckDB finds the duplicate groups; then another writes
@@ -516,16 +508,19 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
                     _duplicate_tables(con, glob, step=lambda d: bar.update(task, advance=1,
                                                                            description=f"finalize: {d}"))
                 writing = pool.submit(_write_final_records, con, glob, staged / "records.parquet")
+                progress_display.step("duplicate summary")
                 running.append(writing)
                 summary: dict[str, Any] = {
                     "version": SUMMARY_VERSION,
                     "input": _input_summary(infos),
                     "duplicates": _duplicate_summary(con),
                 }
+                progress_display.step("origin and teacher estimates")
                 interrupt.phase("summarizing origin and checking the catalog")
                 summary.update(corpus.result())
-                overlap, erased = _catalog_checks(catalog_path, glob, {i.fingerprint for i in infos}, wait)
-                summary["overlap"] = _overlap_summary(overlap)
+                progress_display.step("catalog checks: overlap and erased records")
+                overlap, itself, erased = _catalog_checks(catalog_path, glob, {i.fingerprint for i in infos}, wait)
+                summary["overlap"] = {**_overlap_summary(overlap), "skipped_identical": itself}
                 summary["erased"] = {"reintroduced": len(erased), "examples": erased[:5]}
                 results = evaluate_gate(summary, checks, strict=strict)
                 summary["gate"] = gate_summary(results, strict=strict)
@@ -533,10 +528,12 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
                 summary["catalog"] = {"recorded": bool(record and passed)}
                 datasets = _dataset_parts(infos, glob, work) if record and passed else []
                 interrupt.phase("writing records.parquet")
+                progress_display.step("writing records.parquet")
                 writing.result()
             finally:
                 wait_all(running)  # never close the connection under a running writer
                 con.close()
+        progress_display.step("writing summary")
         _write_atomic(staged / "summary.json", dumps_summary(summary))
         from provaudit.report.scan import render_scan_markdown
 
@@ -554,16 +551,20 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
 OUTPUTS = ("records.parquet", "summary.json", "summary.md")
 
 
-def _catalog_checks(catalog: Path, glob: str, own: set[str], wait: float | None) -> tuple[list[dict], list[dict]]:
-    """Overlap with the catalog's datasets and erased records, on a read-only open (other scans and
-    readers proceed meanwhile); a catalog that does not exist yet has neither."""
+def _catalog_checks(catalog: Path, glob: str, own: set[str],
+                    wait: float | None) -> tuple[list[dict], list[str], list[dict]]:
+    """Overlap with the catalog's datasets, the datasets skipped because they are this very input
+    (identical fingerprint), and erased records, on a read-only open (other scans and readers proceed
+    meanwhile); a catalog that does not exist yet has none of them."""
     from provaudit.catalog.store import open_catalog
 
     if not catalog.exists():
-        return [], []
+        return [], [], []
     with open_catalog(catalog, read_only=True, wait=wait) as cat:
-        overlap = [o for o in cat.overlap_report(glob) if o["fingerprint"] not in own]
-        return overlap, cat.erased_matches(glob)
+        report = cat.overlap_report(glob)
+        itself = sorted({o["dataset"] for o in report if o["fingerprint"] in own})
+        overlap = [o for o in report if o["fingerprint"] not in own]
+        return overlap, itself, cat.erased_matches(glob)
 
 
 def _commit(catalog: Path, datasets: list[tuple[InputInfo, Path]], tags: Sequence[str], scan_row: dict[str, Any],
@@ -575,6 +576,7 @@ def _commit(catalog: Path, datasets: list[tuple[InputInfo, Path]], tags: Sequenc
     from provaudit.catalog.store import Catalog
 
     interrupt.phase("waiting for the catalog write lock")
+    progress_display.step("committing to the catalog")
     with write_lock(catalog, wait), interrupt.critical("committing to the catalog"):
         with Catalog(catalog, wait=wait) as cat, cat.transaction():
             _store_datasets(cat, datasets, tags)
@@ -630,6 +632,7 @@ def _store_datasets(cat, datasets: list[tuple[InputInfo, Path]], tags: Sequence[
             for info, part in datasets]
 
 
+@progress_display.with_session()
 def register(path: str | Path, *, tags: Sequence[str] = (), name: str | None = None,
              catalog: str | Path | None = None, mapping: Mapping[str, str] | None = None,
              fmt: str | None = None, skip_bad: bool = False, batch_size: int = 10_000,

@@ -12,6 +12,7 @@ from provaudit.cli import main
 from provaudit.errors import UsageError
 from provaudit.mixture import fit_reference
 from provaudit.origin import summarize_origin, tag_origin
+from provaudit.origin.tagging import EVIDENCE_DTYPE
 
 PROPS = [0.0, 0.10, 0.25, 0.50, 1.00]
 
@@ -33,13 +34,15 @@ def test_tag_origin_columns_and_abstention(labelled):
     texts = labelled["text"].to_list()[:30] + ["Thanks, that works.", "As an AI language model, I can't say."]
     out = tag_origin(_records(texts))
     assert out.schema["origin"] == pl.Utf8 and out.schema["p_model"] == pl.Float64
-    assert out.schema["rules_fired"] == pl.List(pl.Utf8) and out.schema["evidence"] == pl.Utf8
+    assert out.schema["rules_fired"] == pl.List(pl.Utf8) and out.schema["evidence"] == EVIDENCE_DTYPE
     assert set(out["origin"].unique()) <= {"human", "model", "unknown"}
     short, ai = out.row(30, named=True), out.row(31, named=True)
-    assert short["origin"] == "unknown" and "short text" in json.loads(short["evidence"])["abstain"]
+    assert short["origin"] == "unknown" and "short text" in short["evidence"]["abstain"]
     assert ai["origin"] == "model" and ai["rules_fired"] == ["sig_as_an_ai"]   # decisive rule on a short text
-    ev = json.loads(out["evidence"][0])
+    ev = out["evidence"][0]
     assert set(ev) >= {"rules", "features", "p_detector", "n_words"} and len(ev["features"]) == 3
+    assert set(ev["features"][0]) == {"name", "value", "contribution"}
+    assert abs(ev["features"][0]["contribution"]) >= abs(ev["features"][2]["contribution"])
 
 
 def test_tag_origin_is_pure_and_deterministic(labelled):

@@ -85,3 +85,31 @@ def test_integrity_sections_render(tmp_path: Path) -> None:
     for chart in ("chart-harness", "chart-harness-change", "chart-labelers"):
         assert f'id="{chart}"' in dom
     assert "Harness health" in dom and "Labeler homogenization" in dom
+
+
+_OVERLAP_JS = """<script>
+(function(){
+  var texts=Array.prototype.slice.call(document.querySelectorAll('#chart-series svg text'));
+  function find(p){return texts.filter(function(t){return t.textContent.indexOf(p)===0;})[0];}
+  var best=find('best'), title=find('Proxy and outcome');
+  var a=best.getBoundingClientRect(), b=title.getBoundingClientRect();
+  var hit=!(a.right<=b.left||b.right<=a.left||a.bottom<=b.top||b.bottom<=a.top);
+  document.body.setAttribute('data-best-overlaps-title', hit?'1':'0');
+  document.body.setAttribute('data-best-text', best.textContent);
+})();
+</script>"""
+
+
+@pytest.mark.chromium
+@pytest.mark.slow
+def test_best_label_clear_of_title_in_the_browser(tmp_path: Path) -> None:
+    """Measured in the rendered page: the 'best' label and the chart title do not intersect."""
+    exe = _chromium()
+    rep = analyze_checkpoints([FX / "gao_rl_samples.jsonl", FX / "gao_rl_kl.csv"], bootstrap=100)
+    page = tmp_path / "report.html"
+    page.write_text(render_html(rep).replace("</body>", _OVERLAP_JS + "</body>"), encoding="utf-8")
+    res = _run(exe, ["--virtual-time-budget=5000", "--window-size=1200,1600", "--dump-dom", page.as_uri()])
+    assert res.returncode == 0, res.stderr[-2000:]
+    body = re.search(r"<body[^>]*>", res.stdout).group(0)
+    assert 'data-best-overlaps-title="0"' in body, body
+    assert f"best: {rep.best_checkpoint}" in body

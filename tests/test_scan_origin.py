@@ -7,6 +7,7 @@ from pathlib import Path
 import polars as pl
 
 import provaudit
+from provaudit.origin.tagging import EVIDENCE_DTYPE
 
 ROOT = Path(__file__).resolve().parent.parent
 SCAN = ROOT / "fixtures" / "scan"
@@ -18,8 +19,9 @@ def test_scan_of_a_mixed_batch_tags_each_record_and_estimates_the_batch(tmp_path
     df = result.records()
     assert {"origin", "p_model", "rules_fired", "evidence"} <= set(df.columns)
     assert set(df["origin"].unique()) <= {"human", "model", "unknown"}
-    ev = json.loads(df["evidence"][0])
-    assert "rules" in ev and "features" in ev and ev["features"]
+    assert df.schema["evidence"] == EVIDENCE_DTYPE  # a struct in records.parquet, not JSON text
+    ev = df["evidence"][0]
+    assert "rules" in ev and "features" in ev and ev["features"] and "name" in ev["features"][0]
     # labels are in the metadata: model texts must score higher on average than human ones
     labels = df["meta"].map_elements(lambda m: json.loads(m)["label"], return_dtype=pl.Int64)
     p_model = df["p_model"]

@@ -75,8 +75,11 @@ JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON i
 
 
 def text_table(rows: Sequence[Sequence[Any]], header: Sequence[str], *, max_cell: int = 60) -> str:
-    """A plain fixed-width text table for terminal output (cells cut to ``max_cell`` characters)."""
-    cells = [[str(h) for h in header]] + [["" if c is None else str(c)[:max_cell] for c in r] for r in rows]
+    """A plain fixed-width text table for terminal output. Cells are cut to ``max_cell`` characters,
+    except in the last column (paths, details), which is printed in full."""
+    last = len(header) - 1
+    cells = [[str(h) for h in header]] + [["" if c is None else (str(c) if i == last else str(c)[:max_cell])
+                                            for i, c in enumerate(r)] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from provaudit import progress
 from provaudit.cli.common import (
     CATALOG_OPTION,
     JSON_OPTION,
@@ -119,8 +120,10 @@ def lineage_find_cmd(text: str | None, file: str | None, field: str | None, deep
     """
     from provaudit.catalog.lineage import lineage_find
 
-    res = lineage_find(text=text, file=file, field=field, catalog=catalog_path, deep=deep, ngram=ngram,
-                       min_containment=min_containment)
+    with progress.session(progress.tty_enabled(as_json)):
+        progress.step("searching the catalog" + (" and re-reading registered files (--deep)" if deep else ""))
+        res = lineage_find(text=text, file=file, field=field, catalog=catalog_path, deep=deep, ngram=ngram,
+                           min_containment=min_containment)
     if as_json:
         echo_json(res)
         return
@@ -217,7 +220,9 @@ def overlap_cmd(a: str, b: str, ngram: int, catalog_path: str | None, as_json: b
     """
     from provaudit.catalog.lineage import overlap
 
-    res = overlap(a, b, ngram=ngram, catalog=catalog_path)
+    with progress.session(progress.tty_enabled(as_json)):
+        progress.step(f"comparing {a} and {b} (exact, near, {ngram}-gram)")
+        res = overlap(a, b, ngram=ngram, catalog=catalog_path)
     if as_json:
         echo_json(res)
         return

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import click
 
-from provaudit.cli.common import JSON_OPTION, echo_json, handle_errors
+from provaudit import progress
+from provaudit.cli.common import JSON_OPTION, echo_json, handle_errors, text_table
 
 RULES_DIR_OPTION = click.option("--rules", "rules_dirs", multiple=True, type=click.Path(exists=True),
                                 help="Extra rules folder or YAML file (repeatable); added to the bundled rules.")
@@ -44,7 +45,9 @@ def tag_cmd(path: str, rules_dirs: tuple[str, ...], detector_path: str | None, m
     """
     from provaudit.origin import summarize_origin, tag_file
 
-    tagged = tag_file(path, rules_dirs=list(rules_dirs) or None, detector=detector_path, mode=mode)
+    with progress.session(progress.tty_enabled()):
+        progress.step(f"tagging {path}")
+        tagged = tag_file(path, rules_dirs=list(rules_dirs) or None, detector=detector_path, mode=mode)
     if out_path:
         tmp = Path(out_path).with_suffix(".parquet.tmp")
         tagged.write_parquet(tmp)
@@ -60,22 +63,36 @@ def tag_cmd(path: str, rules_dirs: tuple[str, ...], detector_path: str | None, m
 @RULES_DIR_OPTION
 @click.option("--test/--no-test", "run_tests", default=True, show_default=True,
               help="Run every rule's own match / no_match examples.")
+@JSON_OPTION
 @handle_errors
-def rules_cmd(rules_dirs: tuple[str, ...], run_tests: bool) -> None:
-    """List the loaded origin rules (bundled plus --rules) and check their examples.
+def rules_cmd(rules_dirs: tuple[str, ...], run_tests: bool, as_json: bool) -> None:
+    """List the loaded origin rules (bundled plus --rules) as a table and check their examples.
 
     Exits 1 when an example fails.
 
     Example:
 
-        provaudit origin rules --rules my_rules/
+    \b
+        provaudit origin rules
+        provaudit origin rules --rules rules/origin --json
     """
     from provaudit.origin import load_rules
 
     rs = load_rules(list(rules_dirs) or None)
     failures = rs.test() if run_tests else []
-    echo_json({"rules": [{"id": r.id, "kind": r.kind, "weight": r.weight, "description": r.description,
-                          "source": r.source} for r in rs.rules], "test_failures": failures})
+    rules = [{"id": r.id, "kind": r.kind, "weight": r.weight, "description": r.description, "source": r.source}
+             for r in rs.rules]
+    if as_json:
+        echo_json({"rules": rules, "test_failures": failures})
+    else:
+        click.echo(text_table([(r["id"], r["kind"], f"{r['weight']:+g}", Path(r["source"]).name if r["source"] else "",
+                                r["description"]) for r in rules], ("rule", "kind", "weight", "file", "description")))
+        click.echo(f"{len(rules)} rules; weight = log-odds added to p_model when the rule fires "
+                   "(positive = model evidence, negative = human evidence, 0 = shown as evidence only)")
+        if run_tests:
+            click.echo(f"rule examples: {len(failures)} failure(s)" if failures else "rule examples: all pass")
+        for f in failures:
+            click.echo(f"  FAIL {f}", err=True)
     if failures:
         raise SystemExit(1)
 
@@ -106,8 +123,10 @@ def train_cmd(human: str, model_path: str, out: str, fpr: float, seed: int, as_j
     """
     from provaudit.origin import train_detector
 
-    _print_metrics(train_detector(human, model_path, out, nominal_fpr=fpr, seed=seed), as_json,
-                   f"detector trained into {out} (out-of-fold metrics, texts of >= min_words words)")
+    with progress.session(progress.tty_enabled(as_json)):
+        progress.step(f"training the detector on {human} and {model_path}")
+        metrics = train_detector(human, model_path, out, nominal_fpr=fpr, seed=seed)
+    _print_metrics(metrics, as_json, f"detector trained into {out} (out-of-fold metrics, texts of >= min_words words)")
 
 
 def _print_metrics(metrics: dict, as_json: bool, title: str) -> None:
@@ -139,9 +158,11 @@ def eval_cmd(human: str, model_path: str, detector_path: str | None, as_json: bo
     """
     from provaudit.origin import evaluate_detector, load_detector
 
-    det = load_detector(detector_path) if detector_path else None
-    _print_metrics(evaluate_detector(human, model_path, det), as_json,
-                   f"detector {detector_path or '(shipped)'} on held-out texts")
+    with progress.session(progress.tty_enabled(as_json)):
+        progress.step(f"evaluating the detector on {human} and {model_path}")
+        det = load_detector(detector_path) if detector_path else None
+        metrics = evaluate_detector(human, model_path, det)
+    _print_metrics(metrics, as_json, f"detector {detector_path or '(shipped)'} on held-out texts")
 
 
 COMMANDS: list = [origin_group, detector_group]

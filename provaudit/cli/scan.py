@@ -7,6 +7,7 @@ import click
 
 from provaudit.cli.common import CATALOG_OPTION, WAIT_OPTION, echo_json, handle_errors, interruptible
 from provaudit.errors import UsageError
+from provaudit.progress import tty_enabled
 
 
 def parse_map(pairs: tuple[str, ...]) -> dict[str, str] | None:
@@ -78,7 +79,8 @@ def _print_human(result, kept: bool) -> None:
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="Run the batch stages locally or on Ray Data (set RAY_ADDRESS to use a cluster).")
 @click.option("--batch-size", type=int, default=10_000, show_default=True, help="Source rows per record batch.")
-@click.option("--progress/--no-progress", default=None, help="Progress bars (default: on when stderr is a terminal).")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress on stderr (default: on when stdout and stderr are terminals and not --json).")
 @WAIT_OPTION
 @handle_errors
 @interruptible("nothing was recorded in the catalog (unchanged) and no outputs were written")
@@ -98,7 +100,7 @@ def scan_cmd(files, catalog_path, out, as_json, gate, strict, skip_bad, mapping,
     from provaudit.pipeline import scan
 
     if progress is None:
-        progress = sys.stderr.isatty() and not as_json
+        progress = tty_enabled(as_json)
     result = scan(list(files), catalog=catalog_path, out=out, gate=gate, names=list(names) or None,
                   mapping=parse_map(mapping), fmt=fmt, skip_bad=skip_bad, tags=tags, record=not no_record,
                   origin=not no_origin, origin_mode=origin_mode, rules_dirs=rules_dirs, teacher=teacher,
@@ -134,12 +136,12 @@ def register_cmd(file, tags, name, catalog_path, mapping, fmt, skip_bad, as_json
 
     Example:
 
-        provaudit register fixtures/scan/alpaca_eval_gpt4_outputs.json --tag eval
+        provaudit register fixtures/lineage/eval_set.json --tag eval
     """
     from provaudit.pipeline import register
 
     info = register(file, tags=tags, name=name, catalog=catalog_path, mapping=parse_map(mapping), fmt=fmt,
-                    skip_bad=skip_bad, progress=sys.stderr.isatty() and not as_json, wait=wait)
+                    skip_bad=skip_bad, progress=tty_enabled(as_json), wait=wait)
     if as_json:
         echo_json(info)
     else:

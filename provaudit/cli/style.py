@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from provaudit import progress
 from provaudit.cli.common import CATALOG_OPTION, JSON_OPTION, echo_json, handle_errors, text_table
 
 RULES_OPTION = click.option("--rules", "rules_path", type=click.Path(dir_okay=False), default=None,
@@ -37,13 +38,14 @@ def _trend_line(tr: dict[str, Any]) -> str:
 @BACKEND_OPTION
 @click.option("--n-boot", default=200, show_default=True, help="Bootstrap resamples for the intervals.")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--trend/--no-trend", "with_trend", default=False,
-              help="With --json, print {batches, trend} instead of the list of batches.")
+@click.option("--trend/--no-trend", "with_trend", default=None,
+              help="Trend over the batches' order: --trend adds it to --json output ({batches, trend}); "
+                   "--no-trend leaves it out of the table too.")
 @RULES_OPTION
 @JSON_OPTION
 @handle_errors
 def converge_cmd(batches: tuple[str, ...], teacher: str, human: str | None, backend: str, n_boot: int, seed: int,
-                 with_trend: bool, rules_path: str | None, as_json: bool) -> None:
+                 with_trend: bool | None, rules_path: str | None, as_json: bool) -> None:
     """Teacher-likeness of each BATCH (in the order given) with a bootstrap interval.
 
     The headline teacher_likeness is the mean P(teacher | text) (0.5 = undecided); the components
@@ -59,8 +61,10 @@ def converge_cmd(batches: tuple[str, ...], teacher: str, human: str | None, back
     from provaudit.style import converge
     from provaudit.style.trends import trend
 
-    res = converge(list(batches), teacher, human, backend=backend, n_boot=n_boot, seed=seed)
-    tr = trend(res, rules=rules_path, seed=seed) if len(res) >= 2 else None
+    with progress.session(progress.tty_enabled(as_json)):
+        res = converge(list(batches), teacher, human, backend=backend, n_boot=n_boot, seed=seed)
+    want_trend = with_trend if with_trend is not None else not as_json
+    tr = trend(res, rules=rules_path, seed=seed) if len(res) >= 2 and want_trend else None
     if as_json:
         echo_json({"batches": res, "trend": tr} if with_trend else res)
         return
@@ -95,27 +99,38 @@ def trend_cmd(catalog_path: str | None, plot_path: str | None, rules_path: str |
     from provaudit.coverage.history import coverage_history
     from provaudit.style.trends import history_trend, plot_trend
 
-    hist, tr = history_trend(catalog_path, rules=rules_path)
-    cov = coverage_history(catalog_path)
-    if plot_path and tr["points"]:
-        plot_trend(tr, plot_path)
+    with progress.session(progress.tty_enabled(as_json)):
+        progress.step("reading the scan history")
+        hist, tr = history_trend(catalog_path, rules=rules_path)
+        cov = coverage_history(catalog_path)
+        if plot_path and tr["points"]:
+            progress.step(f"plotting {plot_path}")
+            plot_trend(tr, plot_path)
     if as_json:
         echo_json({"scans": hist.to_dicts(), "trend": tr, "plot": plot_path if tr["points"] else None,
                    "coverage": cov.to_dicts()})
         return
-    rows = [(r["scan_id"], r["started_at"][:19], _f(r["teacher_likeness"]),
-             f"[{_f(r['ci_low'])}, {_f(r['ci_high'])}]", _f(r["teacher_fraction"], 2), r["n"],
-             _f(r["diversity_floor_ratio"], 2)) for r in hist.iter_rows(named=True)]
-    click.echo(_text_table(rows, ("scan", "started_at", "teacher_likeness", "95% CI", "fraction", "n", "div_floor")))
-    click.echo(_trend_line(tr))
-    if plot_path and tr["points"]:
-        click.echo(f"plot: {plot_path}")
     if cov.height:  # provaudit coverage runs recorded in the catalog
         click.echo(_text_table([(r["run_id"], r["created_at"][:19], _f(r["coverage"]),
                                  f"[{_f(r['coverage_ci_low'])}, {_f(r['coverage_ci_high'])}]",
                                  _f(r["uncovered_top_share"]), r["drift_detected"])
                                 for r in cov.iter_rows(named=True)],
                                ("coverage run", "created_at", "coverage", "95% CI", "top_uncovered", "drift")))
+    with_teacher = hist.filter(hist["teacher_likeness"].is_not_null())
+    if with_teacher.is_empty():
+        click.echo(f"no scan with a teacher reference among {hist.height} scan(s) in the catalog: run "
+                   "`provaudit scan --teacher TEACHER_FILE ...` to record teacher likeness")
+        return
+    rows = [(r["scan_id"], r["started_at"][:19], ", ".join(r["datasets"]), _f(r["teacher_likeness"]),
+             f"[{_f(r['ci_low'])}, {_f(r['ci_high'])}]", _f(r["teacher_fraction"], 2), r["n"],
+             _f(r["diversity_floor_ratio"], 2)) for r in with_teacher.iter_rows(named=True)]
+    click.echo(_text_table(rows, ("scan", "started_at", "datasets", "teacher_likeness", "95% CI", "fraction", "n",
+                                  "div_floor")))
+    if with_teacher.height < hist.height:
+        click.echo(f"({hist.height - with_teacher.height} scan(s) without a teacher reference not shown)")
+    click.echo(_trend_line(tr))
+    if plot_path and tr["points"]:
+        click.echo(f"plot: {plot_path}")
 
 
 @click.command("label-origin")
@@ -139,7 +154,8 @@ def label_origin_cmd(pairs: tuple[str, ...], teacher: str | None, human: str | N
     """
     from provaudit.style import label_origin
 
-    res = [label_origin(p, teacher, human, rules=rules_path, backend=backend, name=p) for p in pairs]
+    with progress.session(progress.tty_enabled(as_json)):
+        res = [label_origin(p, teacher, human, rules=rules_path, backend=backend, name=p) for p in pairs]
     if as_json:
         echo_json(res)
         return
@@ -166,10 +182,16 @@ def label_origin_cmd(pairs: tuple[str, ...], teacher: str | None, human: str | N
 @click.argument("batches", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @HUMAN_OPTION
 @BACKEND_OPTION
+@RULES_OPTION
 @JSON_OPTION
 @handle_errors
-def diversity_cmd(batches: tuple[str, ...], human: str | None, backend: str, as_json: bool) -> None:
+def diversity_cmd(batches: tuple[str, ...], human: str | None, backend: str, rules_path: str | None,
+                  as_json: bool) -> None:
     """Diversity / homogenisation of each BATCH relative to a human reference.
+
+    Ratios are batch / human, oriented so that below 1 means less diverse than the human reference;
+    a batch whose lowest ratio (floor_ratio) is under rules/converge.yaml's
+    diversity.min_diversity_ratio is flagged.
 
     Example:
 
@@ -178,19 +200,39 @@ def diversity_cmd(batches: tuple[str, ...], human: str | None, backend: str, as_
     """
     from provaudit.style import diversity
     from provaudit.style.inputs import load_texts, source_name
+    from provaudit.style.rules import load_rules
 
-    ref = load_texts(human, what="human reference") if human else None
+    floor = float(load_rules(rules_path)["diversity"]["min_diversity_ratio"])
     res = []
-    for i, b in enumerate(batches):
-        d = diversity(load_texts(b, what=f"batch {b}"), ref, backend=backend)
-        res.append({"batch": source_name(b, i), **d})
+    with progress.session(progress.tty_enabled(as_json)):
+        progress.step("reading the human reference")
+        ref = load_texts(human, what="human reference") if human else None
+        for i, b in enumerate(batches):
+            progress.step(f"measuring diversity of {source_name(b, i)} ({i + 1}/{len(batches)})")
+            d = diversity(load_texts(b, what=f"batch {b}"), ref, backend=backend)
+            res.append({"batch": source_name(b, i), **d, **diversity_verdict(d, floor)})
     if as_json:
         echo_json(res)
         return
     rows = [(r["batch"], r["n"], r["compression_ratio"], r["ngram_diversity"], r["homogenization"],
-             r["embedding_spread"], r.get("diversity_floor_ratio")) for r in res]
+             r["embedding_spread"], r.get("diversity_floor_ratio"), r["verdict"]) for r in res]
     click.echo(_text_table(rows, ("batch", "n", "compression", "ngram_div", "homogenization", "spread",
-                             "floor_ratio (vs human)")))
+                                  "floor_ratio (vs human)", "verdict")))
+    click.echo(f"floor_ratio = lowest batch/human diversity ratio (below 1 = less diverse than human); "
+               f"rule: flagged below {floor:g} (diversity.min_diversity_ratio)")
+
+
+def diversity_verdict(d: dict[str, Any], floor: float) -> dict[str, Any]:
+    """``verdict`` of one batch against the floor rule, with the rule and its direction."""
+    ratio = d.get("diversity_floor_ratio")
+    if ratio is None:
+        verdict = "no human reference"
+    elif ratio < floor:
+        verdict = f"FLAGGED: less diverse than human ({ratio:.2f} < {floor:g})"
+    else:
+        verdict = f"ok ({ratio:.2f} >= {floor:g})"
+    return {"verdict": verdict, "flagged": ratio is not None and ratio < floor,
+            "rule": {"min_diversity_ratio": floor, "direction": "below is bad"}}
 
 
 COMMANDS: list = [converge_cmd, trend_cmd, label_origin_cmd, diversity_cmd]

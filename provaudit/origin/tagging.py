@@ -1,7 +1,6 @@
 """Per-record origin tags and the batch summary (model fraction, corpus-level mixture estimate)."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -49,7 +48,7 @@ def tag_origin(records: pl.DataFrame, *, rules: RuleSet | None = None, detector:
     if n == 0:
         return records.with_columns(pl.lit(None, pl.Utf8).alias("origin"), pl.lit(None, pl.Float64).alias("p_model"),
                                     pl.lit(None, pl.List(pl.Utf8)).alias("rules_fired"),
-                                    pl.lit(None, pl.Utf8).alias("evidence"))
+                                    pl.lit(None, EVIDENCE_DTYPE).alias("evidence"))
     x, n_words = _features_per_distinct_text(records["text"])
     contrib = det.contributions(x)
     logit_det = contrib.sum(1) + det.platt_a * det.intercept + det.platt_b
@@ -74,25 +73,43 @@ def tag_origin(records: pl.DataFrame, *, rules: RuleSet | None = None, detector:
     vals = np.round(np.take_along_axis(x, order, 1), 4)
     cons = np.round(np.take_along_axis(contrib, order, 1), 3)
     p_det = np.round(_sigmoid(logit_det), 4)
-    abstain = f'"abstain":"short text (<{det.min_words} words)",'
-    # Evidence JSON, built column-wise: reprs of distinct values only, then one string concatenation.
-    names = np.array([f'["{name}",' for name in FEATURE_NAMES], dtype=object)
-    val_s, con_s = _reprs(vals), _reprs(cons)
-    feats = np.full(n, "", dtype=object)
-    for slot in range(k):
-        feats = feats + ("," if slot else "") + names[order[:, slot]] + val_s[:, slot] + "," + con_s[:, slot] + "]"
-    rules_js = np.array([json.dumps(c) for c in combos], dtype=object)[combo_of]
-    head = np.where(short, "{" + abstain, "{")
-    evidence = (head.astype(object) + '"features":[' + feats + '],"n_words":'
-                + np.array([str(int(v)) for v in n_words], dtype=object) + ',"p_detector":' + _reprs(p_det)
-                + ',"rules":' + rules_js + "}")
     fired = pl.Series("rules_fired", combos, dtype=pl.List(pl.Utf8)).gather(combo_of)
     return records.with_columns(
         pl.Series("origin", origin, dtype=pl.Utf8),
         pl.Series("p_model", np.round(p, 6), dtype=pl.Float64),
         fired,
-        pl.Series("evidence", evidence.tolist(), dtype=pl.Utf8),
+        _evidence(order, vals, cons, n_words, p_det, fired, short, det.min_words),
     )
+
+
+#: ``evidence``: one struct per record. ``features`` is a list of {name, value, contribution} (the
+#: detector's top features by |log-odds contribution|; other scorers may append their own entries)
+EVIDENCE_FEATURE = pl.Struct({"name": pl.Utf8, "value": pl.Float64, "contribution": pl.Float64})
+EVIDENCE_DTYPE = pl.Struct({"abstain": pl.Utf8, "features": pl.List(EVIDENCE_FEATURE), "n_words": pl.Int64,
+                            "p_detector": pl.Float64, "rules": pl.List(pl.Utf8)})
+
+
+def _evidence(order: np.ndarray, vals: np.ndarray, cons: np.ndarray, n_words: np.ndarray, p_det: np.ndarray,
+              fired: pl.Series, short: np.ndarray, min_words: int) -> pl.Series:
+    """The ``evidence`` struct column, built column-wise (no per-record Python)."""
+    names = np.array(FEATURE_NAMES, dtype=object)
+    k = order.shape[1]
+    cols: dict[str, Any] = {}
+    for slot in range(k):
+        cols[f"n{slot}"] = pl.Series(names[order[:, slot]].tolist(), dtype=pl.Utf8)
+        cols[f"v{slot}"] = pl.Series(vals[:, slot], dtype=pl.Float64)
+        cols[f"c{slot}"] = pl.Series(cons[:, slot], dtype=pl.Float64)
+    frame = pl.DataFrame(cols, height=len(n_words)).with_columns(
+        pl.when(pl.Series(short, dtype=pl.Boolean)).then(pl.lit(f"short text (<{min_words} words)"))
+        .otherwise(pl.lit(None, pl.Utf8)).alias("abstain"),
+        pl.Series("n_words", n_words.astype(np.int64), dtype=pl.Int64),
+        pl.Series("p_detector", p_det, dtype=pl.Float64), fired.alias("rules"))
+    feats = (pl.concat_list([pl.struct(pl.col(f"n{s}").alias("name"), pl.col(f"v{s}").alias("value"),
+                                       pl.col(f"c{s}").alias("contribution")) for s in range(k)])
+             if k else pl.lit([], dtype=pl.List(EVIDENCE_FEATURE)))
+    return frame.select(pl.struct(pl.col("abstain"), feats.alias("features"), pl.col("n_words"),
+                                  pl.col("p_detector"), pl.col("rules")).alias("evidence"))["evidence"].cast(
+        EVIDENCE_DTYPE)
 
 
 def _features_per_distinct_text(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -106,15 +123,6 @@ def _features_per_distinct_text(texts: pl.Series) -> tuple[np.ndarray, np.ndarra
     pos = (pl.DataFrame({"t": texts}).join(pl.DataFrame({"t": uniq, "i": np.arange(len(uniq))}), on="t",
                                            how="left", maintain_order="left")["i"].to_numpy())
     return x[pos], n_words[pos]
-
-
-def _reprs(a: np.ndarray) -> np.ndarray:
-    """``repr(float(v))`` of every element (object array, same shape), computed once per distinct value
-    (by bit pattern, so -0.0 and 0.0 stay distinct)."""
-    flat = np.ascontiguousarray(a, dtype=np.float64).reshape(-1)
-    uniq, inv = np.unique(flat.view(np.int64), return_inverse=True)
-    reps = np.array([repr(float(v)) for v in uniq.view(np.float64)], dtype=object)
-    return reps[np.asarray(inv).reshape(-1)].reshape(a.shape)
 
 
 def _top_k_order(absc: np.ndarray, k: int) -> np.ndarray:

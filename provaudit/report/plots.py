@@ -37,6 +37,12 @@ def _finish(fig: Any, ax: Any, names: list[str], ylabel: str, title: str) -> str
 
 def series_chart(report: Any) -> str:
     """Proxy and outcome across checkpoints (two y axes), intervals, best checkpoint and flags."""
+    with plt.rc_context(_RC):
+        return _svg(series_figure(report))
+
+
+def series_figure(report: Any) -> Any:
+    """The matplotlib figure behind :func:`series_chart` (the caller closes or saves it)."""
     s: pl.DataFrame = report.series
     names = s["checkpoint"].to_list()
     x = np.arange(len(names))
@@ -54,7 +60,10 @@ def series_chart(report: Any) -> str:
         if report.best_checkpoint in names:
             b = names.index(report.best_checkpoint)
             ax.axvline(b, color="#2ca02c", ls="--", lw=1)
-            ax.annotate("best", (b, ax.get_ylim()[1]), color="#2ca02c", ha="center", va="bottom", fontsize=8)
+            # inside the axes, just below the top edge, so it never collides with the title
+            ax.annotate(f"best: {report.best_checkpoint}", xy=(b, 1.0), xycoords=("data", "axes fraction"),
+                        xytext=(4, -4), textcoords="offset points", color="#2ca02c", ha="left", va="top",
+                        fontsize=8)
         flagged = sorted({names.index(f.checkpoint) for f in report.flags if f.decoupling and f.checkpoint in names})
         for k in flagged:
             ax2.plot([k], [o[k]], marker="X", color="black", ms=9, ls="none")
@@ -63,9 +72,12 @@ def series_chart(report: Any) -> str:
         ax.set_xticklabels([names[i] for i in range(0, len(names), step)], rotation=30, ha="right")
         h1, l1 = ax.get_legend_handles_labels()
         h2, l2 = ax2.get_legend_handles_labels()
-        ax.legend(h1 + h2, l1 + l2, loc="upper left", fontsize=8, frameon=False)
-        ax.set_title("Proxy and outcome across checkpoints (x = decoupling flag)")
-        return _svg(fig)
+        ax.legend(h1 + h2, l1 + l2, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=2, fontsize=8,
+                  frameon=False)
+        ax.set_xlabel("checkpoint")
+        ax.set_title("Proxy and outcome across checkpoints (x = decoupling flag)", pad=10)
+        fig.tight_layout()
+        return fig
 
 
 def length_chart(report: Any, max_points: int = 1500) -> str | None:
@@ -100,8 +112,8 @@ def length_chart(report: Any, max_points: int = 1500) -> str | None:
 def tail_chart(report: Any) -> str | None:
     """Outcome quantiles (p5, p10, median, mean) across checkpoints from per-sample results."""
     pts = report.points
-    if pts is None:
-        return None
+    if pts is None or is_binary(pts["outcome"]):
+        return None  # quantiles of a 0/1 outcome are 0 or 1: the chart would say nothing
     names = report.checkpoints
     qs = {"p5": 0.05, "p10": 0.10, "median": 0.5}
     with plt.rc_context(_RC):
@@ -115,6 +127,12 @@ def tail_chart(report: Any) -> str | None:
         ax.legend(fontsize=8, frameon=False)
         ax.set_title("Outcome median and low quantiles")
         return _svg(fig)
+
+
+def is_binary(values: pl.Series) -> bool:
+    """True when every non-null value is 0 or 1 (pass/fail, success): quantiles do not apply."""
+    v = values.drop_nulls()
+    return v.len() > 0 and bool(v.cast(pl.Float64).is_in([0.0, 1.0]).all())
 
 
 def slice_chart(report: Any) -> str | None:

@@ -14,6 +14,18 @@ def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
     return out
 
 
+def _origin_headline(org: dict[str, Any]) -> str:
+    """The model-written share with its denominator: tags abstain on short or borderline texts."""
+    counts = org.get("counts") or {}
+    decided = counts.get("human", 0) + counts.get("model", 0)
+    undecided = counts.get("unknown", 0)
+    if org.get("model_fraction") is None:
+        return f"Model-written fraction (per-record tags): n/a, no record decided ({undecided} undecided)."
+    share = counts["model"] / decided if decided else org["model_fraction"]  # from counts: no double rounding
+    return (f"Model-written fraction (per-record tags): {_pct(share)} of {decided} decided "
+            f"records ({undecided} undecided; higher = more model text).")
+
+
 def render_scan_markdown(summary: dict[str, Any]) -> str:
     """A readable report of one scan: inputs, duplicates, overlap, origin, teacher, gate."""
     lines = ["# provaudit scan", ""]
@@ -41,7 +53,10 @@ def render_scan_markdown(summary: dict[str, Any]) -> str:
                         [[o["dataset"], ", ".join(o.get("tags") or []), o["exact_records"], o["near_records"],
                           _pct(o["exact_rate"]), _pct(o["near_rate"])] for o in ov["datasets"]])
     else:
-        lines.append("No overlap with any dataset in the catalog.")
+        lines.append("No overlap with any other dataset in the catalog.")
+    if ov.get("skipped_identical"):
+        lines.append("Skipped itself: " + ", ".join(ov["skipped_identical"])
+                     + " (same fingerprint as this input, already in the catalog).")
     er = summary.get("erased", {})
     if er.get("reintroduced"):
         lines += ["", f"**{er['reintroduced']} records match erased data.**"]
@@ -49,11 +64,12 @@ def render_scan_markdown(summary: dict[str, Any]) -> str:
     if org:
         lines += ["", "## Origin", ""]
         if "model_fraction" in org:
-            lines.append(f"Model-written fraction (per-record tags): {_pct(org.get('model_fraction'))}.")
+            lines.append(_origin_headline(org))
         ce = org.get("corpus_estimate") or {}
         if ce:
             lines.append(f"Corpus-level estimate (distributional MLE): {_pct(ce.get('alpha'))} "
-                         f"[{_pct(ce.get('ci_low'))}, {_pct(ce.get('ci_high'))}] over {ce.get('n')} texts.")
+                         f"[{_pct(ce.get('ci_low'))}, {_pct(ce.get('ci_high'))}] of {ce.get('n')} texts "
+                         "model-written (higher = more model text).")
         counts = org.get("counts") or {}
         if counts:
             lines.append("Records by origin: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + ".")

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from provaudit import progress
 from provaudit.embed import encode
 from provaudit.mixture import estimate_mixture
 from provaudit.style.features import FORMAT_FEATURES, format_features
@@ -99,12 +100,15 @@ def converge(batches: Sequence[TextSource], teacher: TextSource, human: TextSour
     ``batches``/``teacher``/``human``: file paths (any format provaudit.io reads), record tables, or
     lists of strings. Without ``human``, the shipped human reference is used.
     """
+    progress.step("reading the teacher and human references")
     teacher_texts = load_texts(teacher, what="teacher reference")
     human_texts = load_texts(human, what="human reference") if human is not None else None
+    progress.step(f"fitting the teacher model ({backend} embeddings)")
     model = get_teacher_model(teacher_texts, human_texts, backend=backend, seed=seed)
     out = []
     for i, b in enumerate(batches):
         name = names[i] if names is not None else source_name(b, i)
+        progress.step(f"scoring batch {name} ({i + 1}/{len(batches)})")
         res = batch_teacher(load_texts(b, what=f"batch {name}"), model, name=name, n_boot=n_boot,
                             seed=seed, ci=ci)
         res["index"] = i

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from provaudit import progress
 from provaudit.style.features import words
 from provaudit.style.inputs import TextSource, load_pairs, load_texts
 from provaudit.style.rules import load_rules
@@ -244,12 +245,15 @@ def label_origin(pairs: str | Any, teacher: TextSource | None = None, human: Tex
     ``teacher``: reference texts of the suspected judge/teacher (enables teacher preference).
     """
     rules = rules if isinstance(rules, dict) else load_rules(rules)
+    progress.step(f"reading preference pairs {name or ''}".rstrip())
     df = load_pairs(pairs)
     model = None
     if teacher is not None:
+        progress.step(f"fitting the teacher model ({backend} embeddings)")
         t = load_texts(teacher, what="teacher reference")
         h = load_texts(human, what="human reference") if human is not None else None
         model = get_teacher_model(t, h, backend=backend, seed=seed)
+    progress.step(f"assessing {df.height} labels")
     result = _assess(df, model, rules)
     result["batch"] = name or (str(pairs) if isinstance(pairs, str) else getattr(pairs, "name", None) or "pairs")
     result["teacher_reference"] = model is not None
