@@ -65,12 +65,13 @@ def equivalent_mutants() -> dict[str, str]:
 def _pyproject(path: str, tests: list[str]) -> str:
     text = (ROOT / "pyproject.toml").read_text()
     text = re.sub(r"\n\[tool\.mutmut\]\n(?:[^\[].*\n|\n)*", "\n", text)
-    sel = ", ".join(json.dumps(t) for t in tests + ["-x", "-q", "-p", "no:cacheprovider"])
+    sel = ", ".join(json.dumps(t) for t in tests + ["-x", "-q", "-p", "no:cacheprovider",
+                                                    "--hypothesis-profile=mutation"])
     return text + ("\n[tool.mutmut]\nsource_paths = [\"provaudit\"]\n"
                    f"only_mutate = [{json.dumps(path)}]\n"
                    "also_copy = [\"fixtures\", \"rules\"]\n"
                    f"pytest_add_cli_args_test_selection = [{sel}]\n"
-                   "use_setproctitle = false\nuse_git_change_detection = false\n")
+                   "use_setproctitle = false\nuse_git_change_detection = false\nprocess_isolation = \"forkserver\"\n")
 
 
 def run_module(name: str, jobs: int) -> dict:
