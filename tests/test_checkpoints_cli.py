@@ -5,6 +5,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from provaudit.cli import main
@@ -29,6 +30,23 @@ def test_json_flags_and_best_checkpoint() -> None:
     assert d["best_checkpoint"] == "step-400" and d["decoupled"] is True
     kinds = {f["kind"] for f in d["flags"]}
     assert "decoupling" in kinds
+    # the sustained flag names the FIRST checkpoint after the best where the proxy is above the best's and
+    # the outcome drop passes the threshold (Bonferroni t quantile over (best + 1) x later pairs, df = n - 3)
+    from scipy.stats import t
+
+    from provaudit.checkpoints import analyze_checkpoints
+
+    series = analyze_checkpoints([FX / "trainer_state.json"]).series
+    names, P, O = series["checkpoint"].to_list(), series["proxy"].to_list(), series["outcome"].to_list()
+    best, n = names.index("step-400"), len(names)
+    flag = next(f for f in d["flags"] if f["kind"] == "decoupling")
+    thr = flag["details"]["threshold_z"]
+    assert thr == pytest.approx(t.ppf(1 - 0.01 / ((best + 1) * (n - best - 1)), n - 3), abs=1e-5)  # JSON: 6 digits
+    lo, hi = flag["interval"]
+    se = (hi - lo) / (2 * 1.959963984540054)
+    first = next(j for j in range(best + 1, n) if P[j] > P[best] and (O[j] - O[best]) / se < -thr)
+    assert flag["checkpoint"] == names[first] == "step-800"
+    assert flag["details"]["checkpoints_flagged"] == [nm for j, nm in enumerate(names) if j >= first]
     for f in d["flags"]:
         assert {"kind", "checkpoint", "evidence", "interval"} <= set(f)
     assert d["summary"]["n_decoupling_flags"] >= 1

@@ -112,7 +112,18 @@ def test_compare_pair_paired_tests() -> None:
     assert rep.pair["outcome"]["wilcoxon_p"] is not None and rep.pair["proxy"]["sign_test_p"] < 0.001
     assert "length_confound" in kinds(rep)
     wr = rep.win_rates
-    assert wr is not None and wr.height == 2 and set(wr.columns) >= {"win_rate", "lc_win_rate"}
+    assert wr is not None and wr["checkpoint"].to_list() == ["compare_sft", "compare_rlhf"]
+    for row in wr.iter_rows(named=True):
+        raw = pl.read_ndjson(FX / f"{row['checkpoint']}.jsonl")
+        resp, base = (raw[c].str.split(" ").list.len().cast(pl.Float64) for c in ("response", "baseline_response"))
+        assert row["n"] == raw.height == 120
+        assert row["win_rate"] == pytest.approx(raw["preference"].mean())
+        assert row["mean_length_diff"] == pytest.approx((resp - base).mean())  # lengths in words, as documented
+    sft, rlhf = wr.row(0, named=True), wr.row(1, named=True)
+    # the RLHF answers are 83 words longer on average and longer answers win more: length control lowers
+    # its win rate (0.52 raw), while the SFT answers, as long as the baseline's, keep theirs
+    assert rlhf["length_coef"] > 0 and rlhf["lc_win_rate"] < rlhf["win_rate"] - 0.05
+    assert sft["lc_win_rate"] == pytest.approx(sft["win_rate"], abs=0.01)
     assert not rep.decoupled
 
 

@@ -53,6 +53,10 @@ def test_content_only_evidence_without_metadata(paths):
     assert "annotator" in missing["annotator_id"] and "time" in missing["throughput"]
     bare = label_origin(df)  # without a teacher reference that signal is named as not computed too
     assert "teacher_preference" in {n["signal"] for n in bare["not_computed"]} and bare["verdict"] == "unknown"
+    # the evidence sums are the weights listed
+    ai = sum(e["weight"] for e in res["evidence"] if e["points_to"] == "AI-judge")
+    hu = sum(e["weight"] for e in res["evidence"] if e["points_to"] == "human")
+    assert (res["ai_evidence"], res["human_evidence"]) == (ai, hu)
 
 
 def test_per_annotator_throughput_from_timestamps(paths):

@@ -6,7 +6,7 @@
   normalized text (each shingle hashed from its three xxh3-64 word hashes, vectorised), cut into
   16 bands of 8 rows; each band becomes one 64-bit key. Two texts
   that share a key are near-duplicate candidates: the chance of sharing at least one key is
-  1-(1-J^8)^16 for Jaccard similarity J (about 0.98 at J=0.8, 0.55 at J=0.65, 0.06 at J=0.5).
+  1-(1-J^8)^16 for Jaccard similarity J (about 0.95 at J=0.8, 0.40 at J=0.65, 0.06 at J=0.5).
 - ``DatasetDigest``: an order-independent digest (sum of per-record 128-bit hashes modulo
   2**128, a multiset hash) plus schema and counts, so shuffling rows keeps the fingerprint and
   editing one record changes it.

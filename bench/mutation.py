@@ -1,0 +1,155 @@
+"""Mutation testing of the decision modules with mutmut 3, one module at a time.
+
+    PYTHONPATH=$PWD python bench/mutation.py                 # every module below
+    PYTHONPATH=$PWD python bench/mutation.py gate mixture    # some of them
+    PYTHONPATH=$PWD python bench/mutation.py --list          # the modules and their tests
+
+For each module the project (``provaudit/``, ``tests/``, ``fixtures/``, ``rules/``, ``pyproject.toml``)
+is copied into ``build/mutation/<module>/`` with a ``[tool.mutmut]`` section that mutates only that
+module and runs only the tests that pin it; mutmut then copies that into ``mutants/`` and runs the
+tests once per mutant. The table printed at the end counts, per module, the mutants killed (a test
+failed, or the mutant timed out), survived, and survived but recorded as equivalent (same behaviour
+as the original; listed with the reason in ``docs/testing.md``, under "Equivalent mutants"). The
+score is killed / (killed + survived - equivalent). Mutant names (``module.x_function__mutmut_N``)
+are stable while the function's source is unchanged; after an edit re-check the equivalent list.
+
+Not part of CI (.ci/run): a full run takes tens of minutes on two cores.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# module name -> (file to mutate, the tests that pin it)
+MODULES: dict[str, tuple[str, list[str]]] = {
+    "gate": ("provaudit/gate.py", ["tests/test_pin_gate.py", "tests/test_props_gate.py", "tests/test_scan_gate.py"]),
+    "fingerprint": ("provaudit/fingerprint/__init__.py",
+                    ["tests/test_pin_fingerprint.py", "tests/test_props_fingerprint.py"]
+                    + [f"tests/test_scan_pipeline.py::test_{t}" for t in (
+                        "text_hash_ignores_unicode_form_and_spacing_only", "vectorised_normalization_matches_the_per_text_one",
+                        "vectorised_shingle_hashes_match_the_word_3gram_definition")]),
+    "mixture": ("provaudit/mixture.py", ["tests/test_mixture.py", "tests/test_pin_intervals.py"]),
+    "lineage": ("provaudit/catalog/lineage.py", ["tests/test_lineage_find.py", "tests/test_pin_lineage.py"]),
+    "erase": ("provaudit/catalog/erase.py", ["tests/test_erase.py", "tests/test_props_erase.py"]),
+    "tagging": ("provaudit/origin/tagging.py", ["tests/test_origin_tagging.py", "tests/test_pin_origin.py"]),
+    "detector": ("provaudit/origin/detector.py", ["tests/test_origin_detector.py", "tests/test_pin_origin.py"]),
+    "checkpoints": ("provaudit/checkpoints/analysis.py",
+                    ["tests/test_checkpoints_fixtures.py", "tests/test_pin_decoupling.py"]),
+    "stats": ("provaudit/checkpoints/stats.py", ["tests/test_pin_intervals.py", "tests/test_pin_decoupling.py"]),
+    "pipeline": ("provaudit/pipeline.py", ["tests/test_scan_pipeline.py", "tests/test_pin_scan.py"]),
+}
+
+STATUS = {1: "killed", 3: "killed", -24: "killed", 36: "killed", 0: "survived", None: "not run",
+          33: "no tests", 34: "skipped", 5: "no tests", 2: "interrupted"}
+
+
+def equivalent_mutants() -> dict[str, str]:
+    """Mutant name -> reason, from the table in docs/testing.md (``| `name` | reason |``)."""
+    doc = ROOT / "docs" / "testing.md"
+    out: dict[str, str] = {}
+    if doc.exists():
+        for m in re.finditer(r"^\| `([\w.]+__mutmut_\d+)` \| (.+?) \|$", doc.read_text(), re.MULTILINE):
+            out[m.group(1)] = m.group(2)
+    return out
+
+
+def _pyproject(path: str, tests: list[str]) -> str:
+    text = (ROOT / "pyproject.toml").read_text()
+    text = re.sub(r"\n\[tool\.mutmut\]\n(?:[^\[].*\n|\n)*", "\n", text)
+    sel = ", ".join(json.dumps(t) for t in tests + ["-x", "-q", "-p", "no:cacheprovider",
+                                                    "--hypothesis-profile=mutation"])
+    return text + ("\n[tool.mutmut]\nsource_paths = [\"provaudit\"]\n"
+                   f"only_mutate = [{json.dumps(path)}]\n"
+                   "also_copy = [\"fixtures\", \"rules\"]\n"
+                   f"pytest_add_cli_args_test_selection = [{sel}]\n"
+                   "use_setproctitle = false\nuse_git_change_detection = false\nprocess_isolation = \"forkserver\"\n")
+
+
+def run_module(name: str, jobs: int) -> dict:
+    path, tests = MODULES[name]
+    work = ROOT / "build" / "mutation" / name
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for d in ("provaudit", "tests", "fixtures", "rules"):
+        shutil.copytree(ROOT / d, work / d, ignore=ignore)
+    (work / "pyproject.toml").write_text(_pyproject(path, tests))
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(work))
+    t0 = time.time()
+    log = work / "mutmut.log"
+    with log.open("w") as fh:
+        done = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs)], cwd=work,
+                              env=env, stdout=fh, stderr=subprocess.STDOUT, check=False)
+    if done.returncode:
+        print(f"{name}: mutmut exited {done.returncode}; see {log}", file=sys.stderr)
+    res = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=work, env=env,
+                         capture_output=True, text=True, check=False)
+    statuses: dict[str, str] = {}
+    for line in res.stdout.splitlines():
+        if ": " in line:
+            k, v = line.strip().rsplit(": ", 1)
+            statuses[k] = v
+    meta = work / "mutants" / (path + ".meta")
+    if meta.exists():  # exit codes straight from the store, for statuses the CLI names differently
+        codes = json.loads(meta.read_text()).get("exit_code_by_key", {})
+        statuses = {k: STATUS.get(v, f"exit {v}") for k, v in codes.items()}
+    return {"module": name, "file": path, "statuses": statuses, "seconds": round(time.time() - t0)}
+
+
+def tabulate(results: list[dict]) -> str:
+    equiv = equivalent_mutants()
+    lines = ["| module | file | mutants | killed | survived | equivalent | other | score |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        st = r["statuses"]
+        killed = sum(v == "killed" for v in st.values())
+        surv = [k for k, v in st.items() if v == "survived"]
+        eq = [k for k in surv if k in equiv]
+        other = len(st) - killed - len(surv)
+        denom = killed + len(surv) - len(eq)
+        score = f"{100 * killed / denom:.1f}%" if denom else "n/a"
+        lines.append(f"| {r['module']} | {r['file']} | {len(st)} | {killed} | {len(surv) - len(eq)} | {len(eq)} "
+                     f"| {other} | {score} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("modules", nargs="*", help=f"any of {', '.join(MODULES)} (default: all)")
+    ap.add_argument("--jobs", type=int, default=2, help="mutants tested at once")
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("--json", type=Path, help="also write the per-mutant statuses here")
+    args = ap.parse_args()
+    if args.list:
+        for k, (p, t) in MODULES.items():
+            print(f"{k:12} {p:40} {' '.join(t)}")
+        return
+    names = args.modules or list(MODULES)
+    bad = [n for n in names if n not in MODULES]
+    if bad:
+        sys.exit(f"unknown module(s) {bad}; choose from {list(MODULES)}")
+    equiv = equivalent_mutants()
+    results = []
+    for n in names:
+        r = run_module(n, args.jobs)
+        results.append(r)
+        surv = sorted(k for k, v in r["statuses"].items() if v == "survived" and k not in equiv)
+        print(f"{n}: {len(r['statuses'])} mutants in {r['seconds']} s; surviving non-equivalent: "
+              f"{', '.join(surv) or 'none'}", flush=True)
+    print(tabulate(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Taint through generations: a checkpoint is affected when it, or any ancestor through ``--parent``,
+trained on a dataset holding the record; ``via``/``depth`` say how (0 = direct, else generations down
+the parent chain from the nearest directly trained ancestor). Expected values come from a plain
+breadth-first walk of the registry written here."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import provaudit
+from provaudit.catalog.lineage import add_checkpoint, lineage_find, list_checkpoints
+
+# name -> (trained on, parent)
+REGISTRY = {
+    "ck1": (["sft_train"], None),
+    "ck2": (["dpo_round2"], "ck1"),
+    "ck3": (["eval_set"], "ck2"),
+    "ck4": (["eval_set"], "ck3"),      # three generations below ck1
+    "ck5": (["eval_set"], "ck1"),      # a second branch of ck1
+    "ck6": (["dpo_round2"], None),     # an unrelated root
+    "ck7": (["prefs_train"], "ck6"),   # directly trained on the other dataset holding the record
+    "ck8": (["eval_set"], "ck7"),
+    "ck9": (["eval_set"], "ck6"),      # a sibling of ck7 under the unrelated root: never tainted
+}
+
+
+@pytest.fixture(scope="module")
+def catalog(fixtures_dir: Path, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("gen") / "catalog.duckdb"
+    lin = fixtures_dir / "lineage"
+    for f in ("sft_train.jsonl", "prefs_train.csv", "dpo_round2.jsonl", "eval_set.json"):
+        provaudit.register(lin / f, tags=["train"], catalog=path)
+    for name, (on, parent) in REGISTRY.items():
+        add_checkpoint(name, on, parent=parent, catalog=path)
+    return path
+
+
+def expected_taint(datasets: set[str]) -> dict[str, tuple[str, int, list[str]]]:
+    direct = {n for n, (on, _) in REGISTRY.items() if set(on) & datasets}
+    depth = {n: 0 for n in direct}
+    frontier = sorted(direct)
+    while frontier:
+        nxt = []
+        for p in frontier:
+            for child, (_, parent) in REGISTRY.items():
+                if parent == p and child not in depth:
+                    depth[child] = depth[p] + 1
+                    nxt.append(child)
+        frontier = nxt
+    return {n: ("direct" if d == 0 else "parent", d, sorted(set(REGISTRY[n][0]) & datasets))
+            for n, d in depth.items()}
+
+
+def test_taint_reaches_every_descendant_at_its_depth(catalog: Path, fixtures_dir: Path) -> None:
+    line = (fixtures_dir / "lineage" / "sft_train.jsonl").read_text(encoding="utf-8").splitlines()[17]
+    res = lineage_find(text=json.loads(line)["output"], catalog=catalog)
+    holding = {d["dataset"] for d in res["datasets"]}
+    assert holding == {"sft_train", "prefs_train"}
+    want = expected_taint(holding)
+    got = {c["checkpoint"]: (c["via"], c["depth"], c["trained_on_affected"]) for c in res["checkpoints"]}
+    assert got == want
+    assert set(got) == {"ck1", "ck2", "ck3", "ck4", "ck5", "ck7", "ck8"}
+    assert got["ck4"] == ("parent", 3, []) and got["ck7"] == ("direct", 0, ["prefs_train"])
+    parents = {c["checkpoint"]: c["parent"] for c in res["checkpoints"]}
+    assert parents == {n: REGISTRY[n][1] for n in got}
+    assert [c["checkpoint"] for c in res["checkpoints"]] == sorted(got, key=lambda n: list(REGISTRY).index(n))
+
+
+def test_taint_of_a_dataset_only_a_leaf_trained_on(catalog: Path, fixtures_dir: Path) -> None:
+    """A record only in eval_set taints the checkpoints trained on it and their descendants, not ancestors."""
+    ev = json.loads((fixtures_dir / "lineage" / "eval_set.json").read_text(encoding="utf-8"))
+    res = lineage_find(text=ev[0]["output"], catalog=catalog)
+    holding = {d["dataset"] for d in res["datasets"]}
+    assert holding == {"eval_set"}
+    want = expected_taint(holding)
+    got = {c["checkpoint"]: (c["via"], c["depth"], c["trained_on_affected"]) for c in res["checkpoints"]}
+    assert got == want
+    assert set(got) == {"ck3", "ck4", "ck5", "ck8", "ck9"} and got["ck4"][:2] == ("direct", 0)
+
+
+def test_registry_lists_every_parent_link(catalog: Path) -> None:
+    listed = {c["checkpoint"]: (c["trained_on"], c["parent"]) for c in list_checkpoints(catalog=catalog)}
+    assert listed == {n: (on, parent) for n, (on, parent) in REGISTRY.items()}

@@ -1,0 +1,133 @@
+"""The origin decision rule pinned to its documented meaning (tag_origin's docstring, docs/origin.md):
+
+- a text of ``min_words``+ words is ``model`` when ``p_model >= threshold_model``, ``human`` when
+  ``p_model <= threshold_human``, and ``unknown`` (abstains) in between;
+- a shorter text is ``unknown`` unless its rules alone are decisive (summed weight of 3 or more).
+
+Thresholds and ``min_words`` are read straight from the shipped detector JSON (not through the code
+under test); word counts are recomputed here with the documented word pattern.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from provaudit.origin import tag_origin
+from provaudit.origin.detector import load_detector
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = json.loads((ROOT / "provaudit" / "origin" / "data" / "detector" / "detector.json").read_text())
+WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
+
+
+def _records(texts: list[str]) -> pl.DataFrame:
+    n = len(texts)
+    return pl.DataFrame({"record_id": [f"r{i}" for i in range(n)], "role": ["response"] * n, "text": texts,
+                         "model": [None] * n, "meta": ["{}"] * n},
+                        schema={"record_id": pl.Utf8, "role": pl.Utf8, "text": pl.Utf8, "model": pl.Utf8,
+                                "meta": pl.Utf8})
+
+
+def expected_origin(p: float, n_words: int, t_model: float, t_human: float, min_words: int) -> str | None:
+    """The documented rule for a record no rule fired on; None where p_model's 6-digit rounding could
+    put it on either side of a threshold."""
+    if n_words < min_words:
+        return "unknown"
+    if min(abs(p - t_model), abs(p - t_human)) < 1e-6:
+        return None
+    return "model" if p >= t_model else ("human" if p <= t_human else "unknown")
+
+
+@pytest.fixture(scope="module")
+def tagged() -> pl.DataFrame:
+    texts = pl.read_ndjson(ROOT / "fixtures" / "origin" / "labelled.jsonl")["text"].to_list()
+    # every text, and each one cut to 49 and to exactly min_words words
+    cut = [" ".join(t.split()[:k]) for t in texts[::12] for k in (SHIPPED["min_words"] - 1, SHIPPED["min_words"])]
+    return tag_origin(_records(texts + cut))
+
+
+def test_shipped_thresholds_are_ordered_and_the_detector_reads_them() -> None:
+    det = load_detector()
+    assert det.threshold_model == SHIPPED["threshold_model"] and det.threshold_human == SHIPPED["threshold_human"]
+    assert det.min_words == SHIPPED["min_words"] == 50
+    assert 0 < SHIPPED["threshold_human"] <= SHIPPED["threshold_model"] < 1
+
+
+def test_every_record_follows_the_documented_rule_at_the_shipped_thresholds(tagged: pl.DataFrame) -> None:
+    tm, th, mw = SHIPPED["threshold_model"], SHIPPED["threshold_human"], SHIPPED["min_words"]
+    seen = {"model": 0, "human": 0, "unknown_long": 0, "short": 0}
+    checked = 0
+    for row in tagged.iter_rows(named=True):
+        if row["rules_fired"]:
+            continue
+        n_words = json.loads(row["evidence"])["n_words"]
+        if row["text"].isascii():
+            assert len(WORD.findall(row["text"].lower())) == n_words
+        want = expected_origin(row["p_model"], n_words, tm, th, mw)
+        if want is None:
+            continue
+        assert row["origin"] == want, (row["p_model"], n_words, row["text"][:60])
+        checked += 1
+        key = "short" if n_words < mw else ("unknown_long" if want == "unknown" else want)
+        seen[key] += 1
+    # the check is not vacuous: long texts land on both sides and in the abstain band, and short ones abstain
+    assert checked > 400 and all(v > 0 for v in seen.values()), seen
+
+
+def test_abstain_band_with_chosen_thresholds(tagged: pl.DataFrame) -> None:
+    """With thresholds at the 30% and 70% quantiles of p_model, the three outcomes split the long texts
+    exactly as the rule says (the band is wide, so a swapped threshold changes hundreds of tags)."""
+    base = load_detector()
+    long = tagged.filter(pl.col("evidence").str.json_path_match("$.n_words").cast(pl.Int64) >= base.min_words)
+    long = long.filter(pl.col("rules_fired").list.len() == 0)
+    p = long["p_model"].to_numpy()
+    th, tm = (float(v) for v in np.quantile(p, [0.3, 0.7]))
+    det = dataclasses.replace(base, threshold_human=th, threshold_model=tm)
+    again = tag_origin(long.select("record_id", "role", "text", "model", "meta"), detector=det)
+    assert again["p_model"].to_list() == long["p_model"].to_list()   # thresholds do not move p_model
+    want = np.where(p >= tm, "model", np.where(p <= th, "human", "unknown"))
+    assert again["origin"].to_list() == want.tolist()
+    counts = {k: int((want == k).sum()) for k in ("model", "human", "unknown")}
+    assert counts["unknown"] >= 0.35 * len(p) and counts["model"] >= 0.25 * len(p) and counts["human"] >= 0.25 * len(p)
+
+
+def test_a_record_exactly_at_a_threshold() -> None:
+    """``>=`` and ``<=``: a p_model exactly at threshold_model is model, exactly at threshold_human human."""
+    base = load_detector()
+    text = pl.read_ndjson(ROOT / "fixtures" / "origin" / "labelled.jsonl")["text"][0]
+    tagged = tag_origin(_records([text]))
+    assert tagged["rules_fired"][0].to_list() == []
+    p = float(base.predict_proba([text])[0])   # unrounded: no rule fired, so p_model is the detector's p
+    assert round(p, 6) == tagged["p_model"][0]
+    # thresholds just around the unrounded p: rebuild with the band placed on either side
+    at_model = dataclasses.replace(base, threshold_model=p - 1e-9, threshold_human=p - 1e-3)
+    above_model = dataclasses.replace(base, threshold_model=p + 1e-6, threshold_human=p - 1e-3)
+    at_human = dataclasses.replace(base, threshold_model=p + 1e-3, threshold_human=p + 1e-9)
+    below_human = dataclasses.replace(base, threshold_model=p + 1e-3, threshold_human=p - 1e-6)
+    got = [tag_origin(_records([text]), detector=d)["origin"][0] for d in (at_model, above_model, at_human,
+                                                                            below_human)]
+    assert got == ["model", "unknown", "human", "unknown"]
+
+
+def test_short_texts_abstain_unless_rules_are_decisive() -> None:
+    det = load_detector()
+    words = ["the", "cat", "sat", "on", "a", "mat", "and", "looked", "at", "the", "birds", "outside"]
+    short = " ".join((words * 10)[: det.min_words - 1])
+    out = tag_origin(_records([short, short + " As an AI language model, I cannot do that."]))
+    a, b = out.row(0, named=True), out.row(1, named=True)
+    assert a["origin"] == "unknown" and a["rules_fired"] == []
+    assert json.loads(a["evidence"])["abstain"] == f"short text (<{det.min_words} words)"
+    assert "sig_as_an_ai" in b["rules_fired"] and b["origin"] == "model"
+    # the fired rule's weight moves p_model up by exactly its log-odds
+    logit = lambda v: math.log(v / (1 - v))
+    p_det = json.loads(b["evidence"])["p_detector"]
+    assert logit(b["p_model"]) - logit(p_det) == pytest.approx(
+        sum(r.weight for r in __import__("provaudit.origin.tagging", fromlist=["x"])._default_rules().rules
+            if r.id in b["rules_fired"]), abs=0.02)

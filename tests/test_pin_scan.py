@@ -1,0 +1,199 @@
+"""README promises of `scan`, read back from the catalog and the files on disk:
+
+- a batch that fails its gate stays out of the catalog (exit 1; only the scan itself is logged);
+- each failed check is printed with its value and threshold;
+- a scan that fails after the catalog write has begun leaves the catalog exactly as it was;
+- records.parquet and summary.json are byte-identical across two runs of the same input;
+- summary.md states the numbers of summary.json.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+import provaudit
+from provaudit.catalog.store import Catalog
+from provaudit.cli import main
+from provaudit.fingerprint import text_hash
+
+ROOT = Path(__file__).resolve().parent.parent
+SCAN = ROOT / "fixtures" / "scan"
+
+
+def _jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _dump(path: Path) -> dict[str, list]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        tables = [t for (t,) in con.execute("SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall()]
+        return {t: sorted(map(str, con.execute(f'SELECT * FROM "{t}"').fetchall())) for t in tables}
+    finally:
+        con.close()
+
+
+def _query(path: Path, sql: str) -> list[tuple]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+@pytest.fixture()
+def setup(tmp_path: Path) -> dict:
+    """A catalog holding a 20-row eval set, a clean 12-row batch and a leaky one (the clean rows plus 4 eval
+    rows), all small so the CLI runs stay fast."""
+    gpt4 = json.loads((SCAN / "alpaca_eval_gpt4.json").read_text(encoding="utf-8"))
+    vicuna = [json.loads(x) for x in (SCAN / "sharegpt_vicuna.jsonl").read_text(encoding="utf-8").splitlines()]
+    eval_rows = [{"instruction": r["instruction"], "output": r["output"]} for r in gpt4[:20]]
+    clean = vicuna[:12]
+    leaked = [{"id": f"leak-{i}", "conversations": [{"from": "human", "value": r["instruction"]},
+                                                    {"from": "gpt", "value": r["output"]}]}
+              for i, r in enumerate(eval_rows[3:7])]
+    cat = tmp_path / "cat.duckdb"
+    ev = _jsonl(tmp_path / "evalset.jsonl", eval_rows)
+    provaudit.register(ev, tags=["eval"], catalog=cat)
+    gate = tmp_path / "gate.yaml"
+    gate.write_text("checks:\n"
+                    "  - {id: no_eval_exact_overlap, metric: 'overlap.by_tag.eval.*.exact_records', max: 0}\n"
+                    "  - {id: max_exact_duplicate_rate, metric: duplicates.exact_rate, max: 0.05}\n")
+    return {"cat": cat, "gate": gate, "eval_rows": eval_rows, "leaked": leaked,
+            "clean": _jsonl(tmp_path / "clean.jsonl", clean),
+            "leaky": _jsonl(tmp_path / "leaky.jsonl", clean + leaked), "tmp": tmp_path}
+
+
+def test_failed_gate_keeps_the_batch_out_of_the_catalog_and_prints_value_and_threshold(setup: dict) -> None:
+    s = setup
+    before = _dump(s["cat"])
+    res = CliRunner().invoke(main, ["scan", str(s["leaky"]), "--catalog", str(s["cat"]), "--gate", str(s["gate"]),
+                                    "--no-origin", "--out", str(s["tmp"] / "o")])
+    assert res.exit_code == 1, res.output
+    # 4 leaked rows = 4 prompts + 4 responses found verbatim in the eval set (computed from the texts)
+    eval_hashes = {text_hash(r[k]) for r in s["eval_rows"] for k in ("instruction", "output")}
+    leaked = sum(text_hash(m["value"]) in eval_hashes for r in s["leaked"] for m in r["conversations"])
+    assert leaked == 8
+    failed = [line for line in res.stderr.splitlines() if "no_eval_exact_overlap" in line]
+    assert failed and "8" in failed[0] and "<= 0" in failed[0], res.stderr
+    assert "max_exact_duplicate_rate" not in " ".join(line for line in res.stderr.splitlines() if "FAIL" in line)
+    # read back from the catalog: no dataset, no record, no band of the batch; the scan itself is logged as failed
+    after = _dump(s["cat"])
+    for table in ("datasets", "records", "record_bands", "record_fields", "erased_records"):
+        assert after.get(table) == before.get(table), table
+    assert _query(s["cat"], "SELECT count(*) FROM datasets") == [(1,)]
+    assert _query(s["cat"], "SELECT passed FROM scans") == [(False,)]
+    # the clean batch passes and is added, with every one of its records
+    res = CliRunner().invoke(main, ["scan", str(s["clean"]), "--catalog", str(s["cat"]), "--gate", str(s["gate"]),
+                                    "--no-origin"])
+    assert res.exit_code == 0, res.output
+    assert _query(s["cat"], "SELECT name FROM datasets ORDER BY dataset_id") == [("evalset",), ("clean",)]
+    n = _query(s["cat"], "SELECT count(*) FROM records r JOIN datasets d USING (dataset_id) WHERE d.name = 'clean'")
+    assert n == [(24,)]   # 12 conversations x (prompt + response)
+    assert _query(s["cat"], "SELECT passed FROM scans ORDER BY scan_id") == [(False,), (True,)]
+
+
+def test_a_scan_failing_inside_the_catalog_transaction_leaves_the_catalog_as_it_was(setup: dict,
+                                                                                     monkeypatch) -> None:
+    s = setup
+    before = _dump(s["cat"])
+    added: list[str] = []
+    original = Catalog.add_dataset
+
+    def add_then_track(self, **kw):
+        added.append(kw["name"])
+        return original(self, **kw)
+
+    def boom(self, **kw):
+        raise RuntimeError("disk full while logging the scan")
+
+    monkeypatch.setattr(Catalog, "add_dataset", add_then_track)
+    monkeypatch.setattr(Catalog, "add_scan", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        provaudit.scan([s["clean"]], catalog=s["cat"], origin=False)
+    assert added == ["clean"]           # the write had begun: the dataset and its records were inserted
+    assert _dump(s["cat"]) == before     # and rolled back
+
+
+def test_two_runs_write_byte_identical_records_and_summary(tmp_path: Path) -> None:
+    src = SCAN / "trl_pairs.jsonl"
+    outs = []
+    for run in ("a", "b"):
+        provaudit.scan([src], catalog=tmp_path / f"{run}.duckdb", out=tmp_path / run, origin=False, batch_size=17)
+        outs.append(tmp_path / run)
+    a, b = outs
+    assert (a / "records.parquet").read_bytes() == (b / "records.parquet").read_bytes()
+    assert (a / "summary.json").read_bytes() == (b / "summary.json").read_bytes()
+    assert (a / "summary.md").read_bytes() == (b / "summary.md").read_bytes()
+
+
+def test_summary_md_states_the_numbers_of_summary_json(setup: dict) -> None:
+    s = setup
+    out = s["tmp"] / "md"
+    result = provaudit.scan([s["leaky"]], catalog=s["cat"], out=out, gate=s["gate"], origin=False)
+    summary = json.loads((out / "summary.json").read_text())
+    md = (out / "summary.md").read_text()
+    f = summary["input"]["files"][0]
+    assert f"| leaky | {f['format']} | {f['schema']} | 16 | 32 | 0 | `{f['fingerprint'][:16]}` |" in md
+    recs = pl.read_parquet(out / "records.parquet")
+    outputs = recs.filter(pl.col("role") != "prompt")
+    exact = outputs.height - outputs["text_hash"].n_unique()
+    dup = summary["duplicates"]
+    assert dup["exact_duplicates"] == exact and dup["records"] == outputs.height
+    assert f"{exact} exact ({100 * dup['exact_rate']:.1f}%)" in md and f"among {outputs.height} output records" in md
+    assert "| evalset | eval | 8 |" in md
+    assert "**FAILED**: no_eval_exact_overlap" in md
+    assert "| no_eval_exact_overlap | fail | 8 | <= 0 | overlap.by_tag.eval.evalset.exact_records |" in md
+    rate = dup["exact_rate"]
+    assert f"| max_exact_duplicate_rate | {'fail' if rate > 0.05 else 'pass'} | {rate:.6g} | <= 0.05 |" in md
+    assert not result.passed
+
+
+def test_diversity_cli_json(tmp_path: Path) -> None:
+    import gzip
+
+    varied = pl.read_ndjson(ROOT / "fixtures" / "origin" / "labelled.jsonl")["text"].to_list()[:40]
+    same = [varied[0]] * 40
+    a = _jsonl(tmp_path / "same.jsonl", [{"text": t} for t in same])
+    h = _jsonl(tmp_path / "human.jsonl", [{"text": t} for t in varied])
+    res = CliRunner().invoke(main, ["diversity", str(a), str(h), "--human", str(h), "--json"])
+    assert res.exit_code == 0, res.output
+    rep, ref = json.loads(res.stdout)
+    assert (rep["batch"], rep["n"], ref["batch"], ref["n"]) == ("same", 40, "human", 40)
+    # the reference measured against itself: every ratio 1
+    assert ref["diversity_floor_ratio"] == 1.0 and set(ref["relative"].values()) == {1.0}
+    # a batch of one repeated text: compression ratio = raw / gzip size of the joined texts on the shared budget
+    chars = min(200_000, len("\n".join(same)), len("\n".join(varied)))
+    raw = "\n".join(same)[:chars].encode()
+    assert rep["budget"]["chars"] == chars
+    assert rep["compression_ratio"] == round(len(raw) / len(gzip.compress(raw, compresslevel=9, mtime=0)), 4)
+    assert rep["compression_ratio"] > 5 * ref["compression_ratio"]
+    assert rep["diversity_floor_ratio"] < 0.5 and rep["relative"]["ngram_diversity"] < 1
+    text = CliRunner().invoke(main, ["diversity", str(a), "--human", str(h)])
+    assert text.exit_code == 0 and "same" in text.output and "floor_ratio" in text.output
+
+
+def test_compare_json_names_columns_best_checkpoint_and_proxy_gain(tmp_path: Path) -> None:
+    fx = ROOT / "fixtures" / "checkpoints"
+    rules = tmp_path / "ck.yaml"   # the bundled rules with fewer bootstrap resamples (speed only)
+    rules.write_text((ROOT / "rules" / "checkpoints.yaml").read_text().replace("bootstrap: 1000", "bootstrap: 200"))
+    res = CliRunner().invoke(main, ["compare", str(fx / "compare_sft.jsonl"), str(fx / "compare_rlhf.jsonl"), "--json",
+                                    "--rules", str(rules)])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)
+    sft, rlhf = (pl.read_ndjson(fx / f"compare_{n}.jsonl") for n in ("sft", "rlhf"))
+    assert (d["proxy"], d["outcome"]) == ("rm_score", "outcome_judge_win")
+    assert d["checkpoints"] == ["compare_sft", "compare_rlhf"]
+    best = "compare_rlhf" if rlhf["outcome_judge_win"].mean() >= sft["outcome_judge_win"].mean() else "compare_sft"
+    assert d["best_checkpoint"] == best == "compare_rlhf"
+    assert d["decoupled"] is False and d["summary"]["n_decoupling_flags"] == 0
+    gain = rlhf["rm_score"].mean() - sft["rm_score"].mean()
+    (flag,) = [f for f in d["flags"] if f["kind"] == "length_confound"]
+    assert f"proxy gain {gain:.3g}" in flag["evidence"]
+    assert d["summary"]["n_flags"] == len(d["flags"])
