@@ -9,6 +9,10 @@ from provaudit.cli.common import echo_json, handle_errors
 
 RULES_DIR_OPTION = click.option("--rules", "rules_dirs", multiple=True, type=click.Path(exists=True),
                                 help="Extra rules folder or YAML file (repeatable); added to the bundled rules.")
+DEVICE_OPTION = click.option("--device", default="cpu", show_default=True,
+                             help="Where the language model runs in mode full (cpu, cuda).")
+LM_MODE_OPTION = click.option("--mode", type=click.Choice(["fast", "full"]), default="fast", show_default=True,
+                              help="fast: stylometric features. full: + the bundled language model's features.")
 DETECTOR_OPTION = click.option("--detector", "detector_path", type=click.Path(exists=True), default=None,
                                help="Detector folder or detector.json (default: the shipped detector).")
 
@@ -22,7 +26,11 @@ def origin_group() -> None:
 @click.argument("path", type=click.Path(exists=True))
 @RULES_DIR_OPTION
 @DETECTOR_OPTION
-@click.option("--mode", type=click.Choice(["fast", "full"]), default="fast", show_default=True)
+@click.option("--mode", type=click.Choice(["fast", "full", "sampled"]), default="fast", show_default=True,
+              help="fast: stylometric detector. full: + the bundled language model (docs/origin.md). "
+                   "sampled tags like fast here (the LM sample is a scan summary).")
+@DEVICE_OPTION
+@click.option("--progress/--no-progress", default=None, help="Progress bar in --mode full (default: on for a terminal).")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
               help="Write the tagged records to this Parquet file.")
 @click.option("--records", "show_records", default=0, show_default=True,
@@ -31,8 +39,8 @@ def origin_group() -> None:
               help="Mixture reference JSON for the corpus estimate (default: the shipped one).")
 @click.option("--seed", default=0, show_default=True)
 @handle_errors
-def tag_cmd(path: str, rules_dirs: tuple[str, ...], detector_path: str | None, mode: str, out_path: str | None,
-            show_records: int, reference: str | None, seed: int) -> None:
+def tag_cmd(path: str, rules_dirs: tuple[str, ...], detector_path: str | None, mode: str, device: str,
+            progress: bool | None, out_path: str | None, show_records: int, reference: str | None, seed: int) -> None:
     """Tag every record of PATH human / model / unknown and print the batch summary as JSON.
 
     The summary has counts, model_fraction (model / decided records), the rule fire counts and the
@@ -42,9 +50,14 @@ def tag_cmd(path: str, rules_dirs: tuple[str, ...], detector_path: str | None, m
 
         provaudit origin tag data/prefs.jsonl --records 5 --out tagged.parquet
     """
+    import sys
+
     from provaudit.origin import summarize_origin, tag_file
 
-    tagged = tag_file(path, rules_dirs=list(rules_dirs) or None, detector=detector_path, mode=mode)
+    if progress is None:
+        progress = sys.stderr.isatty()
+    tagged = tag_file(path, rules_dirs=list(rules_dirs) or None, detector=detector_path, mode=mode, device=device,
+                      progress=progress)
     if out_path:
         tmp = Path(out_path).with_suffix(".parquet.tmp")
         tagged.write_parquet(tmp)
@@ -93,8 +106,10 @@ def detector_group() -> None:
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for detector.json and metrics.json.")
 @click.option("--fpr", default=0.05, show_default=True, help="Nominal false-positive rate on human text for the threshold.")
 @click.option("--seed", default=0, show_default=True)
+@LM_MODE_OPTION
+@DEVICE_OPTION
 @handle_errors
-def train_cmd(human: str, model_path: str, out: str, fpr: float, seed: int) -> None:
+def train_cmd(human: str, model_path: str, out: str, fpr: float, seed: int, mode: str, device: str) -> None:
     """Train a calibrated detector and print its out-of-fold metrics as JSON.
 
     Example:
@@ -103,15 +118,17 @@ def train_cmd(human: str, model_path: str, out: str, fpr: float, seed: int) -> N
     """
     from provaudit.origin import train_detector
 
-    echo_json(train_detector(human, model_path, out, nominal_fpr=fpr, seed=seed))
+    echo_json(train_detector(human, model_path, out, nominal_fpr=fpr, seed=seed, mode=mode, device=device))
 
 
 @detector_group.command("eval")
 @click.option("--human", required=True, type=click.Path(exists=True), help="Held-out human-written texts.")
 @click.option("--model", "model_path", required=True, type=click.Path(exists=True), help="Held-out model-written texts.")
 @DETECTOR_OPTION
+@LM_MODE_OPTION
+@DEVICE_OPTION
 @handle_errors
-def eval_cmd(human: str, model_path: str, detector_path: str | None) -> None:
+def eval_cmd(human: str, model_path: str, detector_path: str | None, mode: str, device: str) -> None:
     """AUROC, TPR at 1% and 5% FPR, calibration error and a per-domain table on held-out texts.
 
     A 'domain' field in .jsonl/.parquet inputs gives the per-domain table.
@@ -123,7 +140,7 @@ def eval_cmd(human: str, model_path: str, detector_path: str | None) -> None:
     from provaudit.origin import evaluate_detector, load_detector
 
     det = load_detector(detector_path) if detector_path else None
-    echo_json(evaluate_detector(human, model_path, det))
+    echo_json(evaluate_detector(human, model_path, det, mode=mode, device=device))
 
 
 COMMANDS: list = [origin_group, detector_group]
