@@ -1,6 +1,6 @@
 """Honest accuracy of the origin detector: leave-one-generator-out and leave-one-domain-out.
 
-Usage: python bench/origin.py /work/shared/data [--json out.json] [--baseline] [--quick]
+Usage: python bench/origin.py /work/shared/data [--json out.json] [--baseline] [--lm [--lm-limit N]]
 
 Trains the same detector as scripts/build_detector.py (same features, weighting, calibration and
 5%-FPR threshold) on all but one generator (or domain) and evaluates on the held-out one, on texts of
@@ -8,6 +8,11 @@ at least 50 words. Also: in-distribution held-out split, false-positive rate on 
 human writing (CS224N abstracts, US 8th-grade essays) held out of training, recovery of known mixing
 proportions by the corpus estimators, and tagging speed. ``--baseline`` adds the char 3-5-gram
 TF-IDF + logistic regression baseline for comparison (on the same layout-normalised text).
+
+``--lm`` adds fast (stylometric) vs full (stylometric + SmolLM2 token-likelihood) detectors on the
+language-model sample of scripts/build_detector.py (its cached LM features; ``--lm-limit`` as there):
+the same held-out splits, both detectors trained on the same texts, and LM scoring speed (texts/s of
+128 tokens). ``--lm-only`` skips the full-corpus fast-path section.
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from build_detector import training_frame
+from build_detector import lm_cache_path, lm_training_set, training_frame
 
 from provaudit.origin.detector import _sigmoid, fit_detector, score_metrics
 from provaudit.origin.features import feature_matrix
@@ -61,9 +66,19 @@ def main() -> None:
     ap.add_argument("--json", dest="json_out", type=Path, default=None)
     ap.add_argument("--baseline", action="store_true", help="also run the char n-gram TF-IDF baseline")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lm", action="store_true", help="fast vs full (language model) on the LM sample")
+    ap.add_argument("--lm-limit", type=int, default=None, help="texts of the LM sample (as build_detector.py)")
+    ap.add_argument("--lm-only", action="store_true", help="only the fast vs full section")
     args = ap.parse_args()
     t0 = time.time()
     df = training_frame(args.shared, args.seed)
+    if args.lm or args.lm_only:
+        res = lm_bench(df, args.seed, args.lm_limit)
+        print(render_lm(res))
+        if args.lm_only:
+            if args.json_out:
+                args.json_out.write_text(json.dumps({"lm": res}, indent=2, sort_keys=True))
+            return
     texts = df["text"].to_list()
     x, nw = feature_matrix(df["text"])
     y = df["label"].to_numpy().astype(int)
@@ -165,6 +180,105 @@ def main() -> None:
     if args.json_out:
         args.json_out.write_text(json.dumps(results, indent=2, sort_keys=True))
     print(render(results))
+
+
+def lm_bench(df: pl.DataFrame, seed: int = 0, limit: int | None = None) -> dict:
+    """Fast vs full detectors, trained on the same LM-sample texts, on the same held-out splits."""
+    from provaudit.origin.lm import MAX_TOKENS, FeatureCache, lm_features, load_lm
+
+    s = lm_training_set(df, seed, limit)
+    texts = s["text"].to_list()
+    xs, nw = feature_matrix(s["text"])
+    xl = FeatureCache(lm_cache_path()).features(texts)
+    xf = np.hstack([xs, xl])
+    y = s["label"].to_numpy().astype(int)
+    dom, gen = s["domain"].to_numpy(), s["generator"].to_numpy()
+    long = nw >= EVAL_MIN_WORDS
+    bias = np.isin(dom, BIAS_DOMAINS)
+    rng = np.random.default_rng(seed)
+    half = rng.random(len(y)) < 0.5
+
+    def both(train, test):
+        row = {}
+        for name, x in (("fast", xs), ("full", xf)):
+            det, p = _fit_eval(x, y, dom, nw, train, test, seed)
+            m = score_metrics(y[test], p, det.threshold_model)
+            row[name] = {k: m[k] for k in ("auroc", "tpr_at_5pct_fpr", "fpr_at_threshold", "tpr_at_threshold")}
+            row["n_human"], row["n_model"] = m["n_human"], m["n_model"]
+        return row
+
+    out: dict = {"n_texts": len(y), "limit": limit, "max_tokens": MAX_TOKENS}
+    te = (rng.random(len(y)) < 0.25) & ~bias
+    out["in_distribution"] = both(~te & ~bias, te & long)
+    # plain-vocabulary human writing (student essays, CS224N abstracts) held out of training
+    pv = {}
+    for name, x in (("fast", xs), ("full", xf)):
+        det, p = _fit_eval(x, y, dom, nw, ~te & ~bias, bias & (y == 0) & long, seed)
+        d_te = dom[bias & (y == 0) & long]
+        pv[name] = {d: round(float((p[d_te == d] >= det.threshold_model).mean()), 4) for d in BIAS_DOMAINS}
+    out["plain_vocab_fpr"] = pv
+    out["plain_vocab_n"] = {d: int(((dom == d) & (y == 0) & long).sum()) for d in BIAS_DOMAINS}
+    logo = []
+    for g in sorted(set(gen[y == 1])):
+        gdoms = list(set(dom[gen == g]))
+        excl = bias & ~np.isin(dom, gdoms)
+        test_h = (y == 0) & np.isin(dom, gdoms) & half
+        test, train = ((gen == g) | test_h) & long & ~excl, (gen != g) & ~test_h & ~excl
+        if (y[test] == 0).sum() < 10:
+            test = ((gen == g) | ((y == 0) & half)) & long & ~excl
+            train = (gen != g) & ~((y == 0) & half) & ~excl
+        logo.append({"generator": g, **both(train, test)})
+    out["leave_one_generator_out"] = logo
+    lodo = []
+    for d in sorted(set(dom) - set(BIAS_DOMAINS)):
+        test = (dom == d) & long
+        if len(set(y[test])) < 2:
+            continue
+        lodo.append({"domain": d, **both((dom != d) & ~bias, test)})
+    out["leave_one_domain_out"] = lodo
+    # speed: LM features of 32 held texts, 128 tokens each, on this machine (model already loaded)
+    load_lm()
+    sample = [t for t, n in zip(texts, nw) if n >= 150][:32]
+    t = time.time()
+    lm_features(sample)
+    out["lm_texts_per_s"] = round(len(sample) / (time.time() - t), 2)
+    recs = pl.DataFrame({"record_id": [str(i) for i in range(len(texts))], "role": ["response"] * len(texts),
+                         "text": texts})
+    from provaudit.origin import tag_origin
+
+    tag_origin(recs.head(50))
+    t = time.time()
+    tag_origin(recs)
+    out["fast_texts_per_s"] = round(len(texts) / (time.time() - t))
+    return out
+
+
+def render_lm(r: dict) -> str:
+    """Markdown tables of the fast vs full comparison (docs/origin.md quotes them)."""
+    lines = [(f"LM sample: {r['n_texts']} texts, LM features on the first {r['max_tokens']} tokens; "
+              f"LM scoring {r['lm_texts_per_s']} texts/s, fast path {r['fast_texts_per_s']} texts/s on this machine"), ""]
+    head = "| held out | n human | n model | fast AUROC | full AUROC | fast FPR@thr | full FPR@thr | fast TPR@thr | full TPR@thr |"
+    lines += [head, "|" + "---|" * 9]
+
+    def row(label, m):
+        return (f"| {label} | {m['n_human']} | {m['n_model']} | {_f(m['fast']['auroc'])} | {_f(m['full']['auroc'])} | "
+                f"{_f(m['fast']['fpr_at_threshold'])} | {_f(m['full']['fpr_at_threshold'])} | "
+                f"{_f(m['fast']['tpr_at_threshold'])} | {_f(m['full']['tpr_at_threshold'])} |")
+    lines.append(row("in distribution (random 25%)", r["in_distribution"]))
+    for key, col, tag in (("leave_one_generator_out", "generator", "generator"), ("leave_one_domain_out", "domain", "domain")):
+        aucs = {"fast": [], "full": []}
+        for m in r[key]:
+            lines.append(row(f"{tag} {m[col]}", m))
+            for k, vals in aucs.items():
+                if m[k]["auroc"] is not None:
+                    vals.append(m[k]["auroc"])
+        lines.append(f"| **mean, unseen {tag}s** | | | {_f(float(np.mean(aucs['fast'])))} | "
+                     f"{_f(float(np.mean(aucs['full'])))} | | | | |")
+    pv = r["plain_vocab_fpr"]
+    lines += ["", "Plain-vocabulary human writing held out of training, share tagged model at the nominal 5% threshold: "
+              + ", ".join(f"{d} (n={r['plain_vocab_n'][d]}) fast {_f(pv['fast'][d])} / full {_f(pv['full'][d])}"
+                          for d in BIAS_DOMAINS)]
+    return "\n".join(lines)
 
 
 def _f(v) -> str:

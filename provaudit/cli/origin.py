@@ -10,6 +10,10 @@ from provaudit.cli.common import JSON_OPTION, echo_json, handle_errors, text_tab
 
 RULES_DIR_OPTION = click.option("--rules", "rules_dirs", multiple=True, type=click.Path(exists=True),
                                 help="Extra rules folder or YAML file (repeatable); added to the bundled rules.")
+DEVICE_OPTION = click.option("--device", default="cpu", show_default=True,
+                             help="Where the language model runs in mode full (cpu, cuda).")
+LM_MODE_OPTION = click.option("--mode", type=click.Choice(["fast", "full"]), default="fast", show_default=True,
+                              help="fast: stylometric features. full: + the bundled language model's features.")
 DETECTOR_OPTION = click.option("--detector", "detector_path", type=click.Path(exists=True), default=None,
                                help="Detector folder or detector.json (default: the shipped detector).")
 
@@ -23,7 +27,11 @@ def origin_group() -> None:
 @click.argument("path", type=click.Path(exists=True))
 @RULES_DIR_OPTION
 @DETECTOR_OPTION
-@click.option("--mode", type=click.Choice(["fast", "full"]), default="fast", show_default=True)
+@click.option("--mode", type=click.Choice(["fast", "full", "sampled"]), default="fast", show_default=True,
+              help="fast: stylometric detector. full: + the bundled language model (docs/origin.md). "
+                   "sampled tags like fast here (the LM sample is a scan summary).")
+@DEVICE_OPTION
+@click.option("--progress/--no-progress", default=None, help="Progress bar in --mode full (default: on for a terminal).")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
               help="Write the tagged records to this Parquet file.")
 @click.option("--records", "show_records", default=0, show_default=True,
@@ -32,8 +40,8 @@ def origin_group() -> None:
               help="Mixture reference JSON for the corpus estimate (default: the shipped one).")
 @click.option("--seed", default=0, show_default=True)
 @handle_errors
-def tag_cmd(path: str, rules_dirs: tuple[str, ...], detector_path: str | None, mode: str, out_path: str | None,
-            show_records: int, reference: str | None, seed: int) -> None:
+def tag_cmd(path: str, rules_dirs: tuple[str, ...], detector_path: str | None, mode: str, device: str,
+            progress: bool | None, out_path: str | None, show_records: int, reference: str | None, seed: int) -> None:
     """Tag every record of PATH human / model / unknown and print the batch summary as JSON.
 
     The summary has counts, model_fraction (model / decided records), the rule fire counts and the
@@ -43,11 +51,14 @@ def tag_cmd(path: str, rules_dirs: tuple[str, ...], detector_path: str | None, m
 
         provaudit origin tag data/prefs.jsonl --records 5 --out tagged.parquet
     """
+    import sys
+
     from provaudit.origin import summarize_origin, tag_file
 
-    with progress.session(progress.tty_enabled()):
-        progress.step(f"tagging {path}")
-        tagged = tag_file(path, rules_dirs=list(rules_dirs) or None, detector=detector_path, mode=mode)
+    if progress is None:
+        progress = sys.stderr.isatty()
+    tagged = tag_file(path, rules_dirs=list(rules_dirs) or None, detector=detector_path, mode=mode, device=device,
+                      progress=progress)
     if out_path:
         tmp = Path(out_path).with_suffix(".parquet.tmp")
         tagged.write_parquet(tmp)
@@ -110,9 +121,12 @@ def detector_group() -> None:
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for detector.json and metrics.json.")
 @click.option("--fpr", default=0.05, show_default=True, help="Nominal false-positive rate on human text for the threshold.")
 @click.option("--seed", default=0, show_default=True)
+@LM_MODE_OPTION
+@DEVICE_OPTION
 @JSON_OPTION
 @handle_errors
-def train_cmd(human: str, model_path: str, out: str, fpr: float, seed: int, as_json: bool) -> None:
+def train_cmd(human: str, model_path: str, out: str, fpr: float, seed: int, mode: str, device: str,
+              as_json: bool) -> None:
     """Train a calibrated detector and print its out-of-fold metrics (AUROC, TPR at the chosen FPR,
     threshold, per-domain FPR; --json for the full metrics). Warns on stderr when the per-domain
     threshold rule moves the threshold by more than 0.10, naming the domain that forced it.
@@ -125,7 +139,8 @@ def train_cmd(human: str, model_path: str, out: str, fpr: float, seed: int, as_j
 
     with progress.session(progress.tty_enabled(as_json)):
         progress.step(f"training the detector on {human} and {model_path}")
-        metrics = train_detector(human, model_path, out, nominal_fpr=fpr, seed=seed)
+        metrics = train_detector(human, model_path, out, nominal_fpr=fpr, seed=seed, mode=mode,
+                                 device=device)
     _print_metrics(metrics, as_json, f"detector trained into {out} (out-of-fold metrics, texts of >= min_words words)")
 
 
@@ -145,9 +160,11 @@ def _print_metrics(metrics: dict, as_json: bool, title: str) -> None:
 @click.option("--human", required=True, type=click.Path(exists=True), help="Held-out human-written texts.")
 @click.option("--model", "model_path", required=True, type=click.Path(exists=True), help="Held-out model-written texts.")
 @DETECTOR_OPTION
+@LM_MODE_OPTION
+@DEVICE_OPTION
 @JSON_OPTION
 @handle_errors
-def eval_cmd(human: str, model_path: str, detector_path: str | None, as_json: bool) -> None:
+def eval_cmd(human: str, model_path: str, detector_path: str | None, mode: str, device: str, as_json: bool) -> None:
     """AUROC, TPR at 1% and 5% FPR, calibration error and a per-domain table on held-out texts.
 
     A 'domain' field in .jsonl/.parquet inputs gives the per-domain table.
@@ -161,7 +178,7 @@ def eval_cmd(human: str, model_path: str, detector_path: str | None, as_json: bo
     with progress.session(progress.tty_enabled(as_json)):
         progress.step(f"evaluating the detector on {human} and {model_path}")
         det = load_detector(detector_path) if detector_path else None
-        metrics = evaluate_detector(human, model_path, det)
+        metrics = evaluate_detector(human, model_path, det, mode=mode, device=device)
     _print_metrics(metrics, as_json, f"detector {detector_path or '(shipped)'} on held-out texts")
 
 

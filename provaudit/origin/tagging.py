@@ -10,12 +10,14 @@ import polars as pl
 
 from provaudit.errors import InputError, UsageError
 from provaudit.origin.detector import Detector, _sigmoid, load_detector
-from provaudit.origin.features import FEATURE_NAMES, feature_matrix
+from provaudit.origin.features import feature_matrix
 from provaudit.origin.rules import RuleSet, load_rules
 
 DEFAULT_REFERENCE = Path(__file__).resolve().parent / "data" / "mixture_reference.json"
 STRONG_RULE_WEIGHT = 3.0  # summed rule weight that decides a short text without the detector
-MODES = ("fast", "full")
+# fast: stylometric detector; full: stylometric + language-model detector on every record of min_words+;
+# sampled: fast tags per record, and the LM on a bounded sample for the corpus-level estimate (scan summary)
+MODES = ("fast", "full", "sampled")
 _TOP_FEATURES = 3
 
 _RULES_CACHE: dict[str, RuleSet] = {}
@@ -28,30 +30,81 @@ def _default_rules() -> RuleSet:
 
 
 def tag_origin(records: pl.DataFrame, *, rules: RuleSet | None = None, detector: Detector | None = None,
-               mode: str = "fast") -> pl.DataFrame:
+               mode: str = "fast", device: str = "cpu", progress: Any = None) -> pl.DataFrame:
     """Add ``origin`` (human/model/unknown), ``p_model``, ``rules_fired`` and ``evidence`` columns.
 
     ``p_model`` is the detector's calibrated probability with the fired rules' weights added in
     log-odds. A record is ``model`` when ``p_model >= threshold_model`` (set at the detector's nominal
     false-positive rate on human text), ``human`` when ``p_model <= threshold_human``, else ``unknown``;
     texts shorter than the detector's ``min_words`` are ``unknown`` unless rules alone are decisive.
-    Pure function of the batch. ``mode="full"`` is currently the same model as ``"fast"`` (the
-    embedding features did not transfer better across generators and domains; see docs/origin.md).
+    Pure function of the batch. ``mode="full"`` scores records of ``min_words``+ words with the
+    stylometric + language-model detector (``provaudit.origin.lm``, on ``device``; ``progress(k)`` after
+    each k texts scored); shorter records, and every record when the LM is not installed (a one-line
+    notice says how to install it), get the fast stylometric detector. ``"sampled"`` tags like ``"fast"``.
     """
     if mode not in MODES:
         raise UsageError(f"origin mode must be one of {list(MODES)}, not {mode!r}")
     if "text" not in records.columns:
         raise InputError("record batch has no 'text' column", field="text")
+    if mode == "full" and not (detector is not None and not detector.uses_lm):
+        from provaudit.origin.lm import lm_available, notice_once
+
+        if lm_available():
+            full = detector or load_detector(mode="full")
+            return _tag_full(records, rules, full, load_detector(), device, progress)
+        notice_once()
+        detector = None
+    elif detector is not None and detector.uses_lm:
+        raise UsageError("this detector needs the language-model features: use origin mode 'full'")
     det = detector or load_detector()
+    x, n_words = _features_per_distinct_text(records["text"]) if records.height else (None, None)
+    return _tag(records, rules, det, x, n_words, None)
+
+
+def _tag_full(records: pl.DataFrame, rules: RuleSet | None, full: Detector, fast: Detector, device: str,
+              progress: Any) -> pl.DataFrame:
+    """Full mode: LM features for the distinct texts of ``full.min_words``+ words, the full detector on
+    those records and the fast one on the rest (same columns; LM feature columns zero there)."""
+    if records.height == 0:
+        return _tag(records, rules, fast, None, None, None)
+    uniq, pos = _distinct(records["text"])
+    xu, nwu = feature_matrix(uniq)
+    elig = np.flatnonzero(nwu >= full.min_words)
+    from provaudit.origin.lm import LM_FEATURES, lm_features
+
+    lm = np.zeros((len(uniq), len(LM_FEATURES)))
+    if elig.size:
+        lm[elig] = lm_features([uniq[int(i)] for i in elig], device=device, progress=progress)
+    use_full = np.zeros(len(uniq), dtype=bool)
+    use_full[elig] = True
+    if pos is None:
+        pos = np.arange(len(uniq))
+    return _tag(records, rules, full, np.hstack([xu, lm])[pos], nwu[pos], (fast, use_full[pos]))
+
+
+def _tag(records: pl.DataFrame, rules: RuleSet | None, det: Detector, x: np.ndarray | None,
+         n_words: np.ndarray | None, fallback: tuple[Detector, np.ndarray] | None) -> pl.DataFrame:
+    """Tags from feature rows ``x`` (columns ``det.feature_names``); with ``fallback = (fast, use_full)``
+    the rows where ``use_full`` is false are scored by ``fast`` over its (leading) columns instead."""
     rs = rules if rules is not None else _default_rules()
     n = records.height
     if n == 0:
         return records.with_columns(pl.lit(None, pl.Utf8).alias("origin"), pl.lit(None, pl.Float64).alias("p_model"),
                                     pl.lit(None, pl.List(pl.Utf8)).alias("rules_fired"),
                                     pl.lit(None, EVIDENCE_DTYPE).alias("evidence"))
-    x, n_words = _features_per_distinct_text(records["text"])
     contrib = det.contributions(x)
     logit_det = contrib.sum(1) + det.platt_a * det.intercept + det.platt_b
+    t_model, t_human, min_words = det.threshold_model, det.threshold_human, det.min_words
+    lm_rows = None
+    if fallback is not None:
+        fast, lm_rows = fallback
+        k_fast = len(fast.feature_names)
+        c_fast = fast.contributions(x[:, :k_fast])
+        contrib = np.where(lm_rows[:, None], contrib, np.hstack([c_fast, np.zeros((n, x.shape[1] - k_fast))]))
+        logit_det = np.where(lm_rows, logit_det, c_fast.sum(1) + fast.platt_a * fast.intercept + fast.platt_b)
+        t_model = np.where(lm_rows, det.threshold_model, fast.threshold_model)
+        t_human = np.where(lm_rows, det.threshold_human, fast.threshold_human)
+        min_words = np.where(lm_rows, det.min_words, fast.min_words)
     if isinstance(rs, RuleSet) and type(rs).apply is RuleSet.apply:
         hit, wsum = rs._hit_matrix(records)
         combos, combo_of = rs._combos(hit)
@@ -62,8 +115,8 @@ def tag_origin(records: pl.DataFrame, *, rules: RuleSet | None = None, detector:
         combos = [list(c) for c in index]
     logit = logit_det + wsum
     p = _sigmoid(logit)
-    short = n_words < det.min_words
-    origin = np.where(p >= det.threshold_model, "model", np.where(p <= det.threshold_human, "human", "unknown"))
+    short = n_words < min_words
+    origin = np.where(p >= t_model, "model", np.where(p <= t_human, "human", "unknown"))
     decisive = np.abs(wsum) >= STRONG_RULE_WEIGHT
     origin = np.where(short & ~decisive, "unknown", origin)
     origin = np.where(short & decisive, np.where(wsum > 0, "model", "human"), origin)
@@ -78,7 +131,7 @@ def tag_origin(records: pl.DataFrame, *, rules: RuleSet | None = None, detector:
         pl.Series("origin", origin, dtype=pl.Utf8),
         pl.Series("p_model", np.round(p, 6), dtype=pl.Float64),
         fired,
-        _evidence(order, vals, cons, n_words, p_det, fired, short, det.min_words),
+        _evidence(det.feature_names, order, vals, cons, n_words, p_det, fired, short, det.min_words, lm_rows),
     )
 
 
@@ -86,13 +139,15 @@ def tag_origin(records: pl.DataFrame, *, rules: RuleSet | None = None, detector:
 #: detector's top features by |log-odds contribution|; other scorers may append their own entries)
 EVIDENCE_FEATURE = pl.Struct({"name": pl.Utf8, "value": pl.Float64, "contribution": pl.Float64})
 EVIDENCE_DTYPE = pl.Struct({"abstain": pl.Utf8, "features": pl.List(EVIDENCE_FEATURE), "n_words": pl.Int64,
-                            "p_detector": pl.Float64, "rules": pl.List(pl.Utf8)})
+                            "p_detector": pl.Float64, "rules": pl.List(pl.Utf8), "lm": pl.Boolean})
 
 
-def _evidence(order: np.ndarray, vals: np.ndarray, cons: np.ndarray, n_words: np.ndarray, p_det: np.ndarray,
-              fired: pl.Series, short: np.ndarray, min_words: int) -> pl.Series:
-    """The ``evidence`` struct column, built column-wise (no per-record Python)."""
-    names = np.array(FEATURE_NAMES, dtype=object)
+def _evidence(feature_names: list[str], order: np.ndarray, vals: np.ndarray, cons: np.ndarray, n_words: np.ndarray,
+              p_det: np.ndarray, fired: pl.Series, short: np.ndarray, min_words: int,
+              lm_rows: np.ndarray | None) -> pl.Series:
+    """The ``evidence`` struct column, built column-wise (no per-record Python). ``lm`` is true for the
+    records the language-model detector scored (full mode), false otherwise."""
+    names = np.array(feature_names, dtype=object)
     k = order.shape[1]
     cols: dict[str, Any] = {}
     for slot in range(k):
@@ -103,26 +158,33 @@ def _evidence(order: np.ndarray, vals: np.ndarray, cons: np.ndarray, n_words: np
         pl.when(pl.Series(short, dtype=pl.Boolean)).then(pl.lit(f"short text (<{min_words} words)"))
         .otherwise(pl.lit(None, pl.Utf8)).alias("abstain"),
         pl.Series("n_words", n_words.astype(np.int64), dtype=pl.Int64),
-        pl.Series("p_detector", p_det, dtype=pl.Float64), fired.alias("rules"))
+        pl.Series("p_detector", p_det, dtype=pl.Float64), fired.alias("rules"),
+        pl.Series("lm", np.zeros(len(n_words), dtype=bool) if lm_rows is None else lm_rows, dtype=pl.Boolean))
     feats = (pl.concat_list([pl.struct(pl.col(f"n{s}").alias("name"), pl.col(f"v{s}").alias("value"),
                                        pl.col(f"c{s}").alias("contribution")) for s in range(k)])
              if k else pl.lit([], dtype=pl.List(EVIDENCE_FEATURE)))
     return frame.select(pl.struct(pl.col("abstain"), feats.alias("features"), pl.col("n_words"),
-                                  pl.col("p_detector"), pl.col("rules")).alias("evidence"))["evidence"].cast(
+                                  pl.col("p_detector"), pl.col("rules"), pl.col("lm")).alias("evidence"))["evidence"].cast(
         EVIDENCE_DTYPE)
+
+
+def _distinct(texts: pl.Series) -> tuple[pl.Series, np.ndarray | None]:
+    """The distinct texts (first-seen order) and each record's index into them (None: all distinct)."""
+    texts = texts.fill_null("")
+    uniq = texts.unique(maintain_order=True)
+    if len(uniq) == len(texts):
+        return uniq, None
+    pos = (pl.DataFrame({"t": texts}).join(pl.DataFrame({"t": uniq, "i": np.arange(len(uniq))}), on="t",
+                                           how="left", maintain_order="left")["i"].to_numpy())
+    return uniq, pos
 
 
 def _features_per_distinct_text(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     """``feature_matrix`` of ``texts``, computed once per distinct text (prompts and copied answers
     repeat within a batch) and gathered back to every record."""
-    texts = texts.fill_null("")
-    uniq = texts.unique(maintain_order=True)
-    if len(uniq) == len(texts):
-        return feature_matrix(texts)
+    uniq, pos = _distinct(texts)
     x, n_words = feature_matrix(uniq)
-    pos = (pl.DataFrame({"t": texts}).join(pl.DataFrame({"t": uniq, "i": np.arange(len(uniq))}), on="t",
-                                           how="left", maintain_order="left")["i"].to_numpy())
-    return x[pos], n_words[pos]
+    return (x, n_words) if pos is None else (x[pos], n_words[pos])
 
 
 def _top_k_order(absc: np.ndarray, k: int) -> np.ndarray:
@@ -250,10 +312,60 @@ def detector_mixture_estimate(p_model: np.ndarray, *, n_boot: int = 200, seed: i
 
 
 def tag_file(path: str | Path, *, rules_dirs: list[str | Path] | None = None, detector: str | Path | None = None,
-             mode: str = "fast") -> pl.DataFrame:
-    """Read any file provaudit reads, and origin-tag all its records (one frame, for notebooks)."""
+             mode: str = "fast", device: str = "cpu", progress: bool = False) -> pl.DataFrame:
+    """Read any file provaudit reads, and origin-tag all its records (one frame, for notebooks).
+
+    ``progress``: a progress bar over the texts the language model scores (mode ``full``)."""
     from provaudit.io.reader import read_table
+    from provaudit.origin.lm import progress_bar
 
     rs = load_rules(rules_dirs) if rules_dirs else None
     det = load_detector(detector) if detector else None
-    return tag_origin(read_table(path), rules=rs, detector=det, mode=mode)
+    records = read_table(path)
+    if mode != "full" or not progress:
+        return tag_origin(records, rules=rs, detector=det, mode=mode, device=device)
+    uniq, _ = _distinct(records["text"])
+    total = int((uniq.str.count_matches(r"[A-Za-z]+(?:'[A-Za-z]+)?") >= (det or load_detector()).min_words).sum())
+    with progress_bar(True, total) as bar:
+        return tag_origin(records, rules=rs, detector=det, mode=mode, device=device, progress=bar.advance_by)
+
+
+def lm_sample_estimate(frame: pl.DataFrame, *, n: int = 400, seed: int = 0, device: str = "cpu",
+                       rules: RuleSet | None = None, n_boot: int = 200) -> dict[str, Any]:
+    """The batch's model share from the full (language-model) detector on a bounded random sample.
+
+    Draws ``n`` records of 50+ words from ``frame`` (seeded), tags them in origin mode ``full`` and
+    corrects the tagged share for the detector's stored out-of-fold error rates at its threshold
+    (adjusted classify-and-count: ``(tagged - fpr) / (tpr - fpr)``, clipped to [0, 1]), with a seeded
+    bootstrap interval over the sample. Costs ``n`` LM scorings whatever the batch size.
+    """
+    from provaudit.origin.lm import INSTALL_HINT, lm_available, notice_once
+
+    if not lm_available():
+        notice_once()
+        return {"available": False, "enable": INSTALL_HINT}
+    det = load_detector(mode="full")
+    words = frame["text"].fill_null("").str.count_matches(r"[A-Za-z]+(?:'[A-Za-z]+)?").to_numpy()
+    elig = np.flatnonzero(words >= det.min_words)
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(elig, min(n, elig.size), replace=False)) if elig.size else elig
+    out: dict[str, Any] = {"available": True, "n_eligible": int(elig.size), "n": int(pick.size),
+                           "method": "adjusted classify-and-count, full detector on a random sample",
+                           "detector": {"threshold_model": _round(det.threshold_model), **det.error_rates}}
+    if pick.size == 0:
+        return {**out, "tagged_model_fraction": None, "model_fraction": None, "ci_low": None, "ci_high": None}
+    tagged = tag_origin(frame[pick.tolist()], rules=rules, mode="full", device=device, detector=det)
+    is_model = (tagged["origin"] == "model").to_numpy()
+    tpr, fpr = det.error_rates["tpr"], det.error_rates["fpr"]
+
+    def adjusted(rate: np.ndarray) -> np.ndarray:
+        if tpr is None or fpr is None or tpr - fpr < 0.05:
+            return rate
+        return np.clip((rate - fpr) / (tpr - fpr), 0.0, 1.0)
+
+    boots = adjusted(np.random.default_rng(seed).binomial(pick.size, is_model.mean(), n_boot) / pick.size)
+    est = float(adjusted(np.array([is_model.mean()]))[0])
+    lo, hi = np.quantile(boots, [0.025, 0.975])
+    return {**out, "tagged_model_fraction": _round(float(is_model.mean())), "model_fraction": _round(est),
+            "ci_low": _round(min(float(lo), est)), "ci_high": _round(max(float(hi), est)),
+            "mean_p_model": _round(float(tagged["p_model"].mean()))}
