@@ -77,17 +77,18 @@ def _summary_paths(obj: Any, prefix: str = "") -> Iterator[str]:
         yield prefix
 
 
-def metric_error(metric: str, summary: dict[str, Any] | None = None) -> str | None:
-    """None when ``metric`` can exist in a scan summary (or exists in ``summary``); otherwise a message
-    naming the nearest valid path."""
+def metric_error(metric: str, summary: dict[str, Any] | None = None,
+                 known: tuple[str, ...] = KNOWN_METRICS, what: str = "a scan summary") -> str | None:
+    """None when ``metric`` can exist in ``what`` (one of the ``known`` paths, or a path ``summary``
+    has); otherwise a message naming the nearest valid path."""
     parts = metric.split(".")
     own = list(_summary_paths(summary)) if summary else []
-    if any(_segments_match(parts, k.split(".")) for k in (*KNOWN_METRICS, *own)):
+    if any(_segments_match(parts, k.split(".")) for k in (*known, *own)):
         return None
-    candidates = sorted(set(KNOWN_METRICS) | set(own))
+    candidates = sorted(set(known) | set(own))
     near = difflib.get_close_matches(metric, candidates, n=1, cutoff=0.0)
     hint = f"; nearest valid path: {near[0]}" if near else ""
-    return f"metric {metric!r} cannot exist in a scan summary{hint}"
+    return f"metric {metric!r} cannot exist in {what}{hint}"
 
 
 @dataclass(frozen=True)
@@ -125,8 +126,11 @@ class CheckResult:
         return f"{self.status.upper():7} {self.id}: {self.reason}{where}"
 
 
-def load_gate(path: str | Path | None = None) -> list[Check]:
-    """Read gate checks from YAML (safe loading); a malformed file names the check at fault."""
+def load_gate(path: str | Path | None = None, *, known: tuple[str, ...] = KNOWN_METRICS,
+              what: str = "a scan summary") -> list[Check]:
+    """Read gate checks from YAML (safe loading); a malformed file names the check at fault. ``known``
+    lists the metric paths the gated summary can hold (``what`` names it in errors): scan summaries by
+    default, ``provaudit.coverage.COVERAGE_METRICS`` for coverage gates."""
     from provaudit.paths import default_gate
 
     p = Path(path) if path else default_gate()
@@ -149,7 +153,7 @@ def load_gate(path: str | Path | None = None) -> list[Check]:
                 raise InputError(f"'{key}' must be a number", file=str(p), field=f"{item['id']}.{key}")
         if "max" not in item and "min" not in item:
             raise InputError("a check needs 'max' or 'min'", file=str(p), field=item["id"])
-        bad = metric_error(item["metric"])
+        bad = metric_error(item["metric"], known=known, what=what)
         if bad:
             raise InputError(f"check {item['id']}: {bad}", file=str(p), field=f"{item['id']}.metric")
         checks.append(Check(item["id"], item["metric"], item.get("max"), item.get("min"),
@@ -195,7 +199,8 @@ def _verdict(check: Check, value: float) -> tuple[bool, str]:
 
 
 def evaluate_gate(summary: dict[str, Any], checks: list[Check] | str | Path | None = None, *,
-                  strict: bool = False) -> list[CheckResult]:
+                  strict: bool = False, known: tuple[str, ...] = KNOWN_METRICS,
+                  what: str = "a scan summary") -> list[CheckResult]:
     """Evaluate each check against ``summary``; returns results in check order.
 
     A metric no summary can hold raises :class:`InputError` (exit 2) naming the check and the
@@ -205,13 +210,13 @@ def evaluate_gate(summary: dict[str, Any], checks: list[Check] | str | Path | No
     if checks is None:
         checks = []
     elif not isinstance(checks, list):
-        checks = load_gate(checks)
+        checks = load_gate(checks, known=known, what=what)
     results = []
     for c in checks:
         # numbers (booleans count as 0/1); anything else at the path is not a metric
         values = [(w, float(v)) for w, v in _resolve(summary, c.metric.split("."), "") if isinstance(v, (int, float))]
         if not values:
-            bad = metric_error(c.metric, summary)
+            bad = metric_error(c.metric, summary, known=known, what=what)
             if bad:
                 raise InputError(f"check {c.id}: {bad}", field=f"{c.id}.metric")
             fail = c.required or strict

@@ -201,6 +201,13 @@ def test_gate_exit_codes(tmp_path: Path) -> None:
     assert bad.exit_code == 1
     failed = set(json.loads(bad.output)["gate"]["failed"])
     assert {"min_coverage", "no_drift"} <= failed
+    # a typo in a coverage gate fails closed (exit 2, nearest valid coverage path), never a silent pass
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("checks:\n  - id: min_cov\n    metric: coverag\n    min: 0.5\n", encoding="utf-8")
+    res = CliRunner().invoke(main, ["coverage", "--eval", str(EVAL), str(FX / "production_same.jsonl"),
+                                    "--gate", str(typo), "--no-record", "--json"])
+    assert res.exit_code == 2
+    assert "min_cov" in res.output and "nearest valid path: coverage" in res.output
 
 
 def test_bad_input_is_one_line_exit_2(tmp_path: Path) -> None:

@@ -35,6 +35,13 @@ from provaudit.coverage.inputs import Units, load_units, order_windows
 from provaudit.errors import InputError, UsageError
 
 METHODS = ("classifier", "neighbour")
+#: metric paths a coverage summary can hold, for gate files over it (``rules/gate-coverage.yaml``);
+#: a typo in such a file exits 2 naming the nearest of these
+COVERAGE_METRICS: tuple[str, ...] = (
+    "coverage", "uncovered_share", "uncovered_top_share", "n_eval", "n_production", "seed",
+    "stale.share", "stale.n", "threshold.value", "threshold.n_calibration", "threshold.neighbour_distance",
+    "drift.alpha", "drift.p_value", "drift.effect", "drift.detected",
+)
 DEFAULTS: dict[str, Any] = {"quantile": 0.95, "alpha": 0.01, "n_boot": 1000, "n_perm": 500, "max_windows": 12,
                             "max_clusters": 20, "examples": 3, "drift_max_n": 1000, "min_window": 10}
 MIN_EVAL = 10
@@ -219,7 +226,8 @@ def coverage(eval: Any, production: Any, *, unit: str = "prompt", by: str | None
     if gate is not None:
         from provaudit.gate import evaluate_gate, gate_summary
 
-        summary["gate"] = gate_summary(evaluate_gate(summary, gate))
+        summary["gate"] = gate_summary(evaluate_gate(summary, gate, known=COVERAGE_METRICS,
+                                                     what="a coverage summary"))
     ef = ev.frame.with_columns(pl.Series("score", e_score), pl.Series("distance", e_dist),
                                pl.Series("stale", stale_mask))
     result = CoverageResult(summary, ef, pf, e_vec, p_vec)
