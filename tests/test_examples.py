@@ -55,6 +55,10 @@ PLACEHOLDERS: dict[str, Path] = {
     "sft_round2.jsonl": FX / "style" / "vicuna-13b.jsonl",
     "prefs.jsonl": FX / "style" / "hh_rlhf_harmless.jsonl",
     "annotations.json": FX / "style" / "alpaca_eval_gpt4_annotations.json",
+    "logs_week1.jsonl": FX / "coverage" / "production_same.jsonl",
+    "logs_week2.jsonl": FX / "coverage" / "production_shifted.jsonl",
+    "logs.jsonl": FX / "coverage" / "production_drifting.jsonl",
+    "system_prompt.txt": FX / "coverage" / "system_prompt.txt",
 }
 
 

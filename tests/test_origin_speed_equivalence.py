@@ -146,7 +146,7 @@ def test_tag_origin_matches_slow_reference():
                 "features": [{"name": FEATURE_NAMES[j], "value": float(np.round(x[i, j], 4)),
                               "contribution": float(np.round(contrib[i, j], 3))} for j in order],
                 "n_words": int(n_words[i]), "p_detector": float(np.round(_sigmoid(logit_det[i]), 4)),
-                "rules": fired[i]}
+                "rules": fired[i], "lm": False}
         assert ev == want
         o = out["origin"][i]
         if short:

@@ -68,7 +68,7 @@ def test_prompts_are_tagged_and_metadata_rules_skip_prompts(labelled):
     # shipped detector file
     det = json.loads((fixtures_dir_root() / "provaudit/origin/data/detector/detector.json").read_text())
     pm = p["p_model"][0]
-    assert p["rules_fired"][0].to_list() == [] and json.loads(p["evidence"][0])["n_words"] >= det["min_words"]
+    assert p["rules_fired"][0].to_list() == [] and p["evidence"][0]["n_words"] >= det["min_words"]
     want = "model" if pm >= det["threshold_model"] else "human" if pm <= det["threshold_human"] else "unknown"
     assert p["origin"][0] == want
     assert "meta_model_column" not in p["rules_fired"][0] and "meta_model_column" in r["rules_fired"][0]

@@ -52,9 +52,9 @@ def test_result_carries_value_threshold_and_check_fields() -> None:
     assert both.threshold == "<= 0.9 and >= 0.1" and both.passed
     d = res.to_dict()
     assert d == {"id": "d", "metric": "dup.rate", "status": "fail", "value": 0.25, "threshold": "<= 0.2",
-                 "where": "dup.rate", "description": "dups"}
+                 "where": "dup.rate", "description": "dups", "reason": "0.25 exceeds max 0.2"}
     line = res.line()
-    assert "FAIL" in line and "d" in line and "0.25" in line and "<= 0.2" in line
+    assert line == "FAIL    d: 0.25 exceeds max 0.2"
 
 
 def test_wildcard_reports_the_worst_value_for_min_and_max_checks() -> None:
@@ -97,37 +97,42 @@ def test_gate_summary_lists_failed_ids_in_check_order() -> None:
     assert s["passed"] is False and s["failed"] == ["a", "b", "c"]
     assert [c["id"] for c in s["checks"]] == ["a", "b", "c", "d"]
     assert gate_summary(evaluate_gate({"x": 0.5}, [Check("a", "x", max=1)])) == {
-        "passed": True, "failed": [], "checks": [evaluate_gate({"x": 0.5}, [Check("a", "x", max=1)])[0].to_dict()]}
+        "passed": True, "failed": [], "skipped": [], "strict": False,
+        "checks": [evaluate_gate({"x": 0.5}, [Check("a", "x", max=1)])[0].to_dict()]}
 
 
 def test_gate_file_round_trip_keeps_every_field(tmp_path: Path) -> None:
     p = tmp_path / "g.yaml"
     p.write_text("checks:\n"
-                 "  - {id: lo, metric: a.b, min: 0.5, description: floor, required: true}\n"
-                 "  - {id: hi, metric: a.c, max: 2}\n")
-    assert load_gate(p) == [Check("lo", "a.b", None, 0.5, "floor", True), Check("hi", "a.c", 2, None, "", False)]
-    (lo, hi) = evaluate_gate({"a": {"b": 0.5, "c": 2}}, p)
+                 "  - {id: lo, metric: duplicates.exact_rate, min: 0.5, description: floor, required: true}\n"
+                 "  - {id: hi, metric: duplicates.near_rate, max: 2}\n")
+    assert load_gate(p) == [Check("lo", "duplicates.exact_rate", None, 0.5, "floor", True),
+                            Check("hi", "duplicates.near_rate", 2, None, "", False)]
+    (lo, hi) = evaluate_gate({"duplicates": {"exact_rate": 0.5, "near_rate": 2}}, p)
     assert lo.status == "pass" and hi.status == "pass"
     assert evaluate_gate({"a": {}}, None) == []
 
 
 def test_missing_metric_is_skipped_unless_required_and_the_line_says_so() -> None:
-    checks = [Check("opt", "no.such", max=1, description="o"), Check("req", "no.such", min=0, required=True)]
-    opt, req = evaluate_gate({"no": {}}, checks)
-    assert opt.to_dict() == {"id": "opt", "metric": "no.such", "status": "skipped", "value": None,
-                             "threshold": "<= 1", "where": None, "description": "o"}
+    # a metric a scan summary can hold but this one lacks (no teacher given): skipped, never a pass
+    m = "teacher.teacher_likeness"
+    checks = [Check("opt", m, max=1, description="o"), Check("req", m, min=0, required=True)]
+    opt, req = evaluate_gate({"teacher": {}}, checks)
+    assert opt.to_dict() == {"id": "opt", "metric": m, "status": "skipped", "value": None,
+                             "threshold": "<= 1", "where": None, "description": "o",
+                             "reason": "not in the summary (its stage did not run)"}
     assert (opt.status, opt.value, opt.where, opt.threshold) == ("skipped", None, None, "<= 1")
     assert (req.status, req.value, req.where, req.threshold) == ("fail", None, None, ">= 0")
     assert opt.passed and not req.passed
-    assert opt.line() == "SKIPPED opt: n/a <= 1"
-    assert req.line() == "FAIL    req: n/a >= 0"
+    assert opt.line() == "SKIPPED opt: not in the summary (its stage did not run)"
+    assert req.line() == "FAIL    req: not in the summary (its stage did not run); fails: required"
 
 
 def test_line_names_the_concrete_path_only_for_wildcards() -> None:
     (plain,) = evaluate_gate({"a": {"b": 0.123456789}}, [Check("p", "a.b", max=1)])
-    assert plain.line() == "PASS    p: 0.123457 <= 1"
+    assert plain.line() == "PASS    p: 0.123457 within <= 1"
     (wild,) = evaluate_gate({"a": {"x": 2, "y": 1}}, [Check("w", "a.*", max=1)])
-    assert wild.line() == "FAIL    w: 2 <= 1 (a.x)"
+    assert wild.line() == "FAIL    w: 2 exceeds max 1 (a.x)"
 
 
 def test_default_gate_is_the_bundled_rules_file() -> None:
@@ -139,13 +144,13 @@ def test_default_gate_is_the_bundled_rules_file() -> None:
     ("- a list\n", "checks", "expected a mapping"),
     ("checks: {a: 1}\n", "checks", "expected a mapping"),
     ("checks:\n  - 3\n", "checks[0]", "each check must be a mapping"),
-    ("checks:\n  - {id: a, metric: m, max: 1}\n  - {id: b, metric: m, max: 1, colour: red}\n", "checks[1]",
+    ("checks:\n  - {id: a, metric: input.rows, max: 1}\n  - {id: b, metric: input.rows, max: 1, colour: red}\n", "checks[1]",
      "unknown keys ['colour']"),
-    ("checks:\n  - {metric: m, max: 1}\n", "checks[0].id", "'id' must be a string"),
+    ("checks:\n  - {metric: input.rows, max: 1}\n", "checks[0].id", "'id' must be a string"),
     ("checks:\n  - {id: a, metric: 3, max: 1}\n", "checks[0].metric", "'metric' must be a string"),
-    ("checks:\n  - {id: a, metric: m, min: low}\n", "a.min", "'min' must be a number"),
-    ("checks:\n  - {id: a, metric: m, max: [1]}\n", "a.max", "'max' must be a number"),
-    ("checks:\n  - {id: a, metric: m, description: x}\n", "a", "a check needs 'max' or 'min'"),
+    ("checks:\n  - {id: a, metric: input.rows, min: low}\n", "a.min", "'min' must be a number"),
+    ("checks:\n  - {id: a, metric: input.rows, max: [1]}\n", "a.max", "'max' must be a number"),
+    ("checks:\n  - {id: a, metric: input.rows, description: x}\n", "a", "a check needs 'max' or 'min'"),
 ])
 def test_malformed_gate_names_file_and_field(tmp_path: Path, body: str, field: str, reason: str) -> None:
     from provaudit.errors import InputError

@@ -67,7 +67,7 @@ def test_every_record_follows_the_documented_rule_at_the_shipped_thresholds(tagg
     for row in tagged.iter_rows(named=True):
         if row["rules_fired"]:
             continue
-        n_words = json.loads(row["evidence"])["n_words"]
+        n_words = row["evidence"]["n_words"]
         if row["text"].isascii():
             assert len(WORD.findall(row["text"].lower())) == n_words
         want = expected_origin(row["p_model"], n_words, tm, th, mw)
@@ -85,7 +85,7 @@ def test_abstain_band_with_chosen_thresholds(tagged: pl.DataFrame) -> None:
     """With thresholds at the 30% and 70% quantiles of p_model, the three outcomes split the long texts
     exactly as the rule says (the band is wide, so a swapped threshold changes hundreds of tags)."""
     base = load_detector()
-    long = tagged.filter(pl.col("evidence").str.json_path_match("$.n_words").cast(pl.Int64) >= base.min_words)
+    long = tagged.filter(pl.col("evidence").struct.field("n_words") >= base.min_words)
     long = long.filter(pl.col("rules_fired").list.len() == 0)
     p = long["p_model"].to_numpy()
     th, tm = (float(v) for v in np.quantile(p, [0.3, 0.7]))
@@ -123,11 +123,11 @@ def test_short_texts_abstain_unless_rules_are_decisive() -> None:
     out = tag_origin(_records([short, short + " As an AI language model, I cannot do that."]))
     a, b = out.row(0, named=True), out.row(1, named=True)
     assert a["origin"] == "unknown" and a["rules_fired"] == []
-    assert json.loads(a["evidence"])["abstain"] == f"short text (<{det.min_words} words)"
+    assert a["evidence"]["abstain"] == f"short text (<{det.min_words} words)"
     assert "sig_as_an_ai" in b["rules_fired"] and b["origin"] == "model"
     # the fired rule's weight moves p_model up by exactly its log-odds
     logit = lambda v: math.log(v / (1 - v))
-    p_det = json.loads(b["evidence"])["p_detector"]
+    p_det = b["evidence"]["p_detector"]
     assert logit(b["p_model"]) - logit(p_det) == pytest.approx(
         sum(r.weight for r in __import__("provaudit.origin.tagging", fromlist=["x"])._default_rules().rules
             if r.id in b["rules_fired"]), abs=0.02)

@@ -137,8 +137,8 @@ def test_every_scan_step_is_named_in_order(tmp_path, monkeypatch):
                        "--gate", str(ROOT / "rules" / "gate.yaml")], tmp_path, monkeypatch)
     want = ["reading, fingerprinting, tagging trl_pairs.jsonl", "duplicate grouping: starting",
             "finalize: duplicate groups", "duplicate summary", "origin and teacher estimates",
-            "catalog checks: overlap", "catalog checks: erased records", "writing catalog datasets",
-            "writing records.parquet", "committing to the catalog", "writing summary"]
+            "catalog checks: overlap and erased records", "writing records.parquet", "writing summary",
+            "committing to the catalog"]
     assert steps == want
 
 
