@@ -69,7 +69,7 @@ def check(schema: list[tuple[str, str]], outputs: list) -> list[str]:
     problems = []
     optional = [p for p, t in schema if t.endswith(", optional")]
     for path, typ in schema:
-        may_be_absent = any(path == o or path.startswith(o + ".") or path.startswith(o + "[]") for o in optional)
+        may_be_absent = any(path == o or path.startswith((o + ".", o + "[]")) for o in optional)
         typ = typ.removesuffix(", optional")
         seen = 0
         for n, out in enumerate(outputs):
