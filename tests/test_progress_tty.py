@@ -149,6 +149,8 @@ def test_every_scan_step_is_named_in_order(tmp_path, monkeypatch):
                                                               "measuring diversity of sft_train"]),
     (["lineage", "find", "--text", "hello there"], ["searching the catalog"]),
     (["trend"], ["reading the scan history"]),
+    (["checkpoints", str(FX / "checkpoints" / "trainer_state.json"), "--out", "rep"],
+     ["analysing checkpoints", "writing the report to rep"]),
 ])
 def test_other_long_commands_name_their_steps(argv, expect, tmp_path, monkeypatch):
     if argv[0] in ("lineage", "trend"):  # they read a catalog: make one
