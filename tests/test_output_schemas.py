@@ -117,7 +117,8 @@ def outputs(tmp_path_factory) -> dict[str, list]:
     out: dict[str, list] = {}
     out["register"] = [js("register", FX / "lineage" / "eval_set.json", "--tag", "eval", *cat)]
     run("register", FX / "lineage" / "sft_train.jsonl", "--tag", "train", *cat)
-    run("checkpoint", "add", "sft-v1", "--trained-on", "sft_train", *cat)
+    out["checkpoint_add"] = [js("checkpoint", "add", "sft-v1", "--trained-on", "sft_train", *cat),
+                             js("checkpoint", "add", "dpo-v1", "--trained-on", "eval_set", "--parent", "sft-v1", *cat)]
     first = js("scan", FX / "scan" / "trl_pairs.jsonl", *cat, ok=(0, 1))
     teacher_scan = js("scan", FX / "lineage" / "dpo_round2.jsonl", "--teacher", t, "--human", h, "--gate",
                       ROOT / "rules" / "gate.yaml", "--out", d / "out", "--no-record", *cat, ok=(0, 1))
@@ -134,6 +135,7 @@ def outputs(tmp_path_factory) -> dict[str, list]:
     out["lineage_find"] = [js("lineage", "find", "--field", "user_id=u-0042", *cat)]
     out["overlap"] = [js("overlap", FX / "lineage" / "sft_train.jsonl", "eval_set", *cat)]
     out["checkpoint_list"] = [js("checkpoint", "list", *cat)]
+    out["erase"] = [js("erase", "--field", "user_id=u-0042", "--out", d / "redacted", "--dry-run", *cat)]
     out["checkpoints"] = [js("checkpoints", FX / "checkpoints" / "tail_drop_samples.jsonl"),
                           js("compare", FX / "checkpoints" / "compare_sft.jsonl",
                              FX / "checkpoints" / "compare_rlhf.jsonl")]
@@ -143,7 +145,7 @@ def outputs(tmp_path_factory) -> dict[str, list]:
 def test_every_output_has_a_documented_schema():
     assert set(documented()) == {"records", "scan", "register", "origin_tag", "origin_rules", "trend", "converge",
                                  "diversity", "label_origin", "datasets", "lineage_find", "overlap",
-                                 "checkpoint_list", "checkpoints"}
+                                 "checkpoint_list", "checkpoints", "erase", "checkpoint_add"}
 
 
 @pytest.mark.slow
