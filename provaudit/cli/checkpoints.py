@@ -81,9 +81,7 @@ def checkpoints_cmd(inputs: tuple[Path, ...], proxy: str | None, outcome: str | 
         progress.step("analysing checkpoints (bootstrap intervals)")
         report = analyze_checkpoints(list(inputs), proxy=proxy, outcome=outcome, rules=rules, seed=seed,
                                      teacher=teacher, alpha=alpha)
-        if out_dir is not None:
-            progress.step(f"writing the report to {out_dir}")
-        _emit(report, out_dir, as_json, gate)
+    _emit(report, out_dir, as_json, gate)  # after the (transient) progress display is gone
 
 
 @click.command("compare")
@@ -105,7 +103,7 @@ def compare_cmd(a: Path, b: Path, proxy: str | None, outcome: str | None, rules:
     with progress.session(progress.tty_enabled(as_json)):
         progress.step(f"comparing {a.name} and {b.name} (paired tests)")
         report = compare(a, b, proxy=proxy, outcome=outcome, rules=rules, seed=seed, teacher=teacher, alpha=alpha)
-        _emit(report, out_dir, as_json, gate)
+    _emit(report, out_dir, as_json, gate)
 
 
 COMMANDS: list = [checkpoints_cmd, compare_cmd]
