@@ -71,7 +71,10 @@ def test_best_label_does_not_overlap_the_title(inputs):
         assert len(best) == 1 and rep.best_checkpoint in best[0].get_text()
         title = ax.title.get_window_extent(renderer)
         assert not _overlap(best[0].get_window_extent(renderer), title)
-        assert not _overlap(ax.get_legend().get_window_extent(renderer), title)
+        legend = ax.get_legend().get_window_extent(renderer)
+        assert not _overlap(legend, title)
+        for label in [*ax.get_xticklabels(), ax.xaxis.label]:  # nor does the legend under the axis
+            assert not _overlap(legend, label.get_window_extent(renderer)), label.get_text()
     finally:
         plt.close(fig)
 

@@ -142,6 +142,16 @@ def test_every_scan_step_is_named_in_order(tmp_path, monkeypatch):
     assert steps == want
 
 
+def test_detector_eval_names_its_step(tmp_path, monkeypatch):
+    import polars as pl
+
+    lab = pl.read_ndjson(FX / "origin" / "labelled.jsonl")
+    for value, name in ((0, "h.jsonl"), (1, "m.jsonl")):
+        lab.filter(pl.col("label") == value).head(40).select("text").write_ndjson(tmp_path / name)
+    steps = _steps_of(["detector", "eval", "--human", "h.jsonl", "--model", "m.jsonl"], tmp_path, monkeypatch)
+    assert steps == ["evaluating the detector on h.jsonl and m.jsonl"]
+
+
 @pytest.mark.parametrize("argv,expect", [
     (["label-origin", str(FX / "style" / "alpaca_eval_gpt4_annotations.json")], ["reading preference pairs",
                                                                                "assessing"]),
@@ -149,6 +159,8 @@ def test_every_scan_step_is_named_in_order(tmp_path, monkeypatch):
                                                               "measuring diversity of sft_train"]),
     (["lineage", "find", "--text", "hello there"], ["searching the catalog"]),
     (["trend"], ["reading the scan history"]),
+    (["checkpoints", str(FX / "checkpoints" / "trainer_state.json"), "--out", "rep"],
+     ["analysing checkpoints"]),
 ])
 def test_other_long_commands_name_their_steps(argv, expect, tmp_path, monkeypatch):
     if argv[0] in ("lineage", "trend"):  # they read a catalog: make one

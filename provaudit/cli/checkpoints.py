@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from provaudit import progress
 from provaudit.cli.common import echo_json, handle_errors
 
 
@@ -80,10 +81,12 @@ def checkpoints_cmd(inputs: tuple[Path, ...], proxy: str | None, outcome: str | 
     """
     from provaudit.checkpoints import analyze_checkpoints
 
-    report = analyze_checkpoints(list(inputs), proxy=proxy, outcome=outcome, rules=rules, seed=seed,
-                                 teacher=teacher, alpha=alpha, labels=list(labels) or None,
-                                 label_opts={"by": labels_by})
-    _emit(report, out_dir, as_json, gate)
+    with progress.session(progress.tty_enabled(as_json)):
+        progress.step("analysing checkpoints (bootstrap intervals)")
+        report = analyze_checkpoints(list(inputs), proxy=proxy, outcome=outcome, rules=rules, seed=seed,
+                                     teacher=teacher, alpha=alpha, labels=list(labels) or None,
+                                     label_opts={"by": labels_by})
+    _emit(report, out_dir, as_json, gate)  # after the (transient) progress display is gone
 
 
 @click.command("compare")
@@ -102,8 +105,10 @@ def compare_cmd(a: Path, b: Path, proxy: str | None, outcome: str | None, rules:
     """
     from provaudit.checkpoints import compare
 
-    report = compare(a, b, proxy=proxy, outcome=outcome, rules=rules, seed=seed, teacher=teacher, alpha=alpha,
-                     labels=list(labels) or None, label_opts={"by": labels_by})
+    with progress.session(progress.tty_enabled(as_json)):
+        progress.step(f"comparing {a.name} and {b.name} (paired tests)")
+        report = compare(a, b, proxy=proxy, outcome=outcome, rules=rules, seed=seed, teacher=teacher, alpha=alpha,
+                         labels=list(labels) or None, label_opts={"by": labels_by})
     _emit(report, out_dir, as_json, gate)
 
 

@@ -22,6 +22,10 @@ def _f(v: Any, nd: int = 3) -> str:
     return "-" if v is None else f"{v:.{nd}f}"
 
 
+def _pct(v: Any) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
 def _trend_line(tr: dict[str, Any]) -> str:
     if tr.get("slope") is None:
         return f"trend: {tr.get('note', 'not enough steps')}"
@@ -169,10 +173,11 @@ def label_origin_cmd(pairs: tuple[str, ...], teacher: str | None, human: str | N
         for nc in r.get("not_computed", []):
             click.echo(f"  [not computed] {nc['signal']}: {nc['reason']}")
         m = r["measures"]
-        extras = [f"tie rate {_f(m.get('tie_rate'), 3)}"]
-        for key in ("length_preference", "teacher_preference", "position_first"):
+        extras = [f"ties {_pct(m.get('tie_rate'))} of pairs"]
+        for key, what in (("length_preference", "chosen longer"), ("teacher_preference", "chosen more teacher-like"),
+                          ("position_first", "chosen shown first")):
             if key in m and m[key]["share"] is not None:
-                extras.append(f"{key} {m[key]['share']:.3f}")
+                extras.append(f"{what} in {_pct(m[key]['share'])} of {m[key]['n']} pairs")
         click.echo("  measures: " + ", ".join(extras))
         for a in r.get("annotators", []):
             click.echo(f"  annotator {a['annotator']}: {a['verdict']} ({a['measures']['n_pairs']} pairs)")

@@ -63,7 +63,7 @@ def series_figure(report: Any) -> Any:
             # inside the axes, just below the top edge, so it never collides with the title
             ax.annotate(f"best: {report.best_checkpoint}", xy=(b, 1.0), xycoords=("data", "axes fraction"),
                         xytext=(4, -4), textcoords="offset points", color="#2ca02c", ha="left", va="top",
-                        fontsize=8)
+                        fontsize=8, bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})
         flagged = sorted({names.index(f.checkpoint) for f in report.flags if f.decoupling and f.checkpoint in names})
         for k in flagged:
             ax2.plot([k], [o[k]], marker="X", color="black", ms=9, ls="none")
@@ -72,11 +72,15 @@ def series_figure(report: Any) -> Any:
         ax.set_xticklabels([names[i] for i in range(0, len(names), step)], rotation=30, ha="right")
         h1, l1 = ax.get_legend_handles_labels()
         h2, l2 = ax2.get_legend_handles_labels()
-        ax.legend(h1 + h2, l1 + l2, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=2, fontsize=8,
-                  frameon=False)
         ax.set_xlabel("checkpoint")
         ax.set_title("Proxy and outcome across checkpoints (x = decoupling flag)", pad=10)
         fig.tight_layout()
+        # the legend goes under everything the x axis draws (tick labels of any length, its label)
+        fig.canvas.draw()
+        below = ax.get_tightbbox(fig.canvas.get_renderer()).y0
+        y = ax.transAxes.inverted().transform((0, below))[1]
+        ax.legend(h1 + h2, l1 + l2, loc="upper center", bbox_to_anchor=(0.5, y - 0.02), ncol=2, fontsize=8,
+                  frameon=False)
         return fig
 
 

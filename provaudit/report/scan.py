@@ -82,7 +82,8 @@ def render_scan_markdown(summary: dict[str, Any]) -> str:
         lines += ["", "## Teacher likeness", ""]
         tl = teacher.get("teacher_likeness")
         if tl is not None:
-            lines.append(f"Teacher likeness {tl:.3f} [{teacher.get('ci_low', 0):.3f}, {teacher.get('ci_high', 0):.3f}].")
+            lines.append(f"Teacher likeness {tl:.3f} [{teacher.get('ci_low', 0):.3f}, {teacher.get('ci_high', 0):.3f}]"
+                         " (mean P(teacher | text): 0.5 = undecided, higher = more like the teacher).")
     gate = summary.get("gate", {})
     lines += ["", "## Gate", ""]
     checks = gate.get("checks", [])

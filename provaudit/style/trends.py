@@ -74,7 +74,8 @@ def trend(results: Sequence[dict[str, Any]] | None = None, *, batches: Sequence[
                            "threshold_value": _VALUE_RULES.get(metric) and rules["teacher"][_VALUE_RULES[metric]]}
     if len(points) < 2:
         out.update({"slope": None, "slope_ci_low": None, "slope_ci_high": None, "kendall_tau": None,
-                    "kendall_p": None, "converging": False, "note": "need at least two steps"})
+                    "kendall_p": None, "converging": False, "note": "need at least two steps",
+                    "verdict": "no trend (need at least two steps)"})
         return out
     x = np.array([p["step"] for p in points], dtype=float)
     y = np.array([p["value"] for p in points], dtype=float)
