@@ -116,6 +116,23 @@ def critical(description: str) -> Iterator[None]:
             signal.raise_signal(signum)
 
 
+@contextmanager
+def blocked() -> Iterator[None]:
+    """Block SIGINT / SIGTERM (at the OS level) for the block; one that arrives meanwhile is delivered
+    when it ends. For code that must not be interrupted half-way by an exception from the handler:
+    ``Executor.submit`` holds a lock a later ``shutdown`` needs, and a process started inside the
+    block inherits the blocked mask, so a worker is never killed by Ctrl-C while it starts up (it
+    ignores SIGINT, then unblocks; see :mod:`provaudit.engine.local`)."""
+    if not _in_main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, list(SIGNALS))
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def report(exc: BaseException | None, what: str) -> int | None:
     """If the command was interrupted, print one line naming what was not done and return the exit
     code (130 for SIGINT, 143 for SIGTERM); None when it was not."""
@@ -128,4 +145,4 @@ def report(exc: BaseException | None, what: str) -> int | None:
     return 128 + int(signum)
 
 
-__all__ = ["Interrupted", "critical", "deferred", "handle_signals", "phase", "received", "report"]
+__all__ = ["Interrupted", "blocked", "critical", "deferred", "handle_signals", "phase", "received", "report"]

@@ -492,7 +492,8 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
         out_dir = Path(out)
         out_dir.mkdir(parents=True, exist_ok=True)
     started = datetime.now(UTC)
-    work = Path(tempfile.mkdtemp(prefix=".provaudit-work-", dir=out_dir))
+    _remove_stale_work(out_dir)
+    work = Path(tempfile.mkdtemp(prefix=f".provaudit-work-{os.getpid()}-", dir=out_dir))
     try:
         parts = work / "parts"
         parts.mkdir()
@@ -508,7 +509,8 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
         # records.parquet while the duplicate summary and the (read-only) catalog checks proceed. The
         # catalog commits only once records.parquet is written.
         with ThreadPoolExecutor(2, thread_name_prefix="provaudit-finalize") as pool:
-            corpus = pool.submit(_corpus_summaries, glob, work, origin, teacher, human, seed, options)
+            with interrupt.blocked():  # submit holds the pool's lock its shutdown needs
+                corpus = pool.submit(_corpus_summaries, glob, work, origin, teacher, human, seed, options)
             running = [corpus]
             con = connect(temp_directory=str(work / "duck"), threads=max(1, os.cpu_count() or 1),
                           memory_limit=DUCKDB_MEMORY_LIMIT)  # spill: RSS flat in input size
@@ -518,7 +520,8 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
                     task = bar.add_task("finalize: duplicate groups", total=FINALIZE_STEPS)
                     _duplicate_tables(con, glob, step=lambda d: bar.update(task, advance=1,
                                                                            description=f"finalize: {d}"))
-                writing = pool.submit(_write_final_records, con, glob, staged / "records.parquet")
+                with interrupt.blocked():
+                    writing = pool.submit(_write_final_records, con, glob, staged / "records.parquet")
                 progress_display.step("duplicate summary")
                 running.append(writing)
                 summary: dict[str, Any] = {
@@ -560,6 +563,19 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
 
 
 OUTPUTS = ("records.parquet", "summary.json", "summary.md")
+
+
+def _remove_stale_work(out_dir: Path) -> None:
+    """Remove work folders that a killed scan (kill -9, power loss) left in ``out_dir``: their names
+    carry the scan's process id, and a folder whose process is gone is abandoned."""
+    for d in out_dir.glob(".provaudit-work-*-*"):
+        try:
+            pid = int(d.name.split("-")[2])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except (ValueError, IndexError, PermissionError):
+            continue
 
 
 def _catalog_checks(catalog: Path, glob: str, own: set[str],

@@ -157,7 +157,7 @@ def retry_busy(open_fn: Callable[[], T], is_busy: Callable[[BaseException], bool
             if not is_busy(exc) or elapsed >= wait:
                 raise
             if not noticed and elapsed >= min(NOTICE_AFTER, wait):
-                _notice(f"waiting for {what}: another provaudit process is writing it, up to {wait:g} s")
+                _notice(f"waiting for {what}: another provaudit process has it open, up to {wait:g} s")
                 noticed = True
             time.sleep(min(delay, max(0.0, wait - elapsed)))
             delay = min(delay * 1.5, 0.2)

@@ -54,8 +54,11 @@ def _work(batch: pl.DataFrame, options: StageOptions) -> pl.DataFrame:
 
 def _worker_init() -> None:
     """Workers ignore SIGINT: a Ctrl-C reaches the whole process group, and the parent alone decides
-    (it terminates the workers); a worker dying of it would surface as BrokenProcessPool."""
+    (it terminates the workers); a worker dying of it would surface as BrokenProcessPool. They start
+    with SIGINT / SIGTERM blocked (inherited from the submit that spawned them), so a Ctrl-C during
+    their start-up is ignored too; SIGTERM is unblocked here and ends them as usual."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT, signal.SIGTERM])
 
 
 def _terminate(pool: ProcessPoolExecutor) -> None:
@@ -90,7 +93,8 @@ def run_pool(batches: Iterable[pl.DataFrame], options: StageOptions, workers: in
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
         try:
             for batch in batches:
-                pending.append(pool.submit(_work, batch, options))
+                with interrupt.blocked():  # submit may spawn a worker and holds the pool's lock
+                    pending.append(pool.submit(_work, batch, options))
                 while len(pending) >= limit:
                     yield pending.popleft().result()
             while pending:
@@ -105,9 +109,10 @@ def run_pool(batches: Iterable[pl.DataFrame], options: StageOptions, workers: in
             _terminate(pool)
             raise
         finally:
-            for f in pending:
-                f.cancel()
-            pool.shutdown(wait=True, cancel_futures=True)
+            with interrupt.blocked():  # a signal here would leave the pool's locks held
+                for f in pending:
+                    f.cancel()
+                pool.shutdown(wait=True, cancel_futures=True)
 
 
 __all__ = ["run_pool"]
