@@ -69,6 +69,8 @@ def main() -> None:
     ap.add_argument("--lm", action="store_true", help="fast vs full (language model) on the LM sample")
     ap.add_argument("--lm-limit", type=int, default=None, help="texts of the LM sample (as build_detector.py)")
     ap.add_argument("--lm-only", action="store_true", help="only the fast vs full section")
+    ap.add_argument("--corpus-only", action="store_true", help="only the corpus-estimate table (held-out domains)")
+    ap.add_argument("--trials", type=int, default=20, help="bootstrap-seeded trials per domain and mix")
     args = ap.parse_args()
     t0 = time.time()
     df = training_frame(args.shared, args.seed)
@@ -84,6 +86,12 @@ def main() -> None:
     y = df["label"].to_numpy().astype(int)
     dom = df["domain"].to_numpy()
     gen = df["generator"].to_numpy()
+    if args.corpus_only:
+        res = {"corpus_estimates": corpus_table(texts, x, nw, y, dom, args.trials, args.seed)}
+        if args.json_out:
+            args.json_out.write_text(json.dumps(res, indent=2, sort_keys=True))
+        print(render_corpus(res["corpus_estimates"]))
+        return
     rng = np.random.default_rng(args.seed)
     half = rng.random(len(y)) < 0.5          # human texts of a held-out generator's domains: test half
     long = nw >= EVAL_MIN_WORDS
@@ -165,6 +173,7 @@ def main() -> None:
         lodo.append(row)
         print(f"LODO {d}: {row['auroc']}", file=sys.stderr, flush=True)
     results["leave_one_domain_out"] = lodo
+    results["corpus_estimates"] = corpus_table(texts, x, nw, y, dom, args.trials, args.seed)
 
     # speed of the fast path (features + rules + detector + evidence) on real texts
     from provaudit.origin import tag_origin
@@ -281,6 +290,86 @@ def render_lm(r: dict) -> str:
     return "\n".join(lines)
 
 
+CORPUS_DOMAINS = ("news", "stories", "biomed", "abstracts", "hc3", "dialogue", "student_essays")
+MIXES = (0.0, 0.3, 0.6, 1.0)
+
+
+def corpus_table(texts, x, nw, y, dom, trials: int, seed: int = 0) -> list[dict]:
+    """Corpus-level estimators on held-out domains: for each domain, a detector (and a word reference)
+    trained without it; batches of up to 200 of its texts at known model shares, ``trials``
+    bootstrap-seeded draws each. Estimate (mean), mean absolute error, interval coverage, share of
+    batches reported unreliable, for the shipped estimator (EM + classify-and-count interval) and
+    its parts next to the Liang et al. word MLE."""
+    from provaudit.mixture import estimate_mixture, fit_reference
+    from provaudit.origin.corpus import corpus_estimate, rates_from_scores
+
+    rows = []
+    long = nw >= EVAL_MIN_WORDS
+    bias = np.isin(dom, BIAS_DOMAINS)
+    for d in CORPUS_DOMAINS:
+        train = dom != d
+        if d not in BIAS_DOMAINS:
+            train &= ~bias
+        det, p_oof = fit_detector(x[train], y[train], groups=list(dom[train]), n_words=nw[train], folds=3,
+                                  seed=seed)
+        lt = long[train]
+        rates = rates_from_scores(y[train][lt], p_oof[lt], det.threshold_model, dom[train][lt])
+        r_rng = np.random.default_rng(seed)
+        th, tm = np.flatnonzero(train & long & (y == 0)), np.flatnonzero(train & long & (y == 1))
+        ref = fit_reference([texts[i] for i in np.sort(r_rng.choice(th, min(1500, th.size), replace=False))],
+                            [texts[i] for i in np.sort(r_rng.choice(tm, min(1500, tm.size), replace=False))],
+                            seed=seed)
+        hh, mm = np.flatnonzero((dom == d) & long & (y == 0)), np.flatnonzero((dom == d) & long & (y == 1))
+        p_all = _sigmoid(det.calibrated_logit(x))
+        for mix in MIXES:
+            if (mix > 0 and mm.size < 30) or (mix < 1 and hh.size < 30):
+                continue
+            n = min(200, hh.size if mix < 1 else 10**9, mm.size if mix > 0 else 10**9)
+            k = round(mix * n)
+            cell = {"domain": d, "true": mix, "n": n, "est": [], "cover": [], "unreliable": [], "width": [],
+                    "acc": [], "em": [], "liang": [], "liang_cover": []}
+            for t in range(trials):
+                g = np.random.default_rng([seed, t])
+                idx = np.r_[g.choice(mm, k, replace=k > mm.size), g.choice(hh, n - k, replace=n - k > hh.size)]
+                idx = idx.astype(int)
+                ce = corpus_estimate(p_all[idx], det.threshold_model, rates, n_boot=200, seed=t)
+                cell["est"].append(ce["alpha"])
+                cell["acc"].append(ce["acc"])
+                cell["em"].append(ce["em"])
+                cell["cover"].append(ce["ci_low"] - 1e-9 <= mix <= ce["ci_high"] + 1e-9)
+                cell["unreliable"].append(ce["status"] != "ok")
+                cell["width"].append(ce["ci_high"] - ce["ci_low"])
+                lm = estimate_mixture([texts[i] for i in idx], ref, n_boot=100, seed=t)
+                cell["liang"].append(lm.alpha)
+                cell["liang_cover"].append(lm.ci_low - 1e-9 <= mix <= lm.ci_high + 1e-9)
+            out = {"domain": d, "true": mix, "n": n, "trials": trials}
+            for key in ("est", "acc", "em", "liang"):
+                v = np.asarray(cell[key], float)
+                out[key] = round(float(v.mean()), 4)
+                out[f"{key}_mae"] = round(float(np.abs(v - mix).mean()), 4)
+            out["coverage"] = round(float(np.mean(cell["cover"])), 3)
+            out["liang_coverage"] = round(float(np.mean(cell["liang_cover"])), 3)
+            out["unreliable_share"] = round(float(np.mean(cell["unreliable"])), 3)
+            out["mean_width"] = round(float(np.mean(cell["width"])), 3)
+            rows.append(out)
+            print(f"corpus {d} {mix}: {out}", file=sys.stderr, flush=True)
+    return rows
+
+
+def render_corpus(rows: list[dict]) -> str:
+    cols = ["held-out domain", "true share", "n", "estimate (EM)", "MAE", "interval coverage", "mean width",
+            "unreliable", "classify-and-count (ACC)", "ACC MAE", "Liang word MLE", "Liang MAE", "Liang coverage"]
+    head = "| " + " | ".join(cols) + " |"
+    title = ("Corpus-level model share on held-out domains (detector and word reference trained without the "
+             "domain; trials bootstrap-seeded draws per cell)")
+    out = [title, "", head, "|" + "---|" * len(cols)]
+    for r in rows:
+        out.append(f"| {r['domain']} | {r['true']:.1f} | {r['n']} | {_f(r['est'])} | {_f(r['est_mae'])} | "
+                   f"{r['coverage']:.2f} | {r['mean_width']:.2f} | {r['unreliable_share']:.2f} | {_f(r['acc'])} | "
+                   f"{_f(r['acc_mae'])} | {_f(r['liang'])} | {_f(r['liang_mae'])} | {r['liang_coverage']:.2f} |")
+    return "\n".join(out)
+
+
 def _f(v) -> str:
     return "-" if v is None else f"{v:.3f}"
 
@@ -320,6 +409,8 @@ def render(r: dict) -> str:
     for m in r["mixtures"]:
         out.append(f"| {m['true']:.2f} | {m['corpus_estimate']:.3f} | {m['detector_estimate']:.3f} | "
                    f"{m['tagged_fraction']:.3f} |")
+    out.append("")
+    out.append(render_corpus(r["corpus_estimates"]))
     out.append("")
     out.append(f"tag_origin fast path: {r['speed_texts_per_s']} texts/s; bench took {r['seconds']} s")
     return "\n".join(out)

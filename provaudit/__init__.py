@@ -18,11 +18,13 @@ _API: dict[str, str] = {
     "register": "provaudit.pipeline:register",
     "Catalog": "provaudit.catalog.store:Catalog",
     "evaluate_gate": "provaudit.gate:evaluate_gate",
+    "trivial_reason": "provaudit.contamination:trivial_reason",
     # origin tagging
     "tag_origin": "provaudit.origin:tag_origin",
     "train_detector": "provaudit.origin:train_detector",
     "evaluate_detector": "provaudit.origin:evaluate_detector",
     "load_detector": "provaudit.origin:load_detector",
+    "corpus_estimate": "provaudit.origin.corpus:corpus_estimate",
     # teacher convergence, label origin, diversity
     "converge": "provaudit.style:converge",
     "trend": "provaudit.style:trend",

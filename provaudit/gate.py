@@ -19,7 +19,10 @@ Gates fail closed:
 * a valid metric the summary does not have (its stage did not run: no ``--teacher``, no eval set
   registered) is ``skipped`` and listed under ``gate.skipped``; ``required: true`` or
   ``strict=True`` (``scan --strict``) turn a skipped check into a failure;
-* failure lines read ``no_eval_exact_overlap: 8 exceeds max 0``; a value exactly at a limit passes.
+* failure lines read ``no_eval_exact_overlap: 8 exceeds max 0``; a value exactly at a limit passes;
+* a metric inside an estimate that reports ``status: unreliable`` (``origin.corpus_estimate``) cannot
+  tell: the check is ``unreliable`` and passes or fails as its ``when_unreliable`` says (default
+  ``fail``); each gate file documents its choice.
 """
 from __future__ import annotations
 
@@ -49,8 +52,9 @@ KNOWN_METRICS: tuple[str, ...] = (
     *(f"origin.by_role.*.{k}" for k in ("n", "human", "model", "unknown", "model_fraction", "mean_p_model")),
     *(f"origin.detector.{k}" for k in ("min_words", "nominal_fpr", "threshold_human", "threshold_model",
                                        "fpr", "tpr")),
-    *(f"origin.corpus_estimate.{k}" for k in ("alpha", "ci_low", "ci_high", "n", "reliable", "decides_high",
-                                              "decides_low")),
+    *(f"origin.corpus_estimate.{k}" for k in ("alpha", "ci_low", "ci_high", "n", "reliable", "acc", "em",
+                                              "tagged_share", "threshold")),
+    *(f"origin.word_mixture.{k}" for k in ("alpha", "ci_low", "ci_high", "n")),
     *(f"teacher.{k}" for k in ("n", "ci_low", "ci_high", "teacher_likeness", "teacher_fraction.alpha",
                                "teacher_fraction.ci_low", "teacher_fraction.ci_high", "word_mixture.alpha",
                                "word_mixture.ci_low", "word_mixture.ci_high", "word_mixture.n",
@@ -99,6 +103,7 @@ class Check:
     min: float | None = None
     description: str = ""
     required: bool = False
+    when_unreliable: str = "fail"
 
 
 @dataclass(frozen=True)
@@ -142,7 +147,7 @@ def load_gate(path: str | Path | None = None, *, known: tuple[str, ...] = KNOWN_
         label = f"checks[{i}]"
         if not isinstance(item, dict):
             raise InputError("each check must be a mapping", file=str(p), field=label)
-        unknown = set(item) - {"id", "metric", "max", "min", "description", "required"}
+        unknown = set(item) - {"id", "metric", "max", "min", "description", "required", "when_unreliable"}
         if unknown:
             raise InputError(f"unknown keys {sorted(unknown)}", file=str(p), field=label)
         for key in ("id", "metric"):
@@ -153,11 +158,15 @@ def load_gate(path: str | Path | None = None, *, known: tuple[str, ...] = KNOWN_
                 raise InputError(f"'{key}' must be a number", file=str(p), field=f"{item['id']}.{key}")
         if "max" not in item and "min" not in item:
             raise InputError("a check needs 'max' or 'min'", file=str(p), field=item["id"])
+        if item.get("when_unreliable", "fail") not in ("pass", "fail"):
+            raise InputError("'when_unreliable' must be pass or fail", file=str(p),
+                             field=f"{item['id']}.when_unreliable")
         bad = metric_error(item["metric"], known=known, what=what)
         if bad:
             raise InputError(f"check {item['id']}: {bad}", file=str(p), field=f"{item['id']}.metric")
         checks.append(Check(item["id"], item["metric"], item.get("max"), item.get("min"),
-                            str(item.get("description", "")), bool(item.get("required", False))))
+                            str(item.get("description", "")), bool(item.get("required", False)),
+                            str(item.get("when_unreliable", "fail"))))
     return checks
 
 
@@ -228,14 +237,29 @@ def evaluate_gate(summary: dict[str, Any], checks: list[Check] | str | Path | No
             continue
 
         where, value = max(values, key=lambda it: (_badness(c, it[1]), it[0]))
+        parent = _parent(summary, where)
+        if isinstance(parent, dict) and parent.get("status") == "unreliable":
+            why = f"cannot tell ({parent.get('reason') or 'the estimate reports itself unreliable'})"
+            results.append(CheckResult(c.id, c.metric, "unreliable" if c.when_unreliable == "pass" else "fail",
+                                       value, _threshold_text(c), where, c.description,
+                                       f"{why}; when_unreliable: {c.when_unreliable}"))
+            continue
         failed, reason = _verdict(c, value)
         results.append(CheckResult(c.id, c.metric, "fail" if failed else "pass", value, _threshold_text(c),
                                    where, c.description, reason))
     return results
 
 
+def _parent(summary: dict[str, Any], where: str) -> Any:
+    obj: Any = summary
+    for part in where.split(".")[:-1]:
+        obj = obj.get(part) if isinstance(obj, dict) else None
+    return obj
+
+
 def gate_summary(results: list[CheckResult], *, strict: bool = False) -> dict[str, Any]:
     return {"passed": all(r.passed for r in results),
+            "unreliable": [r.id for r in results if r.reason.startswith("cannot tell")],
             "failed": [r.id for r in results if r.status == "fail"],
             "skipped": [r.id for r in results if r.status == "skipped" or (r.status == "fail" and r.value is None)],
             "strict": strict,

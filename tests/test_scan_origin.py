@@ -100,4 +100,5 @@ def test_large_scans_summarize_a_deterministic_content_hash_sample(tmp_path: Pat
     assert org["counts"] == {k: int((expected["origin"] == k).sum()) for k in ("human", "model", "unknown")}
     assert org["mean_p_model"] == round(float(expected["p_model"].mean()), 4)
     est = estimate_mixture(expected["text"].to_list(), MixtureReference.load(DEFAULT_REFERENCE), seed=0)
-    assert org["corpus_estimate"]["alpha"] == round(est.alpha, 4)
+    assert org["word_mixture"]["alpha"] == round(est.alpha, 4)
+    assert org["corpus_estimate"] == summarize_origin(expected, seed=0)["corpus_estimate"]

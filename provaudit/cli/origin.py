@@ -37,15 +37,17 @@ def origin_group() -> None:
 @click.option("--records", "show_records", default=0, show_default=True,
               help="Also print the first N records' origin, p_model and evidence.")
 @click.option("--reference", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Mixture reference JSON for the corpus estimate (default: the shipped one).")
+              help="Mixture reference JSON for the word_mixture estimate (default: the shipped one).")
 @click.option("--seed", default=0, show_default=True)
 @handle_errors
 def tag_cmd(path: str, rules_dirs: tuple[str, ...], detector_path: str | None, mode: str, device: str,
             progress: bool | None, out_path: str | None, show_records: int, reference: str | None, seed: int) -> None:
     """Tag every record of PATH human / model / unknown and print the batch summary as JSON.
 
-    The summary has counts, model_fraction (model / decided records), the rule fire counts and the
-    corpus-level estimate (Liang et al. 2024 mixture MLE) with its bootstrap interval.
+    The summary has counts, model_fraction (model / decided records), the rule fire counts, the
+    corpus-level estimate (EM over the detector's calibrated posteriors; its interval also spans the
+    detector's per-domain error rates; status unreliable with the reason when it cannot decide) and,
+    for comparison, the Liang et al. 2024 word mixture MLE (word_mixture, against --reference).
 
     Example:
 

@@ -1,0 +1,178 @@
+"""Corpus-level model share from the per-record detector's decisions and its known error rates.
+
+Adjusted classify-and-count (Forman 2008): if the detector calls a share ``c`` of the scoreable
+records "model", and it calls human text "model" at rate FPR and model text at rate TPR, then
+``c = FPR + a (TPR - FPR)`` and the model share is ``a = (c - FPR) / (TPR - FPR)``. It needs only
+the detector's error rates, which every trained detector stores (``metrics.json``: out of fold,
+pooled and per training domain), so it works with whichever detector ships.
+
+The rates are not constant: on its training domains the shipped detector's recall ranges from under
+10% (news continuations) to about 50% (instruction answers), and its false-positive rate from 0 to
+5%. A batch from a domain the detector never saw can sit anywhere in that range, so the interval
+takes both the sampling error of ``c`` (seeded bootstrap of the decisions) and that range into
+account: the low end uses the highest FPR and TPR, the high end the lowest. When the interval is too
+wide to support a decision (wider than ``MAX_WIDTH``), or too few records are long enough to score,
+``status`` is ``unreliable`` with the reason, and the gate treats the check as "cannot tell"
+(``when_unreliable`` in the gate file).
+
+Alternatives measured next to it in ``bench/origin.py`` (corpus-estimate table): the Liang et al.
+(2024) word-occurrence mixture MLE (``provaudit.mixture``; collapses to 1.0 on human text whose
+vocabulary its reference never saw, e.g. CS224N abstracts) and EM over the calibrated posteriors
+(Saerens et al. 2002; equivalent to the mixture MLE over the detector's likelihood ratios, biased
+when the calibration does not transfer to a new domain).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MAX_WIDTH = 0.5          # an interval wider than this cannot support a pass/fail decision
+MIN_SCORED = 20          # fewer scoreable records: no estimate
+MIN_DOMAIN_TEXTS = 30    # a training domain's rate enters the range only with this many texts
+CI = 0.95
+
+
+@dataclass(frozen=True)
+class ErrorRates:
+    """The detector's decision error rates: pooled (point estimate) and the range over domains."""
+
+    fpr: float
+    tpr: float
+    fpr_range: tuple[float, float]
+    tpr_range: tuple[float, float]
+    source: str
+    tpr_domains: tuple[str, str] = ("", "")  # the domains with the lowest and highest recall
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fpr": round(self.fpr, 4), "tpr": round(self.tpr, 4),
+                "fpr_range": [round(v, 4) for v in self.fpr_range],
+                "tpr_range": [round(v, 4) for v in self.tpr_range], "source": self.source,
+                "tpr_domains": list(self.tpr_domains)}
+
+
+def rates_from_scores(y: np.ndarray, p: np.ndarray, threshold: float, domains: np.ndarray | None = None,
+                      source: str = "out-of-fold scores") -> ErrorRates:
+    """Error rates of ``p >= threshold`` from labelled (out-of-fold) scores, pooled and per domain."""
+    y, p = np.asarray(y, int), np.asarray(p, float)
+    rows = []
+    if domains is not None:
+        domains = np.asarray(domains, dtype=object)
+        for d in sorted(set(domains.tolist())):
+            sel = domains == d
+            h, m = sel & (y == 0), sel & (y == 1)
+            rows.append({"domain": str(d), "n_human": int(h.sum()), "n_model": int(m.sum()),
+                         "fpr_at_threshold": float((p[h] >= threshold).mean()) if h.any() else None,
+                         "tpr_at_threshold": float((p[m] >= threshold).mean()) if m.any() else None})
+    pooled = {"fpr_at_threshold": float((p[y == 0] >= threshold).mean()),
+              "tpr_at_threshold": float((p[y == 1] >= threshold).mean())}
+    return rates_from_metrics(pooled, rows, source)
+
+
+def rates_from_metrics(pooled: dict[str, Any], per_domain: list[dict[str, Any]], source: str) -> ErrorRates:
+    fpr, tpr = float(pooled["fpr_at_threshold"]), float(pooled["tpr_at_threshold"])
+    fprs = [float(r["fpr_at_threshold"]) for r in per_domain
+            if r.get("fpr_at_threshold") is not None and r.get("n_human", 0) >= MIN_DOMAIN_TEXTS]
+    tprs = [(float(r["tpr_at_threshold"]), str(r["domain"])) for r in per_domain
+            if r.get("tpr_at_threshold") is not None and r.get("n_model", 0) >= MIN_DOMAIN_TEXTS]
+    lo_t, hi_t = (min(tprs), max(tprs)) if tprs else ((tpr, "pooled"), (tpr, "pooled"))
+    return ErrorRates(fpr=fpr, tpr=tpr, fpr_range=(min([fpr, *fprs]), max([fpr, *fprs])),
+                      tpr_range=(min(tpr, lo_t[0]), max(tpr, hi_t[0])), source=source,
+                      tpr_domains=(lo_t[1], hi_t[1]))
+
+
+def detector_error_rates(detector_dir: str | Path | None = None) -> ErrorRates:
+    """The shipped (or given) detector's stored error rates, from its ``metrics.json`` (texts of at
+    least ``min_words`` words, out of fold); pooled rates from ``detector.json`` if that file is missing."""
+    from provaudit.origin.detector import DEFAULT_DETECTOR, load_detector
+
+    d = Path(detector_dir) if detector_dir is not None else DEFAULT_DETECTOR
+    d = d.parent if d.suffix == ".json" else d
+    metrics = d / "metrics.json"
+    if metrics.exists():
+        m = json.loads(metrics.read_text(encoding="utf-8"))
+        pooled = m.get("out_of_fold_min_words") or m["out_of_fold"]
+        return rates_from_metrics(pooled, m.get("per_domain", []), f"{metrics.name} (out of fold, per domain)")
+    det = load_detector(detector_dir)
+    tm = det.meta.get("training_metrics") or {}
+    if tm.get("fpr_at_threshold") is None or tm.get("tpr_at_threshold") is None:
+        raise ValueError("the detector stores no error rates (fpr/tpr at threshold)")
+    return rates_from_metrics(tm, [], "detector.json training_metrics (pooled only)")
+
+
+def acc(c: float | np.ndarray, fpr: float, tpr: float) -> np.ndarray:
+    """Adjusted classify-and-count, clipped to [0, 1]."""
+    den = max(tpr - fpr, 1e-6)
+    return np.clip((np.asarray(c, float) - fpr) / den, 0.0, 1.0)
+
+
+def em_estimate(p_model: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
+    """EM over calibrated posteriors (Saerens et al. 2002): with ``p_model`` calibrated at 1:1 prior
+    odds, ``p / (1 - p)`` is each record's likelihood ratio and the prior that EM converges to is the
+    maximiser of ``sum log((1 - a) + a r_i)`` (solved by bisection; ``counts``: bootstrap weights)."""
+    from provaudit.mixture import mle_alpha
+
+    q = np.clip(np.asarray(p_model, float), 1e-6, 1 - 1e-6)
+    return mle_alpha(np.log(q) - np.log1p(-q), counts)
+
+
+def corpus_estimate(p_model: np.ndarray, threshold: float, rates: ErrorRates, *, n_boot: int = 500,
+                    seed: int = 0) -> dict[str, Any]:
+    """Model share of a batch from its scoreable records' calibrated ``p_model`` (JSON-ready dict).
+
+    ``alpha`` is EM over the calibrated posteriors (efficient when the calibration holds);
+    ``acc`` the adjusted classify-and-count with the pooled error rates. The interval
+    ``[ci_low, ci_high]`` covers both: EM's bootstrap interval and the classify-and-count interval
+    that combines the bootstrap of the tagged share with the range of error rates across the
+    detector's domains. ``status`` is ``unreliable`` (with ``reason``) when that interval is wider
+    than ``MAX_WIDTH`` or fewer than ``MIN_SCORED`` records can be scored.
+    """
+    p = np.asarray(p_model, float)
+    n = int(p.size)
+    base = {"method": "em_calibrated_posteriors+adjusted_classify_count", "n": n,
+            "error_rates": rates.to_dict(), "threshold": round(float(threshold), 4)}
+    if n < MIN_SCORED:
+        return {**base, "alpha": None, "ci_low": None, "ci_high": None, "acc": None, "em": None,
+                "tagged_share": None, "status": "unreliable", "reliable": 0,
+                "reason": f"only {n} records long enough to score (< {MIN_SCORED})"}
+    tail = (1 - CI) / 2
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot)
+    hits = (p >= threshold).astype(float)
+    c = float(hits.mean())
+    boots_c = counts @ hits / n
+    c_lo, c_hi = (float(v) for v in np.quantile(boots_c, [tail, 1 - tail]))
+    if c == 0:  # a share of 0 (or 1) still has sampling error: the exact binomial bound
+        c_hi = max(c_hi, 1 - tail ** (1 / n))
+    if c == 1:
+        c_lo = min(c_lo, tail ** (1 / n))
+    a_acc = float(acc(c, rates.fpr, rates.tpr))
+    acc_lo = float(acc(c_lo, rates.fpr_range[1], rates.tpr_range[1]))
+    acc_hi = float(acc(c_hi, rates.fpr_range[0], rates.tpr_range[0]))
+    a_em = float(em_estimate(p)[0])
+    em_lo, em_hi = (float(v) for v in np.quantile(em_estimate(p, counts), [tail, 1 - tail]))
+    lo = min(acc_lo, em_lo, a_em)
+    hi = max(acc_hi, em_hi, a_em)
+    out = {**base, "alpha": round(a_em, 4), "ci_low": round(lo, 4), "ci_high": round(hi, 4),
+           "acc": round(a_acc, 4), "em": round(a_em, 4), "tagged_share": round(c, 4),
+           "status": "ok", "reliable": 1, "reason": None}
+    if hi - lo > MAX_WIDTH:
+        out.update(status="unreliable", reliable=0, reason=(
+            f"the detector's recall differs by domain ({rates.tpr_range[0]:.1%} on {rates.tpr_domains[0]} to "
+            f"{rates.tpr_range[1]:.1%} on {rates.tpr_domains[1]}), so a tagged share of {c:.1%} fits a model "
+            f"share anywhere in [{lo:.2f}, {hi:.2f}]"))
+    return out
+
+
+__all__ = [
+    "ErrorRates",
+    "acc",
+    "corpus_estimate",
+    "detector_error_rates",
+    "em_estimate",
+    "rates_from_metrics",
+    "rates_from_scores",
+]
