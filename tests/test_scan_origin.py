@@ -101,4 +101,6 @@ def test_large_scans_summarize_a_deterministic_content_hash_sample(tmp_path: Pat
     assert org["mean_p_model"] == round(float(expected["p_model"].mean()), 4)
     est = estimate_mixture(expected["text"].to_list(), MixtureReference.load(DEFAULT_REFERENCE), seed=0)
     assert org["word_mixture"]["alpha"] == round(est.alpha, 4)
+    from provaudit.origin import summarize_origin
+
     assert org["corpus_estimate"] == summarize_origin(expected, seed=0)["corpus_estimate"]

@@ -294,9 +294,14 @@ def _corpus_estimate(tagged: pl.DataFrame, det: Any, seed: int) -> dict[str, Any
     (:mod:`provaudit.origin.corpus`), over the records long enough to score."""
     from provaudit.origin.corpus import corpus_estimate, detector_error_rates
 
-    ev = tagged["evidence"].fill_null("{}")
-    words = ev.str.json_path_match("$.n_words").cast(pl.Float64, strict=False).fill_null(0.0).to_numpy()
-    p_det = ev.str.json_path_match("$.p_detector").cast(pl.Float64, strict=False)
+    ev = tagged["evidence"]
+    if ev.dtype == pl.Utf8:  # records files written before evidence was a struct: JSON text
+        ev = ev.fill_null("{}")
+        n_words, p_det = ev.str.json_path_match("$.n_words"), ev.str.json_path_match("$.p_detector")
+    else:
+        n_words, p_det = ev.struct.field("n_words"), ev.struct.field("p_detector")
+    words = n_words.cast(pl.Float64, strict=False).fill_null(0.0).to_numpy()
+    p_det = p_det.cast(pl.Float64, strict=False)
     p = p_det.fill_null(tagged["p_model"]).fill_null(0.5).to_numpy()
     try:
         rates = detector_error_rates()  # the shipped detector, the one summarize_origin scores with
