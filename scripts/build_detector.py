@@ -100,14 +100,25 @@ def build_full(df: pl.DataFrame, out: Path, *, seed: int = 0, limit: int | None 
     if not lm_available():
         print("skipping the full detector: the bundled language model is not installed", file=sys.stderr)
         return
+    from provaudit.origin.detector import fit_detector
+    from provaudit.origin.features import feature_matrix
+
     s = lm_training_set(df, seed, limit)
     counts = {f"{d}/{g}/{'model' if y else 'human'}": n for d, g, y, n in
               s.group_by("domain", "generator", "label").len().sort("domain", "generator", "label").rows()}
+    # the stacked fast detector: every training text except the LM sample, so its scores on the sample
+    # are out of sample (the shipped fast detector saw those texts)
+    rest = df.filter(~pl.col("text").is_in(lm_sample(df, seed)["text"].to_list()))
+    xb, nwb = feature_matrix(rest["text"])
+    keep = nwb >= MIN_TRAIN_WORDS
+    base, _ = fit_detector(xb[keep], rest["label"].to_numpy().astype(int)[keep],
+                           groups=rest["domain"].to_numpy()[keep].tolist(), n_words=nwb[keep], seed=seed,
+                           domain_holdout_threshold=False)
     metrics = train_detector(s.filter(pl.col("label") == 0), s.filter(pl.col("label") == 1), out, seed=seed,
-                             mode="full", lm_cache=lm_cache_path(),
+                             mode="full", lm_cache=lm_cache_path(), base=base,
                              meta={"built_by": "scripts/build_detector.py", "lm_training": {
                                  "n": s.height, "limit": limit, "cap_model": LM_CAP_MODEL, "cap_human": LM_CAP_HUMAN,
-                                 "counts": counts}})
+                                 "counts": counts, "stacked_base_texts": int(keep.sum())}})
     print(json.dumps({"full": {k: metrics[k] for k in ("out_of_fold_min_words", "threshold_model")}}, indent=2))
 
 

@@ -21,9 +21,9 @@ import polars as pl
 
 from provaudit.errors import InputError
 from provaudit.origin.features import FEATURE_NAMES, feature_matrix
-from provaudit.origin.lm import LM_FEATURES
+from provaudit.origin.lm import DETECTOR_LM_FEATURES, detector_columns
 
-FULL_FEATURE_NAMES: tuple[str, ...] = FEATURE_NAMES + LM_FEATURES
+FULL_FEATURE_NAMES: tuple[str, ...] = FEATURE_NAMES + DETECTOR_LM_FEATURES
 
 DEFAULT_DETECTOR = Path(__file__).resolve().parent / "data" / "detector"
 # stylometric + language-model features (origin mode "full"); built by scripts/build_detector.py
@@ -163,7 +163,7 @@ def detector_features(texts: Sequence[str] | pl.Series, *, lm: bool = False, dev
     from provaudit.origin.lm import lm_features
 
     seq = texts.fill_null("").to_list() if isinstance(texts, pl.Series) else [t or "" for t in texts]
-    return np.hstack([x, lm_features(seq, device=device, progress=progress)]), nw
+    return np.hstack([x, detector_columns(lm_features(seq, device=device, progress=progress))]), nw
 
 
 # -- training data -------------------------------------------------------------------------------
@@ -357,10 +357,52 @@ def fit_detector(x: np.ndarray, y: np.ndarray, *, groups: Sequence[Any] | None =
     return det, p_oof
 
 
+STACK_CLIP = 30.0  # |logit| bound of the stacked fast score (keeps expm1 finite)
+
+
+def fit_full_detector(x_style: np.ndarray, x_lm: np.ndarray, y: np.ndarray, *, groups: Sequence[Any] | None = None,
+                      n_words: np.ndarray | None = None, base: Detector | None = None, seed: int = 0,
+                      **opts: Any) -> tuple[Detector, np.ndarray]:
+    """The full detector: a logistic regression over the fast detector's calibrated log-odds and the LM
+    features, folded back into one linear detector over ``FULL_FEATURE_NAMES``.
+
+    Stacking, because the LM features cost ~1 s a text and so come for a few hundred training texts,
+    while the stylometric weights are best learned from every text: ``base`` is a fast detector that was
+    not trained on these texts (its scores are then out of sample); without it one is fitted here and its
+    out-of-fold scores are used. As the fast score is linear in the transformed stylometric features,
+    ``w * fast_logit`` folds into per-feature weights, so the evidence still names stylometric features.
+    Calibration, thresholds and the per-domain false-positive rule are ``fit_detector``'s, on the stack.
+    """
+    if base is None:
+        base, p_base = fit_detector(x_style, y, groups=groups, n_words=n_words, seed=seed,
+                                    domain_holdout_threshold=False)
+        p_base = np.clip(p_base, 1e-12, 1 - 1e-12)
+        logit = np.log(p_base) - np.log1p(-p_base)
+    else:
+        logit = base.calibrated_logit(x_style)
+    logit = np.clip(logit, -STACK_CLIP, STACK_CLIP)
+    # a column whose signed-log1p transform is the logit itself, so fit_detector sees it untransformed
+    col = np.sign(logit) * np.expm1(np.abs(logit))
+    stack, p_oof = fit_detector(np.column_stack([col, x_lm]), y, groups=groups, n_words=n_words, seed=seed,
+                                feature_names=["fast_logit", *DETECTOR_LM_FEATURES], **opts)
+    w = stack.coef[0] / stack.scale[0]
+    det = Detector(feature_names=list(FULL_FEATURE_NAMES), mean=np.r_[base.mean, stack.mean[1:]],
+                   scale=np.r_[base.scale, stack.scale[1:]],
+                   coef=np.r_[w * base.platt_a * base.coef, stack.coef[1:]],
+                   intercept=stack.intercept + w * (base.platt_a * base.intercept + base.platt_b - stack.mean[0]),
+                   platt_a=stack.platt_a, platt_b=stack.platt_b, threshold_model=stack.threshold_model,
+                   threshold_human=stack.threshold_human, min_words=stack.min_words,
+                   meta={**stack.meta, "stacked": {"fast_logit_weight": round(float(w), 6),
+                                                   "lm_weights": dict(zip(DETECTOR_LM_FEATURES,
+                                                                          (round(float(v), 6) for v in
+                                                                           stack.coef[1:] / stack.scale[1:])))}})
+    return det, p_oof
+
+
 def train_detector(human: Any, model: Any, out: Path | str | None = None, *, nominal_fpr: float = 0.05,
                    min_train_words: int = 25, min_words: int = 50, c: float = 0.3, seed: int = 0,
                    domain_holdout_threshold: bool = True, mode: str = "fast", device: str = "cpu",
-                   lm_cache: Path | str | None = None, progress: Any = None,
+                   lm_cache: Path | str | None = None, progress: Any = None, base: Detector | None = None,
                    meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train a detector on human and model texts, save it to ``out`` and return its metrics.
 
@@ -368,7 +410,8 @@ def train_detector(human: Any, model: Any, out: Path | str | None = None, *, nom
     strings, or a polars frame with ``text`` and optionally ``domain`` (groups are re-weighted to
     equal total weight, so no domain/label pair dominates). Metrics are out-of-fold, never training fit.
     ``mode="full"`` adds the language-model features (``provaudit.origin.lm``; ``lm_cache``: a Parquet
-    file that keeps them between runs).
+    file that keeps them between runs) by stacking (``fit_full_detector``; ``base``: a fast detector not
+    trained on these texts, else one is fitted here).
     """
     df = pl.concat([as_frame(human, 0), as_frame(model, 1)])
     x, nw = feature_matrix(df["text"])
@@ -376,12 +419,17 @@ def train_detector(human: Any, model: Any, out: Path | str | None = None, *, nom
     if keep.sum() < 20:
         raise InputError(f"fewer than 20 texts with at least {min_train_words} words", field="text")
     df, x, nw = df.filter(pl.Series(keep)), x[keep], nw[keep]
-    if mode == "full":
-        x = np.hstack([x, _lm_matrix(df["text"].to_list(), device=device, lm_cache=lm_cache, progress=progress)])
     y = df["label"].to_numpy().astype(int)
     dom = df["domain"].to_list()
-    det, p_oof = fit_detector(x, y, groups=dom, n_words=nw, nominal_fpr=nominal_fpr, c=c, seed=seed,
-                              min_words=min_words, domain_holdout_threshold=domain_holdout_threshold, meta=meta)
+    if mode == "full":
+        x_lm = _lm_matrix(df["text"].to_list(), device=device, lm_cache=lm_cache, progress=progress)
+        det, p_oof = fit_full_detector(x, x_lm, y, groups=dom, n_words=nw, base=base, nominal_fpr=nominal_fpr,
+                                       c=c, seed=seed, min_words=min_words,
+                                       domain_holdout_threshold=domain_holdout_threshold, meta=meta)
+    else:
+        det, p_oof = fit_detector(x, y, groups=dom, n_words=nw, nominal_fpr=nominal_fpr, c=c, seed=seed,
+                                  min_words=min_words, domain_holdout_threshold=domain_holdout_threshold,
+                                  meta=meta)
     long = nw >= min_words
     metrics = {"out_of_fold": score_metrics(y, p_oof, det.threshold_model),
                "out_of_fold_min_words": score_metrics(y[long], p_oof[long], det.threshold_model),
@@ -423,8 +471,8 @@ def _lm_matrix(texts: list[str], *, device: str = "cpu", lm_cache: Path | str | 
     from provaudit.origin.lm import FeatureCache, lm_features
 
     if lm_cache is not None:
-        return FeatureCache(lm_cache).features(texts, device=device, progress=progress)
-    return lm_features(texts, device=device, progress=progress)
+        return detector_columns(FeatureCache(lm_cache).features(texts, device=device, progress=progress))
+    return detector_columns(lm_features(texts, device=device, progress=progress))
 
 
 def _per_domain(df: pl.DataFrame, threshold: float) -> list[dict[str, Any]]:

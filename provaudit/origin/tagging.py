@@ -70,11 +70,11 @@ def _tag_full(records: pl.DataFrame, rules: RuleSet | None, full: Detector, fast
     uniq, pos = _distinct(records["text"])
     xu, nwu = feature_matrix(uniq)
     elig = np.flatnonzero(nwu >= full.min_words)
-    from provaudit.origin.lm import LM_FEATURES, lm_features
+    from provaudit.origin.lm import DETECTOR_LM_FEATURES, detector_columns, lm_features
 
-    lm = np.zeros((len(uniq), len(LM_FEATURES)))
+    lm = np.zeros((len(uniq), len(DETECTOR_LM_FEATURES)))
     if elig.size:
-        lm[elig] = lm_features([uniq[int(i)] for i in elig], device=device, progress=progress)
+        lm[elig] = detector_columns(lm_features([uniq[int(i)] for i in elig], device=device, progress=progress))
     use_full = np.zeros(len(uniq), dtype=bool)
     use_full[elig] = True
     if pos is None:
