@@ -43,7 +43,8 @@ COVERAGE_METRICS: tuple[str, ...] = (
     "drift.alpha", "drift.p_value", "drift.effect", "drift.detected",
 )
 DEFAULTS: dict[str, Any] = {"quantile": 0.95, "alpha": 0.01, "n_boot": 1000, "n_perm": 500, "max_windows": 12,
-                            "max_clusters": 20, "examples": 3, "drift_max_n": 1000, "min_window": 10}
+                            "max_clusters": 20, "examples": 3, "drift_max_n": 1000, "window_max_n": 500,
+                            "min_window": 10}
 MIN_EVAL = 10
 
 
@@ -203,7 +204,8 @@ def coverage(eval: Any, production: Any, *, unit: str = "prompt", by: str | None
             drift_windows.append({"window": w, "n": len(idx), "p_value": None, "effect": None,
                                   "detected": False, "note": f"fewer than {DEFAULTS['min_window']} units"})
             continue
-        t = stats.mmd_test(e_vec, p_vec[idx], n_perm=n_perm, seed=seed + 1 + j, max_n=DEFAULTS["drift_max_n"])
+        t = pooled if k == 1 else stats.mmd_test(e_vec, p_vec[idx], n_perm=n_perm, seed=seed + 1 + j,
+                                                 max_n=DEFAULTS["window_max_n"])
         drift_windows.append({"window": w, "n": len(idx), "p_value": _r(t["p_value"]),
                               "effect": _r(t["effect"], 5), "detected": bool(t["p_value"] < alpha / k)})
     detected = bool(pooled["p_value"] < alpha) or any(d["detected"] for d in drift_windows)

@@ -7,6 +7,7 @@ source row joined, ``unit="record"``). Each input keeps its dataset fingerprint,
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,9 @@ def _by_values(df: pl.DataFrame, by: str, path: str) -> pl.Series:
     if by in RECORD_COLUMNS:
         vals = df[by].cast(pl.Utf8)
     else:
-        vals = df["meta"].map_elements(lambda m: _meta_value(m, by), return_dtype=pl.Utf8)
+        vals = df["meta"].str.json_path_match("$." + by) if re.fullmatch(r"[A-Za-z_][\w.]*", by) else \
+            df["meta"].map_elements(lambda m: _meta_value(m, by), return_dtype=pl.Utf8)
+    vals = vals.set(vals.str.starts_with("{") | vals.str.starts_with("["), None)  # objects and lists: no window
     missing = vals.is_null().arg_true()
     if len(missing):
         row = int(df["source_row"][int(missing[0])])

@@ -7,7 +7,9 @@ lines ending in ``:`` are not rules. An eval case exercises a rule when
 - embedding: the cosine similarity of rule and case, after removing the eval cases' mean embedding,
   is at least ``min_similarity``, or
 - lexical: the case contains rule keywords that are topical (in at most 5% of the eval cases) and whose
-  IDF weight (over the eval cases) is at least ``min_lexical`` of the rule's total (keywords: the rule's words minus stop words and instruction
+  IDF weight (over the eval cases) is at least ``min_lexical`` of the rule's total; a single keyword
+  must be confirmed by the embedding: the case is among the 10% of eval cases most similar to the rule
+  (so "build" alone does not make a case about building a pipeline exercise a rule about explosives) (keywords: the rule's words minus stop words and instruction
   words such as *always*, *never*, *user*, *answer*; plural and -ing/-ed endings folded).
 """
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 
 from provaudit.errors import InputError
 
-DEFAULTS = {"min_similarity": 0.55, "min_lexical": 0.25, "max_df": 0.05, "examples": 5}
+DEFAULTS = {"min_similarity": 0.55, "min_lexical": 0.25, "confirm_quantile": 0.9, "max_df": 0.05, "examples": 5}
 _BULLET = re.compile(r"^\s*(?:[-*•+]|\d+[.)]|[a-z][.)])\s+")
 _SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
 _WORD = re.compile(r"[a-z][a-z0-9'-]+")
@@ -114,18 +116,20 @@ def prompt_coverage(prompt: str | Path, eval: Any, *, backend: str = "static",
         kws = sorted(_keywords(rule["text"]))
         idf = {w: float(np.log((n + 1) / (df.get(w, 0) + 1)) + 1.0) for w in kws}
         total = sum(idf.values())
+        confirm = float(np.quantile(sims[i], DEFAULTS["confirm_quantile"])) if n else 0.0
         matches = []
         for j in range(n):
             hit = [w for w in kws if w in case_kw[j] and df.get(w, 0) <= max_df]
             lex = sum(idf[w] for w in hit) / total if total else 0.0
             by_emb = bool(sims[i, j] >= min_similarity)
-            by_lex = bool(hit and lex >= min_lexical)
+            by_lex = bool(hit and lex >= min_lexical
+                          and (len(hit) >= 2 or sims[i, j] >= confirm))
             if by_emb or by_lex:
                 matches.append((-float(sims[i, j]) - lex, j, hit, lex, by_emb, by_lex))
         matches.sort()
         out.append({
             "id": rule["id"], "rule": rule["text"], "line": rule["line"], "n_cases": len(matches),
-            "tested": bool(matches), "keywords": kws,
+            "tested": bool(matches), "keywords": kws, "case_ids": [ids[j] for _, j, *_ in matches],
             "best_similarity": _r(float(sims[i].max())) if n else None,
             "cases": [{"record_id": ids[j], "text": _cut(texts[j], 200), "similarity": _r(float(sims[i, j])),
                        "lexical": _r(lex), "keywords": hit,

@@ -91,7 +91,7 @@ def mmd_test(x: np.ndarray, y: np.ndarray, *, n_perm: int, seed: int, max_n: int
 _TOKEN = re.compile(r"[a-z][a-z0-9'-]{2,}")
 
 
-def cluster(vecs: np.ndarray, *, seed: int, max_clusters: int = 20, fit_max: int = 20000) -> np.ndarray:
+def cluster(vecs: np.ndarray, *, seed: int, max_clusters: int = 20, fit_max: int = 5000) -> np.ndarray:
     """K-means labels of unit vectors, k = round(sqrt(n / 2)) capped at ``max_clusters`` (1 for tiny sets).
 
     Fitted on at most ``fit_max`` rows (seeded sample) and applied to all.
@@ -104,7 +104,7 @@ def cluster(vecs: np.ndarray, *, seed: int, max_clusters: int = 20, fit_max: int
         return np.zeros(n, dtype=np.int64)
     rng = np.random.default_rng(seed)
     fit = vecs if n <= fit_max else vecs[np.sort(rng.choice(n, fit_max, replace=False))]
-    km = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(fit.astype(np.float64))
+    km = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(fit.astype(np.float64))
     return km.predict(vecs.astype(np.float64)).astype(np.int64)
 
 
