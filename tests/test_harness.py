@@ -160,3 +160,19 @@ def test_cli_gate_and_json_flag_ids() -> None:
     assert all(k.startswith("harness") for k in ids)
     res = CliRunner().invoke(main, ["compare", str(FX / "run_a.jsonl"), str(FX / "rerun_a.jsonl"), "--gate"])
     assert res.exit_code == 0, res.output
+
+
+def test_canned_refusals_are_not_duplicates(tmp_path: Path) -> None:
+    items = _items()[:40]
+    a = simulate_run(items, seed=1, item_seed=1)
+    b = simulate_run(items, seed=2, item_seed=1)
+    for r in b[:10]:
+        r["response"] = "I'm sorry, but I cannot help with that request."
+    out, flags = _assess(tmp_path, a, b)
+    assert {r["checkpoint"]: r["duplicate"] for r in out["per_checkpoint"]} == {"a": 0.0, "b": 0.0}
+    for r in b[:10]:
+        r["response"] = items[20]["output"]  # one real answer pasted for ten prompts
+    out, flags = _assess(tmp_path, a, b)
+    per = {r["checkpoint"]: r for r in out["per_checkpoint"]}
+    assert per["b"]["duplicate"] == pytest.approx(11 / 40)  # the ten copies and the original
+    assert "harness_duplicate" in {f.kind for f in flags}

@@ -4,7 +4,7 @@ Per sample, from the per-sample results that ``compare`` and ``checkpoints`` rea
 ``ok`` or the first of these faults: ``empty`` (empty or whitespace output), ``truncated`` (cut at a
 length cap: among the outputs within 3% of the longest, by characters or words, those that end
 mid-sentence, when they are a pile-up of at least ``harness_min_count``), ``echo`` (the output repeats
-the prompt or carries prompt-template markers), ``duplicate`` (the same output for different prompts),
+the prompt or carries prompt-template markers), ``duplicate`` (the same output of 12+ words, not a refusal, for different prompts),
 ``score_missing`` / ``score_non_numeric`` (the harness wrote no score, or "error", "n/a", ...),
 ``score_out_of_scale`` (outside the declared ``harness_scales`` or the inferred 0-1 / 1-5 / 1-10 /
 0-10 / 0-100 scale), ``extraction_failed`` (an extracted-answer column is empty or "[invalid]").
@@ -37,6 +37,7 @@ FAULTS = ("empty", "truncated", "echo", "duplicate", "score_missing", "score_non
 _TERMINAL = re.compile(r"""[.!?。！？"'”’)\]}>*`:;~]\s*$""")
 _TEMPLATE = ("### instruction:", "### response:", "### input:", "<|im_start|>", "<|im_end|>", "[inst]", "[/inst]",
              "<|assistant|>", "<|user|>", "<|system|>", "<|endoftext|>", "{instruction}", "{prompt}", "{input}")
+_REFUSAL = re.compile(r"(i'?m sorry|i am sorry|sorry,|i cannot|i can'?t|i'?m unable|i am unable|as an ai)")
 _EXTRACTED = ("extracted", "extracted_answer", "extracted_.*", ".*_extracted", "parsed_answer", "parsed",
               "pred_answer", "predicted_answer", "final_answer", "answer_extracted")
 _EXTRACT_FAIL = ("", "[invalid]", "invalid", "none", "null", "n/a", "no answer", "error", "[no_answer]", "nan")
@@ -162,7 +163,8 @@ def sample_status(loaded: Any, thresholds: dict[str, Any] | None = None) -> pl.D
             groups: dict[str, set[str]] = {}
             for i in idx:
                 r = _norm(resp[i])
-                if len(r) >= 15:
+                # canned short answers and refusals legitimately repeat across prompts
+                if len(r.split()) >= 12 and not _REFUSAL.match(r):
                     groups.setdefault(r, set()).add(_norm(prompt[i]) if prompt[i] else str(rows["sample_id"][i]))
             dup = {r for r, ps in groups.items() if len(ps) >= 2}
             for i in idx:
