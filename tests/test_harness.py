@@ -139,15 +139,23 @@ def test_out_of_scale_and_nonnumeric_scores(tmp_path: Path) -> None:
     assert per["b"]["score_non_numeric"] == pytest.approx(1 / 60)
 
 
+def _cut(texts: list[str]) -> tuple:
+    stripped = [t.strip() for t in texts]
+    return harness._truncated(np.array([len(t) for t in stripped], dtype=float),
+                              np.array([len(t.split()) for t in stripped], dtype=float),
+                              np.array([bool(t) and not harness._TERMINAL.search(t) for t in stripped]), 3)
+
+
 def test_truncation_needs_a_pile_up_at_the_cap() -> None:
     texts = [f"Sentence number {i} is complete." for i in range(20)]
-    cut, info = harness._truncated(texts, 3)
+    cut, info = _cut(texts)
     assert info is None and not cut.any()
-    long = "word " * 60
-    texts += [long[:200], long[:200] + "", ("x" * 150 + " " + long)[:200], "A full answer that ends well."]
-    cut, info = harness._truncated(texts, 3)
-    assert info == {"unit": "chars", "cap": 199, "n_at_cap": 3} or info["n_at_cap"] == 3
-    assert cut.sum() == 3
+    long = "word " * 60  # 300 characters
+    texts += [long[:201], ("x" * 150 + " " + long)[:201], ("y" * 10 + " " + long)[:201], long[:150] + "done."]
+    cut, info = _cut(texts)
+    # three outputs end mid-word within 3% of the 201-character maximum; the fourth ends a sentence
+    assert info == {"unit": "chars", "cap": 201, "n_at_cap": 3}
+    assert cut.tolist() == [False] * 20 + [True, True, True, False]
 
 
 def test_cli_gate_and_json_flag_ids() -> None:

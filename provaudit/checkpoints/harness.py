@@ -38,6 +38,7 @@ _TERMINAL = re.compile(r"""[.!?。！？"'”’)\]}>*`:;~]\s*$""")
 _TEMPLATE = ("### instruction:", "### response:", "### input:", "<|im_start|>", "<|im_end|>", "[inst]", "[/inst]",
              "<|assistant|>", "<|user|>", "<|system|>", "<|endoftext|>", "{instruction}", "{prompt}", "{input}")
 _REFUSAL = re.compile(r"(i'?m sorry|i am sorry|sorry,|i cannot|i can'?t|i'?m unable|i am unable|as an ai)")
+_TEMPLATE_RX = re.compile("|".join(re.escape(m) for m in _TEMPLATE))
 _EXTRACTED = ("extracted", "extracted_answer", "extracted_.*", ".*_extracted", "parsed_answer", "parsed",
               "pred_answer", "predicted_answer", "final_answer", "answer_extracted")
 _EXTRACT_FAIL = ("", "[invalid]", "invalid", "none", "null", "n/a", "no answer", "error", "[no_answer]", "nan")
@@ -121,17 +122,15 @@ def _scale(values: np.ndarray, ckpts: list[str], given: list[float] | None) -> t
     return best
 
 
-def _truncated(resp: list[str], min_count: int) -> tuple[np.ndarray, dict[str, Any] | None]:
-    """Outputs piled up at the longest length (chars or words) that end mid-sentence."""
-    n = len(resp)
-    best = (np.zeros(n, dtype=bool), None)
-    for unit in ("chars", "words"):
-        lens = np.array([len(t.strip()) if unit == "chars" else len(t.split()) for t in resp], dtype=float)
-        if n == 0 or lens.max() <= 0:
+def _truncated(chars: np.ndarray, words: np.ndarray, open_end: np.ndarray, min_count: int
+               ) -> tuple[np.ndarray, dict[str, Any] | None]:
+    """Outputs piled up at the longest length (chars or words) that end mid-sentence (``open_end``)."""
+    best = (np.zeros(len(chars), dtype=bool), None)
+    for unit, lens in (("chars", chars), ("words", words)):
+        if len(lens) == 0 or lens.max() <= 0:
             continue
         top = float(lens.max())
-        band = lens >= top - max(1.0, 0.03 * top)
-        cut = band & np.array([bool(t.strip()) and not _TERMINAL.search(t.strip()) for t in resp])
+        cut = (lens >= top - max(1.0, 0.03 * top)) & open_end
         if cut.sum() >= min_count and cut.sum() > best[0].sum():
             best = (cut, {"unit": unit, "cap": int(top), "n_at_cap": int(cut.sum())})
     return best
@@ -146,37 +145,40 @@ def sample_status(loaded: Any, thresholds: dict[str, Any] | None = None) -> pl.D
     faults: list[list[str]] = [[] for _ in range(n)]
     resp = rows["response"].to_list() if "response" in rows.columns else [None] * n
     prompt = rows["prompt"].to_list() if "prompt" in rows.columns else [None] * n
-    ckpts = rows["checkpoint"].to_list()
-    has_resp = "response" in rows.columns
+    ckpts = np.asarray(rows["checkpoint"].to_list(), dtype=object)
+    sids = rows["sample_id"].to_list()
     extra: dict[str, Any] = {"truncation": {}, "scales": {}, "extracted_column": None}
-    if has_resp:
-        for i, t in enumerate(resp):
-            if t is None or not t.strip():
+    if "response" in rows.columns:
+        stripped = [(t or "").strip() for t in resp]
+        norm = [" ".join(t.lower().split()) for t in stripped]
+        qnorm = [_norm(q) for q in prompt]
+        chars = np.array([len(t) for t in stripped], dtype=float)
+        words = np.array([len(t.split()) for t in norm], dtype=float)
+        open_end = np.array([bool(t) and not _TERMINAL.search(t) for t in stripped])
+        for i, t in enumerate(stripped):
+            if not t:
                 faults[i].append("empty")
-        for ck in dict.fromkeys(ckpts):
-            idx = [i for i, c in enumerate(ckpts) if c == ck]
-            cut, info = _truncated([resp[i] or "" for i in idx], min_count)
+        for ck in dict.fromkeys(ckpts.tolist()):
+            idx = np.nonzero(ckpts == ck)[0]
+            cut, info = _truncated(chars[idx], words[idx], open_end[idx], min_count)
             if info is not None:
                 extra["truncation"][ck] = info
                 for k in np.nonzero(cut)[0]:
                     faults[idx[k]].append("truncated")
             groups: dict[str, set[str]] = {}
             for i in idx:
-                r = _norm(resp[i])
                 # canned short answers and refusals legitimately repeat across prompts
-                if len(r.split()) >= 12 and not _REFUSAL.match(r):
-                    groups.setdefault(r, set()).add(_norm(prompt[i]) if prompt[i] else str(rows["sample_id"][i]))
+                if words[i] >= 12 and not _REFUSAL.match(norm[i]):
+                    groups.setdefault(norm[i], set()).add(qnorm[i] or str(sids[i]))
             dup = {r for r, ps in groups.items() if len(ps) >= 2}
             for i in idx:
-                if _norm(resp[i]) in dup:
+                if norm[i] in dup:
                     faults[i].append("duplicate")
-        for i, (t, p) in enumerate(zip(resp, prompt)):
-            r = _norm(t)
+        for i, (r, q) in enumerate(zip(norm, qnorm)):
             if not r:
                 continue
-            q = _norm(p)
             echo = r == q or (len(q) >= 20 and (r.startswith(q[:200]) or (q.startswith(r) and len(r) >= 0.8 * len(q))))
-            if echo or any(m in r for m in _TEMPLATE):
+            if echo or _TEMPLATE_RX.search(r):
                 faults[i].append("echo")
     scales = th.get("harness_scales") or {}
     for role, col in (("proxy", loaded.proxy), ("outcome", loaded.outcome)):
@@ -281,12 +283,14 @@ def _mcnemar_p(b: int, c: int) -> float:
 
 
 def health_change(status: pl.DataFrame, a: str, b: str, what: str, rng: np.random.Generator,
-                  n_boot: int = 1000, level: float = 0.95) -> dict[str, Any]:
+                  n_boot: int = 1000, level: float = 0.95, cache: dict[int, np.ndarray] | None = None
+                  ) -> dict[str, Any]:
     """Paired decomposition of the change of ``what`` from a to b by harness health.
 
     ``carried`` = sum of the changes on samples whose health changed / n (their part of the mean change);
     ``share`` = carried / total; ``healthy`` = mean change on samples healthy in both, with a paired
-    bootstrap interval and a two-sided z test (normal approximation).
+    bootstrap interval and a two-sided z test (normal approximation). ``cache`` shares the bootstrap
+    weights between metrics of the same pair (same paired samples, same resamples).
     """
     sa = status.filter(pl.col("checkpoint") == a).select("sample_id", pl.col(what).alias("ya"),
                                                          pl.col("healthy").alias("ha"), pl.col("status").alias("sa"))
@@ -310,10 +314,15 @@ def health_change(status: pl.DataFrame, a: str, b: str, what: str, rng: np.rando
         return out
     total = float(d.mean())
     carried = float(d[ch].sum() / n)
-    idx = rng.integers(0, n, size=(n_boot, n))
-    bd, bch, bboth = d[idx], ch[idx], both[idx]
-    b_total = bd.mean(axis=1)
-    b_carried = (bd * bch).sum(axis=1) / n
+    n_boot = max(200, min(n_boot, 5_000_000 // n))  # bound memory on large files
+    w = None if cache is None else cache.get(n)
+    if w is None:
+        idx = rng.integers(0, n, size=(n_boot, n)) + (np.arange(n_boot) * n)[:, None]
+        w = np.bincount(idx.ravel(), minlength=n_boot * n).reshape(n_boot, n).astype(float)  # counts per sample
+        if cache is not None:
+            cache[n] = w
+    b_total = w @ d / n
+    b_carried = w @ (d * ch) / n
     tail = (1 - level) / 2
     q = lambda x: [float(v) for v in np.quantile(x, [tail, 1 - tail])]
     out.update({"total": total, "total_interval": q(b_total), "carried": carried, "carried_interval": q(b_carried)})
@@ -324,8 +333,8 @@ def health_change(status: pl.DataFrame, a: str, b: str, what: str, rng: np.rando
     dh = d[both]
     if len(dh) >= 2:
         se = float(np.std(dh, ddof=1) / math.sqrt(len(dh)))
-        cnt = np.maximum(bboth.sum(axis=1), 1)
-        b_h = (bd * bboth).sum(axis=1) / cnt
+        cnt = np.maximum(w @ both.astype(float), 1)
+        b_h = w @ (d * both) / cnt
         mh = float(dh.mean())
         z = mh / se if se > 0 else 0.0
         p = float(2 * sps.norm.sf(abs(z))) if se > 0 else 1.0
@@ -371,7 +380,8 @@ def assess(loaded: Any, names: list[str], thresholds: dict[str, Any], seed: int)
     flags += sflags
     pairs = []
     for k, (a, b) in enumerate(itertools.pairwise(names)):
-        entry = {what: health_change(st, a, b, what, np.random.default_rng([seed, 7919, k, i]), n_boot)
+        shared: dict[int, np.ndarray] = {}
+        entry = {what: health_change(st, a, b, what, np.random.default_rng([seed, 7919, k, i]), n_boot, cache=shared)
                  for i, what in enumerate(("outcome", "proxy"))}
         o = entry["outcome"]
         pairs.append({"from": a, "to": b, **entry})
