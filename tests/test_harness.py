@@ -184,3 +184,34 @@ def test_canned_refusals_are_not_duplicates(tmp_path: Path) -> None:
     per = {r["checkpoint"]: r for r in out["per_checkpoint"]}
     assert per["b"]["duplicate"] == pytest.approx(11 / 40)  # the ten copies and the original
     assert "harness_duplicate" in {f.kind for f in flags}
+
+
+def test_finish_reason_errors_metadata_and_missing_samples(tmp_path: Path) -> None:
+    items = _items()[:60]
+    a = simulate_run(items, seed=1, item_seed=1)
+    b = simulate_run(items, seed=2, item_seed=1)
+    for r in a:
+        r["metadata"] = {"temperature": 0.7, "stop": ["</s>"]}
+        r["finish_reason"], r["error"] = "stop", None
+    for k, r in enumerate(b):
+        r["metadata"] = {"temperature": 0.7, "stop": ["###"]}  # the stop sequence changed
+        r["finish_reason"] = "length" if k < 8 else "stop"
+        r["error"] = "TimeoutError: upstream 504" if 8 <= k < 12 else None
+    b = b[:-6]  # six samples vanished from B
+    out, flags = _assess(tmp_path, a, b)
+    by = {f.kind: f for f in flags}
+    assert by["harness_settings"].details["changes"] == {"metadata.stop": {"from": ['["</s>"]'], "to": ['["###"]']}}
+    per = {r["checkpoint"]: r for r in out["per_checkpoint"]}
+    assert per["b"]["truncated"] == pytest.approx(8 / 54) and per["b"]["generation_error"] == pytest.approx(4 / 54)
+    assert {"harness_truncated", "harness_generation_error"} <= set(by)
+    miss = by["harness_missing_samples"]
+    assert miss.details["n_affected"] == 6 and set(miss.details["sample_ids"]) == {r["sample_id"] for r in a[-6:]}
+
+
+def test_harness_health_api_is_deterministic() -> None:
+    import provaudit
+
+    files = [FX / "run_a.jsonl", FX / "fault_echo.jsonl"]
+    one, two = provaudit.harness_health(files, bootstrap=200), provaudit.harness_health(files, bootstrap=200)
+    assert json.dumps(one, sort_keys=True) == json.dumps(two, sort_keys=True)
+    assert "harness_echo" in {f["kind"] for f in one["flags"]}

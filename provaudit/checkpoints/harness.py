@@ -3,9 +3,9 @@
 Per sample, from the per-sample results that ``compare`` and ``checkpoints`` read, a status:
 ``ok`` or the first of these faults: ``empty`` (empty or whitespace output), ``truncated`` (cut at a
 length cap: among the outputs within 3% of the longest, by characters or words, those that end
-mid-sentence, when they are a pile-up of at least ``harness_min_count``), ``echo`` (the output repeats
+mid-sentence, when they are a pile-up of at least ``harness_min_count``; or ``finish_reason`` = length), ``echo`` (the output repeats
 the prompt or carries prompt-template markers), ``duplicate`` (the same output of 12+ words, not a refusal, for different prompts),
-``score_missing`` / ``score_non_numeric`` (the harness wrote no score, or "error", "n/a", ...),
+``generation_error`` (an ``error``/``exception`` column is set), ``score_missing`` / ``score_non_numeric`` (the harness wrote no score, or "error", "n/a", ...),
 ``score_out_of_scale`` (outside the declared ``harness_scales`` or the inferred 0-1 / 1-5 / 1-10 /
 0-10 / 0-100 scale), ``extraction_failed`` (an extracted-answer column is empty or "[invalid]").
 
@@ -16,7 +16,8 @@ JSON column, or the prompt text of shared samples) as ``harness_settings`` / ``h
 
 Per consecutive pair: how many samples changed health (McNemar exact test), the share of the score
 change those samples carry, and the change on samples healthy in both, each with a paired bootstrap
-interval (``harness_change`` flag when the health change is significant at ``alpha``).
+interval (``harness_change`` flag when the health change is significant at ``alpha``), and samples of the
+earlier checkpoint that vanished from the later one (``harness_missing_samples``).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import itertools
 import json
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,8 +34,8 @@ from scipy import stats as sps
 
 from provaudit.checkpoints.model import Flag
 
-FAULTS = ("empty", "truncated", "echo", "duplicate", "score_missing", "score_non_numeric", "score_out_of_scale",
-          "extraction_failed")
+FAULTS = ("empty", "truncated", "echo", "duplicate", "generation_error", "score_missing", "score_non_numeric",
+          "score_out_of_scale", "extraction_failed")
 _TERMINAL = re.compile(r"""[.!?。！？"'”’)\]}>*`:;~]\s*$""")
 _TEMPLATE = ("### instruction:", "### response:", "### input:", "<|im_start|>", "<|im_end|>", "[inst]", "[/inst]",
              "<|assistant|>", "<|user|>", "<|system|>", "<|endoftext|>", "{instruction}", "{prompt}", "{input}")
@@ -47,6 +49,9 @@ _SETTINGS = ("prompt_template", "template", "chat_template", "system_prompt", "s
              "do_sample", "repetition_penalty", "decoding", "sampling", "generation_config", "metadata", "meta",
              "harness_version", "eval_harness", "judge", "judge_model", "judge_prompt")
 _META_COLS = ("generation_config", "metadata", "meta")
+_FINISH = ("finish_reason", "stop_reason", "finish", "stopped_by")
+_LENGTH_STOP = ("length", "max_tokens", "max_length", "max_new_tokens", "token_limit")
+_ERROR = ("error", "errors", "exception", "generation_error", "api_error")
 _SCALES = ((0.0, 1.0), (1.0, 5.0), (0.0, 5.0), (1.0, 10.0), (0.0, 10.0), (0.0, 100.0))
 
 
@@ -193,6 +198,15 @@ def sample_status(loaded: Any, thresholds: dict[str, Any] | None = None) -> pl.D
                                  else "score_missing")
             elif sc is not None and not sc[0] <= v <= sc[1]:
                 faults[i].append("score_out_of_scale")
+    fin = _col(rows, _FINISH, set())
+    if fin:  # the generator said it stopped at the token limit
+        for i, v in enumerate(rows[fin[0]].to_list()):
+            if v is not None and _norm(v) in _LENGTH_STOP and "truncated" not in faults[i]:
+                faults[i].append("truncated")
+    for col in _col(rows, _ERROR, {loaded.proxy, loaded.outcome}):
+        for i, v in enumerate(rows[col].to_list()):
+            if v is not None and _norm(v) not in ("", "none", "null", "false", "0", "0.0", "[]", "{}", "nan"):
+                faults[i].append("generation_error")
     ext = _col(rows, _EXTRACTED, {"response", "prompt"})
     if ext:
         extra["extracted_column"] = ext[0]
@@ -384,7 +398,18 @@ def assess(loaded: Any, names: list[str], thresholds: dict[str, Any], seed: int)
         entry = {what: health_change(st, a, b, what, np.random.default_rng([seed, 7919, k, i]), n_boot, cache=shared)
                  for i, what in enumerate(("outcome", "proxy"))}
         o = entry["outcome"]
+        ids_a = set(st.filter(pl.col("checkpoint") == a)["sample_id"])
+        ids_b = set(st.filter(pl.col("checkpoint") == b)["sample_id"])
+        lost = sorted(ids_a - ids_b)
+        entry["missing_in_to"] = len(lost)
         pairs.append({"from": a, "to": b, **entry})
+        # the same eval set, but samples vanished: a harness that drops failures instead of scoring them
+        if len(ids_a & ids_b) >= 0.5 * len(ids_a) and len(lost) >= max(min_count, min_share * len(ids_a)):
+            flags.append(Flag(
+                "harness_missing_samples", b, f"{len(lost)} of the {len(ids_a)} samples of {a} have no result in {b} "
+                f"(the two share {len(ids_a & ids_b)}); e.g. {', '.join(lost[:3])}",
+                _wilson(len(lost), len(ids_a)), metric="samples", value=len(lost) / len(ids_a),
+                details={"from": a, "n_affected": len(lost), "n": len(ids_a), "sample_ids": lost[:50]}))
         moved = abs(o["became_unhealthy"] - o["became_healthy"])
         if o["mcnemar_p"] < alpha and moved >= max(min_count, 0.02 * max(o["n_paired"], 1)):
             h = o.get("healthy") or {}
@@ -413,15 +438,26 @@ def assess(loaded: Any, names: list[str], thresholds: dict[str, Any], seed: int)
 
 
 def harness_health(inputs: Any, *, proxy: str | None = None, outcome: str | None = None,
-                   rules: Any = None, seed: int = 0, **opts: Any) -> dict[str, Any]:
-    """Harness health of per-sample result files on their own (the report's ``harness`` section + flags)."""
+                   rules: Any = None, seed: int = 0, pair: bool | None = None, **opts: Any) -> dict[str, Any]:
+    """Harness health of per-sample result files on their own (the report's ``harness`` section + flags).
+
+    ``pair`` (default: when two files are given) reads each file as one checkpoint, as ``compare`` does;
+    otherwise the files form a series, as in ``analyze_checkpoints``.
+    """
+    if pair is None:
+        pair = not isinstance(inputs, (str, Path)) and len(list(inputs)) == 2
     from provaudit.checkpoints import _thresholds
     from provaudit.checkpoints.io import load_rules
     from provaudit.checkpoints.load import load_inputs
 
     rules_d = load_rules(rules)
-    paths = [str(p) for p in ([inputs] if isinstance(inputs, str) else inputs)]
-    loaded = load_inputs(paths, rules_d, proxy=proxy, outcome=outcome)
-    out, flags = assess(loaded, loaded.series["checkpoint"].to_list(), _thresholds(rules_d, opts), seed)
+    paths = [str(p) for p in ([inputs] if isinstance(inputs, (str, Path)) else inputs)]
+    names = None
+    if pair:  # like compare: one checkpoint per file, named after the file (A, B when the stems are equal)
+        names = [Path(p).name.split(".")[0] for p in paths]
+        names = names if len(set(names)) == len(names) else [chr(65 + i) for i in range(len(paths))]
+    loaded = load_inputs(paths, rules_d, proxy=proxy, outcome=outcome, checkpoint_names=names)
+    order = names or loaded.series["checkpoint"].to_list()
+    out, flags = assess(loaded, order, _thresholds(rules_d, opts), seed)
     out["flags"] = [f.to_dict() for f in flags]
     return out
