@@ -163,7 +163,7 @@ def test_cli_gate_and_json_flag_ids() -> None:
                                     "--gate"])
     assert res.exit_code == 1, res.output
     d = json.loads(res.output)
-    ids = [f["kind"] for f in d["flags"]]
+    ids = [f["id"] for f in d["flags"]]
     assert "harness_change" in ids and d["gate_failed"]
     assert all(k.startswith("harness") for k in ids)
     res = CliRunner().invoke(main, ["compare", str(FX / "run_a.jsonl"), str(FX / "rerun_a.jsonl"), "--gate"])

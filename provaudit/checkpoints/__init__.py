@@ -96,7 +96,7 @@ def _run(loaded: Loaded, *, mode: str, inputs: list[str], rules: dict[str, Any],
         from provaudit.style.labelers import labeler_homogenization
 
         labelers_out = labeler_homogenization(labels, seed=seed, **(label_opts or {}))
-        flags += [Flag(**f) for f in labelers_out.get("flags", [])]
+        flags += [Flag(**{k: v for k, v in f.items() if k != "id"}) for f in labelers_out.get("flags", [])]
     pair = an.pair_stats(ctx) if mode == "pair" and samples is not None else None
     if pair is not None:
         thr = an.one_sided_threshold(ctx.alpha, 1, None)
