@@ -215,3 +215,30 @@ def test_harness_health_api_is_deterministic() -> None:
     one, two = provaudit.harness_health(files, bootstrap=200), provaudit.harness_health(files, bootstrap=200)
     assert json.dumps(one, sort_keys=True) == json.dumps(two, sort_keys=True)
     assert "harness_echo" in {f["kind"] for f in one["flags"]}
+
+
+def test_a_drop_caused_by_the_harness_is_marked_on_other_flags(tmp_path: Path) -> None:
+    # a series where the last checkpoint's harness empties half the outputs: the outcome falls, and the
+    # flags at that checkpoint say the drop may belong to the measurement
+    from provaudit.checkpoints import analyze_checkpoints
+
+    items = _items()
+    rows = []
+    for k in range(4):
+        run = simulate_run(items, seed=k, item_seed=7, checkpoint=f"ckpt-{k}")
+        for r in run:
+            r["rm_score"] += 0.5 * k  # the proxy keeps rising
+        if k == 3:
+            before = {r["sample_id"]: r["rm_score"] for r in run}
+            run, _ = inject_fault(run, "empty", 0.5, seed=k)
+            for r in run:
+                r["rm_score"] = before[r["sample_id"]]  # a reward logged before the harness broke
+        rows += run
+    p = _write(tmp_path / "series.jsonl", rows)
+    rep = analyze_checkpoints([p], bootstrap=200)
+    at_last = [f for f in rep.flags if f.checkpoint == "ckpt-3"]
+    assert "harness_change" in {f.kind for f in at_last}
+    others = [f for f in at_last if not f.kind.startswith("harness")]
+    assert any(f.decoupling for f in others)  # the harness drop looks like decoupling ...
+    assert all(f.details.get("harness_confounded") and "harness" in f.evidence for f in others)  # ... and says so
+    assert all(not f.details.get("harness_confounded") for f in rep.flags if f.checkpoint != "ckpt-3")

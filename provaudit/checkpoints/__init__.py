@@ -90,6 +90,11 @@ def _run(loaded: Loaded, *, mode: str, inputs: list[str], rules: dict[str, Any],
                                rules["columns"].get("outcome", []))
     flags += sflags
     harness_out, hflags = harness.assess(loaded, ctx.names, th, seed)
+    broken = {f.checkpoint for f in hflags if f.kind in ("harness_change", "harness_missing_samples")}
+    for f in flags:  # a drop at a checkpoint whose harness broke may belong to the measurement
+        if f.checkpoint in broken:
+            f.details["harness_confounded"] = True
+            f.evidence += "; note: the harness health of this checkpoint's samples changed (see harness_change)"
     flags += hflags
     labelers_out = None
     if labels:
