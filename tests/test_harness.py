@@ -242,3 +242,13 @@ def test_a_drop_caused_by_the_harness_is_marked_on_other_flags(tmp_path: Path) -
     assert any(f.decoupling for f in others)  # the harness drop looks like decoupling ...
     assert all(f.details.get("harness_confounded") and "harness" in f.evidence for f in others)  # ... and says so
     assert all(not f.details.get("harness_confounded") for f in rep.flags if f.checkpoint != "ckpt-3")
+
+
+def test_scale_inference_percent_switch_and_weak_likert() -> None:
+    ck = ["a"] * 40 + ["b"] * 40
+    frac_then_percent = np.array([0.0, 1.0] * 20 + [0.0, 100.0] * 20)
+    assert harness._scale(frac_then_percent, ck, None) == (0.0, 1.0)  # B's percentages fall outside
+    weak_then_strong = np.array([1.0, 2.0, 3.0, 4.0] * 10 + [3.0, 6.0, 8.0, 10.0] * 10)
+    assert harness._scale(weak_then_strong, ck, None) == (1.0, 10.0)  # 1-5 is not imposed on B
+    assert harness._scale(np.linspace(-2, 2, 80), ck, None) is None  # continuous rewards: no scale
+    assert harness._scale(np.linspace(-2, 2, 80), ck, [-1, 1]) == (-1.0, 1.0)  # declared

@@ -6,8 +6,8 @@ length cap: among the outputs within 3% of the longest, by characters or words, 
 mid-sentence, when they are a pile-up of at least ``harness_min_count``; or ``finish_reason`` = length), ``echo`` (the output repeats
 the prompt or carries prompt-template markers), ``duplicate`` (the same output of 12+ words, not a refusal, for different prompts),
 ``generation_error`` (an ``error``/``exception`` column is set), ``score_missing`` / ``score_non_numeric`` (the harness wrote no score, or "error", "n/a", ...),
-``score_out_of_scale`` (outside the declared ``harness_scales`` or the inferred 0-1 / 1-5 / 1-10 /
-0-10 / 0-100 scale), ``extraction_failed`` (an extracted-answer column is empty or "[invalid]").
+``score_out_of_scale`` (outside the declared ``harness_scales`` or the inferred scale of integer
+scores: 0-1 when most checkpoints keep to it, else the tightest of 1-5 / 0-5 / 1-10 / 0-10 / 0-100), ``extraction_failed`` (an extracted-answer column is empty or "[invalid]").
 
 Per checkpoint: the share of each fault (flag ``harness_<fault>`` at ``harness_min_share``), and
 changes of generation settings or prompt template between consecutive checkpoints (columns such as
@@ -110,21 +110,25 @@ def _raw_rows(loaded: Any) -> pl.DataFrame:
 
 
 def _scale(values: np.ndarray, ckpts: list[str], given: list[float] | None) -> tuple[float, float] | None:
-    """The score scale: declared, else inferred when the scores look like a scale (integer-valued, e.g.
-    0/1, 1-5, 1-10, 0-100): the tightest scale holding >= 97% of some checkpoint's scores."""
+    """The score scale: declared, else inferred for integer-valued scores: 0-1 when at least half of the
+    checkpoints keep >= 97% of their scores in [0, 1] (a switch to percentages shows as out of scale),
+    otherwise the tightest of 1-5, 0-5, 1-10, 0-10, 0-100 holding >= 97% of all scores (a weak checkpoint
+    that never leaves 1-5 on a 1-10 scale is not a fault)."""
     if given is not None:
         return float(given[0]), float(given[1])
-    best = None
-    for ck in dict.fromkeys(ckpts):
-        v = values[np.array([c == ck for c in ckpts]) & np.isfinite(values)]
-        if len(v) < 20 or np.mean(v == np.round(v)) < 0.95:
-            continue
-        for lo, hi in _SCALES:
-            if np.mean((v >= lo) & (v <= hi)) >= 0.97:
-                if best is None or hi - lo < best[1] - best[0]:
-                    best = (lo, hi)
-                break
-    return best
+    ok = np.isfinite(values)
+    v = values[ok]
+    if len(v) < 20 or np.mean(v == np.round(v)) < 0.95:
+        return None
+    ck = np.asarray(ckpts, dtype=object)[ok]
+    names = list(dict.fromkeys(ck.tolist()))
+    unit = [np.mean((v[ck == c] >= 0) & (v[ck == c] <= 1)) >= 0.97 for c in names]
+    if sum(unit) >= len(names) / 2:
+        return 0.0, 1.0
+    for lo, hi in _SCALES[1:]:
+        if np.mean((v >= lo) & (v <= hi)) >= 0.97:
+            return lo, hi
+    return None
 
 
 def _truncated(chars: np.ndarray, words: np.ndarray, open_end: np.ndarray, min_count: int
