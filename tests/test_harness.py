@@ -139,15 +139,23 @@ def test_out_of_scale_and_nonnumeric_scores(tmp_path: Path) -> None:
     assert per["b"]["score_non_numeric"] == pytest.approx(1 / 60)
 
 
+def _cut(texts: list[str]) -> tuple:
+    stripped = [t.strip() for t in texts]
+    return harness._truncated(np.array([len(t) for t in stripped], dtype=float),
+                              np.array([len(t.split()) for t in stripped], dtype=float),
+                              np.array([bool(t) and not harness._TERMINAL.search(t) for t in stripped]), 3)
+
+
 def test_truncation_needs_a_pile_up_at_the_cap() -> None:
     texts = [f"Sentence number {i} is complete." for i in range(20)]
-    cut, info = harness._truncated(texts, 3)
+    cut, info = _cut(texts)
     assert info is None and not cut.any()
-    long = "word " * 60
-    texts += [long[:200], long[:200] + "", ("x" * 150 + " " + long)[:200], "A full answer that ends well."]
-    cut, info = harness._truncated(texts, 3)
-    assert info == {"unit": "chars", "cap": 199, "n_at_cap": 3} or info["n_at_cap"] == 3
-    assert cut.sum() == 3
+    long = "word " * 60  # 300 characters
+    texts += [long[:201], ("x" * 150 + " " + long)[:201], ("y" * 10 + " " + long)[:201], long[:150] + "done."]
+    cut, info = _cut(texts)
+    # three outputs end mid-word within 3% of the 201-character maximum; the fourth ends a sentence
+    assert info == {"unit": "chars", "cap": 201, "n_at_cap": 3}
+    assert cut.tolist() == [False] * 20 + [True, True, True, False]
 
 
 def test_cli_gate_and_json_flag_ids() -> None:
@@ -155,8 +163,92 @@ def test_cli_gate_and_json_flag_ids() -> None:
                                     "--gate"])
     assert res.exit_code == 1, res.output
     d = json.loads(res.output)
-    ids = [f["kind"] for f in d["flags"]]
+    ids = [f["id"] for f in d["flags"]]
     assert "harness_change" in ids and d["gate_failed"]
     assert all(k.startswith("harness") for k in ids)
     res = CliRunner().invoke(main, ["compare", str(FX / "run_a.jsonl"), str(FX / "rerun_a.jsonl"), "--gate"])
     assert res.exit_code == 0, res.output
+
+
+def test_canned_refusals_are_not_duplicates(tmp_path: Path) -> None:
+    items = _items()[:40]
+    a = simulate_run(items, seed=1, item_seed=1)
+    b = simulate_run(items, seed=2, item_seed=1)
+    for r in b[:10]:
+        r["response"] = "I'm sorry, but I cannot help with that request."
+    out, flags = _assess(tmp_path, a, b)
+    assert {r["checkpoint"]: r["duplicate"] for r in out["per_checkpoint"]} == {"a": 0.0, "b": 0.0}
+    for r in b[:10]:
+        r["response"] = items[20]["output"]  # one real answer pasted for ten prompts
+    out, flags = _assess(tmp_path, a, b)
+    per = {r["checkpoint"]: r for r in out["per_checkpoint"]}
+    assert per["b"]["duplicate"] == pytest.approx(11 / 40)  # the ten copies and the original
+    assert "harness_duplicate" in {f.kind for f in flags}
+
+
+def test_finish_reason_errors_metadata_and_missing_samples(tmp_path: Path) -> None:
+    items = _items()[:60]
+    a = simulate_run(items, seed=1, item_seed=1)
+    b = simulate_run(items, seed=2, item_seed=1)
+    for r in a:
+        r["metadata"] = {"temperature": 0.7, "stop": ["</s>"]}
+        r["finish_reason"], r["error"] = "stop", None
+    for k, r in enumerate(b):
+        r["metadata"] = {"temperature": 0.7, "stop": ["###"]}  # the stop sequence changed
+        r["finish_reason"] = "length" if k < 8 else "stop"
+        r["error"] = "TimeoutError: upstream 504" if 8 <= k < 12 else None
+    b = b[:-6]  # six samples vanished from B
+    out, flags = _assess(tmp_path, a, b)
+    by = {f.kind: f for f in flags}
+    assert by["harness_settings"].details["changes"] == {"metadata.stop": {"from": ['["</s>"]'], "to": ['["###"]']}}
+    per = {r["checkpoint"]: r for r in out["per_checkpoint"]}
+    assert per["b"]["truncated"] == pytest.approx(8 / 54) and per["b"]["generation_error"] == pytest.approx(4 / 54)
+    assert {"harness_truncated", "harness_generation_error"} <= set(by)
+    miss = by["harness_missing_samples"]
+    assert miss.details["n_affected"] == 6 and set(miss.details["sample_ids"]) == {r["sample_id"] for r in a[-6:]}
+
+
+def test_harness_health_api_is_deterministic() -> None:
+    import provaudit
+
+    files = [FX / "run_a.jsonl", FX / "fault_echo.jsonl"]
+    one, two = provaudit.harness_health(files, bootstrap=200), provaudit.harness_health(files, bootstrap=200)
+    assert json.dumps(one, sort_keys=True) == json.dumps(two, sort_keys=True)
+    assert "harness_echo" in {f["kind"] for f in one["flags"]}
+
+
+def test_a_drop_caused_by_the_harness_is_marked_on_other_flags(tmp_path: Path) -> None:
+    # a series where the last checkpoint's harness empties half the outputs: the outcome falls, and the
+    # flags at that checkpoint say the drop may belong to the measurement
+    from provaudit.checkpoints import analyze_checkpoints
+
+    items = _items()
+    rows = []
+    for k in range(4):
+        run = simulate_run(items, seed=k, item_seed=7, checkpoint=f"ckpt-{k}")
+        for r in run:
+            r["rm_score"] += 0.5 * k  # the proxy keeps rising
+        if k == 3:
+            before = {r["sample_id"]: r["rm_score"] for r in run}
+            run, _ = inject_fault(run, "empty", 0.5, seed=k)
+            for r in run:
+                r["rm_score"] = before[r["sample_id"]]  # a reward logged before the harness broke
+        rows += run
+    p = _write(tmp_path / "series.jsonl", rows)
+    rep = analyze_checkpoints([p], bootstrap=200)
+    at_last = [f for f in rep.flags if f.checkpoint == "ckpt-3"]
+    assert "harness_change" in {f.kind for f in at_last}
+    others = [f for f in at_last if not f.kind.startswith("harness")]
+    assert any(f.decoupling for f in others)  # the harness drop looks like decoupling ...
+    assert all(f.details.get("harness_confounded") and "harness" in f.evidence for f in others)  # ... and says so
+    assert all(not f.details.get("harness_confounded") for f in rep.flags if f.checkpoint != "ckpt-3")
+
+
+def test_scale_inference_percent_switch_and_weak_likert() -> None:
+    ck = ["a"] * 40 + ["b"] * 40
+    frac_then_percent = np.array([0.0, 1.0] * 20 + [0.0, 100.0] * 20)
+    assert harness._scale(frac_then_percent, ck, None) == (0.0, 1.0)  # B's percentages fall outside
+    weak_then_strong = np.array([1.0, 2.0, 3.0, 4.0] * 10 + [3.0, 6.0, 8.0, 10.0] * 10)
+    assert harness._scale(weak_then_strong, ck, None) == (1.0, 10.0)  # 1-5 is not imposed on B
+    assert harness._scale(np.linspace(-2, 2, 80), ck, None) is None  # continuous rewards: no scale
+    assert harness._scale(np.linspace(-2, 2, 80), ck, [-1, 1]) == (-1.0, 1.0)  # declared

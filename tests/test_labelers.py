@@ -124,3 +124,42 @@ def test_cli_labelers_bad_input(tmp_path: Path) -> None:
     p.write_text(json.dumps({"item_id": 1, "annotator": "a"}) + "\n", encoding="utf-8")
     res = CliRunner().invoke(main, ["labelers", str(p)])
     assert res.exit_code == 2 and str(p) in res.output and "label" in res.output
+
+
+def test_time_column_batches_reference_file_and_scores(tmp_path: Path) -> None:
+    import polars as pl
+
+    df = simulate_pool(_pairs(), n_batches=3, items_per_batch=30, seed=4)
+    n = df.height
+    # a timestamp per judgment (ISO, in order): cut into 3 equal-count batches
+    df = df.with_columns(pl.Series("created_at", [f"2026-01-01T{i // 60:02d}:{i % 60:02d}:00"
+                                                  for i in range(n)])).drop("batch")
+    labels = tmp_path / "labels.jsonl"
+    df.write_ndjson(labels)
+    ref = tmp_path / "judge.csv"
+    pl.DataFrame({"item_id": df["item_id"].unique().sort(), "label": 1}).write_csv(ref)
+    scores = tmp_path / "scores.csv"
+    pl.DataFrame({"batch": ["t0", "t0", "t1", "t1", "t2", "t2"], "checkpoint": ["a", "b"] * 3,
+                  "score": [0.5, 0.7, 0.6, 0.6, 0.61, 0.62]}).write_csv(scores)
+    res = labeler_homogenization([labels], by="created_at", n_batches=3, reference=ref, scores=scores,
+                                 detail=False, n_boot=100)
+    rows = res["batches"]
+    assert [r["batch"] for r in rows] == ["t0", "t1", "t2"] and [r["n_judgments"] for r in rows] == [n // 3] * 3
+    # variance across checkpoints: sample variance of the two checkpoint means, by hand
+    assert rows[0]["score_variance_across_checkpoints"] == pytest.approx(np.var([0.5, 0.7], ddof=1))
+    assert rows[1]["score_variance_across_checkpoints"] == pytest.approx(0.0)
+    part = df.with_row_index().filter(pl.col("index") < n // 3)
+    assert rows[0]["reference_agreement"] == pytest.approx(float((part["label"] == 1).mean()))
+
+
+def test_report_with_labels_is_byte_identical() -> None:
+    from provaudit.checkpoints import compare
+    from provaudit.report import render_json, render_markdown
+
+    fx = ROOT / "fixtures" / "integrity"
+    kw = {"bootstrap": 200, "labels": [DRIFT], "label_opts": {"by": "batch", "n_boot": 100, "detail": False}}
+    one = compare(fx / "run_a.jsonl", fx / "fault_echo.jsonl", **kw)
+    two = compare(fx / "run_a.jsonl", fx / "fault_echo.jsonl", **kw)
+    assert render_json(one) == render_json(two) and render_markdown(one) == render_markdown(two)
+    d = json.loads(render_json(one))
+    assert d["labelers"]["homogenizing"] and d["summary"]["homogenizing"] and d["summary"]["harness_flagged"]

@@ -67,7 +67,7 @@ def test_integrity_sections_render(tmp_path: Path) -> None:
     exe = _chromium()
     fx = FX.parent / "integrity"
     rep = compare(fx / "run_a.jsonl", fx / "fault_truncated.jsonl", bootstrap=200,
-                  labels=[fx / "labels_drift.jsonl.gz"], label_opts={"by": "batch", "n_boot": 100})
+                  labels=[fx / "labels_drift.jsonl.gz"], label_opts={"by": "batch", "n_boot": 100, "detail": False})
     kinds = {f.kind for f in rep.flags}
     assert {"harness_change", "harness_truncated", "homogenizing"} <= kinds
     pages = {"report.html": (render_html(rep), len(rep.flags)),

@@ -90,13 +90,18 @@ def _run(loaded: Loaded, *, mode: str, inputs: list[str], rules: dict[str, Any],
                                rules["columns"].get("outcome", []))
     flags += sflags
     harness_out, hflags = harness.assess(loaded, ctx.names, th, seed)
+    broken = {f.checkpoint for f in hflags if f.kind in ("harness_change", "harness_missing_samples")}
+    for f in flags:  # a drop at a checkpoint whose harness broke may belong to the measurement
+        if f.checkpoint in broken:
+            f.details["harness_confounded"] = True
+            f.evidence += "; note: the harness health of this checkpoint's samples changed (see harness_change)"
     flags += hflags
     labelers_out = None
     if labels:
         from provaudit.style.labelers import labeler_homogenization
 
         labelers_out = labeler_homogenization(labels, seed=seed, **(label_opts or {}))
-        flags += [Flag(**f) for f in labelers_out.get("flags", [])]
+        flags += [Flag(**{k: v for k, v in f.items() if k != "id"}) for f in labelers_out.get("flags", [])]
     pair = an.pair_stats(ctx) if mode == "pair" and samples is not None else None
     if pair is not None:
         thr = an.one_sided_threshold(ctx.alpha, 1, None)

@@ -3,11 +3,11 @@
 Per sample, from the per-sample results that ``compare`` and ``checkpoints`` read, a status:
 ``ok`` or the first of these faults: ``empty`` (empty or whitespace output), ``truncated`` (cut at a
 length cap: among the outputs within 3% of the longest, by characters or words, those that end
-mid-sentence, when they are a pile-up of at least ``harness_min_count``), ``echo`` (the output repeats
-the prompt or carries prompt-template markers), ``duplicate`` (the same output for different prompts),
-``score_missing`` / ``score_non_numeric`` (the harness wrote no score, or "error", "n/a", ...),
-``score_out_of_scale`` (outside the declared ``harness_scales`` or the inferred 0-1 / 1-5 / 1-10 /
-0-10 / 0-100 scale), ``extraction_failed`` (an extracted-answer column is empty or "[invalid]").
+mid-sentence, when they are a pile-up of at least ``harness_min_count``; or ``finish_reason`` = length), ``echo`` (the output repeats
+the prompt or carries prompt-template markers), ``duplicate`` (the same output of 12+ words, not a refusal, for different prompts),
+``generation_error`` (an ``error``/``exception`` column is set), ``score_missing`` / ``score_non_numeric`` (the harness wrote no score, or "error", "n/a", ...),
+``score_out_of_scale`` (outside the declared ``harness_scales`` or the inferred scale of integer
+scores: 0-1 when most checkpoints keep to it, else the tightest of 1-5 / 0-5 / 1-10 / 0-10 / 0-100), ``extraction_failed`` (an extracted-answer column is empty or "[invalid]").
 
 Per checkpoint: the share of each fault (flag ``harness_<fault>`` at ``harness_min_share``), and
 changes of generation settings or prompt template between consecutive checkpoints (columns such as
@@ -16,7 +16,8 @@ JSON column, or the prompt text of shared samples) as ``harness_settings`` / ``h
 
 Per consecutive pair: how many samples changed health (McNemar exact test), the share of the score
 change those samples carry, and the change on samples healthy in both, each with a paired bootstrap
-interval (``harness_change`` flag when the health change is significant at ``alpha``).
+interval (``harness_change`` flag when the health change is significant at ``alpha``), and samples of the
+earlier checkpoint that vanished from the later one (``harness_missing_samples``).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import itertools
 import json
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,11 +34,13 @@ from scipy import stats as sps
 
 from provaudit.checkpoints.model import Flag
 
-FAULTS = ("empty", "truncated", "echo", "duplicate", "score_missing", "score_non_numeric", "score_out_of_scale",
-          "extraction_failed")
+FAULTS = ("empty", "truncated", "echo", "duplicate", "generation_error", "score_missing", "score_non_numeric",
+          "score_out_of_scale", "extraction_failed")
 _TERMINAL = re.compile(r"""[.!?。！？"'”’)\]}>*`:;~]\s*$""")
 _TEMPLATE = ("### instruction:", "### response:", "### input:", "<|im_start|>", "<|im_end|>", "[inst]", "[/inst]",
              "<|assistant|>", "<|user|>", "<|system|>", "<|endoftext|>", "{instruction}", "{prompt}", "{input}")
+_REFUSAL = re.compile(r"(i'?m sorry|i am sorry|sorry,|i cannot|i can'?t|i'?m unable|i am unable|as an ai)")
+_TEMPLATE_RX = re.compile("|".join(re.escape(m) for m in _TEMPLATE))
 _EXTRACTED = ("extracted", "extracted_answer", "extracted_.*", ".*_extracted", "parsed_answer", "parsed",
               "pred_answer", "predicted_answer", "final_answer", "answer_extracted")
 _EXTRACT_FAIL = ("", "[invalid]", "invalid", "none", "null", "n/a", "no answer", "error", "[no_answer]", "nan")
@@ -45,6 +49,9 @@ _SETTINGS = ("prompt_template", "template", "chat_template", "system_prompt", "s
              "do_sample", "repetition_penalty", "decoding", "sampling", "generation_config", "metadata", "meta",
              "harness_version", "eval_harness", "judge", "judge_model", "judge_prompt")
 _META_COLS = ("generation_config", "metadata", "meta")
+_FINISH = ("finish_reason", "stop_reason", "finish", "stopped_by")
+_LENGTH_STOP = ("length", "max_tokens", "max_length", "max_new_tokens", "token_limit")
+_ERROR = ("error", "errors", "exception", "generation_error", "api_error")
 _SCALES = ((0.0, 1.0), (1.0, 5.0), (0.0, 5.0), (1.0, 10.0), (0.0, 10.0), (0.0, 100.0))
 
 
@@ -103,34 +110,36 @@ def _raw_rows(loaded: Any) -> pl.DataFrame:
 
 
 def _scale(values: np.ndarray, ckpts: list[str], given: list[float] | None) -> tuple[float, float] | None:
-    """The score scale: declared, else inferred when the scores look like a scale (integer-valued, e.g.
-    0/1, 1-5, 1-10, 0-100): the tightest scale holding >= 97% of some checkpoint's scores."""
+    """The score scale: declared, else inferred for integer-valued scores: 0-1 when at least half of the
+    checkpoints keep >= 97% of their scores in [0, 1] (a switch to percentages shows as out of scale),
+    otherwise the tightest of 1-5, 0-5, 1-10, 0-10, 0-100 holding >= 97% of all scores (a weak checkpoint
+    that never leaves 1-5 on a 1-10 scale is not a fault)."""
     if given is not None:
         return float(given[0]), float(given[1])
-    best = None
-    for ck in dict.fromkeys(ckpts):
-        v = values[np.array([c == ck for c in ckpts]) & np.isfinite(values)]
-        if len(v) < 20 or np.mean(v == np.round(v)) < 0.95:
-            continue
-        for lo, hi in _SCALES:
-            if np.mean((v >= lo) & (v <= hi)) >= 0.97:
-                if best is None or hi - lo < best[1] - best[0]:
-                    best = (lo, hi)
-                break
-    return best
+    ok = np.isfinite(values)
+    v = values[ok]
+    if len(v) < 20 or np.mean(v == np.round(v)) < 0.95:
+        return None
+    ck = np.asarray(ckpts, dtype=object)[ok]
+    names = list(dict.fromkeys(ck.tolist()))
+    unit = [np.mean((v[ck == c] >= 0) & (v[ck == c] <= 1)) >= 0.97 for c in names]
+    if sum(unit) >= len(names) / 2:
+        return 0.0, 1.0
+    for lo, hi in _SCALES[1:]:
+        if np.mean((v >= lo) & (v <= hi)) >= 0.97:
+            return lo, hi
+    return None
 
 
-def _truncated(resp: list[str], min_count: int) -> tuple[np.ndarray, dict[str, Any] | None]:
-    """Outputs piled up at the longest length (chars or words) that end mid-sentence."""
-    n = len(resp)
-    best = (np.zeros(n, dtype=bool), None)
-    for unit in ("chars", "words"):
-        lens = np.array([len(t.strip()) if unit == "chars" else len(t.split()) for t in resp], dtype=float)
-        if n == 0 or lens.max() <= 0:
+def _truncated(chars: np.ndarray, words: np.ndarray, open_end: np.ndarray, min_count: int
+               ) -> tuple[np.ndarray, dict[str, Any] | None]:
+    """Outputs piled up at the longest length (chars or words) that end mid-sentence (``open_end``)."""
+    best = (np.zeros(len(chars), dtype=bool), None)
+    for unit, lens in (("chars", chars), ("words", words)):
+        if len(lens) == 0 or lens.max() <= 0:
             continue
         top = float(lens.max())
-        band = lens >= top - max(1.0, 0.03 * top)
-        cut = band & np.array([bool(t.strip()) and not _TERMINAL.search(t.strip()) for t in resp])
+        cut = (lens >= top - max(1.0, 0.03 * top)) & open_end
         if cut.sum() >= min_count and cut.sum() > best[0].sum():
             best = (cut, {"unit": unit, "cap": int(top), "n_at_cap": int(cut.sum())})
     return best
@@ -145,36 +154,40 @@ def sample_status(loaded: Any, thresholds: dict[str, Any] | None = None) -> pl.D
     faults: list[list[str]] = [[] for _ in range(n)]
     resp = rows["response"].to_list() if "response" in rows.columns else [None] * n
     prompt = rows["prompt"].to_list() if "prompt" in rows.columns else [None] * n
-    ckpts = rows["checkpoint"].to_list()
-    has_resp = "response" in rows.columns
+    ckpts = np.asarray(rows["checkpoint"].to_list(), dtype=object)
+    sids = rows["sample_id"].to_list()
     extra: dict[str, Any] = {"truncation": {}, "scales": {}, "extracted_column": None}
-    if has_resp:
-        for i, t in enumerate(resp):
-            if t is None or not t.strip():
+    if "response" in rows.columns:
+        stripped = [(t or "").strip() for t in resp]
+        norm = [" ".join(t.lower().split()) for t in stripped]
+        qnorm = [_norm(q) for q in prompt]
+        chars = np.array([len(t) for t in stripped], dtype=float)
+        words = np.array([len(t.split()) for t in norm], dtype=float)
+        open_end = np.array([bool(t) and not _TERMINAL.search(t) for t in stripped])
+        for i, t in enumerate(stripped):
+            if not t:
                 faults[i].append("empty")
-        for ck in dict.fromkeys(ckpts):
-            idx = [i for i, c in enumerate(ckpts) if c == ck]
-            cut, info = _truncated([resp[i] or "" for i in idx], min_count)
+        for ck in dict.fromkeys(ckpts.tolist()):
+            idx = np.nonzero(ckpts == ck)[0]
+            cut, info = _truncated(chars[idx], words[idx], open_end[idx], min_count)
             if info is not None:
                 extra["truncation"][ck] = info
                 for k in np.nonzero(cut)[0]:
                     faults[idx[k]].append("truncated")
             groups: dict[str, set[str]] = {}
             for i in idx:
-                r = _norm(resp[i])
-                if len(r) >= 15:
-                    groups.setdefault(r, set()).add(_norm(prompt[i]) if prompt[i] else str(rows["sample_id"][i]))
+                # canned short answers and refusals legitimately repeat across prompts
+                if words[i] >= 12 and not _REFUSAL.match(norm[i]):
+                    groups.setdefault(norm[i], set()).add(qnorm[i] or str(sids[i]))
             dup = {r for r, ps in groups.items() if len(ps) >= 2}
             for i in idx:
-                if _norm(resp[i]) in dup:
+                if norm[i] in dup:
                     faults[i].append("duplicate")
-        for i, (t, p) in enumerate(zip(resp, prompt)):
-            r = _norm(t)
+        for i, (r, q) in enumerate(zip(norm, qnorm)):
             if not r:
                 continue
-            q = _norm(p)
             echo = r == q or (len(q) >= 20 and (r.startswith(q[:200]) or (q.startswith(r) and len(r) >= 0.8 * len(q))))
-            if echo or any(m in r for m in _TEMPLATE):
+            if echo or _TEMPLATE_RX.search(r):
                 faults[i].append("echo")
     scales = th.get("harness_scales") or {}
     for role, col in (("proxy", loaded.proxy), ("outcome", loaded.outcome)):
@@ -189,6 +202,15 @@ def sample_status(loaded: Any, thresholds: dict[str, Any] | None = None) -> pl.D
                                  else "score_missing")
             elif sc is not None and not sc[0] <= v <= sc[1]:
                 faults[i].append("score_out_of_scale")
+    fin = _col(rows, _FINISH, set())
+    if fin:  # the generator said it stopped at the token limit
+        for i, v in enumerate(rows[fin[0]].to_list()):
+            if v is not None and _norm(v) in _LENGTH_STOP and "truncated" not in faults[i]:
+                faults[i].append("truncated")
+    for col in _col(rows, _ERROR, {loaded.proxy, loaded.outcome}):
+        for i, v in enumerate(rows[col].to_list()):
+            if v is not None and _norm(v) not in ("", "none", "null", "false", "0", "0.0", "[]", "{}", "nan"):
+                faults[i].append("generation_error")
     ext = _col(rows, _EXTRACTED, {"response", "prompt"})
     if ext:
         extra["extracted_column"] = ext[0]
@@ -279,12 +301,14 @@ def _mcnemar_p(b: int, c: int) -> float:
 
 
 def health_change(status: pl.DataFrame, a: str, b: str, what: str, rng: np.random.Generator,
-                  n_boot: int = 1000, level: float = 0.95) -> dict[str, Any]:
+                  n_boot: int = 1000, level: float = 0.95, cache: dict[int, np.ndarray] | None = None
+                  ) -> dict[str, Any]:
     """Paired decomposition of the change of ``what`` from a to b by harness health.
 
     ``carried`` = sum of the changes on samples whose health changed / n (their part of the mean change);
     ``share`` = carried / total; ``healthy`` = mean change on samples healthy in both, with a paired
-    bootstrap interval and a two-sided z test (normal approximation).
+    bootstrap interval and a two-sided z test (normal approximation). ``cache`` shares the bootstrap
+    weights between metrics of the same pair (same paired samples, same resamples).
     """
     sa = status.filter(pl.col("checkpoint") == a).select("sample_id", pl.col(what).alias("ya"),
                                                          pl.col("healthy").alias("ha"), pl.col("status").alias("sa"))
@@ -308,10 +332,15 @@ def health_change(status: pl.DataFrame, a: str, b: str, what: str, rng: np.rando
         return out
     total = float(d.mean())
     carried = float(d[ch].sum() / n)
-    idx = rng.integers(0, n, size=(n_boot, n))
-    bd, bch, bboth = d[idx], ch[idx], both[idx]
-    b_total = bd.mean(axis=1)
-    b_carried = (bd * bch).sum(axis=1) / n
+    n_boot = max(200, min(n_boot, 5_000_000 // n))  # bound memory on large files
+    w = None if cache is None else cache.get(n)
+    if w is None:
+        idx = rng.integers(0, n, size=(n_boot, n)) + (np.arange(n_boot) * n)[:, None]
+        w = np.bincount(idx.ravel(), minlength=n_boot * n).reshape(n_boot, n).astype(float)  # counts per sample
+        if cache is not None:
+            cache[n] = w
+    b_total = w @ d / n
+    b_carried = w @ (d * ch) / n
     tail = (1 - level) / 2
     q = lambda x: [float(v) for v in np.quantile(x, [tail, 1 - tail])]
     out.update({"total": total, "total_interval": q(b_total), "carried": carried, "carried_interval": q(b_carried)})
@@ -322,8 +351,8 @@ def health_change(status: pl.DataFrame, a: str, b: str, what: str, rng: np.rando
     dh = d[both]
     if len(dh) >= 2:
         se = float(np.std(dh, ddof=1) / math.sqrt(len(dh)))
-        cnt = np.maximum(bboth.sum(axis=1), 1)
-        b_h = (bd * bboth).sum(axis=1) / cnt
+        cnt = np.maximum(w @ both.astype(float), 1)
+        b_h = w @ (d * both) / cnt
         mh = float(dh.mean())
         z = mh / se if se > 0 else 0.0
         p = float(2 * sps.norm.sf(abs(z))) if se > 0 else 1.0
@@ -369,10 +398,22 @@ def assess(loaded: Any, names: list[str], thresholds: dict[str, Any], seed: int)
     flags += sflags
     pairs = []
     for k, (a, b) in enumerate(itertools.pairwise(names)):
-        entry = {what: health_change(st, a, b, what, np.random.default_rng([seed, 7919, k, i]), n_boot)
+        shared: dict[int, np.ndarray] = {}
+        entry = {what: health_change(st, a, b, what, np.random.default_rng([seed, 7919, k, i]), n_boot, cache=shared)
                  for i, what in enumerate(("outcome", "proxy"))}
         o = entry["outcome"]
+        ids_a = set(st.filter(pl.col("checkpoint") == a)["sample_id"])
+        ids_b = set(st.filter(pl.col("checkpoint") == b)["sample_id"])
+        lost = sorted(ids_a - ids_b)
+        entry["missing_in_to"] = len(lost)
         pairs.append({"from": a, "to": b, **entry})
+        # the same eval set, but samples vanished: a harness that drops failures instead of scoring them
+        if len(ids_a & ids_b) >= 0.5 * len(ids_a) and len(lost) >= max(min_count, min_share * len(ids_a)):
+            flags.append(Flag(
+                "harness_missing_samples", b, f"{len(lost)} of the {len(ids_a)} samples of {a} have no result in {b} "
+                f"(the two share {len(ids_a & ids_b)}); e.g. {', '.join(lost[:3])}",
+                _wilson(len(lost), len(ids_a)), metric="samples", value=len(lost) / len(ids_a),
+                details={"from": a, "n_affected": len(lost), "n": len(ids_a), "sample_ids": lost[:50]}))
         moved = abs(o["became_unhealthy"] - o["became_healthy"])
         if o["mcnemar_p"] < alpha and moved >= max(min_count, 0.02 * max(o["n_paired"], 1)):
             h = o.get("healthy") or {}
@@ -401,15 +442,26 @@ def assess(loaded: Any, names: list[str], thresholds: dict[str, Any], seed: int)
 
 
 def harness_health(inputs: Any, *, proxy: str | None = None, outcome: str | None = None,
-                   rules: Any = None, seed: int = 0, **opts: Any) -> dict[str, Any]:
-    """Harness health of per-sample result files on their own (the report's ``harness`` section + flags)."""
+                   rules: Any = None, seed: int = 0, pair: bool | None = None, **opts: Any) -> dict[str, Any]:
+    """Harness health of per-sample result files on their own (the report's ``harness`` section + flags).
+
+    ``pair`` (default: when two files are given) reads each file as one checkpoint, as ``compare`` does;
+    otherwise the files form a series, as in ``analyze_checkpoints``.
+    """
+    if pair is None:
+        pair = not isinstance(inputs, (str, Path)) and len(list(inputs)) == 2
     from provaudit.checkpoints import _thresholds
     from provaudit.checkpoints.io import load_rules
     from provaudit.checkpoints.load import load_inputs
 
     rules_d = load_rules(rules)
-    paths = [str(p) for p in ([inputs] if isinstance(inputs, str) else inputs)]
-    loaded = load_inputs(paths, rules_d, proxy=proxy, outcome=outcome)
-    out, flags = assess(loaded, loaded.series["checkpoint"].to_list(), _thresholds(rules_d, opts), seed)
+    paths = [str(p) for p in ([inputs] if isinstance(inputs, (str, Path)) else inputs)]
+    names = None
+    if pair:  # like compare: one checkpoint per file, named after the file (A, B when the stems are equal)
+        names = [Path(p).name.split(".")[0] for p in paths]
+        names = names if len(set(names)) == len(names) else [chr(65 + i) for i in range(len(paths))]
+    loaded = load_inputs(paths, rules_d, proxy=proxy, outcome=outcome, checkpoint_names=names)
+    order = names or loaded.series["checkpoint"].to_list()
+    out, flags = assess(loaded, order, _thresholds(rules_d, opts), seed)
     out["flags"] = [f.to_dict() for f in flags]
     return out

@@ -57,7 +57,7 @@ class Flag:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict with rounded numbers."""
-        return rnd({"kind": self.kind, "checkpoint": self.checkpoint, "evidence": self.evidence,
+        return rnd({"id": self.kind, "kind": self.kind, "checkpoint": self.checkpoint, "evidence": self.evidence,
                     "interval": self.interval, "metric": self.metric, "value": self.value,
                     "p_value": self.p_value, "details": self.details, "decoupling": self.decoupling})
 

@@ -48,7 +48,8 @@ def _headline(report: Any) -> list[tuple[str, str]]:
             ("proxy rise past best", _f(over.get("proxy_rise_past_best"))),
             ("outcome drop from best to last", _f(over.get("outcome_drop_from_best"))),
             ("Spearman(proxy, outcome)", _f(report.correlation.get("spearman"))),
-            ("decoupled", "YES" if report.decoupled else "no")]
+            ("decoupled", "YES" if report.decoupled else "no"),
+            ("harness faults flagged", "YES" if report.harness_flagged else "no" if report.harness else "–")]
     if report.length.get("share") is not None:
         rows.append(("length share of proxy gain", _f(report.length.get("combined_share"))))
     if over.get("peak_kl") is not None:

@@ -346,7 +346,7 @@ def _trend(rows: list[dict[str, Any]], level: float) -> tuple[dict[str, Any], di
     if first is None:
         return trend, None
     lk = looks[first - 2]
-    flag = {"kind": "homogenizing", "checkpoint": rows[first]["batch"],
+    flag = {"id": "homogenizing", "kind": "homogenizing", "checkpoint": rows[first]["batch"],
             "evidence": f"over batches {rows[0]['batch']}..{rows[first]['batch']} labeler agreement ({agree_key}) "
                         f"rose {lk['agreement_slope']:.3g} per batch (z={lk['agreement_z']:.3g}) while the diversity "
                         f"of the chosen responses relative to the candidates fell {-lk['diversity_slope']:.3g} per "
