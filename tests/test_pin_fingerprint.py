@@ -159,3 +159,23 @@ def test_add_fingerprints_equals_the_per_text_functions_with_repeats() -> None:
     assert df["text_hash"].to_list() == [text_hash(t) for t in texts]
     assert df["band_keys"].to_list() == band_keys(texts)
     assert df["band_keys"][0].to_list() == df["band_keys"][2].to_list()  # spacing folds away
+
+
+def test_dataset_fingerprint_value_is_pinned_under_the_fingerprint_version() -> None:
+    """Catalogs store dataset fingerprints (registration, erasure checks): same version, same value."""
+    from provaudit.fingerprint import dataset_fingerprint
+
+    df = pl.DataFrame({"schema": ["pairs"] * 3, "role": ["prompt", "chosen", "rejected"],
+                       "text": ["Hi there", "Hello! How can I help?", "Go away."],
+                       "meta": ["{}", "{}", '{"a": 1}'], "source_row": [0, 0, 0]})
+    assert FINGERPRINT_VERSION == "pa-fp-v2"
+    assert dataset_fingerprint([df]) == "750a939ad14c446754a2c95de9063948"
+
+
+@pytest.mark.parametrize("text, shingles", [
+    ("", ["\x00"]), ("!!!", ["!!!"]), ("hello", ["hello"]), ("a, b", ["a b"]), ("a b c", ["a b c"]),
+    ("one two three four", ["one two three", "two three four"]),
+])
+def test_reference_shingles_are_word_3grams(text: str, shingles: list[str]) -> None:
+    """The string shingles the datasketch baselines in bench/ use: word 3-grams; shorter texts are one shingle."""
+    assert _shingles(text) == shingles
