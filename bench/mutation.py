@@ -39,7 +39,8 @@ MODULES: dict[str, tuple[str, list[str], list[str] | None]] = {
                     + [f"tests/test_scan_pipeline.py::test_{t}" for t in (
                         "text_hash_ignores_unicode_form_and_spacing_only", "vectorised_normalization_matches_the_per_text_one",
                         "vectorised_shingle_hashes_match_the_word_3gram_definition")], None),
-    "mixture": ("provaudit/mixture.py", ["tests/test_pin_intervals.py", "tests/test_mixture.py"], None),
+    "mixture": ("provaudit/mixture.py", ["tests/test_pin_mixture.py", "tests/test_pin_intervals.py", "tests/test_mixture.py"],
+                None),
     "stats": ("provaudit/checkpoints/stats.py", ["tests/test_pin_decoupling.py", "tests/test_pin_intervals.py"], None),
     "decoupling": ("provaudit/checkpoints/analysis.py", ["tests/test_pin_decoupling.py"],
                    ["*.x_decoupling__*", "*.xǁCtxǁ__post_init____*", "*.xǁCtxǁdiff__*", "*.x_correlation__*",
@@ -83,8 +84,29 @@ def _pyproject(path: str, tests: list[str]) -> str:
                    "use_setproctitle = false\nuse_git_change_detection = false\nprocess_isolation = \"forkserver\"\n")
 
 
-def run_module(name: str, jobs: int) -> dict:
+def _meta_statuses(name: str) -> dict[str, str]:
+    """Statuses of the mutants run in ``build/mutation/<module>`` (exit codes from mutmut's store)."""
+    meta = ROOT / "build" / "mutation" / name / "mutants" / (MODULES[name][0] + ".meta")
+    if not meta.exists():
+        return {}
+    codes = json.loads(meta.read_text()).get("exit_code_by_key", {})
+    return {k: STATUS.get(v, f"exit {v}") for k, v in codes.items() if v is not None}  # run ones only
+
+
+def load_results(name: str) -> dict | None:
+    saved = ROOT / "build" / "mutation" / f"{name}.json"
+    if saved.exists():
+        return json.loads(saved.read_text())
+    st = _meta_statuses(name)
+    return {"module": name, "file": MODULES[name][0], "statuses": st, "seconds": None} if st else None
+
+
+def run_module(name: str, jobs: int, only: list[str] | None = None) -> dict:
+    """Run mutmut on one module; with ``only`` (mutant names or globs) re-run just those mutants and merge
+    their new statuses into the module's previous results (``build/mutation/<module>.json``)."""
     path, tests, functions = MODULES[name]
+    if only:
+        functions = only
     work = ROOT / "build" / "mutation" / name
     if work.exists():
         shutil.rmtree(work)
@@ -108,11 +130,15 @@ def run_module(name: str, jobs: int) -> dict:
         if ": " in line:
             k, v = line.strip().rsplit(": ", 1)
             statuses[k] = v
-    meta = work / "mutants" / (path + ".meta")
-    if meta.exists():  # exit codes straight from the store, for statuses the CLI names differently
-        codes = json.loads(meta.read_text()).get("exit_code_by_key", {})
-        statuses = {k: STATUS.get(v, f"exit {v}") for k, v in codes.items() if v is not None}  # run ones only
-    return {"module": name, "file": path, "statuses": statuses, "seconds": round(time.time() - t0)}
+    statuses = _meta_statuses(name) or statuses
+    saved = ROOT / "build" / "mutation" / f"{name}.json"
+    if only and saved.exists():
+        statuses = {**json.loads(saved.read_text())["statuses"], **statuses}
+    elif only:
+        raise SystemExit(f"no earlier results for {name} to merge the re-run into")
+    result = {"module": name, "file": path, "statuses": statuses, "seconds": round(time.time() - t0)}
+    saved.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+    return result
 
 
 def tabulate(results: list[dict]) -> str:
@@ -138,6 +164,9 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2, help="mutants tested at once")
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--json", type=Path, help="also write the per-mutant statuses here")
+    ap.add_argument("--only", nargs="+", help="re-run only these mutants (names or globs; one module) and merge "
+                                              "into that module's last results")
+    ap.add_argument("--table", action="store_true", help="print the table of the last results, run nothing")
     args = ap.parse_args()
     if args.list:
         for k, (p, t, f) in MODULES.items():
@@ -148,9 +177,14 @@ def main() -> None:
     if bad:
         sys.exit(f"unknown module(s) {bad}; choose from {list(MODULES)}")
     equiv = equivalent_mutants()
+    if args.table:
+        print(tabulate([r for r in map(load_results, names) if r]))
+        return
+    if args.only and len(names) != 1:
+        sys.exit("--only needs exactly one module")
     results = []
     for n in names:
-        r = run_module(n, args.jobs)
+        r = run_module(n, args.jobs, args.only)
         results.append(r)
         surv = sorted(k for k, v in r["statuses"].items() if v == "survived" and k not in equiv)
         print(f"{n}: {len(r['statuses'])} mutants in {r['seconds']} s; surviving non-equivalent: "

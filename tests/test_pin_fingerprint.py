@@ -179,3 +179,12 @@ def test_dataset_fingerprint_value_is_pinned_under_the_fingerprint_version() -> 
 def test_reference_shingles_are_word_3grams(text: str, shingles: list[str]) -> None:
     """The string shingles the datasketch baselines in bench/ use: word 3-grams; shorter texts are one shingle."""
     assert _shingles(text) == shingles
+
+
+def test_band_keys_are_computed_on_the_normalized_text() -> None:
+    """NFKC first (documented: shingles of the lowercased normalized text): a ligature or a full-width
+    letter gives the keys of its plain form."""
+    plain = ["fine tuning data for the model", "ABC full width letters here"]
+    compat = ["\ufb01ne tuning data for the model", "\uff21\uff22\uff23 full width letters here"]
+    assert band_keys(compat) == band_keys(plain)
+    assert minhash_signatures(compat).tolist() == minhash_signatures(plain).tolist()
