@@ -9,6 +9,7 @@ import pytest
 
 from provaudit.mixture import MixtureEstimate, MixtureReference, _units, fit_reference
 
+
 def _letters(i: int) -> str:
     return "".join(chr(97 + int(d)) for d in f"{i:03d}")
 
