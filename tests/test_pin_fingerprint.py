@@ -188,3 +188,10 @@ def test_band_keys_are_computed_on_the_normalized_text() -> None:
     compat = ["\ufb01ne tuning data for the model", "\uff21\uff22\uff23 full width letters here"]
     assert band_keys(compat) == band_keys(plain)
     assert minhash_signatures(compat).tolist() == minhash_signatures(plain).tolist()
+
+
+def test_fingerprint_columns_have_the_documented_types_even_for_an_empty_batch() -> None:
+    for df in (pl.DataFrame({"text": ["a b c", "d e"]}), pl.DataFrame({"text": []}, schema={"text": pl.Utf8})):
+        out = add_fingerprints(df)
+        assert out.schema["text_hash"] == pl.Utf8 and out.schema["band_keys"] == pl.List(pl.UInt64)
+        assert out.height == df.height
