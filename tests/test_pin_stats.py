@@ -118,3 +118,31 @@ def test_bootstrap_resample_count_is_bounded_but_never_below_200() -> None:
     assert q.value == pytest.approx(np.median(b) - np.median(a)) and q.paired
     boots = q.se
     assert 0 < boots < 1
+
+
+def test_smoother_on_three_points_and_integer_input() -> None:
+    assert smooth3(np.array([0.0, 5.0, 1.0])).tolist() == pytest.approx([0.0, 2 / 3, 1.0])
+    ints = np.array([0, 3, 1, 4, 2, 7, 1])
+    assert smooth3(ints) == pytest.approx(smooth3(ints.astype(float)))
+    assert robust_peak(np.array([0, 1, 5, 6, 5, 1, 0])) == 3
+
+
+def test_gao_fit_uses_every_valid_point_and_only_those() -> None:
+    rng = np.random.default_rng(2)
+    d = np.array([0.0, 0.3, 0.6, 1.0, 1.5, 2.0, 2.6, 3.2])
+    y = 0.2 + d * (1 - 0.4 * d) + rng.normal(0, 0.05, d.size)
+    for form in ("rl", "bon"):
+        dlog = np.where(d > 0, d * np.log(np.where(d > 0, d, 1.0)), 0.0)
+        X = np.column_stack([np.ones_like(d), d, -(dlog if form == "rl" else d * d)])
+        coef = np.linalg.lstsq(X, y, rcond=None)[0]
+        fit = fit_gao(d, y, form)
+        assert (fit["c"], fit["a"], fit["b"]) == pytest.approx(tuple(coef))   # d = 0 included, d log d = 0 there
+        # NaN values and negative d are dropped, nothing else
+        dirty = fit_gao(np.append(d, [np.nan, -1.0, 1.2]), np.append(y, [0.5, 0.5, np.inf]), form)
+        assert (dirty["c"], dirty["a"], dirty["b"]) == pytest.approx(tuple(coef))
+    four = fit_gao(d[:4], y[:4], "bon")
+    assert four is not None                                   # 4 points are enough
+    assert fit_gao(np.array([1.0, 1.5, 1.75, 2.0]), y[:4], "bon") is not None   # spread exactly 1
+    assert fit_gao(np.full(5, 1.0), y[:5], "bon") is None     # no spread
+    with pytest.raises(ValueError, match="ppo"):
+        fit_gao(d, y, "ppo")
