@@ -195,3 +195,13 @@ def test_fingerprint_columns_have_the_documented_types_even_for_an_empty_batch()
         out = add_fingerprints(df)
         assert out.schema["text_hash"] == pl.Utf8 and out.schema["band_keys"] == pl.List(pl.UInt64)
         assert out.height == df.height
+
+
+def test_a_missing_text_is_fingerprinted_as_the_empty_text() -> None:
+    from provaudit.fingerprint import shingle_hashes
+
+    out = add_fingerprints(pl.DataFrame({"text": [None, ""]}, schema={"text": pl.Utf8}))
+    assert out["text_hash"].to_list() == [text_hash("")] * 2
+    assert out["band_keys"][0].to_list() == out["band_keys"][1].to_list() == band_keys([""])[0]
+    hashes, offsets = shingle_hashes(pl.Series([None, ""], dtype=pl.Utf8))
+    assert offsets.tolist() == [0, 1, 2] and hashes[0] == hashes[1]
