@@ -95,8 +95,11 @@ def _meta_statuses(name: str) -> dict[str, str]:
 
 
 def load_results(name: str) -> dict | None:
+    """The module's last results: the saved JSON, or the work folder's store when that is newer (a run that
+    was stopped before it could save)."""
     saved = ROOT / "build" / "mutation" / f"{name}.json"
-    if saved.exists():
+    meta = ROOT / "build" / "mutation" / name / "mutants" / (MODULES[name][0] + ".meta")
+    if saved.exists() and (not meta.exists() or saved.stat().st_mtime >= meta.stat().st_mtime):
         return json.loads(saved.read_text())
     st = _meta_statuses(name)
     return {"module": name, "file": MODULES[name][0], "statuses": st, "seconds": None} if st else None
@@ -106,6 +109,14 @@ def run_module(name: str, jobs: int, only: list[str] | None = None) -> dict:
     """Run mutmut on one module; with ``only`` (mutant names or globs) re-run just those mutants and merge
     their new statuses into the module's previous results (``build/mutation/<module>.json``)."""
     path, tests, functions = MODULES[name]
+    prior = load_results(name)
+    saved = ROOT / "build" / "mutation" / f"{name}.json"
+    if prior is not None:  # keep the last results before the work folder is replaced
+        saved.write_text(json.dumps(prior, indent=1, sort_keys=True) + "\n")
+    if not only:
+        prior = None
+    if only and prior is None:
+        raise SystemExit(f"no earlier results for {name} to merge the re-run into")
     if only:
         functions = only
     work = ROOT / "build" / "mutation" / name
@@ -120,8 +131,8 @@ def run_module(name: str, jobs: int, only: list[str] | None = None) -> dict:
     t0 = time.time()
     log = work / "mutmut.log"
     with log.open("w") as fh:
-        done = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs), *(functions or [])], cwd=work,
-                              env=env, stdout=fh, stderr=subprocess.STDOUT, check=False)
+        done = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs), *(functions or [])],
+                              cwd=work, env=env, stdout=fh, stderr=subprocess.STDOUT, check=False)
     if done.returncode:
         print(f"{name}: mutmut exited {done.returncode}; see {log}", file=sys.stderr)
     res = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=work, env=env,
@@ -132,11 +143,8 @@ def run_module(name: str, jobs: int, only: list[str] | None = None) -> dict:
             k, v = line.strip().rsplit(": ", 1)
             statuses[k] = v
     statuses = _meta_statuses(name) or statuses
-    saved = ROOT / "build" / "mutation" / f"{name}.json"
-    if only and saved.exists():
-        statuses = {**json.loads(saved.read_text())["statuses"], **statuses}
-    elif only:
-        raise SystemExit(f"no earlier results for {name} to merge the re-run into")
+    if prior is not None:
+        statuses = {**prior["statuses"], **statuses}
     result = {"module": name, "file": path, "statuses": statuses, "seconds": round(time.time() - t0)}
     saved.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
     return result
