@@ -29,23 +29,34 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# module name -> (file to mutate, the tests that pin it)
-MODULES: dict[str, tuple[str, list[str]]] = {
-    "gate": ("provaudit/gate.py", ["tests/test_pin_gate.py", "tests/test_props_gate.py", "tests/test_scan_gate.py"]),
+# module name -> (file to mutate, the tests that pin it, the decision functions to mutate: mutmut name globs,
+# None for every function of the file)
+MODULES: dict[str, tuple[str, list[str], list[str] | None]] = {
+    "gate": ("provaudit/gate.py", ["tests/test_pin_gate.py", "tests/test_props_gate.py", "tests/test_scan_gate.py"],
+             None),
     "fingerprint": ("provaudit/fingerprint/__init__.py",
                     ["tests/test_pin_fingerprint.py", "tests/test_props_fingerprint.py"]
                     + [f"tests/test_scan_pipeline.py::test_{t}" for t in (
                         "text_hash_ignores_unicode_form_and_spacing_only", "vectorised_normalization_matches_the_per_text_one",
-                        "vectorised_shingle_hashes_match_the_word_3gram_definition")]),
-    "mixture": ("provaudit/mixture.py", ["tests/test_mixture.py", "tests/test_pin_intervals.py"]),
-    "lineage": ("provaudit/catalog/lineage.py", ["tests/test_lineage_find.py", "tests/test_pin_lineage.py"]),
-    "erase": ("provaudit/catalog/erase.py", ["tests/test_erase.py", "tests/test_props_erase.py"]),
-    "tagging": ("provaudit/origin/tagging.py", ["tests/test_origin_tagging.py", "tests/test_pin_origin.py"]),
-    "detector": ("provaudit/origin/detector.py", ["tests/test_origin_detector.py", "tests/test_pin_origin.py"]),
-    "checkpoints": ("provaudit/checkpoints/analysis.py",
-                    ["tests/test_checkpoints_fixtures.py", "tests/test_pin_decoupling.py"]),
-    "stats": ("provaudit/checkpoints/stats.py", ["tests/test_pin_intervals.py", "tests/test_pin_decoupling.py"]),
-    "pipeline": ("provaudit/pipeline.py", ["tests/test_scan_pipeline.py", "tests/test_pin_scan.py"]),
+                        "vectorised_shingle_hashes_match_the_word_3gram_definition")], None),
+    "mixture": ("provaudit/mixture.py", ["tests/test_pin_mixture.py", "tests/test_pin_intervals.py", "tests/test_mixture.py"],
+                None),
+    "stats": ("provaudit/checkpoints/stats.py",
+              ["tests/test_pin_stats.py", "tests/test_pin_decoupling.py", "tests/test_pin_intervals.py"], None),
+    "decoupling": ("provaudit/checkpoints/analysis.py", ["tests/test_pin_decoupling.py"],
+                   ["*.x_decoupling__*", "*.xǁCtxǁ__post_init____*", "*.xǁCtxǁdiff__*", "*.x_correlation__*",
+                    "*.x__p_one_sided__*"]),
+    "tagging": ("provaudit/origin/tagging.py", ["tests/test_pin_origin.py", "tests/test_origin_tagging.py"],
+                ["*.x_tag_origin__*", "*.x_summarize_origin__*", "*.x__features_per_distinct_text__*"]),
+    "detector": ("provaudit/origin/detector.py", ["tests/test_pin_origin.py", "tests/test_origin_detector.py"],
+                 ["*.xǁDetectorǁ*", "*.x__sigmoid__*", "*.x__transform__*", "*.x_load_detector__*"]),
+    "lineage": ("provaudit/catalog/lineage.py", ["tests/test_pin_lineage.py", "tests/test_lineage_find.py"],
+                ["*.x_add_checkpoint__*", "*.x_lineage_find__*", "*.x__summarize__*", "*.x_list_checkpoints__*"]),
+    "erase": ("provaudit/catalog/erase.py", ["tests/test_props_erase.py", "tests/test_erase.py"],
+              ["*.x__copy_except__*", "*.x__is_blank__*", "*.x__redact_jsonl__*", "*.x__redact_csv__*",
+               "*.xǁ_CapturingLinesǁ*", "*.x_erase__*"]),
+    "pipeline": ("provaudit/pipeline.py", ["tests/test_pin_scan.py", "tests/test_scan_pipeline.py"],
+                 ["*.x__duplicate_tables__*", "*.x__duplicate_summary__*", "*.x__rate__*", "*.x__add_datasets__*"]),
 }
 
 STATUS = {1: "killed", 3: "killed", -24: "killed", 36: "killed", 0: "survived", None: "not run",
@@ -74,8 +85,40 @@ def _pyproject(path: str, tests: list[str]) -> str:
                    "use_setproctitle = false\nuse_git_change_detection = false\nprocess_isolation = \"forkserver\"\n")
 
 
-def run_module(name: str, jobs: int) -> dict:
-    path, tests = MODULES[name]
+def _meta_statuses(name: str) -> dict[str, str]:
+    """Statuses of the mutants run in ``build/mutation/<module>`` (exit codes from mutmut's store)."""
+    meta = ROOT / "build" / "mutation" / name / "mutants" / (MODULES[name][0] + ".meta")
+    if not meta.exists():
+        return {}
+    codes = json.loads(meta.read_text()).get("exit_code_by_key", {})
+    return {k: STATUS.get(v, f"exit {v}") for k, v in codes.items() if v is not None}  # run ones only
+
+
+def load_results(name: str) -> dict | None:
+    """The module's last results: the saved JSON, or the work folder's store when that is newer (a run that
+    was stopped before it could save)."""
+    saved = ROOT / "build" / "mutation" / f"{name}.json"
+    meta = ROOT / "build" / "mutation" / name / "mutants" / (MODULES[name][0] + ".meta")
+    if saved.exists() and (not meta.exists() or saved.stat().st_mtime >= meta.stat().st_mtime):
+        return json.loads(saved.read_text())
+    st = _meta_statuses(name)
+    return {"module": name, "file": MODULES[name][0], "statuses": st, "seconds": None} if st else None
+
+
+def run_module(name: str, jobs: int, only: list[str] | None = None) -> dict:
+    """Run mutmut on one module; with ``only`` (mutant names or globs) re-run just those mutants and merge
+    their new statuses into the module's previous results (``build/mutation/<module>.json``)."""
+    path, tests, functions = MODULES[name]
+    prior = load_results(name)
+    saved = ROOT / "build" / "mutation" / f"{name}.json"
+    if prior is not None:  # keep the last results before the work folder is replaced
+        saved.write_text(json.dumps(prior, indent=1, sort_keys=True) + "\n")
+    if not only:
+        prior = None
+    if only and prior is None:
+        raise SystemExit(f"no earlier results for {name} to merge the re-run into")
+    if only:
+        functions = only
     work = ROOT / "build" / "mutation" / name
     if work.exists():
         shutil.rmtree(work)
@@ -88,8 +131,8 @@ def run_module(name: str, jobs: int) -> dict:
     t0 = time.time()
     log = work / "mutmut.log"
     with log.open("w") as fh:
-        done = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs)], cwd=work,
-                              env=env, stdout=fh, stderr=subprocess.STDOUT, check=False)
+        done = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs), *(functions or [])],
+                              cwd=work, env=env, stdout=fh, stderr=subprocess.STDOUT, check=False)
     if done.returncode:
         print(f"{name}: mutmut exited {done.returncode}; see {log}", file=sys.stderr)
     res = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=work, env=env,
@@ -99,11 +142,12 @@ def run_module(name: str, jobs: int) -> dict:
         if ": " in line:
             k, v = line.strip().rsplit(": ", 1)
             statuses[k] = v
-    meta = work / "mutants" / (path + ".meta")
-    if meta.exists():  # exit codes straight from the store, for statuses the CLI names differently
-        codes = json.loads(meta.read_text()).get("exit_code_by_key", {})
-        statuses = {k: STATUS.get(v, f"exit {v}") for k, v in codes.items()}
-    return {"module": name, "file": path, "statuses": statuses, "seconds": round(time.time() - t0)}
+    statuses = _meta_statuses(name) or statuses
+    if prior is not None:
+        statuses = {**prior["statuses"], **statuses}
+    result = {"module": name, "file": path, "statuses": statuses, "seconds": round(time.time() - t0)}
+    saved.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+    return result
 
 
 def tabulate(results: list[dict]) -> str:
@@ -129,19 +173,27 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2, help="mutants tested at once")
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--json", type=Path, help="also write the per-mutant statuses here")
+    ap.add_argument("--only", nargs="+", help="re-run only these mutants (names or globs; one module) and merge "
+                                              "into that module's last results")
+    ap.add_argument("--table", action="store_true", help="print the table of the last results, run nothing")
     args = ap.parse_args()
     if args.list:
-        for k, (p, t) in MODULES.items():
-            print(f"{k:12} {p:40} {' '.join(t)}")
+        for k, (p, t, f) in MODULES.items():
+            print(f"{k:12} {p:36} functions: {' '.join(f) if f else 'all'}\n{'':12} tests: {' '.join(t)}")
         return
     names = args.modules or list(MODULES)
     bad = [n for n in names if n not in MODULES]
     if bad:
         sys.exit(f"unknown module(s) {bad}; choose from {list(MODULES)}")
     equiv = equivalent_mutants()
+    if args.table:
+        print(tabulate([r for r in map(load_results, names) if r]))
+        return
+    if args.only and len(names) != 1:
+        sys.exit("--only needs exactly one module")
     results = []
     for n in names:
-        r = run_module(n, args.jobs)
+        r = run_module(n, args.jobs, args.only)
         results.append(r)
         surv = sorted(k for k, v in r["statuses"].items() if v == "survived" and k not in equiv)
         print(f"{n}: {len(r['statuses'])} mutants in {r['seconds']} s; surviving non-equivalent: "

@@ -28,7 +28,9 @@ def test_gao_metrics_series_flag_never_early(tmp_path: Path, form: str) -> None:
         if k is not None:
             fired += 1
             assert k >= peak - 1, f"seed {seed}: flag at {k}, outcome peak at {peak}"
-    assert fired / seeds >= 0.8  # detection rate
+    # detection rate: docs/checkpoints.md (bench/checkpoints.py, 200 seeds) measures 99.5% (RL) and 100% (BoN)
+    # for 10 checkpoints at 5% noise; at a true 99.5%, 3 or more misses in 40 seeds has probability 0.1%
+    assert fired >= seeds - 2, f"{fired}/{seeds} detected"
 
 
 @pytest.mark.parametrize("form", ["rl", "bon"])

@@ -159,3 +159,49 @@ def test_add_fingerprints_equals_the_per_text_functions_with_repeats() -> None:
     assert df["text_hash"].to_list() == [text_hash(t) for t in texts]
     assert df["band_keys"].to_list() == band_keys(texts)
     assert df["band_keys"][0].to_list() == df["band_keys"][2].to_list()  # spacing folds away
+
+
+def test_dataset_fingerprint_value_is_pinned_under_the_fingerprint_version() -> None:
+    """Catalogs store dataset fingerprints (registration, erasure checks): same version, same value."""
+    from provaudit.fingerprint import dataset_fingerprint
+
+    df = pl.DataFrame({"schema": ["pairs"] * 3, "role": ["prompt", "chosen", "rejected"],
+                       "text": ["Hi there", "Hello! How can I help?", "Go away."],
+                       "meta": ["{}", "{}", '{"a": 1}'], "source_row": [0, 0, 0]})
+    assert FINGERPRINT_VERSION == "pa-fp-v2"
+    assert dataset_fingerprint([df]) == "750a939ad14c446754a2c95de9063948"
+
+
+@pytest.mark.parametrize("text, shingles", [
+    ("", ["\x00"]), ("!!!", ["!!!"]), ("hello", ["hello"]), ("a, b", ["a b"]), ("a b c", ["a b c"]),
+    ("one two three four", ["one two three", "two three four"]),
+])
+def test_reference_shingles_are_word_3grams(text: str, shingles: list[str]) -> None:
+    """The string shingles the datasketch baselines in bench/ use: word 3-grams; shorter texts are one shingle."""
+    assert _shingles(text) == shingles
+
+
+def test_band_keys_are_computed_on_the_normalized_text() -> None:
+    """NFKC first (documented: shingles of the lowercased normalized text): a ligature or a full-width
+    letter gives the keys of its plain form."""
+    plain = ["fine tuning data for the model", "ABC full width letters here"]
+    compat = ["\ufb01ne tuning data for the model", "\uff21\uff22\uff23 full width letters here"]
+    assert band_keys(compat) == band_keys(plain)
+    assert minhash_signatures(compat).tolist() == minhash_signatures(plain).tolist()
+
+
+def test_fingerprint_columns_have_the_documented_types_even_for_an_empty_batch() -> None:
+    for df in (pl.DataFrame({"text": ["a b c", "d e"]}), pl.DataFrame({"text": []}, schema={"text": pl.Utf8})):
+        out = add_fingerprints(df)
+        assert out.schema["text_hash"] == pl.Utf8 and out.schema["band_keys"] == pl.List(pl.UInt64)
+        assert out.height == df.height
+
+
+def test_a_missing_text_is_fingerprinted_as_the_empty_text() -> None:
+    from provaudit.fingerprint import shingle_hashes
+
+    out = add_fingerprints(pl.DataFrame({"text": [None, ""]}, schema={"text": pl.Utf8}))
+    assert out["text_hash"].to_list() == [text_hash("")] * 2
+    assert out["band_keys"][0].to_list() == out["band_keys"][1].to_list() == band_keys([""])[0]
+    hashes, offsets = shingle_hashes(pl.Series([None, ""], dtype=pl.Utf8))
+    assert offsets.tolist() == [0, 1, 2] and hashes[0] == hashes[1]

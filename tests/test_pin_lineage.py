@@ -83,3 +83,44 @@ def test_taint_of_a_dataset_only_a_leaf_trained_on(catalog: Path, fixtures_dir: 
 def test_registry_lists_every_parent_link(catalog: Path) -> None:
     listed = {c["checkpoint"]: (c["trained_on"], c["parent"]) for c in list_checkpoints(catalog=catalog)}
     assert listed == {n: (on, parent) for n, (on, parent) in REGISTRY.items()}
+
+
+def test_selector_and_parameter_errors(catalog: Path) -> None:
+    from provaudit.errors import UsageError
+
+    bad = [{}, {"text": "a", "file": "b.jsonl"}, {"field": "user_id=1", "deep": True}, {"text": "x", "ngram": 0},
+           {"text": "x", "min_containment": 0.0}, {"text": "x", "min_containment": 1.01}, {"text": "  \n "}]
+    for kw in bad:
+        with pytest.raises(UsageError):
+            lineage_find(catalog=catalog, **kw)
+    lineage_find(text="x", min_containment=1.0, ngram=1, catalog=catalog)   # the inclusive ends are allowed
+    with pytest.raises(UsageError):
+        add_checkpoint("nothing", [], catalog=catalog)
+
+
+def test_a_checkpoint_with_only_a_parent_inherits_its_taint(tmp_path: Path, fixtures_dir: Path) -> None:
+    cat = tmp_path / "c.duckdb"
+    provaudit.register(fixtures_dir / "lineage" / "sft_train.jsonl", catalog=cat)
+    root = add_checkpoint("root", ["sft_train"], catalog=cat)
+    child = add_checkpoint("merged", [], parent="root", catalog=cat)
+    assert child["parent"] == "root" and child["trained_on"] == [] and child["checkpoint_id"] > root["checkpoint_id"]
+    res = lineage_find(field="user_id=u-0042", catalog=cat)
+    assert [(c["checkpoint"], c["via"], c["depth"]) for c in res["checkpoints"]] == [("root", "direct", 0),
+                                                                                    ("merged", "parent", 1)]
+
+
+def test_find_reports_records_and_datasets_in_full(catalog: Path, fixtures_dir: Path) -> None:
+    res = lineage_find(field="user_id=u-0042", catalog=catalog)
+    assert res["query"] == {"field": "user_id", "value": "u-0042"} and res["truncated"] is False
+    by_ds = {d["dataset"]: d for d in res["datasets"]}
+    sft = by_ds["sft_train"]
+    assert sft["rows"] == [5, 17] and sft["records"] == 4 and sft["matches"] == ["field"]
+    assert sft["tags"] == ["train"] and sft["path"] == str(fixtures_dir / "lineage" / "sft_train.jsonl")
+    assert by_ds["prefs_train"]["records"] == 3
+    rec = {(r["dataset"], r["source_row"], r["role"]) for r in res["records"]}
+    assert rec == {("sft_train", 5, "prompt"), ("sft_train", 5, "response"), ("sft_train", 17, "prompt"),
+                   ("sft_train", 17, "response"), ("prefs_train", 9, "prompt"), ("prefs_train", 9, "chosen"),
+                   ("prefs_train", 9, "rejected")}
+    assert all(r["record_id"] == f"{r['dataset']}:{r['source_row']}:{r['role']}" and r["match"] == "field"
+               and r["fingerprint"] == by_ds[r["dataset"]]["fingerprint"] for r in res["records"])
+    assert all(r["pair_id"] == f"{r['dataset']}:{r['source_row']}" for r in res["records"])

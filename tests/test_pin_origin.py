@@ -131,3 +131,97 @@ def test_short_texts_abstain_unless_rules_are_decisive() -> None:
     assert logit(b["p_model"]) - logit(p_det) == pytest.approx(
         sum(r.weight for r in __import__("provaudit.origin.tagging", fromlist=["x"])._default_rules().rules
             if r.id in b["rules_fired"]), abs=0.02)
+
+
+def _user_rules(tmp_path: Path, weights: dict[str, float]):
+    from provaudit.origin.rules import load_rules
+
+    body = "rules:\n" + "".join(
+        f"  - id: {rid}\n    kind: content\n    description: x\n    weight: {w}\n"
+        f"    match:\n      regex: '\\b{rid}\\b'\n"
+        f"    tests:\n      match: ['a {rid} b']\n      no_match: ['nothing']\n" for rid, w in weights.items())
+    (tmp_path / "r.yaml").write_text(body)
+    return load_rules([tmp_path / "r.yaml"], bundled=False)
+
+
+def test_short_text_decisiveness_is_a_summed_weight_of_three_either_way(tmp_path: Path) -> None:
+    rs = _user_rules(tmp_path, {"tagthree": 3.0, "tagnearly": 2.99, "tagminus": -3.0, "tagone": 1.5})
+    texts = ["short text tagthree", "short text tagnearly", "short text tagminus", "short tagone and tagone",
+             "short tagone plus tagone tagthree", "short tagminus tagone"]
+    out = tag_origin(_records(texts), rules=rs)
+    assert out["origin"].to_list() == ["model", "unknown", "human", "unknown", "model", "unknown"]
+    assert out["rules_fired"].to_list() == [["tagthree"], ["tagnearly"], ["tagminus"], ["tagone"],
+                                            ["tagthree", "tagone"], ["tagminus", "tagone"]]
+    # the weights add to the detector's log-odds
+    logit = lambda v: math.log(v / (1 - v))
+    p_det = load_detector().predict_proba(texts)
+    for row, pd, w in zip(out.iter_rows(named=True), p_det, [3.0, 2.99, -3.0, 1.5, 4.5, -1.5]):
+        if 1e-3 < row["p_model"] < 1 - 1e-3:   # p_model has 6 decimals: its log-odds are exact enough here
+            assert logit(row["p_model"]) - logit(float(pd)) == pytest.approx(w, abs=0.01)
+
+
+def test_a_rule_set_with_its_own_apply_gives_the_same_tags(tmp_path: Path) -> None:
+    from provaudit.origin.rules import RuleSet
+
+    rs = _user_rules(tmp_path, {"tagthree": 3.0, "tagone": 1.5})
+
+    class Wrapped(RuleSet):
+        def apply(self, records):
+            return super().apply(records)
+
+    texts = ["short text tagthree", "nothing fires here", "tagone once", "tagone tagthree"]
+    assert tag_origin(_records(texts), rules=Wrapped(rs.rules)).equals(tag_origin(_records(texts), rules=rs))
+
+
+def test_empty_batch_and_missing_text_column() -> None:
+    from provaudit.errors import InputError
+
+    empty = tag_origin(_records([]))
+    assert empty.height == 0
+    assert {c: empty.schema[c] for c in ("origin", "p_model", "rules_fired", "evidence")} == {
+        "origin": pl.Utf8, "p_model": pl.Float64, "rules_fired": pl.List(pl.Utf8), "evidence": pl.Utf8}
+    with pytest.raises(InputError) as err:
+        tag_origin(pl.DataFrame({"body": ["x"]}))
+    assert err.value.field == "text"
+
+
+def test_evidence_lists_the_three_largest_contributions(tagged: pl.DataFrame) -> None:
+    det = load_detector()
+    from provaudit.origin.features import FEATURE_NAMES, feature_matrix
+
+    rows = tagged.head(20)
+    x, n_words = feature_matrix(rows["text"])
+    contrib = det.contributions(x)
+    for i, row in enumerate(rows.iter_rows(named=True)):
+        ev = json.loads(row["evidence"])
+        order = np.argsort(-np.abs(contrib[i]), kind="stable")[:3]
+        assert [f[0] for f in ev["features"]] == [FEATURE_NAMES[j] for j in order]
+        assert [f[1] for f in ev["features"]] == pytest.approx([round(float(x[i, j]), 4) for j in order])
+        assert [f[2] for f in ev["features"]] == pytest.approx([round(float(contrib[i, j]), 3) for j in order])
+        logit = contrib[i].sum() + det.platt_a * det.intercept + det.platt_b
+        assert ev["p_detector"] == round(1 / (1 + math.exp(-logit)), 4)
+        assert ev["n_words"] == int(n_words[i]) and ev["rules"] == list(row["rules_fired"])
+        assert ("abstain" in ev) == (n_words[i] < det.min_words)
+
+
+def test_summary_counts_by_role_and_detector_block() -> None:
+    from provaudit.origin import summarize_origin
+
+    texts = pl.read_ndjson(ROOT / "fixtures" / "origin" / "labelled.jsonl")["text"].to_list()[:40]
+    recs = _records(texts).with_columns(pl.Series("role", ["chosen"] * 25 + ["rejected"] * 15))
+    tagged = tag_origin(recs)
+    s = summarize_origin(tagged.drop("text"), n_boot=0)
+    counts = {k: int((tagged["origin"] == k).sum()) for k in ("human", "model", "unknown")}
+    assert s["counts"] == counts and s["n"] == 40
+    assert s["model_fraction_all"] == round(counts["model"] / 40, 4)
+    assert s["mean_p_model"] == round(float(tagged["p_model"].mean()), 4)
+    for role, sub in (("chosen", tagged.head(25)), ("rejected", tagged.tail(15))):
+        m, h = int((sub["origin"] == "model").sum()), int((sub["origin"] == "human").sum())
+        assert s["by_role"][role] == {"n": sub.height, "model": m, "human": h, "unknown": sub.height - m - h,
+                                      "model_fraction": round(m / (m + h), 4) if m + h else None,
+                                      "mean_p_model": round(float(sub["p_model"].mean()), 4)}
+    assert s["detector"] == {"threshold_model": round(SHIPPED["threshold_model"], 4),
+                             "threshold_human": round(SHIPPED["threshold_human"], 4),
+                             "nominal_fpr": SHIPPED["meta"]["nominal_fpr"], "min_words": SHIPPED["min_words"]}
+    assert s["corpus_estimate"] is None     # no text column: no corpus-level estimate
+    assert set(s["rule_counts"].values()) >= {0}

@@ -203,3 +203,57 @@ def test_compare_json_names_columns_best_checkpoint_and_proxy_gain(tmp_path: Pat
     (flag,) = [f for f in d["flags"] if f["kind"] == "length_confound"]
     assert f"proxy gain {gain:.3g}" in flag["evidence"]
     assert d["summary"]["n_flags"] == len(d["flags"])
+
+
+def test_duplicate_groups_follow_their_definition(tmp_path: Path) -> None:
+    """exact_dup_of = the first record (input order) with the same text hash; near_dup_of, for the first record
+    of its hash only, = the earliest first-of-hash record sharing a band key and having another hash. The
+    summary counts them per role and, in the headline, over output records (prompts repeat by design)."""
+    gpt4 = json.loads((SCAN / "alpaca_eval_gpt4.json").read_text(encoding="utf-8"))
+    base = [r["output"] for r in gpt4 if len(r["output"].split()) > 80][:4]
+
+    def edit(t: str, k: int) -> str:
+        w = t.split()
+        w[len(w) // 2 + k] = "indeed"
+        return " ".join(w)
+
+    rows = [{"prompt": "Q1", "completion": base[0]}, {"prompt": "Q2", "completion": base[1]},
+            {"prompt": "Q1", "completion": edit(base[0], 0)},       # near copy of row 0, repeated prompt
+            {"prompt": "Q3", "completion": base[0]},                # exact copy of row 0
+            {"prompt": "Q4", "completion": edit(base[0], 0)},       # exact copy of row 2 (itself near row 0)
+            {"prompt": "Q5", "completion": base[2]}, {"prompt": "Q6", "completion": edit(base[1], 3)},
+            {"prompt": "Q7", "completion": base[3]}]                # unrelated: no duplicate
+    src = _jsonl(tmp_path / "d.jsonl", rows)
+    result = provaudit.scan([src], catalog=tmp_path / "c.duckdb", out=tmp_path / "o", origin=False)
+    df = pl.read_parquet(tmp_path / "o" / "records.parquet")
+    ids, hashes, keys = df["record_id"].to_list(), df["text_hash"].to_list(), [set(k) for k in df["band_keys"]]
+    first_of: dict[str, int] = {}
+    want_exact, want_near = [], []
+    for i, h in enumerate(hashes):
+        first_of.setdefault(h, i)
+        want_exact.append(ids[first_of[h]] if first_of[h] != i else None)
+        near = None
+        if first_of[h] == i:
+            cands = [j for j in range(i) if first_of[hashes[j]] == j and hashes[j] != h and keys[j] & keys[i]]
+            near = ids[min(cands)] if cands else None
+        want_near.append(near)
+    assert df["exact_dup_of"].to_list() == want_exact
+    assert df["near_dup_of"].to_list() == want_near
+    by_id = dict(zip(ids, zip(want_exact, want_near)))
+    assert by_id["d:3:response"] == ("d:0:response", None) and by_id["d:4:response"] == ("d:2:response", None)
+    assert by_id["d:2:response"] == (None, "d:0:response") and by_id["d:6:response"] == (None, "d:1:response")
+    assert by_id["d:2:prompt"] == ("d:0:prompt", None) and by_id["d:7:response"] == (None, None)
+    dup = result.summary["duplicates"]
+    roles = df["role"].to_list()
+    for role in set(roles):
+        idx = [i for i, r in enumerate(roles) if r == role]
+        e = sum(want_exact[i] is not None for i in idx)
+        nd = sum(want_near[i] is not None for i in idx)
+        assert dup["by_role"][role] == {"records": len(idx), "exact_duplicates": e, "near_duplicates": nd,
+                                        "exact_rate": round(e / len(idx), 6), "near_rate": round(nd / len(idx), 6)}
+    assert (dup["records"], dup["exact_duplicates"], dup["near_duplicates"]) == (8, 2, 2)
+    assert (dup["exact_rate"], dup["near_rate"]) == (0.25, 0.25)
+    assert dup["exact_examples"] == [{"record_id": "d:3:response", "duplicate_of": "d:0:response"},
+                                     {"record_id": "d:4:response", "duplicate_of": "d:2:response"}]
+    assert dup["near_examples"] == [{"record_id": "d:2:response", "near_duplicate_of": "d:0:response"},
+                                    {"record_id": "d:6:response", "near_duplicate_of": "d:1:response"}]

@@ -184,8 +184,11 @@ def fit_gao(d: np.ndarray, y: np.ndarray, form: str) -> dict[str, float | str | 
     aic = n * math.log(max(sse, 1e-300) / n) + 2 * k
     peak_d: float | None = None
     if b > 0:
-        peak_d = math.exp(a / b - 1.0) if form == "rl" else a / (2.0 * b)
-        if not math.isfinite(peak_d) or peak_d <= 0:
+        try:
+            peak_d = math.exp(a / b - 1.0) if form == "rl" else a / (2.0 * b)
+        except OverflowError:  # b ~ 0+ (a straight line): no turn at any reachable KL
+            peak_d = None
+        if peak_d is not None and (not math.isfinite(peak_d) or peak_d <= 0):
             peak_d = None
     return {"form": form, "c": c, "a": a, "b": b, "sse": sse, "r2": 1.0 - sse / sst if sst > 0 else None,
             "aic": aic, "peak_d": peak_d, "peak_kl": None if peak_d is None else peak_d ** 2,
