@@ -59,6 +59,9 @@ PLACEHOLDERS: dict[str, Path] = {
     "logs_week2.jsonl": FX / "coverage" / "production_shifted.jsonl",
     "logs.jsonl": FX / "coverage" / "production_drifting.jsonl",
     "system_prompt.txt": FX / "coverage" / "system_prompt.txt",
+    "A.jsonl": FX / "integrity" / "run_a.jsonl",
+    "B.jsonl": FX / "integrity" / "fault_truncated.jsonl",
+    "judgments.jsonl": FX / "integrity" / "labels_drift.jsonl.gz",  # decompressed under the example's name
 }
 
 
@@ -90,9 +93,14 @@ def _setup(work: Path) -> None:
         if src.parent.name == "style" and src.suffix == ".jsonl":
             lines = src.read_text(encoding="utf-8").splitlines(keepends=True)[:STYLE_ROWS]
             dest.write_text("".join(lines), encoding="utf-8")
+        elif src.suffix == ".gz" and dest.suffix != ".gz":
+            import gzip
+
+            dest.write_bytes(gzip.decompress(src.read_bytes()))
         else:
             shutil.copyfile(src, dest)
     _write_generated(work)
+    _write_lm_cuts(work)
 
 
 def _catalog_setup(work: Path) -> None:
@@ -139,7 +147,33 @@ def doc_examples(path: Path) -> list[str]:
     return lines
 
 
+#: the language-model examples (origin mode full / sampled) score each text with SmolLM2 at a few texts/s
+#: on a CPU: they run on small cuts of the same files (LM_CUTS), with the same flags
+LM_LINE = re.compile(r"--(?:origin-)?mode (?:full|sampled)")
+LM_CUTS = {"batch.jsonl": ("lm_batch.jsonl", 2), "h.jsonl": ("lm_h.jsonl", 12), "m.jsonl": ("lm_m.jsonl", 12)}
+
+
+def _lm_line(line: str) -> str:
+    """An LM example on its small inputs; ``--device cuda`` runs on the CPU where torch has no CUDA (the
+    flag's parsing and pass-through are still exercised)."""
+    import torch
+
+    for name, (cut, _) in LM_CUTS.items():
+        line = re.sub(rf"(?<![\w/]){re.escape(name)}", cut, line)
+    if not torch.cuda.is_available():
+        line = line.replace("--device cuda", "--device cpu")
+    return line
+
+
+def _write_lm_cuts(work: Path) -> None:
+    for name, (cut, rows) in LM_CUTS.items():
+        lines = (work / name).read_text(encoding="utf-8").splitlines(keepends=True)
+        (work / cut).write_text("".join(lines[:rows]), encoding="utf-8")
+
+
 def _argv(line: str, work: Path) -> list[str]:
+    if LM_LINE.search(line):
+        line = _lm_line(line)
     line = re.sub(r"\$\(cat ([^)]+)\)", lambda m: (work / m.group(1)).read_text(encoding="utf-8")
                   .replace('"', '\\"'), line)
     argv = shlex.split(line, comments=True)

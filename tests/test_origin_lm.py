@@ -99,8 +99,8 @@ def test_full_mode_scores_long_records_with_the_lm_and_short_ones_fast(model):
     recs = pl.DataFrame({"record_id": ["a", "b", "c"], "role": ["response"] * 3, "text": [LONG, "Thanks, that works.", LONG]})
     full = tag_origin(recs, mode="full")
     fast = tag_origin(recs, mode="fast")
-    ev = [json.loads(e) for e in full["evidence"]]
-    assert ev[0].get("lm") is True and ev[2] == ev[0] and "lm" not in ev[1]
+    ev = full["evidence"].to_list()
+    assert ev[0]["lm"] is True and ev[2] == ev[0] and ev[1]["lm"] is False
     assert full.row(1) == fast.row(1)                      # short text: the fast detector, unchanged
     assert full["p_model"][0] != fast["p_model"][0]
 

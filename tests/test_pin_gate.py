@@ -97,7 +97,7 @@ def test_gate_summary_lists_failed_ids_in_check_order() -> None:
     assert s["passed"] is False and s["failed"] == ["a", "b", "c"]
     assert [c["id"] for c in s["checks"]] == ["a", "b", "c", "d"]
     assert gate_summary(evaluate_gate({"x": 0.5}, [Check("a", "x", max=1)])) == {
-        "passed": True, "failed": [], "skipped": [], "strict": False,
+        "passed": True, "failed": [], "skipped": [], "strict": False, "unreliable": [],
         "checks": [evaluate_gate({"x": 0.5}, [Check("a", "x", max=1)])[0].to_dict()]}
 
 

@@ -21,6 +21,7 @@ import pytest
 
 from provaudit.origin import tag_origin
 from provaudit.origin.detector import load_detector
+from provaudit.origin.tagging import EVIDENCE_DTYPE
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = json.loads((ROOT / "provaudit" / "origin" / "data" / "detector" / "detector.json").read_text())
@@ -179,7 +180,7 @@ def test_empty_batch_and_missing_text_column() -> None:
     empty = tag_origin(_records([]))
     assert empty.height == 0
     assert {c: empty.schema[c] for c in ("origin", "p_model", "rules_fired", "evidence")} == {
-        "origin": pl.Utf8, "p_model": pl.Float64, "rules_fired": pl.List(pl.Utf8), "evidence": pl.Utf8}
+        "origin": pl.Utf8, "p_model": pl.Float64, "rules_fired": pl.List(pl.Utf8), "evidence": EVIDENCE_DTYPE}
     with pytest.raises(InputError) as err:
         tag_origin(pl.DataFrame({"body": ["x"]}))
     assert err.value.field == "text"
@@ -193,15 +194,16 @@ def test_evidence_lists_the_three_largest_contributions(tagged: pl.DataFrame) ->
     x, n_words = feature_matrix(rows["text"])
     contrib = det.contributions(x)
     for i, row in enumerate(rows.iter_rows(named=True)):
-        ev = json.loads(row["evidence"])
+        ev = row["evidence"]
         order = np.argsort(-np.abs(contrib[i]), kind="stable")[:3]
-        assert [f[0] for f in ev["features"]] == [FEATURE_NAMES[j] for j in order]
-        assert [f[1] for f in ev["features"]] == pytest.approx([round(float(x[i, j]), 4) for j in order])
-        assert [f[2] for f in ev["features"]] == pytest.approx([round(float(contrib[i, j]), 3) for j in order])
+        assert [f["name"] for f in ev["features"]] == [FEATURE_NAMES[j] for j in order]
+        assert [f["value"] for f in ev["features"]] == pytest.approx([round(float(x[i, j]), 4) for j in order])
+        assert [f["contribution"] for f in ev["features"]] == pytest.approx(
+            [round(float(contrib[i, j]), 3) for j in order])
         logit = contrib[i].sum() + det.platt_a * det.intercept + det.platt_b
         assert ev["p_detector"] == round(1 / (1 + math.exp(-logit)), 4)
         assert ev["n_words"] == int(n_words[i]) and ev["rules"] == list(row["rules_fired"])
-        assert ("abstain" in ev) == (n_words[i] < det.min_words)
+        assert (ev["abstain"] is not None) == (n_words[i] < det.min_words) and ev["lm"] is False
 
 
 def test_summary_counts_by_role_and_detector_block() -> None:
@@ -223,5 +225,9 @@ def test_summary_counts_by_role_and_detector_block() -> None:
     assert s["detector"] == {"threshold_model": round(SHIPPED["threshold_model"], 4),
                              "threshold_human": round(SHIPPED["threshold_human"], 4),
                              "nominal_fpr": SHIPPED["meta"]["nominal_fpr"], "min_words": SHIPPED["min_words"]}
-    assert s["corpus_estimate"] is None     # no text column: no corpus-level estimate
+    # no text column: no word-frequency (Liang) estimate; the corpus estimate works from the detector's
+    # posteriors of the records long enough to score
+    assert s["word_mixture"] is None
+    long = int((tagged["evidence"].struct.field("n_words") >= SHIPPED["min_words"]).sum())
+    assert s["corpus_estimate"]["n"] == long
     assert set(s["rule_counts"].values()) >= {0}

@@ -247,10 +247,15 @@ def test_duplicate_groups_follow_their_definition(tmp_path: Path) -> None:
     roles = df["role"].to_list()
     for role in set(roles):
         idx = [i for i, r in enumerate(roles) if r == role]
-        e = sum(want_exact[i] is not None for i in idx)
-        nd = sum(want_near[i] is not None for i in idx)
+        # the completions are 80+ words (substantive); the prompts "Q1".."Q7" are trivial (docs/overlap.md):
+        # their repeats are reported as trivial_records, never as duplicates
+        trivial = role == "prompt"
+        dups = [i for i in idx if want_exact[i] is not None or want_near[i] is not None]
+        e = 0 if trivial else sum(want_exact[i] is not None for i in idx)
+        nd = 0 if trivial else sum(want_near[i] is not None for i in idx)
         assert dup["by_role"][role] == {"records": len(idx), "exact_duplicates": e, "near_duplicates": nd,
-                                        "exact_rate": round(e / len(idx), 6), "near_rate": round(nd / len(idx), 6)}
+                                        "exact_rate": round(e / len(idx), 6), "near_rate": round(nd / len(idx), 6),
+                                        "empty_records": 0, "trivial_records": len(dups) if trivial else 0}
     assert (dup["records"], dup["exact_duplicates"], dup["near_duplicates"]) == (8, 2, 2)
     assert (dup["exact_rate"], dup["near_rate"]) == (0.25, 0.25)
     assert dup["exact_examples"] == [{"record_id": "d:3:response", "duplicate_of": "d:0:response"},

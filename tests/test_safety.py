@@ -154,14 +154,26 @@ def test_concurrent_scans_queue_for_the_lock_and_all_land(tmp_path, catalog):
     from provaudit.catalog.lock import write_lock
 
     before = faults.catalog_state(catalog)
+    notice = b"waiting for the catalog write lock"
     with write_lock(catalog):
-        procs = [_spawn([*CLI, *scan_args([f], catalog, tmp_path / f"out{k}", "--wait", "120")])
+        procs = [subprocess.Popen([*CLI, *scan_args([f], catalog, tmp_path / f"out{k}", "--wait", "120")],
+                                  env=faults.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
                  for k, f in enumerate(INPUTS)]
-        time.sleep(4)
+        # hold the lock until every scan has done its work and says it is queued (however slow the machine)
+        early = [b""] * len(procs)
+        for p in procs:
+            os.set_blocking(p.stderr.fileno(), False)
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not all(notice in e for e in early):
+            for i, p in enumerate(procs):
+                early[i] += p.stderr.read() or b""
+            time.sleep(0.2)
         assert all(p.poll() is None for p in procs)  # queued, not failed
-    results = [p.communicate(timeout=300) for p in procs]
+    for p in procs:
+        os.set_blocking(p.stderr.fileno(), True)
+    results = [(o, (e0 + e).decode()) for e0, (o, e) in zip(early, (p.communicate(timeout=300) for p in procs))]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], [e for _, e in results]
-    assert any("waiting for the catalog write lock" in err for _, err in results)
+    assert all("waiting for the catalog write lock" in err for _, err in results)
     after = faults.catalog_state(catalog)
     assert after["scans"] == before["scans"] + 4
     names = {d[0] for d in after["datasets"]}
