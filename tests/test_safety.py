@@ -142,6 +142,30 @@ def test_signal_during_the_final_commit_lets_it_complete_and_says_so(tmp_path, c
     assert sorted(os.listdir(out)) == ["records.parquet", "summary.json", "summary.md"]
 
 
+SIGNAL_AFTER_COMMIT = """
+import shutil
+_orig = shutil.rmtree
+def rmtree(path, *a, **kw):
+    if ".provaudit-work-" in str(path):
+        os.kill(os.getpid(), signal.SIGTERM)  # the commit is done; the work folder is being removed
+        time.sleep(0.3)
+    return _orig(path, *a, **kw)
+shutil.rmtree = rmtree
+"""
+
+
+def test_signal_after_the_commit_does_not_misreport_a_completed_scan(tmp_path, catalog):
+    """Found by bench/faults.py: a SIGTERM between the commit and the clean-up exited 143 ("nothing was
+    recorded") although the scan was recorded, and left the work folder behind."""
+    before = faults.catalog_state(catalog)
+    out = tmp_path / "out"
+    proc = run(patched(SIGNAL_AFTER_COMMIT, *scan_args([INPUTS[0]], catalog, out)))
+    assert proc.returncode == 0, proc.stderr
+    assert "SIGTERM arrived during the final commit; the commit completed" in proc.stderr
+    assert faults.catalog_state(catalog)["scans"] == before["scans"] + 1
+    assert sorted(os.listdir(out)) == ["records.parquet", "summary.json", "summary.md"]
+
+
 # ---------------------------------------------------------------- case 3: concurrent scans and readers
 
 def _spawn(args: list[str]) -> subprocess.Popen:
