@@ -174,18 +174,34 @@ def _spawn(args: list[str]) -> subprocess.Popen:
 
 
 def test_concurrent_scans_queue_for_the_lock_and_all_land(tmp_path, catalog):
-    """Four scans start while another process holds the write lock: all wait, say so, and land."""
+    """Four scans run while another process holds the write lock: each does its work, waits for the
+    lock (saying so), and lands once it is free; none is lost."""
+    import threading
+
     from provaudit.catalog.lock import write_lock
 
     before = faults.catalog_state(catalog)
+    errs: list[list[str]] = [[] for _ in INPUTS]
+
+    def drain(proc: subprocess.Popen, into: list[str]) -> None:
+        into.extend(proc.stderr)  # line by line, as the process writes them
+
     with write_lock(catalog):
-        procs = [_spawn([*CLI, *scan_args([f], catalog, tmp_path / f"out{k}", "--wait", "120")])
+        procs = [_spawn([*CLI, *scan_args([f], catalog, tmp_path / f"out{k}", "--wait", "300")])
                  for k, f in enumerate(INPUTS)]
-        time.sleep(4)
-        assert all(p.poll() is None for p in procs)  # queued, not failed
-    results = [p.communicate(timeout=300) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0, 0, 0], [e for _, e in results]
-    assert any("waiting for the catalog write lock" in err for _, err in results)
+        readers = [threading.Thread(target=drain, args=(p, e), daemon=True) for p, e in zip(procs, errs)]
+        for t in readers:
+            t.start()
+        deadline = time.monotonic() + 240
+        while not all(any("waiting for the catalog write lock" in x for x in e) for e in errs):
+            assert time.monotonic() < deadline, errs
+            assert all(p.poll() is None for p in procs), errs  # queued, not failed
+            time.sleep(0.2)
+    for p in procs:
+        p.wait(timeout=300)
+    for t in readers:
+        t.join(timeout=10)
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], errs
     after = faults.catalog_state(catalog)
     assert after["scans"] == before["scans"] + 4
     names = {d[0] for d in after["datasets"]}
