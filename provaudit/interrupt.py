@@ -17,7 +17,9 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
+from typing import Any
 
 #: Signals that stop a command, and their names in messages.
 SIGNALS = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
@@ -143,6 +145,18 @@ def blocked() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
+def result(future: Future, poll: float = 0.2) -> Any:
+    """``future.result()`` that wakes every ``poll`` seconds. A signal is often delivered to another
+    thread (a pool's feeder, polars' workers); Python then runs the handler only when the main thread
+    next executes bytecode, which a plain ``result()`` would postpone until the future completes
+    (seconds for a batch). Polling bounds the interrupt latency instead."""
+    while True:
+        try:
+            return future.result(timeout=poll)
+        except TimeoutError:
+            continue
+
+
 def report(exc: BaseException | None, what: str) -> int | None:
     """If the command was interrupted, print one line naming what was not done and return the exit
     code (130 for SIGINT, 143 for SIGTERM); None when it was not."""
@@ -155,4 +169,5 @@ def report(exc: BaseException | None, what: str) -> int | None:
     return 128 + int(signum)
 
 
-__all__ = ["Interrupted", "blocked", "critical", "deferred", "handle_signals", "phase", "received", "report"]
+__all__ = ["Interrupted", "blocked", "critical", "deferred", "handle_signals", "phase", "received", "report",
+           "result"]

@@ -486,7 +486,7 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
                     "duplicates": _duplicate_summary(con),
                 }
                 interrupt.phase("summarizing origin and checking the catalog")
-                summary.update(corpus.result())
+                summary.update(interrupt.result(corpus))
                 overlap, erased = _catalog_checks(catalog_path, glob, {i.fingerprint for i in infos}, wait)
                 summary["overlap"] = _overlap_summary(overlap)
                 summary["erased"] = {"reintroduced": len(erased), "examples": erased[:5]}
@@ -496,7 +496,7 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
                 summary["catalog"] = {"recorded": bool(record and passed)}
                 datasets = _dataset_parts(infos, glob, work) if record and passed else []
                 interrupt.phase("writing records.parquet")
-                writing.result()
+                interrupt.result(writing)
             finally:
                 wait_all(running)  # never close the connection under a running writer
                 con.close()

@@ -95,9 +95,9 @@ def run_pool(batches: Iterable[pl.DataFrame], options: StageOptions, workers: in
                 with interrupt.blocked():  # submit may spawn a worker and holds the pool's lock
                     pending.append(pool.submit(_work, batch, options))
                 while len(pending) >= limit:
-                    yield pending.popleft().result()
+                    yield interrupt.result(pending.popleft())
             while pending:
-                yield pending.popleft().result()
+                yield interrupt.result(pending.popleft())
         except BrokenProcessPool:
             _terminate(pool)
             signum = interrupt.received()
