@@ -17,7 +17,9 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
+from typing import Any
 
 #: Signals that stop a command, and their names in messages.
 SIGNALS = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
@@ -39,6 +41,8 @@ class _State:
     received: int | None = None   # the first signal seen while handling was active
     deferred: int | None = None   # a signal held back by a critical section
     critical: int = 0
+    finishing: bool = False       # the final commit began: signals stay held until the command ends
+    active: bool = False          # handle_signals is in force
     phase: str = "starting"
 
 
@@ -61,7 +65,7 @@ def deferred() -> int | None:
 
 
 def _handler(signum: int, _frame) -> None:
-    if _state.critical:
+    if _state.critical or _state.finishing:
         _state.deferred = _state.deferred or signum
         return
     if _state.received is not None:  # a second signal while the first one's cleanup runs: ignore
@@ -82,24 +86,32 @@ def handle_signals() -> Iterator[None]:
         return
     _state.received = _state.deferred = None
     _state.critical = 0
+    _state.finishing = False
     _state.phase = "starting"
     previous = {s: signal.signal(s, _handler) for s in SIGNALS}
+    _state.active = True
     try:
         yield
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+        _state.finishing = _state.active = False
 
 
 @contextmanager
-def critical(description: str) -> Iterator[None]:
+def critical(description: str, *, final: bool = True) -> Iterator[None]:
     """Hold SIGINT / SIGTERM back while the block runs (the final commit): it completes, then
-    :func:`deferred` names the signal. Outside :func:`handle_signals` (library use) SIGINT would
-    raise KeyboardInterrupt, so the same handler is installed for the block when possible."""
+    :func:`deferred` names the signal. With ``final`` (a command's last commit) they stay held
+    until :func:`handle_signals` ends: what follows the commit (removing the work folder) is part
+    of finishing, and an interruption there would misreport a completed command. Outside
+    :func:`handle_signals` (library use) SIGINT would raise KeyboardInterrupt, so the same handler
+    is installed for the block when possible."""
     installed = {}
     if _in_main_thread() and signal.getsignal(signal.SIGINT) is not _handler:
         installed = {s: signal.signal(s, _handler) for s in SIGNALS}
     _state.critical += 1
+    if final and _state.active:
+        _state.finishing = True
     previous_phase, _state.phase = _state.phase, description
     try:
         yield
@@ -133,6 +145,18 @@ def blocked() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
+def result(future: Future, poll: float = 0.2) -> Any:
+    """``future.result()`` that wakes every ``poll`` seconds. A signal is often delivered to another
+    thread (a pool's feeder, polars' workers); Python then runs the handler only when the main thread
+    next executes bytecode, which a plain ``result()`` would postpone until the future completes
+    (seconds for a batch). Polling bounds the interrupt latency instead."""
+    while True:
+        try:
+            return future.result(timeout=poll)
+        except TimeoutError:
+            continue
+
+
 def report(exc: BaseException | None, what: str) -> int | None:
     """If the command was interrupted, print one line naming what was not done and return the exit
     code (130 for SIGINT, 143 for SIGTERM); None when it was not."""
@@ -145,4 +169,5 @@ def report(exc: BaseException | None, what: str) -> int | None:
     return 128 + int(signum)
 
 
-__all__ = ["Interrupted", "blocked", "critical", "deferred", "handle_signals", "phase", "received", "report"]
+__all__ = ["Interrupted", "blocked", "critical", "deferred", "handle_signals", "phase", "received", "report",
+           "result"]

@@ -531,7 +531,7 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
                 }
                 progress_display.step("origin and teacher estimates")
                 interrupt.phase("summarizing origin and checking the catalog")
-                summary.update(corpus.result())
+                summary.update(interrupt.result(corpus))
                 progress_display.step("catalog checks: overlap and erased records")
                 overlap, itself, erased = _catalog_checks(catalog_path, glob, {i.fingerprint for i in infos}, wait)
                 summary["overlap"] = {**_overlap_summary(overlap), "skipped_identical": itself}
@@ -543,7 +543,7 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
                 datasets = _dataset_parts(infos, glob, work) if record and passed else []
                 interrupt.phase("writing records.parquet")
                 progress_display.step("writing records.parquet")
-                writing.result()
+                interrupt.result(writing)
             finally:
                 wait_all(running)  # never close the connection under a running writer
                 con.close()

@@ -62,16 +62,15 @@ def _worker_init() -> None:
 
 
 def _terminate(pool: ProcessPoolExecutor) -> None:
-    """Stop the workers now (a batch in flight can take seconds): used when the scan is abandoned."""
+    """Stop the workers now (a batch in flight can take seconds): used when the scan is abandoned.
+    SIGKILL, not SIGTERM: a worker still starting up has SIGTERM blocked (see ``_worker_init``), and
+    workers hold nothing to clean up (the parent owns every file)."""
     procs = list((getattr(pool, "_processes", None) or {}).values())
     for p in procs:
         if p.is_alive():
-            p.terminate()
-    for p in procs:
-        p.join(timeout=2)
-        if p.is_alive():
             p.kill()
-            p.join(timeout=2)
+    for p in procs:
+        p.join(timeout=5)
 
 
 def run_pool(batches: Iterable[pl.DataFrame], options: StageOptions, workers: int,
@@ -96,9 +95,9 @@ def run_pool(batches: Iterable[pl.DataFrame], options: StageOptions, workers: in
                 with interrupt.blocked():  # submit may spawn a worker and holds the pool's lock
                     pending.append(pool.submit(_work, batch, options))
                 while len(pending) >= limit:
-                    yield pending.popleft().result()
+                    yield interrupt.result(pending.popleft())
             while pending:
-                yield pending.popleft().result()
+                yield interrupt.result(pending.popleft())
         except BrokenProcessPool:
             _terminate(pool)
             signum = interrupt.received()
