@@ -132,3 +132,24 @@ def test_sampled_scan_scores_a_bounded_sample_for_the_corpus_estimate(model, tmp
     assert s["ci_low"] <= s["model_fraction"] <= s["ci_high"]
     assert s["tagged_model_fraction"] in (0.0, round(1 / 3, 4), round(2 / 3, 4), 1.0)
     assert res.records()["origin"].equals(fast.records()["origin"])   # per-record tags stay the fast ones
+
+
+def test_the_full_detector_is_the_stack_folded_into_one_linear_detector(stored):
+    """fit_full_detector == a logistic regression over [fast log-odds, LM features], computed by hand."""
+    from provaudit.origin.detector import fit_detector, fit_full_detector
+
+    x, nw = feature_matrix([r["text"] for r in stored])
+    lm = np.array([[r["lm"][f] for f in lm_mod.DETECTOR_LM_FEATURES] for r in stored])
+    y = np.array([r["label"] for r in stored])
+    base = load_detector()
+    det, _ = fit_full_detector(x, lm, y, n_words=nw, base=base, folds=3, domain_holdout_threshold=False)
+    logit = np.clip(base.calibrated_logit(x), -30, 30)
+    stack, _ = fit_detector(np.column_stack([np.sign(logit) * np.expm1(np.abs(logit)), lm]), y, n_words=nw,
+                            folds=3, domain_holdout_threshold=False)
+    z = np.column_stack([logit, np.sign(lm) * np.log1p(np.abs(lm))])
+    by_hand = stack.platt_a * (((z - stack.mean) / stack.scale) @ stack.coef + stack.intercept) + stack.platt_b
+    np.testing.assert_allclose(det.calibrated_logit(np.hstack([x, lm])), by_hand, rtol=1e-9, atol=1e-9)
+    assert det.threshold_model == stack.threshold_model and det.feature_names == list(FULL_FEATURE_NAMES)
+    # per-feature evidence still sums to the calibrated log-odds
+    np.testing.assert_allclose(det.contributions(np.hstack([x, lm])).sum(1) + det.platt_a * det.intercept
+                               + det.platt_b, by_hand, rtol=1e-9, atol=1e-9)

@@ -67,7 +67,7 @@ def _print_human(result, kept: bool) -> None:
 @click.option("--no-origin", is_flag=True, help="Skip origin tagging (fingerprints, duplicates and overlap only).")
 @click.option("--origin-mode", type=click.Choice(["fast", "full", "sampled"]), default="fast", show_default=True,
               help="fast: rules + stylometric detector. full: + the bundled language model's token likelihoods on "
-                   "every record of 50+ words (~1-8 texts/s on CPU). sampled: fast tags, and the language model on "
+                   "every record of 50+ words (~0.2-0.7 texts/s on 2 shared CPU cores; --device cuda). sampled: fast tags, and the language model on "
                    "--lm-sample output records for the corpus-level estimate (docs/origin.md).")
 @click.option("--device", default="cpu", show_default=True, help="Where the language model runs (cpu, cuda).")
 @click.option("--lm-sample", type=int, default=400, show_default=True,
