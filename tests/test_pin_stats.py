@@ -146,3 +146,36 @@ def test_gao_fit_uses_every_valid_point_and_only_those() -> None:
     assert fit_gao(np.full(5, 1.0), y[:5], "bon") is None     # no spread
     with pytest.raises(ValueError, match="ppo"):
         fit_gao(d, y, "ppo")
+
+
+def test_threshold_falls_back_to_normal_without_usable_degrees_of_freedom() -> None:
+    from provaudit.checkpoints.stats import one_sided_threshold
+
+    z = sps.norm.ppf(1 - 0.01 / 3)
+    for df in (None, 0, -2.0, float("nan"), float("inf")):
+        assert one_sided_threshold(0.01, 3, df) == pytest.approx(z), df
+    assert one_sided_threshold(0.01, 3, 0.5) == pytest.approx(sps.t.ppf(1 - 0.01 / 3, 0.5))
+    assert one_sided_threshold(0.01, 3, 1) == pytest.approx(sps.t.ppf(1 - 0.01 / 3, 1))
+
+
+def test_noise_sigma_edges() -> None:
+    assert math.isfinite(noise_sigma(np.array([0.0, 1.0, 0.0])))       # 3 points: one second difference
+    assert noise_sigma(np.arange(20.0) ** 2) == 0.0                     # a smooth curve is not noise
+
+
+def test_weighted_slope_edges() -> None:
+    from provaudit.checkpoints.stats import weighted_slope
+
+    # x centred with sum of squares exactly 1
+    b, se = weighted_slope(np.array([0.0, 1.0, 0.0, 1.0]), np.array([0.0, 2.0, 0.0, 2.0]), np.full(4, 2.0))
+    assert b == pytest.approx(2.0) and se == pytest.approx(math.sqrt(4 * 0.25 * 4))
+    assert weighted_slope(np.ones(3), np.array([1.0, 2.0, 3.0]), np.ones(3)) == (0.0, float("inf"))
+    # per-point standard errors: se = sqrt(sum w_i^2 se_i^2) with w = xc / sxx
+    x, s = np.arange(5.0), np.array([1.0, 2.0, 3.0, 2.0, 1.0])
+    w = (x - x.mean()) / ((x - x.mean()) ** 2).sum()
+    assert weighted_slope(x, x * 0, s)[1] == pytest.approx(math.sqrt(float((w ** 2 * s ** 2).sum())))
+
+
+def test_sign_test_with_balanced_signs() -> None:
+    assert sign_test_p(np.array([1.0, -1.0])) == pytest.approx(1.0)
+    assert sign_test_p(np.array([1.0, -1.0, 2.0, -2.0, 0.0])) == pytest.approx(1.0)
