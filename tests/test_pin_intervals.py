@@ -155,3 +155,38 @@ def test_quantile_difference_and_single_sample_intervals() -> None:
                        q=0.1, n_boot=300)
     assert d.lo < -0.5 < d.hi and d.hi - d.lo > 0.05
     assert bootstrap_ci(np.array([3.0]), np.random.default_rng(0)) == (3.0, 3.0)
+
+
+def _percentile_reference(boots: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    tail = (1 - level) / 2
+    lo, hi = np.quantile(boots, [tail, 1 - tail])
+    return float(lo), float(hi)
+
+
+def test_bootstrap_intervals_are_the_percentile_bootstrap() -> None:
+    """Same generator, same draws: the intervals are exactly the percentile bootstrap written out here."""
+    x = np.array([100.0] + [0.0] * 9 + [1.0, 2.0])
+    lo, hi = bootstrap_ci(x, np.random.default_rng(5), n_boot=400)
+    idx = np.random.default_rng(5).integers(0, len(x), size=(400, len(x)))
+    assert (lo, hi) == _percentile_reference(x[idx].mean(axis=1))
+    q_lo, q_hi = bootstrap_ci(x, np.random.default_rng(5), q=0.9, n_boot=400, level=0.8)
+    assert (q_lo, q_hi) == _percentile_reference(np.quantile(x[idx], 0.9, axis=1), 0.8)
+    assert bootstrap_ci(np.array([1.0, 3.0]), np.random.default_rng(0), n_boot=50) != (1.0, 1.0)
+    empty = bootstrap_ci(np.array([]), np.random.default_rng(0))
+    assert math.isnan(empty[0]) and math.isnan(empty[1])
+
+
+@pytest.mark.parametrize("q, n_boot_used", [(None, 500), (0.5, 200)])
+def test_bootstrap_difference_resample_budget(q: float | None, n_boot_used: int) -> None:
+    """Resamples are capped at 5e6 (means) or 1e6 (quantiles) values per side, never below 200: with
+    10,000 items and 1,000 requested, a mean uses 500 and a quantile 200."""
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(0, 1, 10_000), rng.normal(0.1, 1, 9_000)
+    d = bootstrap_diff(a, b, np.random.default_rng(2), paired=False, q=q, n_boot=1000)
+    g = np.random.default_rng(2)
+    ia = g.integers(0, len(a), size=(n_boot_used, len(a)))
+    ib = g.integers(0, len(b), size=(n_boot_used, len(b)))
+    stat = (lambda v: v.mean(axis=1)) if q is None else (lambda v: np.quantile(v, q, axis=1))
+    assert (d.lo, d.hi) == _percentile_reference(stat(b[ib]) - stat(a[ia]))
+    if q is not None:
+        assert d.se == pytest.approx(float(np.std(stat(b[ib]) - stat(a[ia]), ddof=1)))
