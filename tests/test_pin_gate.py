@@ -119,15 +119,19 @@ def test_missing_metric_is_skipped_unless_required_and_the_line_says_so() -> Non
     assert (opt.status, opt.value, opt.where, opt.threshold) == ("skipped", None, None, "<= 1")
     assert (req.status, req.value, req.where, req.threshold) == ("fail", None, None, ">= 0")
     assert opt.passed and not req.passed
-    assert opt.line() == "SKIPPED opt: n/a <= 1"
-    assert req.line() == "FAIL    req: n/a >= 0"
+    # the printed line names status, check, value and threshold (exact layout left to the CLI's taste)
+    for res, parts in ((opt, ["SKIPPED", "opt", "n/a", "<= 1"]), (req, ["FAIL", "req", "n/a", ">= 0"])):
+        line = res.line()
+        assert line.startswith(parts[0]) and all(p in line for p in parts), line
 
 
 def test_line_names_the_concrete_path_only_for_wildcards() -> None:
     (plain,) = evaluate_gate({"a": {"b": 0.123456789}}, [Check("p", "a.b", max=1)])
-    assert plain.line() == "PASS    p: 0.123457 <= 1"
+    line = plain.line()
+    assert line.startswith("PASS") and "0.123457" in line and "<= 1" in line and "a.b" not in line
     (wild,) = evaluate_gate({"a": {"x": 2, "y": 1}}, [Check("w", "a.*", max=1)])
-    assert wild.line() == "FAIL    w: 2 <= 1 (a.x)"
+    line = wild.line()
+    assert line.startswith("FAIL") and " w" in line and "2" in line and "<= 1" in line and "(a.x)" in line
 
 
 def test_default_gate_is_the_bundled_rules_file() -> None:
