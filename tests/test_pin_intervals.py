@@ -172,6 +172,9 @@ def test_bootstrap_intervals_are_the_percentile_bootstrap() -> None:
     q_lo, q_hi = bootstrap_ci(x, np.random.default_rng(5), q=0.9, n_boot=400, level=0.8)
     assert (q_lo, q_hi) == _percentile_reference(np.quantile(x[idx], 0.9, axis=1), 0.8)
     assert bootstrap_ci(np.array([1.0, 3.0]), np.random.default_rng(0), n_boot=50) != (1.0, 1.0)
+    default = bootstrap_ci(x, np.random.default_rng(6))                 # 1000 resamples by default
+    idx = np.random.default_rng(6).integers(0, len(x), size=(1000, len(x)))
+    assert default == _percentile_reference(x[idx].mean(axis=1))
     empty = bootstrap_ci(np.array([]), np.random.default_rng(0))
     assert math.isnan(empty[0]) and math.isnan(empty[1])
 
