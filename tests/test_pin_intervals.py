@@ -193,3 +193,31 @@ def test_bootstrap_difference_resample_budget(q: float | None, n_boot_used: int)
     assert (d.lo, d.hi) == _percentile_reference(stat(b[ib]) - stat(a[ia]))
     if q is not None:
         assert d.se == pytest.approx(float(np.std(stat(b[ib]) - stat(a[ia]), ddof=1)))
+
+
+def test_mixture_estimate_is_the_documented_percentile_bootstrap() -> None:
+    texts, _ = _docs(np.random.default_rng(8), 120, 0.4)
+    ref = _reference()
+    lr = ref.doc_log_ratios(texts)
+    for kw, n_boot, seed, ci in (({}, 200, 0, 0.95), ({"n_boot": 1, "seed": 3}, 1, 3, 0.95),
+                                 ({"n_boot": 50, "seed": 2, "ci": 0.8}, 50, 2, 0.8)):
+        est = estimate_mixture(texts, ref, **kw)
+        alpha = float(mle_alpha(lr)[0])
+        counts = np.random.default_rng(seed).multinomial(len(lr), np.full(len(lr), 1 / len(lr)), size=n_boot)
+        boots = mle_alpha(lr, counts)
+        lo, hi = np.quantile(boots, [(1 - ci) / 2, 1 - (1 - ci) / 2])
+        assert (est.alpha, est.ci_low, est.ci_high, est.n) == (alpha, min(lo, alpha), max(hi, alpha), 120), kw
+    point = estimate_mixture(texts, ref, n_boot=0)
+    assert point.n == 120
+    empty = estimate_mixture([], ref)
+    assert math.isnan(empty.ci_low) and math.isnan(empty.ci_high)
+
+
+def test_mle_alpha_near_the_ends() -> None:
+    assert mle_alpha(np.array([0.01, 0.02])).tolist() == [1.0]      # all evidence for the model, weakly
+    assert mle_alpha(np.array([-0.01, -0.02])).tolist() == [0.0]
+    lr = np.array([0.5, -0.45])                                      # a small gradient at 0: interior optimum
+    best = minimize_scalar(lambda a: -np.sum(np.log((1 - a) + a * np.exp(lr))), bounds=(0, 1), method="bounded",
+                           options={"xatol": 1e-10}).x
+    assert mle_alpha(lr)[0] == pytest.approx(best, abs=1e-6) and 0 < best < 1
+    assert mle_alpha(lr).shape == (1,)
