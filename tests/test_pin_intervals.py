@@ -155,3 +155,69 @@ def test_quantile_difference_and_single_sample_intervals() -> None:
                        q=0.1, n_boot=300)
     assert d.lo < -0.5 < d.hi and d.hi - d.lo > 0.05
     assert bootstrap_ci(np.array([3.0]), np.random.default_rng(0)) == (3.0, 3.0)
+
+
+def _percentile_reference(boots: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    tail = (1 - level) / 2
+    lo, hi = np.quantile(boots, [tail, 1 - tail])
+    return float(lo), float(hi)
+
+
+def test_bootstrap_intervals_are_the_percentile_bootstrap() -> None:
+    """Same generator, same draws: the intervals are exactly the percentile bootstrap written out here."""
+    x = np.array([100.0] + [0.0] * 9 + [1.0, 2.0])
+    lo, hi = bootstrap_ci(x, np.random.default_rng(5), n_boot=400)
+    idx = np.random.default_rng(5).integers(0, len(x), size=(400, len(x)))
+    assert (lo, hi) == _percentile_reference(x[idx].mean(axis=1))
+    q_lo, q_hi = bootstrap_ci(x, np.random.default_rng(5), q=0.9, n_boot=400, level=0.8)
+    assert (q_lo, q_hi) == _percentile_reference(np.quantile(x[idx], 0.9, axis=1), 0.8)
+    assert bootstrap_ci(np.array([1.0, 3.0]), np.random.default_rng(0), n_boot=50) != (1.0, 1.0)
+    default = bootstrap_ci(x, np.random.default_rng(6))                 # 1000 resamples by default
+    idx = np.random.default_rng(6).integers(0, len(x), size=(1000, len(x)))
+    assert default == _percentile_reference(x[idx].mean(axis=1))
+    empty = bootstrap_ci(np.array([]), np.random.default_rng(0))
+    assert math.isnan(empty[0]) and math.isnan(empty[1])
+
+
+@pytest.mark.parametrize("q, n_boot_used", [(None, 500), (0.5, 200)])
+def test_bootstrap_difference_resample_budget(q: float | None, n_boot_used: int) -> None:
+    """Resamples are capped at 5e6 (means) or 1e6 (quantiles) values per side, never below 200: with
+    10,000 items and 1,000 requested, a mean uses 500 and a quantile 200."""
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(0, 1, 10_000), rng.normal(0.1, 1, 9_000)
+    d = bootstrap_diff(a, b, np.random.default_rng(2), paired=False, q=q, n_boot=1000)
+    g = np.random.default_rng(2)
+    ia = g.integers(0, len(a), size=(n_boot_used, len(a)))
+    ib = g.integers(0, len(b), size=(n_boot_used, len(b)))
+    stat = (lambda v: v.mean(axis=1)) if q is None else (lambda v: np.quantile(v, q, axis=1))
+    assert (d.lo, d.hi) == _percentile_reference(stat(b[ib]) - stat(a[ia]))
+    if q is not None:
+        assert d.se == pytest.approx(float(np.std(stat(b[ib]) - stat(a[ia]), ddof=1)))
+
+
+def test_mixture_estimate_is_the_documented_percentile_bootstrap() -> None:
+    texts, _ = _docs(np.random.default_rng(8), 120, 0.4)
+    ref = _reference()
+    lr = ref.doc_log_ratios(texts)
+    for kw, n_boot, seed, ci in (({}, 200, 0, 0.95), ({"n_boot": 1, "seed": 3}, 1, 3, 0.95),
+                                 ({"n_boot": 50, "seed": 2, "ci": 0.8}, 50, 2, 0.8)):
+        est = estimate_mixture(texts, ref, **kw)
+        alpha = float(mle_alpha(lr)[0])
+        counts = np.random.default_rng(seed).multinomial(len(lr), np.full(len(lr), 1 / len(lr)), size=n_boot)
+        boots = mle_alpha(lr, counts)
+        lo, hi = np.quantile(boots, [(1 - ci) / 2, 1 - (1 - ci) / 2])
+        assert (est.alpha, est.ci_low, est.ci_high, est.n) == (alpha, min(lo, alpha), max(hi, alpha), 120), kw
+    point = estimate_mixture(texts, ref, n_boot=0)
+    assert point.n == 120
+    empty = estimate_mixture([], ref)
+    assert math.isnan(empty.ci_low) and math.isnan(empty.ci_high)
+
+
+def test_mle_alpha_near_the_ends() -> None:
+    assert mle_alpha(np.array([0.01, 0.02])).tolist() == [1.0]      # all evidence for the model, weakly
+    assert mle_alpha(np.array([-0.01, -0.02])).tolist() == [0.0]
+    lr = np.array([0.5, -0.45])                                      # a small gradient at 0: interior optimum
+    best = minimize_scalar(lambda a: -np.sum(np.log((1 - a) + a * np.exp(lr))), bounds=(0, 1), method="bounded",
+                           options={"xatol": 1e-10}).x
+    assert mle_alpha(lr)[0] == pytest.approx(best, abs=1e-6) and 0 < best < 1
+    assert mle_alpha(lr).shape == (1,)

@@ -45,6 +45,10 @@ def test_only_the_first_max_words_of_a_unit_count() -> None:
     # the same cap applies when scoring: a word after the cap leaves the ratio unchanged
     ref.options["max_words"] = 2
     assert ref.unit_log_ratios(["a b c"])[0] == pytest.approx(ref.unit_log_ratios(["a b"])[0])
+    from provaudit.mixture import _words
+
+    assert _words("The cat's cat sat", 1) == {"the"} and _words("The cat's cat sat", 2) == {"the", "cat's"}
+    assert _words("The cat's cat sat", 0) == {"the", "cat's", "cat", "sat"}
 
 
 def test_sentence_units_are_split_filtered_and_summed() -> None:

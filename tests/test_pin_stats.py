@@ -77,7 +77,7 @@ def test_paired_tests_match_scipy() -> None:
 @pytest.mark.parametrize("form", ["rl", "bon"])
 def test_gao_fit_recovers_the_generating_coefficients_and_peak(form: str) -> None:
     d = np.linspace(0.2, 4.0, 12)
-    c, a, b = 0.1, 1.0, 0.5
+    c, a, b = 0.1, 1.2, 0.4       # peaks e^2 (rl) and 1.5 (bon): no value where a/(2b) = 2ab or log(peak) = 1
     y = c + (d * (a - b * np.log(d)) if form == "rl" else d * (a - b * d))
     fit = fit_gao(d, y, form)
     assert (fit["c"], fit["a"], fit["b"]) == pytest.approx((c, a, b), abs=1e-8)
@@ -93,6 +93,16 @@ def test_gao_fit_recovers_the_generating_coefficients_and_peak(form: str) -> Non
     # a straight line: b is 0 up to rounding; a tiny positive b must not overflow the rl peak exp(a/b - 1)
     line = fit_gao(d, c + d, form)
     assert line is not None and line["b"] == pytest.approx(0.0, abs=1e-9)
+    if form == "rl" and line["b"] > 0:
+        assert line["peak_d"] is None
+    # a turn before d = 1 is still a peak; a turn at negative d is none
+    early = fit_gao(d, c + d * (0.4 - 0.5 * d), "bon")
+    assert early["peak_d"] == pytest.approx(0.4)
+    assert fit_gao(d, c + d * (-0.5 - 0.5 * d), "bon")["peak_d"] is None
+    # R^2 needs variation in y, however small
+    tiny = fit_gao(d, 0.01 * y, form)
+    assert tiny["r2"] == pytest.approx(1.0)
+    assert fit_gao(d, np.full(d.size, 0.5), form)["r2"] is None
     assert fit_gao(d[:3], y[:3], form) is None
     with pytest.raises(ValueError):
         fit_gao(d, y, "ppo")
@@ -146,3 +156,65 @@ def test_gao_fit_uses_every_valid_point_and_only_those() -> None:
     assert fit_gao(np.full(5, 1.0), y[:5], "bon") is None     # no spread
     with pytest.raises(ValueError, match="ppo"):
         fit_gao(d, y, "ppo")
+
+
+def test_threshold_falls_back_to_normal_without_usable_degrees_of_freedom() -> None:
+    from provaudit.checkpoints.stats import one_sided_threshold
+
+    z = sps.norm.ppf(1 - 0.01 / 3)
+    for df in (None, 0, -2.0, float("nan"), float("inf")):
+        assert one_sided_threshold(0.01, 3, df) == pytest.approx(z), df
+    assert one_sided_threshold(0.01, 3, 0.5) == pytest.approx(sps.t.ppf(1 - 0.01 / 3, 0.5))
+    assert one_sided_threshold(0.01, 3, 1) == pytest.approx(sps.t.ppf(1 - 0.01 / 3, 1))
+
+
+def test_noise_sigma_edges() -> None:
+    assert math.isfinite(noise_sigma(np.array([0.0, 1.0, 0.0])))       # 3 points: one second difference
+    y = np.zeros(10)
+    y[9] = 3.0                                                          # 8 second differences: MAD alone
+    assert noise_sigma(y) == 0.0
+    assert noise_sigma(np.arange(20.0) ** 2) == 0.0                     # a smooth curve is not noise
+
+
+def test_weighted_slope_edges() -> None:
+    from provaudit.checkpoints.stats import weighted_slope
+
+    # x centred with sum of squares exactly 1
+    b, se = weighted_slope(np.array([0.0, 1.0, 0.0, 1.0]), np.array([0.0, 2.0, 0.0, 2.0]), np.full(4, 2.0))
+    assert b == pytest.approx(2.0) and se == pytest.approx(math.sqrt(4 * 0.25 * 4))
+    assert weighted_slope(np.ones(3), np.array([1.0, 2.0, 3.0]), np.ones(3)) == (0.0, float("inf"))
+    # per-point standard errors: se = sqrt(sum w_i^2 se_i^2) with w = xc / sxx
+    x, s = np.arange(5.0), np.array([1.0, 2.0, 3.0, 2.0, 1.0])
+    w = (x - x.mean()) / ((x - x.mean()) ** 2).sum()
+    assert weighted_slope(x, x * 0, s)[1] == pytest.approx(math.sqrt(float((w ** 2 * s ** 2).sum())))
+
+
+def test_sign_test_with_balanced_signs() -> None:
+    assert sign_test_p(np.array([1.0, -1.0])) == pytest.approx(1.0)
+    assert sign_test_p(np.array([1.0, -1.0, 2.0, -2.0, 0.0])) == pytest.approx(1.0)
+
+
+def test_bootstrap_difference_edges_and_defaults() -> None:
+    one = bootstrap_diff(np.array([1.0]), np.array([3.0]), np.random.default_rng(0), paired=True)
+    assert (one.value, one.se) == (2.0, 0.0)
+    un = bootstrap_diff(np.array([1.0]), np.array([3.0, 5.0]), np.random.default_rng(0), paired=False)
+    assert un.se == pytest.approx(math.sqrt(np.var([3.0, 5.0], ddof=1) / 2))
+    un2 = bootstrap_diff(np.array([1.0, 2.0]), np.array([3.0]), np.random.default_rng(0), paired=False)
+    assert un2.se == pytest.approx(math.sqrt(np.var([1.0, 2.0], ddof=1) / 2))
+    two = bootstrap_diff(np.array([1.0, 2.0]), np.array([4.0, 4.0]), np.random.default_rng(0), paired=True)
+    assert two.se == pytest.approx(np.std([3.0, 2.0], ddof=1) / math.sqrt(2))
+    # default: 1000 paired resamples of item indices (the first item included)
+    a = np.array([50.0, 0.0, 1.0, 0.0, 2.0, 1.0])
+    b = np.array([0.0, 1.0, 1.0, 0.0, 2.0, 2.0])
+    d = bootstrap_diff(a, b, np.random.default_rng(3), paired=True)
+    idx = np.random.default_rng(3).integers(0, 6, size=(1000, 6))
+    boots = b[idx].mean(axis=1) - a[idx].mean(axis=1)
+    assert (d.lo, d.hi) == pytest.approx(tuple(float(v) for v in np.quantile(boots, [0.025, 0.975])), rel=1e-12)
+    # the budget is set by the longer side, whichever it is
+    rng = np.random.default_rng(1)
+    small, big = rng.normal(0, 1, 9_000), rng.normal(0, 1, 10_000)
+    swapped = bootstrap_diff(small, big, np.random.default_rng(2), paired=False, n_boot=1000)
+    g = np.random.default_rng(2)
+    ia, ib = g.integers(0, 9_000, size=(500, 9_000)), g.integers(0, 10_000, size=(500, 10_000))
+    ref = np.quantile(big[ib].mean(axis=1) - small[ia].mean(axis=1), [0.025, 0.975])
+    assert (swapped.lo, swapped.hi) == pytest.approx((float(ref[0]), float(ref[1])), rel=1e-12)
