@@ -370,3 +370,32 @@ def test_prompt_rules_from_yaml(tmp_path: Path) -> None:
     assert [r["id"] for r in split_rules(y)] == ["R1", "R2"]
     res = prompt_coverage(y, EVAL)
     assert [r["id"] for r in res["rules"]] == ["R2", "R1"] and res["n_untested"] == 1
+
+
+def test_window_order_and_merging() -> None:
+    from provaudit.coverage.inputs import order_windows
+
+    labels, mapping = order_windows(["10", "9", "2", "9"], 12)
+    assert labels == ["2", "9", "10"] and mapping["10"] == "10"  # numbers sort as numbers
+    values = [f"2026-01-{d:02d}" for d in range(1, 31)]
+    labels, mapping = order_windows(values[::-1], 12)
+    assert len(labels) == 12 and labels[0] == "2026-01-01..2026-01-02"
+    assert [mapping[v] for v in values] == sorted(
+        mapping[v] for v in values
+    )  # consecutive days stay together
+    assert sum(len({v for v in values if mapping[v] == lab}) for lab in labels) == 30
+
+
+def test_prompt_and_production_together_is_a_usage_error() -> None:
+    res = CliRunner().invoke(
+        main,
+        [
+            "coverage",
+            "--prompt",
+            str(FX / "system_prompt.txt"),
+            "--eval",
+            str(EVAL),
+            str(FX / "production_same.jsonl"),
+        ],
+    )
+    assert res.exit_code == 2 and "give no PRODUCTION files" in res.output
