@@ -38,6 +38,7 @@ def map_chart(result: Any, seed: int = 0) -> str:
         ax.scatter(pxy[cl < 0, 0], pxy[cl < 0, 1], s=6, c="#bbbbbb", alpha=0.6, label="production, covered")
         ax.scatter(exy[:, 0], exy[:, 1], s=8, c="#1f77b4", alpha=0.7, marker="^", label="eval")
         cmap = plt.get_cmap("tab10")
+        palette = [1, 2, 3, 4, 5, 6, 8, 9]  # tab10 without the eval blue and the covered grey
         for u in result.summary["uncovered"][:8]:
             m = cl == u["cluster"]
             if m.any():
@@ -45,7 +46,7 @@ def map_chart(result: Any, seed: int = 0) -> str:
                     pxy[m, 0],
                     pxy[m, 1],
                     s=14,
-                    color=cmap(u["cluster"] % 10),
+                    color=cmap(palette[u["cluster"] % len(palette)]),
                     edgecolors="black",
                     linewidths=0.3,
                     label=f"#{u['cluster']} {u['label'][:28]} ({u['share']:.1%})",
