@@ -9,6 +9,7 @@ the prompts unchanged, traffic that repeats); written as chat-log JSONL with a `
 Eval: fixtures/coverage/eval.json. Times the whole call from reading files to the summary
 and prints the figures.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,9 +33,11 @@ def main() -> None:
     ap.add_argument("--repeat", action="store_true", help="repeat the fixture prompts unchanged")
     args = ap.parse_args()
     fx = ROOT / "fixtures" / "coverage"
-    pool = [json.loads(line)["messages"][0]["content"]
-            for name in ("production_same.jsonl", "production_shifted.jsonl", "production_drifting.jsonl")
-            for line in (fx / name).read_text(encoding="utf-8").splitlines()]
+    pool = [
+        json.loads(line)["messages"][0]["content"]
+        for name in ("production_same.jsonl", "production_shifted.jsonl", "production_drifting.jsonl")
+        for line in (fx / name).read_text(encoding="utf-8").splitlines()
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         prod = Path(tmp) / "production.jsonl"
         rng = np.random.default_rng(0)
@@ -47,19 +50,40 @@ def main() -> None:
                     drop = set(rng.choice(len(words), 2, replace=False).tolist())
                     text = " ".join(w for k, w in enumerate(words) if k not in drop)
                 texts.add(text)
-                fh.write(json.dumps({"messages": [{"role": "user", "content": text}],
-                                     "day": f"2026-05-{1 + i * 10 // args.n:02d}"}) + "\n")
+                fh.write(
+                    json.dumps(
+                        {
+                            "messages": [{"role": "user", "content": text}],
+                            "day": f"2026-05-{1 + i * 10 // args.n:02d}",
+                        }
+                    )
+                    + "\n"
+                )
         from provaudit.coverage import coverage
 
         t0, c0 = time.perf_counter(), time.process_time()
         res = coverage(ROOT / "fixtures" / "coverage" / "eval.json", [prod], by="day", backend=args.backend)
         dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     s = res.summary
-    print(json.dumps({"load_average_1min": round(os.getloadavg()[0], 1), "n_production": s["n_production"], "distinct_texts": len(texts), "seconds": round(dt, 2), "cpu_seconds": round(cpu, 1),
-                      "records_per_s": round(s["n_production"] / dt), "coverage": s["coverage"],
-                      "coverage_ci": s["coverage_ci"], "drift_p": s["drift"]["p_value"],
-                      "detected": s["drift"]["detected"], "n_clusters": len(s["uncovered"]),
-                      "top_cluster": s["uncovered"][0]["label"] if s["uncovered"] else None}, indent=1))
+    print(
+        json.dumps(
+            {
+                "load_average_1min": round(os.getloadavg()[0], 1),
+                "n_production": s["n_production"],
+                "distinct_texts": len(texts),
+                "seconds": round(dt, 2),
+                "cpu_seconds": round(cpu, 1),
+                "records_per_s": round(s["n_production"] / dt),
+                "coverage": s["coverage"],
+                "coverage_ci": s["coverage_ci"],
+                "drift_p": s["drift"]["p_value"],
+                "detected": s["drift"]["detected"],
+                "n_clusters": len(s["uncovered"]),
+                "top_cluster": s["uncovered"][0]["label"] if s["uncovered"] else None,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

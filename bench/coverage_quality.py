@@ -8,6 +8,7 @@ the share of red-team prompts among the members of the three largest uncovered c
 alarm rate: ``--seeds`` random same-pool splits of eval + production_same (300 eval / 250 production in
 two windows), each run through the whole pipeline; an alarm is ``drift.detected``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,18 +40,27 @@ def main() -> None:
         cov = pf["covered"].to_numpy()
         top = [u["cluster"] for u in s["uncovered"][:3]]
         members = pf.filter(pl.col("cluster").is_in(top))["source_row"].to_numpy()
-        out[name] = {"coverage": s["coverage"], "coverage_ci": s["coverage_ci"],
-                     "covered_by_kind": {k: round(float(cov[kinds == k].mean()), 3) for k in sorted(set(kinds))},
-                     "drift_p": s["drift"]["p_value"], "drift_effect": s["drift"]["effect"],
-                     "detected": s["drift"]["detected"],
-                     "windows": [(w["window"], c["coverage"], w["p_value"], w["detected"])
-                                 for w, c in zip(s["drift"]["windows"], s["windows"])],
-                     "top3_clusters_redteam_share": round(float((kinds[members] == "hh").mean()), 3)
-                     if len(members) else None,
-                     "stale_share": s["stale"]["share"]}
+        out[name] = {
+            "coverage": s["coverage"],
+            "coverage_ci": s["coverage_ci"],
+            "covered_by_kind": {k: round(float(cov[kinds == k].mean()), 3) for k in sorted(set(kinds))},
+            "drift_p": s["drift"]["p_value"],
+            "drift_effect": s["drift"]["effect"],
+            "detected": s["drift"]["detected"],
+            "windows": [
+                (w["window"], c["coverage"], w["p_value"], w["detected"])
+                for w, c in zip(s["drift"]["windows"], s["windows"])
+            ],
+            "top3_clusters_redteam_share": round(float((kinds[members] == "hh").mean()), 3)
+            if len(members)
+            else None,
+            "stale_share": s["stale"]["share"],
+        }
     ev = [r["instruction"] for r in json.loads((FX / "eval.json").read_text(encoding="utf-8"))]
-    prod = [json.loads(line)["messages"][0]["content"]
-            for line in (FX / "production_same.jsonl").read_text(encoding="utf-8").splitlines()]
+    prod = [
+        json.loads(line)["messages"][0]["content"]
+        for line in (FX / "production_same.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
     pool = ev + prod
     alarms, covs = 0, []
     for seed in range(args.seeds):
@@ -58,16 +68,27 @@ def main() -> None:
 
         def units(ix: np.ndarray, name: str, windows: bool) -> Units:
             w = [f"w{k * 2 // len(ix)}" for k in range(len(ix))] if windows else ["all"] * len(ix)
-            f = pl.DataFrame({"record_id": [f"{name}:{i}" for i in ix], "text": [pool[i] for i in ix],
-                              "source_file": name, "source_row": [int(i) for i in ix], "window": w})
+            f = pl.DataFrame(
+                {
+                    "record_id": [f"{name}:{i}" for i in ix],
+                    "text": [pool[i] for i in ix],
+                    "source_file": name,
+                    "source_row": [int(i) for i in ix],
+                    "window": w,
+                }
+            )
             return Units(f, [{"path": name, "fingerprint": "-", "n_units": len(ix)}])
 
         s = coverage(units(idx[:300], "eval", False), units(idx[300:], "prod", True), seed=seed).summary
         alarms += s["drift"]["detected"]
         covs.append(s["coverage"])
-    out["same_pool"] = {"trials": args.seeds, "alarms": alarms, "false_alarm_rate": alarms / args.seeds,
-                        "coverage_mean": round(float(np.mean(covs)), 3),
-                        "coverage_range": [min(covs), max(covs)]}
+    out["same_pool"] = {
+        "trials": args.seeds,
+        "alarms": alarms,
+        "false_alarm_rate": alarms / args.seeds,
+        "coverage_mean": round(float(np.mean(covs)), 3),
+        "coverage_range": [min(covs), max(covs)],
+    }
     print(json.dumps(out, indent=1))
 
 

@@ -10,6 +10,7 @@ Usage: python scripts/build_coverage_fixtures.py /path/to/shared/data
 - system_prompt.txt: an assistant system prompt whose rules the tests check against the eval set.
 Deterministic: one seeded shuffle of each pool.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -41,7 +42,9 @@ Rules:
 
 
 def _jsonl(path: Path, rows: list[dict]) -> None:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows), encoding="utf-8")
+    path.write_text(
+        "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows), encoding="utf-8"
+    )
 
 
 def _first_human_turn(transcript: str) -> str:
@@ -50,8 +53,12 @@ def _first_human_turn(transcript: str) -> str:
 
 
 def _chat(text: str, day: str, i: int, kind: str) -> dict:
-    return {"messages": [{"role": "user", "content": text}], "day": day, "request_id": f"req-{day}-{i:04d}",
-            "kind": kind}
+    return {
+        "messages": [{"role": "user", "content": text}],
+        "day": day,
+        "request_id": f"req-{day}-{i:04d}",
+        "kind": kind,
+    }
 
 
 def main(shared: Path) -> None:
@@ -68,30 +75,47 @@ def main(shared: Path) -> None:
                 hh.append(t)
     random.Random(SEED).shuffle(hh)
 
-    ev = [{"instruction": r["instruction"], "input": "", "output": r["output"][:500], "generator": r["generator"],
-           "dataset": r["dataset"]} for r in alpaca[:300]]
+    ev = [
+        {
+            "instruction": r["instruction"],
+            "input": "",
+            "output": r["output"][:500],
+            "generator": r["generator"],
+            "dataset": r["dataset"],
+        }
+        for r in alpaca[:300]
+    ]
     (OUT / "eval.json").write_text(json.dumps(ev, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
-    same = [_chat(r["instruction"], f"2026-03-0{1 + i // 125}", i, "alpaca") for i, r in enumerate(alpaca[300:550])]
+    same = [
+        _chat(r["instruction"], f"2026-03-0{1 + i // 125}", i, "alpaca")
+        for i, r in enumerate(alpaca[300:550])
+    ]
     _jsonl(OUT / "production_same.jsonl", same)
 
     mix = [("alpaca", r["instruction"]) for r in alpaca[550:675]] + [("hh", t) for t in hh[:125]]
     random.Random(SEED + 1).shuffle(mix)
-    _jsonl(OUT / "production_shifted.jsonl",
-           [_chat(t, f"2026-03-0{1 + i // 125}", i, k) for i, (k, t) in enumerate(mix)])
+    _jsonl(
+        OUT / "production_shifted.jsonl",
+        [_chat(t, f"2026-03-0{1 + i // 125}", i, k) for i, (k, t) in enumerate(mix)],
+    )
 
     rest_a = [r["instruction"] for r in alpaca[675:]]
     rest_h = hh[125:]
     drifting = []
     for d, n_hh in enumerate((0, 13, 25)):
-        day = [("alpaca", rest_a.pop(0)) for _ in range(50 - n_hh)] + [("hh", rest_h.pop(0)) for _ in range(n_hh)]
+        day = [("alpaca", rest_a.pop(0)) for _ in range(50 - n_hh)] + [
+            ("hh", rest_h.pop(0)) for _ in range(n_hh)
+        ]
         random.Random(SEED + 2 + d).shuffle(day)
         drifting += [_chat(t, f"2026-04-0{d + 1}", len(drifting) + i, k) for i, (k, t) in enumerate(day)]
     _jsonl(OUT / "production_drifting.jsonl", drifting)
 
     (OUT / "system_prompt.txt").write_text(SYSTEM_PROMPT, encoding="utf-8")
-    print(f"eval {len(ev)}, same {len(same)}, shifted {len(mix)}, drifting {len(drifting)}; "
-          f"alpaca left {len(rest_a)}, hh left {len(rest_h)}")
+    print(
+        f"eval {len(ev)}, same {len(same)}, shifted {len(mix)}, drifting {len(drifting)}; "
+        f"alpaca left {len(rest_a)}, hh left {len(rest_h)}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Eval coverage of production traffic on real prompts (fixtures/coverage: AlpacaEval + HH-RLHF red-team)."""
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,10 @@ def _kinds(name: str) -> list[str]:
 
 
 def _prompts(name: str) -> list[str]:
-    return [json.loads(line)["messages"][0]["content"] for line in (FX / name).read_text(encoding="utf-8").splitlines()]
+    return [
+        json.loads(line)["messages"][0]["content"]
+        for line in (FX / name).read_text(encoding="utf-8").splitlines()
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +94,7 @@ def test_distinctive_terms_follow_the_definition() -> None:
 
 
 def test_stale_eval_units_are_those_missing_from_production() -> None:
-    # the shifted traffic as the eval set, AlpacaEval-only traffic as production: the red-team prompts are stale
+    # the shifted traffic as eval, AlpacaEval-only traffic as production: the red-team prompts are stale
     res = coverage(FX / "production_shifted.jsonl", [FX / "production_same.jsonl"], n_perm=100, n_boot=200)
     st = res.summary["stale"]
     kinds = _kinds("production_shifted.jsonl")
@@ -100,13 +104,17 @@ def test_stale_eval_units_are_those_missing_from_production() -> None:
     assert st["n"] == int((ef["score"] < cut).sum()) == int(ef["stale"].sum()) and st["n"] > 0
     stale = ef.filter(pl.col("stale"))["source_row"].to_list()
     assert sum(kinds[i] == "hh" for i in stale) / len(stale) >= 0.8
-    assert [x["record_id"] for x in st["examples"]] == ef.filter(pl.col("stale")).sort("score")["record_id"][:10].to_list()
+    assert [x["record_id"] for x in st["examples"]] == ef.filter(pl.col("stale")).sort("score")["record_id"][
+        :10
+    ].to_list()
 
 
 @pytest.mark.slow
 def test_mmd_same_pool_no_false_alarm_over_seeds() -> None:
-    pool = encode([r["instruction"] for r in json.loads(EVAL.read_text(encoding="utf-8"))]
-                  + _prompts("production_same.jsonl"))
+    pool = encode(
+        [r["instruction"] for r in json.loads(EVAL.read_text(encoding="utf-8"))]
+        + _prompts("production_same.jsonl")
+    )
     trials, alarms = 40, 0
     for seed in range(trials):
         idx = np.random.default_rng(1000 + seed).permutation(len(pool))
@@ -126,10 +134,19 @@ def test_same_pool_coverage_runs_do_not_cry_wolf() -> None:
     alarms = 0
     for seed in range(5):
         idx = np.random.default_rng(seed).permutation(len(pool))
+
         def units(ix: np.ndarray, name: str) -> Units:
-            f = pl.DataFrame({"record_id": [f"{name}:{i}" for i in ix], "text": [pool[i] for i in ix],
-                              "source_file": name, "source_row": [int(i) for i in ix], "window": "w"})
+            f = pl.DataFrame(
+                {
+                    "record_id": [f"{name}:{i}" for i in ix],
+                    "text": [pool[i] for i in ix],
+                    "source_file": name,
+                    "source_row": [int(i) for i in ix],
+                    "window": "w",
+                }
+            )
             return Units(f, [{"path": name, "fingerprint": "-", "n_units": len(ix)}])
+
         r = coverage(units(idx[:300], "eval"), units(idx[300:], "prod"), n_perm=150, n_boot=200, seed=seed)
         alarms += r.summary["drift"]["detected"]
         assert r.summary["coverage_ci"][0] - 0.05 <= 0.95 <= r.summary["coverage_ci"][1] + 0.05
@@ -163,15 +180,32 @@ def test_json_is_byte_identical_and_has_the_contract_keys(tmp_path: Path) -> Non
 
 def test_catalog_records_runs_and_trend_shows_them(tmp_path: Path) -> None:
     cat = tmp_path / "cat.duckdb"
-    r1 = CliRunner().invoke(main, ["coverage", "--eval", str(EVAL), str(FX / "production_same.jsonl"),
-                                   "--catalog", str(cat)])
-    r2 = CliRunner().invoke(main, ["coverage", "--eval", str(EVAL), str(FX / "production_shifted.jsonl"),
-                                   "--catalog", str(cat), "--json"])
+    r1 = CliRunner().invoke(
+        main, ["coverage", "--eval", str(EVAL), str(FX / "production_same.jsonl"), "--catalog", str(cat)]
+    )
+    r2 = CliRunner().invoke(
+        main,
+        [
+            "coverage",
+            "--eval",
+            str(EVAL),
+            str(FX / "production_shifted.jsonl"),
+            "--catalog",
+            str(cat),
+            "--json",
+        ],
+    )
     assert r1.exit_code == 0 and r2.exit_code == 0, r1.output + r2.output
     s2 = json.loads(r2.output)
-    rows = duckdb.connect(str(cat), read_only=True).execute(
-        "SELECT run_id, eval_fingerprint, production_fingerprints, coverage, drift_detected FROM coverage_runs "
-        "ORDER BY run_id").fetchall()
+    rows = (
+        duckdb.connect(str(cat), read_only=True)
+        .execute(
+            "SELECT run_id, eval_fingerprint, production_fingerprints, coverage, drift_detected "
+            "FROM coverage_runs "
+            "ORDER BY run_id"
+        )
+        .fetchall()
+    )
     assert [r[0] for r in rows] == [1, 2]
     assert rows[1][1] == s2["inputs"]["eval"][0]["fingerprint"] == rows[0][1]
     assert json.loads(rows[1][2]) == [s2["inputs"]["production"][0]["fingerprint"]]
@@ -194,12 +228,34 @@ def test_eval_fingerprint_matches_register(tmp_path: Path) -> None:
 
 def test_gate_exit_codes(tmp_path: Path) -> None:
     gate = RULES / "gate-coverage.yaml"
-    ok = CliRunner().invoke(main, ["coverage", "--eval", str(EVAL), str(FX / "production_same.jsonl"),
-                                   "--gate", str(gate), "--no-record", "--json"])
+    ok = CliRunner().invoke(
+        main,
+        [
+            "coverage",
+            "--eval",
+            str(EVAL),
+            str(FX / "production_same.jsonl"),
+            "--gate",
+            str(gate),
+            "--no-record",
+            "--json",
+        ],
+    )
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.output)["gate"]["passed"] is True
-    bad = CliRunner().invoke(main, ["coverage", "--eval", str(EVAL), str(FX / "production_shifted.jsonl"),
-                                    "--gate", str(gate), "--no-record", "--json"])
+    bad = CliRunner().invoke(
+        main,
+        [
+            "coverage",
+            "--eval",
+            str(EVAL),
+            str(FX / "production_shifted.jsonl"),
+            "--gate",
+            str(gate),
+            "--no-record",
+            "--json",
+        ],
+    )
     assert bad.exit_code == 1
     failed = set(json.loads(bad.output)["gate"]["failed"])
     assert {"min_coverage", "no_drift"} <= failed
@@ -214,23 +270,35 @@ def test_gate_exit_codes(tmp_path: Path) -> None:
 
 def test_bad_input_is_one_line_exit_2(tmp_path: Path) -> None:
     broken = tmp_path / "prod.jsonl"
-    broken.write_text('{"messages": [{"role": "user", "content": "hi there"}], "day": "d1"}\n'
-                      '{"messages": [{"role": "user", "content": "hello"}]}\n', encoding="utf-8")
-    res = CliRunner().invoke(main, ["coverage", "--eval", str(EVAL), str(broken), "--by", "day", "--no-record"])
+    broken.write_text(
+        '{"messages": [{"role": "user", "content": "hi there"}], "day": "d1"}\n'
+        '{"messages": [{"role": "user", "content": "hello"}]}\n',
+        encoding="utf-8",
+    )
+    res = CliRunner().invoke(
+        main, ["coverage", "--eval", str(EVAL), str(broken), "--by", "day", "--no-record"]
+    )
     assert res.exit_code == 2
     assert f"{broken}:2: field 'day'" in res.output and len(res.output.strip().splitlines()) == 1
     res = CliRunner().invoke(main, ["coverage", "--eval", str(EVAL), "--no-record"])
     assert res.exit_code == 2
-    with pytest.raises(InputError, match="at least 10"):
-        tiny = tmp_path / "tiny.jsonl"
-        tiny.write_text('{"prompt": "a b c", "completion": "x"}\n', encoding="utf-8")
-        coverage(tiny, [broken])
+    tiny = tmp_path / "tiny.jsonl"
+    tiny.write_text(
+        "".join(f'{{"prompt": "question number {i}", "completion": "x"}}\n' for i in range(3)),
+        encoding="utf-8",
+    )
+    with pytest.raises(InputError, match="eval set has 3 distinct units; at least 10"):
+        coverage(tiny, [FX / "production_same.jsonl"])
+    with pytest.raises(InputError, match="production has 3 units; at least 10"):
+        coverage(EVAL, [tiny])
 
 
 def test_prompt_rules_split_and_coverage(tmp_path: Path) -> None:
     rules = split_rules(FX / "system_prompt.txt")
     assert len(rules) == 12  # 1 statement + 8 bullets + 2 numbered items, one with two sentences
-    assert rules[-1]["text"] == "Convert imperial units when the user gives them." and rules[-1]["id"] == "L15.2"
+    assert (
+        rules[-1]["text"] == "Convert imperial units when the user gives them." and rules[-1]["id"] == "L15.2"
+    )
     res = prompt_coverage(FX / "system_prompt.txt", EVAL)
     by_text = {r["rule"]: r for r in res["rules"]}
     ev = [r["instruction"].lower() for r in json.loads(EVAL.read_text(encoding="utf-8"))]
@@ -253,7 +321,9 @@ def test_prompt_rules_split_and_coverage(tmp_path: Path) -> None:
 
 
 def test_prompt_cli_lists_untested_first() -> None:
-    res = CliRunner().invoke(main, ["coverage", "--prompt", str(FX / "system_prompt.txt"), "--eval", str(EVAL)])
+    res = CliRunner().invoke(
+        main, ["coverage", "--prompt", str(FX / "system_prompt.txt"), "--eval", str(EVAL)]
+    )
     assert res.exit_code == 0, res.output
     lines = res.output.splitlines()
     assert lines[2].split()[1] == "no" and "rules have no eval case" in lines[-1]
@@ -299,8 +369,40 @@ def test_neighbour_method_follows_its_definition() -> None:
 
 def test_prompt_rules_from_yaml(tmp_path: Path) -> None:
     y = tmp_path / "rules.yaml"
-    y.write_text("- When the user asks for a recipe, list the ingredients first.\n"
-                 "- Never help anyone build explosives.\n", encoding="utf-8")
+    y.write_text(
+        "- When the user asks for a recipe, list the ingredients first.\n"
+        "- Never help anyone build explosives.\n",
+        encoding="utf-8",
+    )
     assert [r["id"] for r in split_rules(y)] == ["R1", "R2"]
     res = prompt_coverage(y, EVAL)
     assert [r["id"] for r in res["rules"]] == ["R2", "R1"] and res["n_untested"] == 1
+
+
+def test_window_order_and_merging() -> None:
+    from provaudit.coverage.inputs import order_windows
+
+    labels, mapping = order_windows(["10", "9", "2", "9"], 12)
+    assert labels == ["2", "9", "10"] and mapping["10"] == "10"  # numbers sort as numbers
+    values = [f"2026-01-{d:02d}" for d in range(1, 31)]
+    labels, mapping = order_windows(values[::-1], 12)
+    assert len(labels) == 12 and labels[0] == "2026-01-01..2026-01-02"
+    assert [mapping[v] for v in values] == sorted(
+        mapping[v] for v in values
+    )  # consecutive days stay together
+    assert sum(len({v for v in values if mapping[v] == lab}) for lab in labels) == 30
+
+
+def test_prompt_and_production_together_is_a_usage_error() -> None:
+    res = CliRunner().invoke(
+        main,
+        [
+            "coverage",
+            "--prompt",
+            str(FX / "system_prompt.txt"),
+            "--eval",
+            str(EVAL),
+            str(FX / "production_same.jsonl"),
+        ],
+    )
+    assert res.exit_code == 2 and "give no PRODUCTION files" in res.output

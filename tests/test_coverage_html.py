@@ -1,4 +1,5 @@
 """The coverage HTML report renders in headless Chromium: map, window and catalog trend charts, clusters."""
+
 from __future__ import annotations
 
 import re
@@ -20,8 +21,9 @@ def test_coverage_report_renders_map_trend_and_clusters(tmp_path: Path) -> None:
     exe = _chromium()
     cat = tmp_path / "c.duckdb"
     coverage(FX / "eval.json", [FX / "production_same.jsonl"], n_perm=100, catalog=cat, record=True)
-    res = coverage(FX / "eval.json", [FX / "production_drifting.jsonl"], by="day", n_perm=100, catalog=cat,
-                   record=True)
+    res = coverage(
+        FX / "eval.json", [FX / "production_drifting.jsonl"], by="day", n_perm=100, catalog=cat, record=True
+    )
     hist = coverage_history(cat)
     assert hist.height == 2
     page = tmp_path / "coverage.html"

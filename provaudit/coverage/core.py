@@ -19,6 +19,7 @@
 5. drift: MMD two-sample test (permutation p-value) of eval against all production and each window;
    a window is ``detected`` at ``alpha / n_windows`` (Bonferroni), and the trend over windows.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,6 +36,7 @@ from provaudit.coverage.inputs import Units, load_units, order_windows
 from provaudit.errors import InputError, UsageError
 
 METHODS = ("classifier", "neighbour")
+<<<<<<< HEAD
 #: metric paths a coverage summary can hold, for gate files over it (``rules/gate-coverage.yaml``);
 #: a typo in such a file exits 2 naming the nearest of these
 COVERAGE_METRICS: tuple[str, ...] = (
@@ -45,6 +47,20 @@ COVERAGE_METRICS: tuple[str, ...] = (
 DEFAULTS: dict[str, Any] = {"quantile": 0.95, "alpha": 0.01, "n_boot": 1000, "n_perm": 500, "max_windows": 12,
                             "max_clusters": 20, "examples": 3, "drift_max_n": 1000, "window_max_n": 500,
                             "min_window": 10}
+=======
+DEFAULTS: dict[str, Any] = {
+    "quantile": 0.95,
+    "alpha": 0.01,
+    "n_boot": 1000,
+    "n_perm": 500,
+    "max_windows": 12,
+    "max_clusters": 20,
+    "examples": 3,
+    "drift_max_n": 1000,
+    "window_max_n": 500,
+    "min_window": 10,
+}
+>>>>>>> coverage
 MIN_EVAL = 10
 
 
@@ -53,7 +69,7 @@ def _r(x: float | None, nd: int = 4) -> float | None:
 
 
 def _cut(text: str, n: int = 300) -> str:
-    return text if len(text) <= n else text[:n - 1] + "…"
+    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 @dataclass
@@ -62,7 +78,7 @@ class CoverageResult:
 
     summary: dict[str, Any]
     eval_units: pl.DataFrame
-    production_units: pl.DataFrame      # + distance, covered, cluster (-1 = covered)
+    production_units: pl.DataFrame  # + distance, covered, cluster (-1 = covered)
     eval_vectors: np.ndarray = field(repr=False)
     production_vectors: np.ndarray = field(repr=False)
 
@@ -92,17 +108,32 @@ def _as_units(src: Any, *, unit: str, by: str | None, what: str) -> Units:
     return load_units(list(src), unit=unit, by=by, what=what)
 
 
-def coverage(eval: Any, production: Any, *, unit: str = "prompt", by: str | None = None,
-             backend: str = "static", method: str = "classifier", quantile: float = DEFAULTS["quantile"], threshold: float | None = None,
-             alpha: float = DEFAULTS["alpha"], n_boot: int = DEFAULTS["n_boot"], n_perm: int = DEFAULTS["n_perm"],
-             max_windows: int = DEFAULTS["max_windows"], max_clusters: int = DEFAULTS["max_clusters"],
-             seed: int = 0, gate: str | Path | None = None, catalog: Any = None,
-             record: bool = False) -> CoverageResult:
+def coverage(
+    eval: Any,
+    production: Any,
+    *,
+    unit: str = "prompt",
+    by: str | None = None,
+    backend: str = "static",
+    method: str = "classifier",
+    quantile: float = DEFAULTS["quantile"],
+    threshold: float | None = None,
+    alpha: float = DEFAULTS["alpha"],
+    n_boot: int = DEFAULTS["n_boot"],
+    n_perm: int = DEFAULTS["n_perm"],
+    max_windows: int = DEFAULTS["max_windows"],
+    max_clusters: int = DEFAULTS["max_clusters"],
+    seed: int = 0,
+    gate: str | Path | None = None,
+    catalog: Any = None,
+    record: bool = False,
+) -> CoverageResult:
     """Coverage of ``production`` (paths; windows by ``by`` or file order) by ``eval`` (a path).
 
     ``method``: ``classifier`` or ``neighbour`` (see the module doc). ``threshold``: a fixed score (cosine
-    distance for ``neighbour``, logit for ``classifier``) instead of the calibrated one. ``gate``: a gate file whose
-    checks (``coverage``, ``uncovered_top_share``, ``drift.detected``, ...) are evaluated on the summary.
+    distance for ``neighbour``, logit for ``classifier``) instead of the calibrated one. ``gate``: a gate
+    file whose checks (``coverage``, ``uncovered_top_share``, ``drift.detected``, ...) are evaluated on
+    the summary.
     ``record``: store the run in the catalog (``catalog`` path or the default) for ``provaudit trend``.
     """
     if not 0 < quantile < 1:
@@ -113,6 +144,12 @@ def coverage(eval: Any, production: Any, *, unit: str = "prompt", by: str | None
         raise UsageError(f"alpha must be in (0, 1), got {alpha}")
     ev = _as_units(eval, unit=unit, by=None, what="eval")
     prod = _as_units(production, unit=unit, by=by, what="production")
+    if prod.frame.height < MIN_EVAL:
+        raise InputError(
+            f"production has {prod.frame.height} units; at least {MIN_EVAL} are needed for the "
+            "classifier folds and the drift test",
+            file=prod.inputs[0]["path"],
+        )
     e_vec = _embed(ev.frame["text"].to_list(), backend)
     p_vec = _embed(prod.frame["text"].to_list(), backend)
 
@@ -120,8 +157,11 @@ def coverage(eval: Any, production: Any, *, unit: str = "prompt", by: str | None
     _, first = np.unique(e_vec.round(5), axis=0, return_index=True)
     uniq = e_vec[np.sort(first)]
     if threshold is None and len(uniq) < MIN_EVAL:
-        raise InputError(f"eval set has {len(uniq)} distinct units; at least {MIN_EVAL} are needed to calibrate "
-                         "the closeness threshold (or give --threshold)", file=ev.inputs[0]["path"])
+        raise InputError(
+            f"eval set has {len(uniq)} distinct units; at least {MIN_EVAL} are needed to calibrate "
+            "the closeness threshold (or give --threshold)",
+            file=ev.inputs[0]["path"],
+        )
     loo, _, _ = stats.nearest(uniq, uniq, exclude_self=True) if len(uniq) > 1 else (np.zeros(1), None, None)
     nn_tau = float(np.quantile(loo, quantile))
     p_dist, p_arg, e_dist = stats.nearest(p_vec, e_vec)
@@ -136,9 +176,12 @@ def coverage(eval: Any, production: Any, *, unit: str = "prompt", by: str | None
     lo, hi = stats.coverage_ci(p_score, calib, quantile, n_boot=n_boot, seed=seed, fixed_threshold=threshold)
 
     # windows
-    pf = prod.frame.with_columns(pl.Series("score", p_score), pl.Series("distance", p_dist),
-                                 pl.Series("covered", covered),
-                                 pl.Series("nearest_eval", ev.frame["record_id"].gather(p_arg)))
+    pf = prod.frame.with_columns(
+        pl.Series("score", p_score),
+        pl.Series("distance", p_dist),
+        pl.Series("covered", covered),
+        pl.Series("nearest_eval", ev.frame["record_id"].gather(p_arg)),
+    )
     labels, wmap = order_windows(pf["window"].to_list(), max_windows)
     pf = pf.with_columns(pl.col("window").replace_strict(wmap, return_dtype=pl.Utf8))
     win_idx = {w: np.flatnonzero((pf["window"] == w).to_numpy()) for w in labels}
@@ -159,18 +202,32 @@ def coverage(eval: Any, production: Any, *, unit: str = "prompt", by: str | None
         rng = np.random.default_rng(seed)
         cov_idx = np.flatnonzero(covered)
         rest_idx = cov_idx if len(cov_idx) <= 20000 else rng.choice(cov_idx, 20000, replace=False)
-        terms = stats.distinctive_terms([[texts[i] for i in m] for m in members], [texts[i] for i in rest_idx])
+        terms = stats.distinctive_terms(
+            [[texts[i] for i in m] for m in members], [texts[i] for i in rest_idx]
+        )
         for c, m in enumerate(members):
             centre = p_vec[m].mean(axis=0)
-            near = m[np.argsort(-(p_vec[m] @ centre), kind="stable")[:DEFAULTS["examples"]]]
-            clusters.append({
-                "cluster": c, "size": len(m), "share": _r(len(m) / n),
-                "label": ", ".join(terms[c]) if terms[c] else "(no distinctive terms)", "terms": terms[c],
-                "mean_score": _r(float(p_score[m].mean())),
-                "windows": {w: int(np.sum(np.isin(m, win_idx[w]))) for w in labels},
-                "examples": [{"record_id": ids[i], "text": _cut(texts[i]), "score": _r(p_score[i]),
-                              "nearest_eval_distance": _r(p_dist[i])} for i in near],
-            })
+            near = m[np.argsort(-(p_vec[m] @ centre), kind="stable")[: DEFAULTS["examples"]]]
+            clusters.append(
+                {
+                    "cluster": c,
+                    "size": len(m),
+                    "share": _r(len(m) / n),
+                    "label": ", ".join(terms[c]) if terms[c] else "(no distinctive terms)",
+                    "terms": terms[c],
+                    "mean_score": _r(float(p_score[m].mean())),
+                    "windows": {w: int(np.sum(np.isin(m, win_idx[w]))) for w in labels},
+                    "examples": [
+                        {
+                            "record_id": ids[i],
+                            "text": _cut(texts[i]),
+                            "score": _r(p_score[i]),
+                            "nearest_eval_distance": _r(p_dist[i]),
+                        }
+                        for i in near
+                    ],
+                }
+            )
     pf = pf.with_columns(pl.Series("cluster", cl))
 
     # stale eval units
@@ -181,14 +238,25 @@ def coverage(eval: Any, production: Any, *, unit: str = "prompt", by: str | None
     else:
         stale_tau, stale_mask, e_score = nn_tau, e_dist > nn_tau, e_dist
     stale_idx = np.flatnonzero(stale_mask)
-    stale_idx = stale_idx[np.argsort(e_score[stale_idx] if method == "classifier" else -e_dist[stale_idx],
-                                     kind="stable")]
+    stale_idx = stale_idx[
+        np.argsort(e_score[stale_idx] if method == "classifier" else -e_dist[stale_idx], kind="stable")
+    ]
     e_ids, e_texts = ev.frame["record_id"].to_list(), ev.frame["text"].to_list()
-    stale = {"share": _r(float(stale_mask.mean())), "n": int(stale_mask.sum()), "n_eval": len(e_dist),
-             "threshold": _r(stale_tau, 5),
-             "examples": [{"record_id": e_ids[i], "text": _cut(e_texts[i]), "score": _r(e_score[i]),
-                           "distance": _r(e_dist[i])}
-                          for i in stale_idx[:10]]}
+    stale = {
+        "share": _r(float(stale_mask.mean())),
+        "n": int(stale_mask.sum()),
+        "n_eval": len(e_dist),
+        "threshold": _r(stale_tau, 5),
+        "examples": [
+            {
+                "record_id": e_ids[i],
+                "text": _cut(e_texts[i]),
+                "score": _r(e_score[i]),
+                "distance": _r(e_dist[i]),
+            }
+            for i in stale_idx[:10]
+        ],
+    }
 
     # drift: pooled, then each window at alpha / k
     pooled = stats.mmd_test(e_vec, p_vec, n_perm=n_perm, seed=seed, max_n=DEFAULTS["drift_max_n"])
@@ -197,41 +265,90 @@ def coverage(eval: Any, production: Any, *, unit: str = "prompt", by: str | None
     for j, w in enumerate(labels):
         idx = win_idx[w]
         wcov = float(covered[idx].mean())
-        wlo, whi = stats.coverage_ci(p_score[idx], calib, quantile, n_boot=n_boot, seed=seed + 1 + j,
-                                     fixed_threshold=threshold)
+        wlo, whi = stats.coverage_ci(
+            p_score[idx], calib, quantile, n_boot=n_boot, seed=seed + 1 + j, fixed_threshold=threshold
+        )
         windows.append({"window": w, "n": len(idx), "coverage": _r(wcov), "coverage_ci": [_r(wlo), _r(whi)]})
         if len(idx) < DEFAULTS["min_window"]:
-            drift_windows.append({"window": w, "n": len(idx), "p_value": None, "effect": None,
-                                  "detected": False, "note": f"fewer than {DEFAULTS['min_window']} units"})
+            drift_windows.append(
+                {
+                    "window": w,
+                    "n": len(idx),
+                    "p_value": None,
+                    "effect": None,
+                    "detected": False,
+                    "note": f"fewer than {DEFAULTS['min_window']} units",
+                }
+            )
             continue
-        t = pooled if k == 1 else stats.mmd_test(e_vec, p_vec[idx], n_perm=n_perm, seed=seed + 1 + j,
-                                                 max_n=DEFAULTS["window_max_n"])
-        drift_windows.append({"window": w, "n": len(idx), "p_value": _r(t["p_value"]),
-                              "effect": _r(t["effect"], 5), "detected": bool(t["p_value"] < alpha / k)})
+        t = (
+            pooled
+            if k == 1
+            else stats.mmd_test(
+                e_vec, p_vec[idx], n_perm=n_perm, seed=seed + 1 + j, max_n=DEFAULTS["window_max_n"]
+            )
+        )
+        drift_windows.append(
+            {
+                "window": w,
+                "n": len(idx),
+                "p_value": _r(t["p_value"]),
+                "effect": _r(t["effect"], 5),
+                "detected": bool(t["p_value"] < alpha / k),
+            }
+        )
     detected = bool(pooled["p_value"] < alpha) or any(d["detected"] for d in drift_windows)
-    drift = {"test": "mmd (gaussian kernel, median bandwidth), permutation p-value", "alpha": alpha,
-             "window_alpha": _r(alpha / k, 6), "n_permutations": n_perm,
-             "p_value": _r(pooled["p_value"]), "effect": _r(pooled["effect"], 5), "detected": detected,
-             "windows": drift_windows, "trend": _trend(windows, drift_windows)}
+    drift = {
+        "test": "mmd (gaussian kernel, median bandwidth), permutation p-value",
+        "alpha": alpha,
+        "window_alpha": _r(alpha / k, 6),
+        "n_permutations": n_perm,
+        "p_value": _r(pooled["p_value"]),
+        "effect": _r(pooled["effect"], 5),
+        "detected": detected,
+        "windows": drift_windows,
+        "trend": _trend(windows, drift_windows),
+    }
 
     summary: dict[str, Any] = {
-        "coverage": _r(cov), "coverage_ci": [_r(lo), _r(hi)],
-        "threshold": {"value": _r(tau, 5), "method": method, "quantile": quantile if threshold is None else None,
-                      "how": ("given" if threshold is not None else _HOW[method]),
-                      "n_calibration": len(calib), "neighbour_distance": _r(nn_tau, 5)},
-        "n_eval": len(e_vec), "n_production": n, "unit": unit, "backend": backend, "by": by, "seed": seed,
-        "uncovered": clusters, "uncovered_share": _r(1 - cov),
+        "coverage": _r(cov),
+        "coverage_ci": [_r(lo), _r(hi)],
+        "threshold": {
+            "value": _r(tau, 5),
+            "method": method,
+            "quantile": quantile if threshold is None else None,
+            "how": ("given" if threshold is not None else _HOW[method]),
+            "n_calibration": len(calib),
+            "neighbour_distance": _r(nn_tau, 5),
+        },
+        "n_eval": len(e_vec),
+        "n_production": n,
+        "unit": unit,
+        "backend": backend,
+        "by": by,
+        "seed": seed,
+        "uncovered": clusters,
+        "uncovered_share": _r(1 - cov),
         "uncovered_top_share": clusters[0]["share"] if clusters else 0.0,
-        "stale": stale, "drift": drift, "windows": windows,
+        "stale": stale,
+        "drift": drift,
+        "windows": windows,
         "inputs": {"eval": ev.inputs, "production": prod.inputs},
     }
     if gate is not None:
         from provaudit.gate import evaluate_gate, gate_summary
 
+<<<<<<< HEAD
         summary["gate"] = gate_summary(evaluate_gate(summary, gate, known=COVERAGE_METRICS,
                                                      what="a coverage summary"))
     ef = ev.frame.with_columns(pl.Series("score", e_score), pl.Series("distance", e_dist),
                                pl.Series("stale", stale_mask))
+=======
+        summary["gate"] = gate_summary(evaluate_gate(summary, gate))
+    ef = ev.frame.with_columns(
+        pl.Series("score", e_score), pl.Series("distance", e_dist), pl.Series("stale", stale_mask)
+    )
+>>>>>>> coverage
     result = CoverageResult(summary, ef, pf, e_vec, p_vec)
     if record:
         from provaudit.coverage.history import record_run
@@ -240,15 +357,23 @@ def coverage(eval: Any, production: Any, *, unit: str = "prompt", by: str | None
     return result
 
 
-_HOW = {"classifier": "the quantile of the eval units' own out-of-fold production-vs-eval logits",
-        "neighbour": "the quantile of each eval unit's cosine distance to its nearest other eval unit"}
+_HOW = {
+    "classifier": "the quantile of the eval units' own out-of-fold production-vs-eval logits",
+    "neighbour": "the quantile of each eval unit's cosine distance to its nearest other eval unit",
+}
 
 
 def _trend(windows: Sequence[dict], drift_windows: Sequence[dict]) -> dict[str, Any]:
     """Least-squares slope per window step of coverage and of the drift effect, Kendall tau of coverage."""
     if len(windows) < 2:
-        return {"n_windows": len(windows), "coverage_slope": None, "effect_slope": None, "kendall_tau": None,
-                "kendall_p": None, "direction": "one window"}
+        return {
+            "n_windows": len(windows),
+            "coverage_slope": None,
+            "effect_slope": None,
+            "kendall_tau": None,
+            "kendall_p": None,
+            "direction": "one window",
+        }
     from scipy.stats import kendalltau
 
     x = np.arange(len(windows), dtype=float)
@@ -270,5 +395,11 @@ def _trend(windows: Sequence[dict], drift_windows: Sequence[dict]) -> dict[str, 
         direction = "coverage falling"
     elif p_v is not None and p_v < 0.05 and slope > 0:
         direction = "coverage rising"
-    return {"n_windows": len(windows), "coverage_slope": _r(slope, 5), "effect_slope": _r(e_slope, 6),
-            "kendall_tau": _r(tau_v), "kendall_p": _r(p_v), "direction": direction}
+    return {
+        "n_windows": len(windows),
+        "coverage_slope": _r(slope, 5),
+        "effect_slope": _r(e_slope, 6),
+        "kendall_tau": _r(tau_v),
+        "kendall_p": _r(p_v),
+        "direction": direction,
+    }

@@ -1,4 +1,5 @@
 """Coverage runs in the catalog (table ``coverage_runs``, migration 6), for ``provaudit trend``."""
+
 from __future__ import annotations
 
 import json
@@ -9,14 +10,25 @@ import polars as pl
 
 from provaudit.errors import InputError
 
-COLUMNS = {"run_id": pl.Int64, "created_at": pl.Utf8, "eval_fingerprint": pl.Utf8, "production_fingerprints": pl.Utf8,
-           "coverage": pl.Float64, "coverage_ci_low": pl.Float64, "coverage_ci_high": pl.Float64,
-           "uncovered_top_share": pl.Float64, "stale_share": pl.Float64, "drift_p_value": pl.Float64,
-           "drift_effect": pl.Float64, "drift_detected": pl.Boolean, "passed": pl.Boolean}
+COLUMNS = {
+    "run_id": pl.Int64,
+    "created_at": pl.Utf8,
+    "eval_fingerprint": pl.Utf8,
+    "production_fingerprints": pl.Utf8,
+    "coverage": pl.Float64,
+    "coverage_ci_low": pl.Float64,
+    "coverage_ci_high": pl.Float64,
+    "uncovered_top_share": pl.Float64,
+    "stale_share": pl.Float64,
+    "drift_p_value": pl.Float64,
+    "drift_effect": pl.Float64,
+    "drift_detected": pl.Boolean,
+    "passed": pl.Boolean,
+}
 
 
 def record_run(summary: dict[str, Any], catalog: Any = None) -> int:
-    """Store one coverage run (fingerprints, figures, the whole summary) in one transaction; returns run_id."""
+    """Store one coverage run (fingerprints, figures, the summary) in one transaction; returns run_id."""
     from provaudit.catalog.store import _dumps, _now, open_catalog
 
     ins = summary["inputs"]
@@ -25,11 +37,23 @@ def record_run(summary: dict[str, Any], catalog: Any = None) -> int:
         rid = int(cat.con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM coverage_runs").fetchone()[0])
         cat.con.execute(
             "INSERT INTO coverage_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [rid, _now(), ins["eval"][0]["fingerprint"], _dumps([p["fingerprint"] for p in ins["production"]]),
-             summary["coverage"], summary["coverage_ci"][0], summary["coverage_ci"][1],
-             summary["uncovered_top_share"], summary["stale"]["share"], summary["drift"]["p_value"],
-             summary["drift"]["effect"], summary["drift"]["detected"],
-             None if gate is None else bool(gate["passed"]), _dumps(summary)])
+            [
+                rid,
+                _now(),
+                ins["eval"][0]["fingerprint"],
+                _dumps([p["fingerprint"] for p in ins["production"]]),
+                summary["coverage"],
+                summary["coverage_ci"][0],
+                summary["coverage_ci"][1],
+                summary["uncovered_top_share"],
+                summary["stale"]["share"],
+                summary["drift"]["p_value"],
+                summary["drift"]["effect"],
+                summary["drift"]["detected"],
+                None if gate is None else bool(gate["passed"]),
+                _dumps(summary),
+            ],
+        )
     return rid
 
 
@@ -46,8 +70,10 @@ def coverage_history(catalog: Any = None) -> pl.DataFrame:
             return pl.DataFrame(schema=COLUMNS)
     with open_catalog(catalog, read_only=True) as cat:
         rows = cat.con.execute(f"SELECT {', '.join(COLUMNS)} FROM coverage_runs ORDER BY run_id").fetchall()
-    return pl.DataFrame([dict(zip(COLUMNS, (str(v) if k == "created_at" else v for k, v in zip(COLUMNS, r))))
-                         for r in rows], schema=COLUMNS)
+    return pl.DataFrame(
+        [dict(zip(COLUMNS, (str(v) if k == "created_at" else v for k, v in zip(COLUMNS, r)))) for r in rows],
+        schema=COLUMNS,
+    )
 
 
 def coverage_summary(run_id: int, catalog: Any = None) -> dict[str, Any]:

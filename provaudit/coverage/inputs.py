@@ -4,6 +4,7 @@ A unit is a prompt (roles ``prompt`` and ``text``, the default) or a whole recor
 source row joined, ``unit="record"``). Each input keeps its dataset fingerprint, computed exactly as
 ``provaudit scan``/``register`` compute it, so the catalog can tie a coverage run to registered datasets.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,7 +29,7 @@ class Units:
     """Texts to compare, one row per unit: record_id, text, source_file, source_row, window."""
 
     frame: pl.DataFrame
-    inputs: list[dict]          # per file: path, dataset, schema, fingerprint, n_units
+    inputs: list[dict]  # per file: path, dataset, schema, fingerprint, n_units
 
 
 def _fingerprint(df: pl.DataFrame) -> str:
@@ -45,14 +46,23 @@ def _by_values(df: pl.DataFrame, by: str, path: str) -> pl.Series:
     if by in RECORD_COLUMNS:
         vals = df[by].cast(pl.Utf8)
     else:
-        vals = df["meta"].str.json_path_match("$." + by) if re.fullmatch(r"[A-Za-z_][\w.]*", by) else \
-            df["meta"].map_elements(lambda m: _meta_value(m, by), return_dtype=pl.Utf8)
-    vals = vals.set(vals.str.starts_with("{") | vals.str.starts_with("["), None)  # objects and lists: no window
+        vals = (
+            df["meta"].str.json_path_match("$." + by)
+            if re.fullmatch(r"[A-Za-z_][\w.]*", by)
+            else df["meta"].map_elements(lambda m: _meta_value(m, by), return_dtype=pl.Utf8)
+        )
+    vals = vals.set(
+        vals.str.starts_with("{") | vals.str.starts_with("["), None
+    )  # objects and lists: no window
     missing = vals.is_null().arg_true()
     if len(missing):
         row = int(df["source_row"][int(missing[0])])
-        raise InputError(f"--by column missing in {len(missing)} of {df.height} records (row {row} is the first)",
-                         file=path, line=row + 1, field=by)
+        raise InputError(
+            f"--by column missing in {len(missing)} of {df.height} records (row {row} is the first)",
+            file=path,
+            line=row + 1,
+            field=by,
+        )
     return vals
 
 
@@ -70,8 +80,14 @@ def _meta_value(meta: str | None, key: str) -> str | None:
     return str(obj)
 
 
-def load_units(paths: Sequence[str | Path], *, unit: str = "prompt", by: str | None = None,
-               what: str = "production", mapping: dict[str, str] | None = None) -> Units:
+def load_units(
+    paths: Sequence[str | Path],
+    *,
+    unit: str = "prompt",
+    by: str | None = None,
+    what: str = "production",
+    mapping: dict[str, str] | None = None,
+) -> Units:
     """Read ``paths`` into units; ``window`` is the ``by`` value, else the file's position (file order)."""
     from provaudit.io import read_table
 
@@ -85,32 +101,58 @@ def load_units(paths: Sequence[str | Path], *, unit: str = "prompt", by: str | N
         df = read_table(p, mapping=mapping)
         fp = _fingerprint(df)  # of every record, as register/scan fingerprint the file
         if unit == "prompt":
-            df = df.filter(pl.col("role").is_in(PROMPT_ROLES) & pl.col("text").str.strip_chars().str.len_chars().gt(0))
+            df = df.filter(
+                pl.col("role").is_in(PROMPT_ROLES) & pl.col("text").str.strip_chars().str.len_chars().gt(0)
+            )
             if df.height == 0:
-                raise InputError(f"{what} file has no prompt records (roles {', '.join(PROMPT_ROLES)}); "
-                                 "use unit 'record' to compare whole records", file=str(path), field="prompt")
-            units = df.select("record_id", "text", "source_file", "source_row", "meta", "dataset", "model",
-                              "schema")
+                raise InputError(
+                    f"{what} file has no prompt records (roles {', '.join(PROMPT_ROLES)}); "
+                    "use unit 'record' to compare whole records",
+                    file=str(path),
+                    field="prompt",
+                )
+            units = df.select(
+                "record_id", "text", "source_file", "source_row", "meta", "dataset", "model", "schema"
+            )
         else:
             df = df.filter(pl.col("text").str.strip_chars().str.len_chars().gt(0))
             if df.height == 0:
                 raise InputError(f"{what} file has no texts", file=str(path), field="text")
-            units = (df.group_by("pair_id", maintain_order=True)
-                     .agg(pl.col("text").str.join("\n\n"), pl.first("source_file"), pl.first("source_row"),
-                          pl.first("meta"), pl.first("dataset"), pl.first("model"), pl.first("schema"))
-                     .rename({"pair_id": "record_id"}))
+            units = (
+                df.group_by("pair_id", maintain_order=True)
+                .agg(
+                    pl.col("text").str.join("\n\n"),
+                    pl.first("source_file"),
+                    pl.first("source_row"),
+                    pl.first("meta"),
+                    pl.first("dataset"),
+                    pl.first("model"),
+                    pl.first("schema"),
+                )
+                .rename({"pair_id": "record_id"})
+            )
         window = _by_values(units, by, str(path)) if by else pl.Series([f"{i:03d}:{p.name}"] * units.height)
-        frames.append(units.with_columns(window.alias("window")).select(
-            "record_id", "text", "source_file", "source_row", "window"))
-        inputs.append({"path": str(path), "dataset": str(df["dataset"][0]), "schema": str(df["schema"][0]),
-                       "fingerprint": fp, "n_units": units.height})
+        frames.append(
+            units.with_columns(window.alias("window")).select(
+                "record_id", "text", "source_file", "source_row", "window"
+            )
+        )
+        inputs.append(
+            {
+                "path": str(path),
+                "dataset": str(df["dataset"][0]),
+                "schema": str(df["schema"][0]),
+                "fingerprint": fp,
+                "n_units": units.height,
+            }
+        )
     if not frames:
         raise UsageError(f"no {what} files given")
     return Units(pl.concat(frames), inputs)
 
 
 def order_windows(values: Sequence[str], max_windows: int) -> tuple[list[str], dict[str, str]]:
-    """Window labels in time order and the map value -> label (consecutive values merged beyond ``max_windows``).
+    """Window labels in time order and the map value -> label (consecutive values merged past ``max_windows``).
 
     Values sort as numbers when every one parses as a number, else as strings (ISO dates sort in time order).
     """
@@ -124,7 +166,7 @@ def order_windows(values: Sequence[str], max_windows: int) -> tuple[list[str], d
     labels, mapping = [], {}
     n = len(distinct)
     for k in range(max_windows):
-        chunk = distinct[k * n // max_windows:(k + 1) * n // max_windows]
+        chunk = distinct[k * n // max_windows : (k + 1) * n // max_windows]
         label = f"{chunk[0]}..{chunk[-1]}" if len(chunk) > 1 else chunk[0]
         labels.append(label)
         mapping.update({v: label for v in chunk})

@@ -9,9 +9,11 @@ lines ending in ``:`` are not rules. An eval case exercises a rule when
 - lexical: the case contains rule keywords that are topical (in at most 5% of the eval cases) and whose
   IDF weight (over the eval cases) is at least ``min_lexical`` of the rule's total; a single keyword
   must be confirmed by the embedding: the case is among the 10% of eval cases most similar to the rule
-  (so "build" alone does not make a case about building a pipeline exercise a rule about explosives) (keywords: the rule's words minus stop words and instruction
-  words such as *always*, *never*, *user*, *answer*; plural and -ing/-ed endings folded).
+  (so "build" alone does not make a case about building a pipeline exercise a rule about explosives).
+  Keywords: the rule's words minus stop words and instruction words such as *always*, *never*, *user*,
+  *answer*; plural and -ing/-ed endings folded.
 """
+
 from __future__ import annotations
 
 import re
@@ -22,12 +24,60 @@ import numpy as np
 
 from provaudit.errors import InputError
 
-DEFAULTS = {"min_similarity": 0.55, "min_lexical": 0.25, "confirm_quantile": 0.9, "max_df": 0.05, "examples": 5}
+DEFAULTS = {
+    "min_similarity": 0.55,
+    "min_lexical": 0.25,
+    "confirm_quantile": 0.9,
+    "max_df": 0.05,
+    "examples": 5,
+}
 _BULLET = re.compile(r"^\s*(?:[-*•+]|\d+[.)]|[a-z][.)])\s+")
 _SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
 _WORD = re.compile(r"[a-z][a-z0-9'-]+")
 INSTRUCTION_WORDS = frozenset(
-    ["always", "never", "must", "should", "user", "users", "assistant", "answer", "answers", "respond", "response", "responses", "reply", "asks", "ask", "asked", "request", "requests", "requested", "give", "gives", "provide", "use", "using", "when", "unless", "only", "don't", "do", "does", "make", "sure", "please", "you", "your", "yourself", "instead", "like", "want", "wants"])
+    [
+        "always",
+        "never",
+        "must",
+        "should",
+        "user",
+        "users",
+        "assistant",
+        "answer",
+        "answers",
+        "respond",
+        "response",
+        "responses",
+        "reply",
+        "asks",
+        "ask",
+        "asked",
+        "request",
+        "requests",
+        "requested",
+        "give",
+        "gives",
+        "provide",
+        "use",
+        "using",
+        "when",
+        "unless",
+        "only",
+        "don't",
+        "do",
+        "does",
+        "make",
+        "sure",
+        "please",
+        "you",
+        "your",
+        "yourself",
+        "instead",
+        "like",
+        "want",
+        "wants",
+    ]
+)
 
 
 def _stem(w: str) -> str:
@@ -41,7 +91,9 @@ def _keywords(text: str) -> set[str]:
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
     words = (w.strip("'-") for w in _WORD.findall(text.lower()))
-    return {_stem(w) for w in words if len(w) > 2 and w not in ENGLISH_STOP_WORDS and w not in INSTRUCTION_WORDS}
+    return {
+        _stem(w) for w in words if len(w) > 2 and w not in ENGLISH_STOP_WORDS and w not in INSTRUCTION_WORDS
+    }
 
 
 def _centred_sims(r: np.ndarray, e: np.ndarray) -> np.ndarray:
@@ -72,8 +124,11 @@ def split_rules(prompt: str | Path) -> list[dict[str, Any]]:
         out = []
         for i, item in enumerate(items):
             if not isinstance(item, str) or not item.strip():
-                raise InputError(f"rule {i} is {type(item).__name__}, expected a non-empty string", file=str(p),
-                                 field=f"rules[{i}]")
+                raise InputError(
+                    f"rule {i} is {type(item).__name__}, expected a non-empty string",
+                    file=str(p),
+                    field=f"rules[{i}]",
+                )
             out.append({"id": f"R{i + 1}", "text": item.strip(), "line": None})
         return out
     try:
@@ -94,9 +149,14 @@ def split_rules(prompt: str | Path) -> list[dict[str, Any]]:
     return out
 
 
-def prompt_coverage(prompt: str | Path, eval: Any, *, backend: str = "static",
-                    min_similarity: float = DEFAULTS["min_similarity"],
-                    min_lexical: float = DEFAULTS["min_lexical"]) -> dict[str, Any]:
+def prompt_coverage(
+    prompt: str | Path,
+    eval: Any,
+    *,
+    backend: str = "static",
+    min_similarity: float = DEFAULTS["min_similarity"],
+    min_lexical: float = DEFAULTS["min_lexical"],
+) -> dict[str, Any]:
     """For each rule of ``prompt``, the eval cases (prompts) that exercise it; untested rules first."""
     from provaudit.coverage.core import _as_units, _cut, _embed, _r
 
@@ -122,23 +182,43 @@ def prompt_coverage(prompt: str | Path, eval: Any, *, backend: str = "static",
             hit = [w for w in kws if w in case_kw[j] and df.get(w, 0) <= max_df]
             lex = sum(idf[w] for w in hit) / total if total else 0.0
             by_emb = bool(sims[i, j] >= min_similarity)
-            by_lex = bool(hit and lex >= min_lexical
-                          and (len(hit) >= 2 or sims[i, j] >= confirm))
+            by_lex = bool(hit and lex >= min_lexical and (len(hit) >= 2 or sims[i, j] >= confirm))
             if by_emb or by_lex:
                 matches.append((-float(sims[i, j]) - lex, j, hit, lex, by_emb, by_lex))
         matches.sort()
-        out.append({
-            "id": rule["id"], "rule": rule["text"], "line": rule["line"], "n_cases": len(matches),
-            "tested": bool(matches), "keywords": kws, "case_ids": [ids[j] for _, j, *_ in matches],
-            "best_similarity": _r(float(sims[i].max())) if n else None,
-            "cases": [{"record_id": ids[j], "text": _cut(texts[j], 200), "similarity": _r(float(sims[i, j])),
-                       "lexical": _r(lex), "keywords": hit,
-                       "match": "both" if be and bl else ("embedding" if be else "lexical")}
-                      for _, j, hit, lex, be, bl in matches[:DEFAULTS["examples"]]],
-        })
+        out.append(
+            {
+                "id": rule["id"],
+                "rule": rule["text"],
+                "line": rule["line"],
+                "n_cases": len(matches),
+                "tested": bool(matches),
+                "keywords": kws,
+                "case_ids": [ids[j] for _, j, *_ in matches],
+                "best_similarity": _r(float(sims[i].max())) if n else None,
+                "cases": [
+                    {
+                        "record_id": ids[j],
+                        "text": _cut(texts[j], 200),
+                        "similarity": _r(float(sims[i, j])),
+                        "lexical": _r(lex),
+                        "keywords": hit,
+                        "match": "both" if be and bl else ("embedding" if be else "lexical"),
+                    }
+                    for _, j, hit, lex, be, bl in matches[: DEFAULTS["examples"]]
+                ],
+            }
+        )
     order = sorted(range(len(out)), key=lambda k: (out[k]["tested"], out[k]["n_cases"], k))
     ranked = [out[k] for k in order]
-    return {"prompt": str(prompt), "eval": ev.inputs[0], "backend": backend, "n_rules": len(out),
-            "n_untested": sum(not r["tested"] for r in out),
-            "untested_share": _r(sum(not r["tested"] for r in out) / len(out)),
-            "min_similarity": min_similarity, "min_lexical": min_lexical, "rules": ranked}
+    return {
+        "prompt": str(prompt),
+        "eval": ev.inputs[0],
+        "backend": backend,
+        "n_rules": len(out),
+        "n_untested": sum(not r["tested"] for r in out),
+        "untested_share": _r(sum(not r["tested"] for r in out) / len(out)),
+        "min_similarity": min_similarity,
+        "min_lexical": min_lexical,
+        "rules": ranked,
+    }

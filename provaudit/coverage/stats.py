@@ -2,6 +2,7 @@
 
 All vectors are unit-norm embeddings, so cosine distance is ``1 - a @ b``.
 """
+
 from __future__ import annotations
 
 import re
@@ -12,7 +13,9 @@ import numpy as np
 BLOCK = 4096
 
 
-def nearest(a: np.ndarray, b: np.ndarray, *, exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def nearest(
+    a: np.ndarray, b: np.ndarray, *, exclude_self: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cosine distance of each row of ``a`` to its nearest row of ``b`` (and its index), and of each row of
     ``b`` to its nearest row of ``a``. Blocked, so memory stays ``BLOCK x len(b)``.
 
@@ -23,13 +26,13 @@ def nearest(a: np.ndarray, b: np.ndarray, *, exclude_self: bool = False) -> tupl
     arg_a = np.zeros(n, dtype=np.int64)
     best_b = np.full(m, -np.inf, dtype=np.float32)
     for s in range(0, n, BLOCK):
-        sims = a[s:s + BLOCK] @ b.T
+        sims = a[s : s + BLOCK] @ b.T
         if exclude_self:
             idx = np.arange(s, min(s + BLOCK, n))
             sims[idx - s, idx] = -np.inf
         arg = sims.argmax(axis=1)
-        arg_a[s:s + BLOCK] = arg
-        best_a[s:s + BLOCK] = sims[np.arange(len(arg)), arg]
+        arg_a[s : s + BLOCK] = arg
+        best_a[s : s + BLOCK] = sims[np.arange(len(arg)), arg]
         if m:
             np.maximum(best_b, sims.max(axis=0), out=best_b)
     dist_a = np.clip(1.0 - best_a.astype(np.float64), 0.0, 2.0)
@@ -37,8 +40,16 @@ def nearest(a: np.ndarray, b: np.ndarray, *, exclude_self: bool = False) -> tupl
     return dist_a, arg_a, dist_b
 
 
-def coverage_ci(prod_dist: np.ndarray, loo_dist: np.ndarray, quantile: float, *, n_boot: int, seed: int,
-                fixed_threshold: float | None = None, level: float = 0.95) -> tuple[float, float]:
+def coverage_ci(
+    prod_dist: np.ndarray,
+    loo_dist: np.ndarray,
+    quantile: float,
+    *,
+    n_boot: int,
+    seed: int,
+    fixed_threshold: float | None = None,
+    level: float = 0.95,
+) -> tuple[float, float]:
     """Bootstrap interval of the covered share, resampling both the eval set (which moves the calibrated
     threshold) and production. For a threshold t the resampled production count is exactly
     Binomial(N, F(t)), F the empirical CDF of production distances, so no N x n_boot index matrix is drawn."""
@@ -77,8 +88,11 @@ def mmd_test(x: np.ndarray, y: np.ndarray, *, n_perm: int, seed: int, max_n: int
     med = float(np.median(off[off > 0])) if np.any(off > 0) else 1.0
     k = np.exp(-d2 / med)  # bandwidth 2*sigma^2 = median squared distance
     kxx, kyy, kxy = k[:m, :m], k[m:, m:], k[:m, m:]
-    mmd2_u = ((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
-              - 2 * kxy.mean())
+    mmd2_u = (
+        (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+        + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
+        - 2 * kxy.mean()
+    )
     w = np.concatenate([np.full(m, 1.0 / m), np.full(n, -1.0 / n)])
     observed = float(w @ k @ w)
     perms = np.stack([w[rng.permutation(m + n)] for _ in range(n_perm)])
@@ -112,7 +126,9 @@ def _doc_terms(text: str, stop: frozenset[str]) -> set[str]:
     return {t.strip("'-") for t in _TOKEN.findall(text.lower()) if t.strip("'-") not in stop and len(t) > 2}
 
 
-def distinctive_terms(groups: Sequence[Sequence[str]], rest: Sequence[str], *, top: int = 4) -> list[list[str]]:
+def distinctive_terms(
+    groups: Sequence[Sequence[str]], rest: Sequence[str], *, top: int = 4
+) -> list[list[str]]:
     """Top terms of each group against every other text (class-based TF-IDF over document frequencies):
 
     score(t, g) = df_g(t)/|g| * log((N + 1) / (df_all(t) + 1)), ``N`` all texts of all groups plus ``rest``.
@@ -139,7 +155,9 @@ def distinctive_terms(groups: Sequence[Sequence[str]], rest: Sequence[str], *, t
     out = []
     for g, df in zip(groups, group_df):
         floor = 2 if any(c >= 2 for c in df.values()) else 1
-        scored = [(-(c / len(g)) * np.log((n_all + 1) / (total[t] + 1)), t) for t, c in df.items() if c >= floor]
+        scored = [
+            (-(c / len(g)) * np.log((n_all + 1) / (total[t] + 1)), t) for t, c in df.items() if c >= floor
+        ]
         out.append([t for _, t in sorted(scored)[:top]])
     return out
 
@@ -153,8 +171,9 @@ def pca_2d(vecs: np.ndarray) -> np.ndarray:
     return centred @ (comps * signs[:, None]).T
 
 
-def domain_scores(e: np.ndarray, p: np.ndarray, *, seed: int, folds: int = 5, fit_max: int = 5000,
-                  c: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def domain_scores(
+    e: np.ndarray, p: np.ndarray, *, seed: int, folds: int = 5, fit_max: int = 5000, c: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Out-of-fold logits of a logistic regression telling production (1) from eval (0) units.
 
     Every unit is scored by a model that never saw it (``folds``-fold cross-fitting, balanced class

@@ -4,6 +4,7 @@ The map is PCA over the embeddings (eval and production pooled; at most 4,000 po
 with the uncovered clusters in colour. The same inline check as the checkpoint report records how many
 charts and uncovered-cluster rows are displayed (``data-charts-visible``, ``data-flags-visible``).
 """
+
 from __future__ import annotations
 
 import html
@@ -30,19 +31,27 @@ def map_chart(result: Any, seed: int = 0) -> str:
     ei = np.arange(len(e)) if len(e) <= MAX_POINTS else np.sort(rng.choice(len(e), MAX_POINTS, replace=False))
     pi = np.arange(len(p)) if len(p) <= MAX_POINTS else np.sort(rng.choice(len(p), MAX_POINTS, replace=False))
     xy = pca_2d(np.vstack([e[ei], p[pi]]))
-    exy, pxy = xy[:len(ei)], xy[len(ei):]
+    exy, pxy = xy[: len(ei)], xy[len(ei) :]
     cl = result.production_units["cluster"].to_numpy()[pi]
     with plt.rc_context(_RC):
         fig, ax = plt.subplots(figsize=(7.5, 5.2))
         ax.scatter(pxy[cl < 0, 0], pxy[cl < 0, 1], s=6, c="#bbbbbb", alpha=0.6, label="production, covered")
         ax.scatter(exy[:, 0], exy[:, 1], s=8, c="#1f77b4", alpha=0.7, marker="^", label="eval")
         cmap = plt.get_cmap("tab10")
+        palette = [1, 2, 3, 4, 5, 6, 8, 9]  # tab10 without the eval blue and the covered grey
         for u in result.summary["uncovered"][:8]:
             m = cl == u["cluster"]
             if m.any():
-                ax.scatter(pxy[m, 0], pxy[m, 1], s=14, color=cmap(u["cluster"] % 10), edgecolors="black",
-                           linewidths=0.3, label=f"#{u['cluster']} {u['label'][:28]} ({u['share']:.1%})")
-        rest = (cl >= 8)
+                ax.scatter(
+                    pxy[m, 0],
+                    pxy[m, 1],
+                    s=14,
+                    color=cmap(palette[u["cluster"] % len(palette)]),
+                    edgecolors="black",
+                    linewidths=0.3,
+                    label=f"#{u['cluster']} {u['label'][:28]} ({u['share']:.1%})",
+                )
+        rest = cl >= 8
         if rest.any():
             ax.scatter(pxy[rest, 0], pxy[rest, 1], s=10, c="#d62728", alpha=0.5, label="other uncovered")
         ax.set_xlabel("PC1")
@@ -75,54 +84,111 @@ def render_coverage_html(result: Any, history: pl.DataFrame | None = None) -> st
     """One HTML page: headline, map, coverage per window and over catalog runs, clusters, stale, drift."""
     s = result.summary
     d = s["drift"]
-    charts = [("map", map_chart(result, s["seed"])),
-              ("windows", trend_chart([(w["window"], w["coverage"], *w["coverage_ci"]) for w in s["windows"]],
-                                      "Coverage per production window"))]
+    charts = [
+        ("map", map_chart(result, s["seed"])),
+        (
+            "windows",
+            trend_chart(
+                [(w["window"], w["coverage"], *w["coverage_ci"]) for w in s["windows"]],
+                "Coverage per production window",
+            ),
+        ),
+    ]
     if history is not None and history.height:
-        charts.append(("history", trend_chart(
-            [(f"run {r['run_id']}", r["coverage"], r["coverage_ci_low"], r["coverage_ci_high"])
-             for r in history.iter_rows(named=True)], "Coverage over recorded runs (catalog)")))
-    head = [("coverage", f"{s['coverage']:.3f} [{s['coverage_ci'][0]:.3f}, {s['coverage_ci'][1]:.3f}]"),
-            ("eval units / production units", f"{s['n_eval']} / {s['n_production']}"),
-            ("threshold", f"{s['threshold']['value']} ({s['threshold']['method']}: {s['threshold']['how']})"),
-            ("largest uncovered cluster share", str(s["uncovered_top_share"])),
-            ("stale eval units", f"{s['stale']['n']} ({s['stale']['share']})"),
-            ("drift", f"p={d['p_value']} effect={d['effect']} detected={d['detected']}"),
-            ("trend", d["trend"]["direction"])]
+        charts.append(
+            (
+                "history",
+                trend_chart(
+                    [
+                        (f"run {r['run_id']}", r["coverage"], r["coverage_ci_low"], r["coverage_ci_high"])
+                        for r in history.iter_rows(named=True)
+                    ],
+                    "Coverage over recorded runs (catalog)",
+                ),
+            )
+        )
+    head = [
+        ("coverage", f"{s['coverage']:.3f} [{s['coverage_ci'][0]:.3f}, {s['coverage_ci'][1]:.3f}]"),
+        ("eval units / production units", f"{s['n_eval']} / {s['n_production']}"),
+        ("threshold", f"{s['threshold']['value']} ({s['threshold']['method']}: {s['threshold']['how']})"),
+        ("largest uncovered cluster share", str(s["uncovered_top_share"])),
+        ("stale eval units", f"{s['stale']['n']} ({s['stale']['share']})"),
+        ("drift", f"p={d['p_value']} effect={d['effect']} detected={d['detected']}"),
+        ("trend", d["trend"]["direction"]),
+    ]
     bad = d["detected"] or (s.get("gate") and not s["gate"]["passed"])
     verdict = ("Production has drifted from the eval set" if d["detected"] else "No drift detected") + (
-        "; the gate failed" if s.get("gate") and not s["gate"]["passed"] else "")
-    parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>provaudit coverage report</title>",
-             f"<style>{_CSS}</style></head><body data-flags='{len(s['uncovered'])}'>",
-             "<h1>provaudit eval coverage report</h1>",
-             (f"<p class='muted'>eval: {html.escape(s['inputs']['eval'][0]['path'])}; production: "
-             f"{html.escape(', '.join(p['path'] for p in s['inputs']['production']))}</p>"),
-             f"<p class='verdict {'bad' if bad else 'ok'}' id='verdict'>{html.escape(verdict)}</p>",
-             "<table class='headline'><tbody>" + "".join(
-                 f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in head) + "</tbody></table>",
-             "<h2>Charts</h2><div class='grid'>"]
+        "; the gate failed" if s.get("gate") and not s["gate"]["passed"] else ""
+    )
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>provaudit coverage report</title>",
+        f"<style>{_CSS}</style></head><body data-flags='{len(s['uncovered'])}'>",
+        "<h1>provaudit eval coverage report</h1>",
+        (
+            f"<p class='muted'>eval: {html.escape(s['inputs']['eval'][0]['path'])}; production: "
+            f"{html.escape(', '.join(p['path'] for p in s['inputs']['production']))}</p>"
+        ),
+        f"<p class='verdict {'bad' if bad else 'ok'}' id='verdict'>{html.escape(verdict)}</p>",
+        "<table class='headline'><tbody>"
+        + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in head)
+        + "</tbody></table>",
+        "<h2>Charts</h2><div class='grid'>",
+    ]
     parts += [f"<figure class='chart' id='chart-{n}'>{svg}</figure>" for n, svg in charts if svg]
     parts.append("</div>")
-    parts.append(f"<h2>Uncovered clusters ({len(s['uncovered'])}): cases to add to the eval set</h2><div id='flags'>")
+    parts.append(
+        f"<h2>Uncovered clusters ({len(s['uncovered'])}): cases to add to the eval set</h2><div id='flags'>"
+    )
     if not s["uncovered"]:
         parts.append("<p class='muted'>none</p>")
     for u in s["uncovered"]:
-        ex = "".join(f"<li><code>{html.escape(x['record_id'])}</code> {html.escape(x['text'])}</li>"
-                     for x in u["examples"])
-        parts.append(f"<div class='flag' data-cluster='{u['cluster']}'><span class='kind'>#{u['cluster']} "
-                     f"{html.escape(u['label'])}</span> share {u['share']:.2%}, {u['size']} units<ul>{ex}</ul></div>")
+        ex = "".join(
+            f"<li><code>{html.escape(x['record_id'])}</code> {html.escape(x['text'])}</li>"
+            for x in u["examples"]
+        )
+        parts.append(
+            f"<div class='flag' data-cluster='{u['cluster']}'><span class='kind'>#{u['cluster']} "
+            f"{html.escape(u['label'])}</span> share {u['share']:.2%}, {u['size']} units<ul>{ex}</ul></div>"
+        )
     parts.append("</div>")
-    parts.append("<h2>Windows</h2>" + _table_html(pl.DataFrame(
-        [{"window": w["window"], "n": w["n"], "coverage": w["coverage"], "ci_low": w["coverage_ci"][0],
-          "ci_high": w["coverage_ci"][1], "drift_p": dw["p_value"], "effect": dw["effect"], "detected": dw["detected"]}
-         for w, dw in zip(s["windows"], d["windows"])]), highlight="detected"))
-    parts.append("<h2>Stale eval units (nothing like them in production)</h2>" + _table_html(
-        pl.DataFrame(s["stale"]["examples"], schema={"record_id": pl.Utf8, "text": pl.Utf8, "score": pl.Float64,
-                                                    "distance": pl.Float64})))
+    parts.append(
+        "<h2>Windows</h2>"
+        + _table_html(
+            pl.DataFrame(
+                [
+                    {
+                        "window": w["window"],
+                        "n": w["n"],
+                        "coverage": w["coverage"],
+                        "ci_low": w["coverage_ci"][0],
+                        "ci_high": w["coverage_ci"][1],
+                        "drift_p": dw["p_value"],
+                        "effect": dw["effect"],
+                        "detected": dw["detected"],
+                    }
+                    for w, dw in zip(s["windows"], d["windows"])
+                ]
+            ),
+            highlight="detected",
+        )
+    )
+    parts.append(
+        "<h2>Stale eval units (nothing like them in production)</h2>"
+        + _table_html(
+            pl.DataFrame(
+                s["stale"]["examples"],
+                schema={"record_id": pl.Utf8, "text": pl.Utf8, "score": pl.Float64, "distance": pl.Float64},
+            )
+        )
+    )
     if history is not None and history.height:
         parts.append("<h2>Recorded runs</h2>" + _table_html(history.drop("production_fingerprints")))
     if s.get("gate"):
-        parts.append("<h2>Gate</h2>" + _table_html(pl.DataFrame(s["gate"]["checks"]).select(
-            "id", "metric", "status", "value", "threshold")))
+        parts.append(
+            "<h2>Gate</h2>"
+            + _table_html(
+                pl.DataFrame(s["gate"]["checks"]).select("id", "metric", "status", "value", "threshold")
+            )
+        )
     parts.append(f"<script>{_CHECK_JS}</script></body></html>")
     return "\n".join(parts)
