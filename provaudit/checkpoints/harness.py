@@ -147,6 +147,11 @@ def _truncated(chars: np.ndarray, words: np.ndarray, open_end: np.ndarray, min_c
 
 def sample_status(loaded: Any, thresholds: dict[str, Any] | None = None) -> pl.DataFrame:
     """One row per (checkpoint, sample): ``status`` (``ok`` or the first fault) and ``faults`` (all)."""
+    return _status(loaded, thresholds)[0]
+
+
+def _status(loaded: Any, thresholds: dict[str, Any] | None) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """``sample_status`` and what was inferred on the way (length caps, score scales, extraction column)."""
     th = thresholds or {}
     min_count = int(th.get("harness_min_count", 3))
     rows = _raw_rows(loaded)
@@ -223,8 +228,7 @@ def sample_status(loaded: Any, thresholds: dict[str, Any] | None = None) -> pl.D
         pl.Series("faults", uniq, dtype=pl.List(pl.Utf8)),
         pl.Series("status", [f[0] if f else "ok" for f in uniq], dtype=pl.Utf8))
     out = out.with_columns(pl.col("status").eq("ok").alias("healthy"))
-    return out.sort(["checkpoint", "sample_id"]).with_columns(pl.lit(json.dumps(extra, sort_keys=True))
-                                                              .alias("_extra"))
+    return out.sort(["checkpoint", "sample_id"]), extra
 
 
 def _examples(frame: pl.DataFrame, k: int = 3) -> list[dict[str, Any]]:
@@ -371,9 +375,7 @@ def assess(loaded: Any, names: list[str], thresholds: dict[str, Any], seed: int)
     min_count = int(th.get("harness_min_count", 3))
     alpha = float(th.get("alpha", 0.01))
     n_boot = int(th.get("bootstrap", 1000))
-    st = sample_status(loaded, th)
-    extra = json.loads(st["_extra"][0]) if st.height else {}
-    st = st.drop("_extra")
+    st, extra = _status(loaded, th)
     flags: list[Flag] = []
     per_ckpt = []
     for ck in names:
