@@ -1,13 +1,19 @@
 """Harness health: is a change in the numbers the model's, or the evaluation harness's?
 
-Per sample, from the per-sample results that ``compare`` and ``checkpoints`` read, a status:
-``ok`` or the first of these faults: ``empty`` (empty or whitespace output), ``truncated`` (cut at a
-length cap: among the outputs within 3% of the longest, by characters or words, those that end
-mid-sentence, when they are a pile-up of at least ``harness_min_count``; or ``finish_reason`` = length), ``echo`` (the output repeats
-the prompt or carries prompt-template markers), ``duplicate`` (the same output of 12+ words, not a refusal, for different prompts),
-``generation_error`` (an ``error``/``exception`` column is set), ``score_missing`` / ``score_non_numeric`` (the harness wrote no score, or "error", "n/a", ...),
-``score_out_of_scale`` (outside the declared ``harness_scales`` or the inferred scale of integer
-scores: 0-1 when most checkpoints keep to it, else the tightest of 1-5 / 0-5 / 1-10 / 0-10 / 0-100), ``extraction_failed`` (an extracted-answer column is empty or "[invalid]").
+Per sample, from the per-sample results that ``compare`` and ``checkpoints`` read, a status: ``ok`` or
+the first of these faults:
+
+* ``empty``: empty or whitespace output;
+* ``truncated``: cut at a length cap (among the outputs within 3% of the longest, by characters or words,
+  those that end mid-sentence, when at least ``harness_min_count`` pile up there), or ``finish_reason``
+  = length;
+* ``echo``: the output repeats the prompt or carries prompt-template markers;
+* ``duplicate``: the same output (12+ words, not a refusal) for different prompts;
+* ``generation_error``: an ``error`` / ``exception`` column is set;
+* ``score_missing`` / ``score_non_numeric``: no score, or a failure marker ("error", "n/a", ...);
+* ``score_out_of_scale``: outside the declared ``harness_scales`` or the inferred scale of integer
+  scores (0-1 when most checkpoints keep to it, else the tightest of 1-5, 0-5, 1-10, 0-10, 0-100);
+* ``extraction_failed``: an extracted-answer column is empty or "[invalid]".
 
 Per checkpoint: the share of each fault (flag ``harness_<fault>`` at ``harness_min_share``), and
 changes of generation settings or prompt template between consecutive checkpoints (columns such as
