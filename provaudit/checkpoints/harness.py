@@ -265,9 +265,11 @@ def _settings(loaded: Any, names: list[str]) -> tuple[list[dict[str, Any]], list
                         obj = json.loads(v)
                     except (TypeError, json.JSONDecodeError):
                         obj = None
-                    if isinstance(obj, dict):
+                    if isinstance(obj, dict):  # only setting-like keys: metadata also holds per-sample fields
                         for key, x in obj.items():
-                            vals.setdefault(f"{c}.{key}", []).append(json.dumps(x, sort_keys=True))
+                            if key not in _META_COLS and any(re.fullmatch(pat, key, re.IGNORECASE)
+                                                             for pat in _SETTINGS):
+                                vals.setdefault(f"{c}.{key}", []).append(json.dumps(x, sort_keys=True))
                     else:
                         vals.setdefault(c, []).append(v)
             else:
