@@ -105,9 +105,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         res = {"harness": bench_harness(args.seeds, Path(tmp))}
     res["harness"]["seconds"] = round(time.time() - t, 1)
-    t = time.time()
-    res["labelers"] = bench_labelers(args.label_seeds)
-    res["labelers"]["seconds"] = round(time.time() - t, 1)
+    if args.label_seeds:
+        t = time.time()
+        res["labelers"] = bench_labelers(args.label_seeds)
+        res["labelers"]["seconds"] = round(time.time() - t, 1)
     text = json.dumps(res, indent=2, sort_keys=True)
     print(text)
     if args.out:

@@ -191,10 +191,10 @@ def test_finish_reason_errors_metadata_and_missing_samples(tmp_path: Path) -> No
     a = simulate_run(items, seed=1, item_seed=1)
     b = simulate_run(items, seed=2, item_seed=1)
     for r in a:
-        r["metadata"] = {"temperature": 0.7, "stop": ["</s>"]}
+        r["metadata"] = {"temperature": 0.7, "stop": ["</s>"], "latency_ms": 90}  # per-sample keys are ignored
         r["finish_reason"], r["error"] = "stop", None
     for k, r in enumerate(b):
-        r["metadata"] = {"temperature": 0.7, "stop": ["###"]}  # the stop sequence changed
+        r["metadata"] = {"temperature": 0.7, "stop": ["###"], "latency_ms": 100 + k}  # the stop sequence changed
         r["finish_reason"] = "length" if k < 8 else "stop"
         r["error"] = "TimeoutError: upstream 504" if 8 <= k < 12 else None
     b = b[:-6]  # six samples vanished from B

@@ -1,13 +1,19 @@
 """Harness health: is a change in the numbers the model's, or the evaluation harness's?
 
-Per sample, from the per-sample results that ``compare`` and ``checkpoints`` read, a status:
-``ok`` or the first of these faults: ``empty`` (empty or whitespace output), ``truncated`` (cut at a
-length cap: among the outputs within 3% of the longest, by characters or words, those that end
-mid-sentence, when they are a pile-up of at least ``harness_min_count``; or ``finish_reason`` = length), ``echo`` (the output repeats
-the prompt or carries prompt-template markers), ``duplicate`` (the same output of 12+ words, not a refusal, for different prompts),
-``generation_error`` (an ``error``/``exception`` column is set), ``score_missing`` / ``score_non_numeric`` (the harness wrote no score, or "error", "n/a", ...),
-``score_out_of_scale`` (outside the declared ``harness_scales`` or the inferred scale of integer
-scores: 0-1 when most checkpoints keep to it, else the tightest of 1-5 / 0-5 / 1-10 / 0-10 / 0-100), ``extraction_failed`` (an extracted-answer column is empty or "[invalid]").
+Per sample, from the per-sample results that ``compare`` and ``checkpoints`` read, a status: ``ok`` or
+the first of these faults:
+
+* ``empty``: empty or whitespace output;
+* ``truncated``: cut at a length cap (among the outputs within 3% of the longest, by characters or words,
+  those that end mid-sentence, when at least ``harness_min_count`` pile up there), or ``finish_reason``
+  = length;
+* ``echo``: the output repeats the prompt or carries prompt-template markers;
+* ``duplicate``: the same output (12+ words, not a refusal) for different prompts;
+* ``generation_error``: an ``error`` / ``exception`` column is set;
+* ``score_missing`` / ``score_non_numeric``: no score, or a failure marker ("error", "n/a", ...);
+* ``score_out_of_scale``: outside the declared ``harness_scales`` or the inferred scale of integer
+  scores (0-1 when most checkpoints keep to it, else the tightest of 1-5, 0-5, 1-10, 0-10, 0-100);
+* ``extraction_failed``: an extracted-answer column is empty or "[invalid]".
 
 Per checkpoint: the share of each fault (flag ``harness_<fault>`` at ``harness_min_share``), and
 changes of generation settings or prompt template between consecutive checkpoints (columns such as
@@ -147,6 +153,11 @@ def _truncated(chars: np.ndarray, words: np.ndarray, open_end: np.ndarray, min_c
 
 def sample_status(loaded: Any, thresholds: dict[str, Any] | None = None) -> pl.DataFrame:
     """One row per (checkpoint, sample): ``status`` (``ok`` or the first fault) and ``faults`` (all)."""
+    return _status(loaded, thresholds)[0]
+
+
+def _status(loaded: Any, thresholds: dict[str, Any] | None) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """``sample_status`` and what was inferred on the way (length caps, score scales, extraction column)."""
     th = thresholds or {}
     min_count = int(th.get("harness_min_count", 3))
     rows = _raw_rows(loaded)
@@ -223,8 +234,7 @@ def sample_status(loaded: Any, thresholds: dict[str, Any] | None = None) -> pl.D
         pl.Series("faults", uniq, dtype=pl.List(pl.Utf8)),
         pl.Series("status", [f[0] if f else "ok" for f in uniq], dtype=pl.Utf8))
     out = out.with_columns(pl.col("status").eq("ok").alias("healthy"))
-    return out.sort(["checkpoint", "sample_id"]).with_columns(pl.lit(json.dumps(extra, sort_keys=True))
-                                                              .alias("_extra"))
+    return out.sort(["checkpoint", "sample_id"]), extra
 
 
 def _examples(frame: pl.DataFrame, k: int = 3) -> list[dict[str, Any]]:
@@ -255,9 +265,11 @@ def _settings(loaded: Any, names: list[str]) -> tuple[list[dict[str, Any]], list
                         obj = json.loads(v)
                     except (TypeError, json.JSONDecodeError):
                         obj = None
-                    if isinstance(obj, dict):
+                    if isinstance(obj, dict):  # only setting-like keys: metadata also holds per-sample fields
                         for key, x in obj.items():
-                            vals.setdefault(f"{c}.{key}", []).append(json.dumps(x, sort_keys=True))
+                            if key not in _META_COLS and any(re.fullmatch(pat, key, re.IGNORECASE)
+                                                             for pat in _SETTINGS):
+                                vals.setdefault(f"{c}.{key}", []).append(json.dumps(x, sort_keys=True))
                     else:
                         vals.setdefault(c, []).append(v)
             else:
@@ -371,9 +383,7 @@ def assess(loaded: Any, names: list[str], thresholds: dict[str, Any], seed: int)
     min_count = int(th.get("harness_min_count", 3))
     alpha = float(th.get("alpha", 0.01))
     n_boot = int(th.get("bootstrap", 1000))
-    st = sample_status(loaded, th)
-    extra = json.loads(st["_extra"][0]) if st.height else {}
-    st = st.drop("_extra")
+    st, extra = _status(loaded, th)
     flags: list[Flag] = []
     per_ckpt = []
     for ck in names:
