@@ -36,7 +36,6 @@ from provaudit.coverage.inputs import Units, load_units, order_windows
 from provaudit.errors import InputError, UsageError
 
 METHODS = ("classifier", "neighbour")
-<<<<<<< HEAD
 #: metric paths a coverage summary can hold, for gate files over it (``rules/gate-coverage.yaml``);
 #: a typo in such a file exits 2 naming the nearest of these
 COVERAGE_METRICS: tuple[str, ...] = (
@@ -47,20 +46,6 @@ COVERAGE_METRICS: tuple[str, ...] = (
 DEFAULTS: dict[str, Any] = {"quantile": 0.95, "alpha": 0.01, "n_boot": 1000, "n_perm": 500, "max_windows": 12,
                             "max_clusters": 20, "examples": 3, "drift_max_n": 1000, "window_max_n": 500,
                             "min_window": 10}
-=======
-DEFAULTS: dict[str, Any] = {
-    "quantile": 0.95,
-    "alpha": 0.01,
-    "n_boot": 1000,
-    "n_perm": 500,
-    "max_windows": 12,
-    "max_clusters": 20,
-    "examples": 3,
-    "drift_max_n": 1000,
-    "window_max_n": 500,
-    "min_window": 10,
-}
->>>>>>> coverage
 MIN_EVAL = 10
 
 
@@ -338,17 +323,10 @@ def coverage(
     if gate is not None:
         from provaudit.gate import evaluate_gate, gate_summary
 
-<<<<<<< HEAD
         summary["gate"] = gate_summary(evaluate_gate(summary, gate, known=COVERAGE_METRICS,
                                                      what="a coverage summary"))
     ef = ev.frame.with_columns(pl.Series("score", e_score), pl.Series("distance", e_dist),
                                pl.Series("stale", stale_mask))
-=======
-        summary["gate"] = gate_summary(evaluate_gate(summary, gate))
-    ef = ev.frame.with_columns(
-        pl.Series("score", e_score), pl.Series("distance", e_dist), pl.Series("stale", stale_mask)
-    )
->>>>>>> coverage
     result = CoverageResult(summary, ef, pf, e_vec, p_vec)
     if record:
         from provaudit.coverage.history import record_run
