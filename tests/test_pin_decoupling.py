@@ -147,3 +147,31 @@ def test_noise_sigma_recovers_the_noise_of_a_linear_trend() -> None:
     assert noise_sigma(y) == pytest.approx(0.2, rel=0.1)
     assert math.isnan(noise_sigma(np.array([1.0, 2.0])))
     assert noise_sigma(np.array([0.0, 1.0, 2.0, 3.0])) == 0.0
+
+
+def test_flag_fields_name_metric_details_and_evidence() -> None:
+    proxy = [0, 1, 2, 3, 4, 5]
+    outcome = [0, 1, 2, 2, 1.0, 0.5]
+    flags = _flags(_ctx(proxy, outcome, window=99), best=2)
+    f = flags["decoupling"]
+    assert f.metric == "outcome" and f.kind == "decoupling"
+    assert set(f.details) == {"from", "proxy_change", "proxy_interval", "paired", "threshold_z", "checkpoints_flagged"}
+    assert f.details["paired"] is False
+    assert f.details["proxy_interval"] == pytest.approx([2 - 1.959963984540054 * math.sqrt(2) * SE,
+                                                         2 + 1.959963984540054 * math.sqrt(2) * SE])
+    assert "below the best checkpoint c2" in f.evidence and "-1 below" in f.evidence and "2 higher" in f.evidence
+    t = flags["decoupling_trend"]
+    assert t.metric == "outcome_slope" and set(t.details) == {"from", "window", "proxy_slope", "threshold_z",
+                                                              "checkpoints_flagged"}
+    # metrics-only series without given standard errors use t thresholds with n - 3 degrees of freedom
+    frame = pl.DataFrame({"checkpoint": [f"c{i}" for i in range(8)], "step": [float(i) for i in range(8)],
+                          "proxy": [float(i) for i in range(8)],
+                          "outcome": [0.0, 1.0, 2.0, 2.9, 2.0, 1.1, 0.2, -0.6]})
+    ctx = Ctx(frame, None, {"alpha": ALPHA, "window": 99}, seed=0)
+    assert ctx.df == 5
+    got = {f.kind: f for f in decoupling(ctx, 3)}
+    from scipy.stats import t as student_t
+
+    assert got["decoupling"].details["threshold_z"] == pytest.approx(student_t.ppf(1 - ALPHA / (4 * 4), 5))
+    assert got["decoupling"].checkpoint == "c5"   # c4 drops 0.9: z = 0.9 / (sqrt(2) * sigma) is under the t threshold
+    assert one_sided_threshold(ALPHA, 16, 5) == pytest.approx(student_t.ppf(1 - ALPHA / 16, 5))
