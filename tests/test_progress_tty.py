@@ -161,6 +161,9 @@ def test_detector_eval_names_its_step(tmp_path, monkeypatch):
     (["trend"], ["reading the scan history"]),
     (["checkpoints", str(FX / "checkpoints" / "trainer_state.json"), "--out", "rep"],
      ["analysing checkpoints"]),
+    (["coverage", "--eval", str(FX / "coverage" / "eval.json"), str(FX / "coverage" / "production_same.jsonl"),
+      "--no-record"], ["reading", "embedding", "nearest eval neighbours", "coverage interval", "drift"]),
+    (["labelers", str(FX / "integrity" / "labels_drift.jsonl.gz"), "--by", "batch"], ["agreement"]),
 ])
 def test_other_long_commands_name_their_steps(argv, expect, tmp_path, monkeypatch):
     if argv[0] in ("lineage", "trend"):  # they read a catalog: make one

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from provaudit import progress
 from provaudit.cli.common import CATALOG_OPTION, JSON_OPTION, echo_json, handle_errors, text_table
 from provaudit.errors import UsageError
 
@@ -132,21 +133,23 @@ def coverage_cmd(
         return
     if not production:
         raise UsageError("give PRODUCTION files (or --prompt FILE)")
-    result = coverage(
-        eval_path,
-        list(production),
-        unit=unit,
-        by=by,
-        backend=backend,
-        method=method,
-        quantile=quantile,
-        threshold=threshold,
-        alpha=alpha,
-        seed=seed,
-        gate=gate_path,
-        catalog=catalog_path,
-        record=record,
-    )
+    with progress.session(progress.tty_enabled(as_json)):
+        progress.step(f"reading {eval_path} and {len(production)} production file(s)")
+        result = coverage(
+            eval_path,
+            list(production),
+            unit=unit,
+            by=by,
+            backend=backend,
+            method=method,
+            quantile=quantile,
+            threshold=threshold,
+            alpha=alpha,
+            seed=seed,
+            gate=gate_path,
+            catalog=catalog_path,
+            record=record,
+        )
     s = result.summary
     if html_path:
         from provaudit.coverage.history import coverage_history

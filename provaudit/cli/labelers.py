@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from provaudit import progress
 from provaudit.cli.common import JSON_OPTION, echo_json, handle_errors, text_table
 
 
@@ -45,8 +46,10 @@ def labelers_cmd(labels: tuple[Path, ...], by: str | None, n_batches: int, refer
     from provaudit.report.integrity import render_labelers_html
     from provaudit.style.labelers import labeler_homogenization
 
-    res = labeler_homogenization([str(p) for p in labels], by=by, n_batches=n_batches, reference=reference,
-                                 scores=scores, teacher=teacher, seed=seed)
+    with progress.session(progress.tty_enabled(as_json)):
+        progress.step("agreement, chosen-response diversity and label origin per batch")
+        res = labeler_homogenization([str(p) for p in labels], by=by, n_batches=n_batches, reference=reference,
+                                     scores=scores, teacher=teacher, seed=seed)
     if html_path is not None:
         tmp = html_path.with_name(f".{html_path.name}.tmp")
         tmp.write_text(render_labelers_html(res), encoding="utf-8")

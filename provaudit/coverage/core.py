@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from provaudit import progress
 from provaudit.coverage import stats
 from provaudit.coverage.inputs import Units, load_units, order_windows
 from provaudit.errors import InputError, UsageError
@@ -135,6 +136,7 @@ def coverage(
             "classifier folds and the drift test",
             file=prod.inputs[0]["path"],
         )
+    progress.step(f"embedding {len(ev.frame)} eval and {len(prod.frame)} production units ({backend})")
     e_vec = _embed(ev.frame["text"].to_list(), backend)
     p_vec = _embed(prod.frame["text"].to_list(), backend)
 
@@ -149,6 +151,7 @@ def coverage(
         )
     loo, _, _ = stats.nearest(uniq, uniq, exclude_self=True) if len(uniq) > 1 else (np.zeros(1), None, None)
     nn_tau = float(np.quantile(loo, quantile))
+    progress.step("nearest eval neighbours and the production-vs-eval classifier")
     p_dist, p_arg, e_dist = stats.nearest(p_vec, e_vec)
     if method == "classifier":
         calib, p_score = stats.domain_scores(e_vec, p_vec, seed=seed)
@@ -158,6 +161,7 @@ def coverage(
     covered = p_score <= tau
     n = len(p_dist)
     cov = float(covered.mean())
+    progress.step(f"coverage interval ({n_boot} bootstrap resamples)")
     lo, hi = stats.coverage_ci(p_score, calib, quantile, n_boot=n_boot, seed=seed, fixed_threshold=threshold)
 
     # windows
@@ -176,6 +180,7 @@ def coverage(
     cl = np.full(n, -1, dtype=np.int64)
     clusters: list[dict[str, Any]] = []
     if len(unc):
+        progress.step("clustering the uncovered production units")
         raw = stats.cluster(p_vec[unc], seed=seed, max_clusters=max_clusters)
         # rank by size, ties by first member, and renumber 0.. in that order
         order = sorted(set(raw.tolist()), key=lambda c: (-int(np.sum(raw == c)), int(np.argmax(raw == c))))
@@ -244,6 +249,7 @@ def coverage(
     }
 
     # drift: pooled, then each window at alpha / k
+    progress.step(f"drift: MMD permutation test ({n_perm} permutations) per window")
     pooled = stats.mmd_test(e_vec, p_vec, n_perm=n_perm, seed=seed, max_n=DEFAULTS["drift_max_n"])
     k = len(labels)
     windows, drift_windows = [], []
