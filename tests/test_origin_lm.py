@@ -153,3 +153,20 @@ def test_the_full_detector_is_the_stack_folded_into_one_linear_detector(stored):
     # per-feature evidence still sums to the calibrated log-odds
     np.testing.assert_allclose(det.contributions(np.hstack([x, lm])).sum(1) + det.platt_a * det.intercept
                                + det.platt_b, by_hand, rtol=1e-9, atol=1e-9)
+
+
+def test_summary_of_full_mode_tags_uses_the_full_detector(model):
+    """Records the LM scored are summarised with the full detector's thresholds and stored error rates."""
+    from provaudit.origin import summarize_origin
+    from provaudit.origin.detector import load_detector
+
+    recs = pl.DataFrame({"record_id": ["a", "b", "c"], "role": ["response"] * 3,
+                         "text": [LONG, "Thanks, that works.", LONG + " Indeed."]})
+    full_det, fast_det = load_detector(mode="full"), load_detector()
+    s_full = summarize_origin(tag_origin(recs, mode="full").drop("text"), n_boot=0)
+    s_fast = summarize_origin(tag_origin(recs, mode="fast").drop("text"), n_boot=0)
+    assert s_full["detector"]["mode"] == "full" and s_fast["detector"]["mode"] == "fast"
+    assert s_full["detector"]["threshold_model"] == round(full_det.threshold_model, 4)
+    assert s_fast["detector"]["threshold_model"] == round(fast_det.threshold_model, 4)
+    assert s_full["corpus_estimate"]["n"] == 2  # the two long records, both LM-scored
+    assert s_full["corpus_estimate"]["threshold"] == pytest.approx(full_det.threshold_model, abs=1e-4)

@@ -224,7 +224,8 @@ def test_summary_counts_by_role_and_detector_block() -> None:
                                       "mean_p_model": round(float(sub["p_model"].mean()), 4)}
     assert s["detector"] == {"threshold_model": round(SHIPPED["threshold_model"], 4),
                              "threshold_human": round(SHIPPED["threshold_human"], 4),
-                             "nominal_fpr": SHIPPED["meta"]["nominal_fpr"], "min_words": SHIPPED["min_words"]}
+                             "nominal_fpr": SHIPPED["meta"]["nominal_fpr"], "min_words": SHIPPED["min_words"],
+                             "mode": "fast"}
     # no text column: no word-frequency (Liang) estimate; the corpus estimate works from the detector's
     # posteriors of the records long enough to score
     assert s["word_mixture"] is None

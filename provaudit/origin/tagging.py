@@ -270,10 +270,11 @@ def summarize_origin(tagged: pl.DataFrame, *, reference: Any = None, seed: int =
         "mean_p_model": _round(tagged["p_model"].mean()) if n else None,
         "rule_counts": rule_counts, "by_role": by_role,
     }
-    det = load_detector()
+    mode = _scored_mode(tagged)
+    det = load_detector(mode=mode)
     out["detector"] = {"threshold_model": _round(det.threshold_model), "threshold_human": _round(det.threshold_human),
-                       "nominal_fpr": det.meta.get("nominal_fpr"), "min_words": det.min_words}
-    out["corpus_estimate"] = _corpus_estimate(tagged, det, seed) if n else None
+                       "nominal_fpr": det.meta.get("nominal_fpr"), "min_words": det.min_words, "mode": mode}
+    out["corpus_estimate"] = _corpus_estimate(tagged, det, seed, mode) if n else None
     if "text" in tagged.columns and n:
         from provaudit.mixture import estimate_mixture
 
@@ -288,11 +289,22 @@ def summarize_origin(tagged: pl.DataFrame, *, reference: Any = None, seed: int =
     return out
 
 
-def _corpus_estimate(tagged: pl.DataFrame, det: Any, seed: int) -> dict[str, Any]:
+def _scored_mode(tagged: pl.DataFrame) -> str:
+    """``full`` when the language-model detector scored records of this table (``evidence.lm``), else ``fast``:
+    the detector whose thresholds and error rates the summary and the corpus estimate must use."""
+    ev = tagged["evidence"] if "evidence" in tagged.columns else None
+    if ev is None or not isinstance(ev.dtype, pl.Struct) or "lm" not in {f.name for f in ev.dtype.fields}:
+        return "fast"
+    return "full" if bool(ev.struct.field("lm").fill_null(False).any()) else "fast"
+
+
+def _corpus_estimate(tagged: pl.DataFrame, det: Any, seed: int, mode: str = "fast") -> dict[str, Any]:
     """``corpus_estimate``: EM over the detector's calibrated posteriors with an interval that also
     spans adjusted classify-and-count under the detector's per-domain error rates
-    (:mod:`provaudit.origin.corpus`), over the records long enough to score."""
+    (:mod:`provaudit.origin.corpus`), over the records long enough to score. In ``full`` mode, over the
+    records the language-model detector scored, with that detector's threshold and error rates."""
     from provaudit.origin.corpus import corpus_estimate, detector_error_rates
+    from provaudit.origin.detector import DEFAULT_FULL_DETECTOR
 
     ev = tagged["evidence"]
     if ev.dtype == pl.Utf8:  # records files written before evidence was a struct: JSON text
@@ -303,12 +315,15 @@ def _corpus_estimate(tagged: pl.DataFrame, det: Any, seed: int) -> dict[str, Any
     words = n_words.cast(pl.Float64, strict=False).fill_null(0.0).to_numpy()
     p_det = p_det.cast(pl.Float64, strict=False)
     p = p_det.fill_null(tagged["p_model"]).fill_null(0.5).to_numpy()
-    try:
-        rates = detector_error_rates()  # the shipped detector, the one summarize_origin scores with
+    use = words >= det.min_words
+    if mode == "full":
+        use &= ev.struct.field("lm").fill_null(False).to_numpy()
+    try:  # the shipped detector that scored these records
+        rates = detector_error_rates(DEFAULT_FULL_DETECTOR if mode == "full" else None)
     except (ValueError, OSError) as exc:
         return {"alpha": None, "ci_low": None, "ci_high": None, "status": "unreliable", "reliable": 0,
                 "reason": f"no stored detector error rates: {exc}", "n": 0}
-    return corpus_estimate(p[words >= det.min_words], det.threshold_model, rates, seed=seed)
+    return corpus_estimate(p[use], det.threshold_model, rates, seed=seed)
 
 
 def detector_mixture_estimate(p_model: np.ndarray, *, n_boot: int = 200, seed: int = 0,
