@@ -24,3 +24,21 @@ FIXTURES = ROOT / "fixtures"
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     return FIXTURES
+
+
+def dump_catalog(path: Path) -> dict[str, list]:
+    """Every table of a catalog file, rows as sorted strings: compare two dumps to prove nothing changed."""
+    import duckdb
+
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        tables = [t for (t,) in con.execute("SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall()]
+        return {t: sorted(map(str, con.execute(f'SELECT * FROM "{t}"').fetchall())) for t in tables}
+    finally:
+        con.close()
+
+
+@pytest.fixture()
+def catalog_dump():
+    """:func:`dump_catalog`, for tests that check a catalog was left exactly as it was."""
+    return dump_catalog

@@ -30,15 +30,6 @@ def _jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def _dump(path: Path) -> dict[str, list]:
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        tables = [t for (t,) in con.execute("SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall()]
-        return {t: sorted(map(str, con.execute(f'SELECT * FROM "{t}"').fetchall())) for t in tables}
-    finally:
-        con.close()
-
-
 def _query(path: Path, sql: str) -> list[tuple]:
     con = duckdb.connect(str(path), read_only=True)
     try:
@@ -70,9 +61,10 @@ def setup(tmp_path: Path) -> dict:
             "leaky": _jsonl(tmp_path / "leaky.jsonl", clean + leaked), "tmp": tmp_path}
 
 
-def test_failed_gate_keeps_the_batch_out_of_the_catalog_and_prints_value_and_threshold(setup: dict) -> None:
+def test_failed_gate_keeps_the_batch_out_of_the_catalog_and_prints_value_and_threshold(setup: dict,
+                                                                                      catalog_dump) -> None:
     s = setup
-    before = _dump(s["cat"])
+    before = catalog_dump(s["cat"])
     res = CliRunner().invoke(main, ["scan", str(s["leaky"]), "--catalog", str(s["cat"]), "--gate", str(s["gate"]),
                                     "--no-origin", "--out", str(s["tmp"] / "o")])
     assert res.exit_code == 1, res.output
@@ -90,7 +82,7 @@ def test_failed_gate_keeps_the_batch_out_of_the_catalog_and_prints_value_and_thr
     assert failed and f"{counted} exceeds max 0" in failed[0], res.stderr
     assert "max_exact_duplicate_rate" not in " ".join(line for line in res.stderr.splitlines() if "FAIL" in line)
     # read back from the catalog: no dataset, no record, no band of the batch; the scan itself is logged as failed
-    after = _dump(s["cat"])
+    after = catalog_dump(s["cat"])
     for table in ("datasets", "records", "record_bands", "record_fields", "erased_records"):
         assert after.get(table) == before.get(table), table
     assert _query(s["cat"], "SELECT count(*) FROM datasets") == [(1,)]
@@ -105,10 +97,10 @@ def test_failed_gate_keeps_the_batch_out_of_the_catalog_and_prints_value_and_thr
     assert _query(s["cat"], "SELECT passed FROM scans ORDER BY scan_id") == [(False,), (True,)]
 
 
-def test_a_scan_failing_inside_the_catalog_transaction_leaves_the_catalog_as_it_was(setup: dict,
-                                                                                     monkeypatch) -> None:
+def test_a_scan_failing_inside_the_catalog_transaction_leaves_the_catalog_as_it_was(setup: dict, monkeypatch,
+                                                                                     catalog_dump) -> None:
     s = setup
-    before = _dump(s["cat"])
+    before = catalog_dump(s["cat"])
     added: list[str] = []
     original = Catalog.add_dataset
 
@@ -124,7 +116,7 @@ def test_a_scan_failing_inside_the_catalog_transaction_leaves_the_catalog_as_it_
     with pytest.raises(RuntimeError, match="disk full"):
         provaudit.scan([s["clean"]], catalog=s["cat"], origin=False)
     assert added == ["clean"]           # the write had begun: the dataset and its records were inserted
-    assert _dump(s["cat"]) == before     # and rolled back
+    assert catalog_dump(s["cat"]) == before     # and rolled back
 
 
 def test_two_runs_write_byte_identical_records_and_summary(tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ import json
 import random
 from pathlib import Path
 
-import duckdb
 import polars as pl
 import pytest
 from click.testing import CliRunner
@@ -185,20 +184,13 @@ def test_near_duplicate_leak_is_reported(eval_and_batches: dict[str, Path], tmp_
     assert not result.passed and "max_eval_near_overlap" in result.summary["gate"]["failed"]
 
 
-def _catalog_dump(path: Path) -> dict[str, list]:
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        tables = [t for (t,) in con.execute("SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall()]
-        return {t: sorted(map(str, con.execute(f'SELECT * FROM "{t}"').fetchall())) for t in tables}
-    finally:
-        con.close()
 
 
 def test_malformed_line_mid_file_exits_2_and_leaves_catalog_unchanged(eval_and_batches: dict[str, Path],
-                                                                        tmp_path: Path) -> None:
+                                                                        tmp_path: Path, catalog_dump) -> None:
     p = eval_and_batches
     provaudit.scan([p["clean"]], catalog=p["catalog"], origin=False)
-    before = _catalog_dump(p["catalog"])
+    before = catalog_dump(p["catalog"])
     lines = p["clean"].read_text(encoding="utf-8").splitlines()
     lines[30] = lines[30][: len(lines[30]) // 2]
     bad = tmp_path / "broken.jsonl"
@@ -206,7 +198,7 @@ def test_malformed_line_mid_file_exits_2_and_leaves_catalog_unchanged(eval_and_b
     res = CliRunner().invoke(main, ["scan", str(bad), "--catalog", str(p["catalog"]), "--no-origin"])
     assert res.exit_code == 2
     assert f"{bad}:31:" in res.stderr and len(res.stderr.strip().splitlines()) == 1
-    assert _catalog_dump(p["catalog"]) == before
+    assert catalog_dump(p["catalog"]) == before
     # with --skip-bad the row is skipped, counted and listed
     res = CliRunner().invoke(main, ["scan", str(bad), "--catalog", str(p["catalog"]), "--no-origin", "--skip-bad",
                                     "--json", "--no-record"])
