@@ -31,7 +31,8 @@ def origin_group() -> None:
               help="fast: stylometric detector. full: + the bundled language model (docs/origin.md). "
                    "sampled tags like fast here (the LM sample is a scan summary).")
 @DEVICE_OPTION
-@click.option("--progress/--no-progress", default=None, help="Progress bar in --mode full (default: on for a terminal).")
+@click.option("--progress/--no-progress", "show_progress", default=None,
+              help="Progress on stderr, with a bar in --mode full (default: on when stdout and stderr are terminals).")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
               help="Write the tagged records to this Parquet file.")
 @click.option("--records", "show_records", default=0, show_default=True,
@@ -41,7 +42,8 @@ def origin_group() -> None:
 @click.option("--seed", default=0, show_default=True)
 @handle_errors
 def tag_cmd(path: str, rules_dirs: tuple[str, ...], detector_path: str | None, mode: str, device: str,
-            progress: bool | None, out_path: str | None, show_records: int, reference: str | None, seed: int) -> None:
+            show_progress: bool | None, out_path: str | None, show_records: int, reference: str | None,
+            seed: int) -> None:
     """Tag every record of PATH human / model / unknown and print the batch summary as JSON.
 
     The summary has counts, model_fraction (model / decided records), the rule fire counts, the
@@ -53,14 +55,12 @@ def tag_cmd(path: str, rules_dirs: tuple[str, ...], detector_path: str | None, m
 
         provaudit origin tag data/prefs.jsonl --records 5 --out tagged.parquet
     """
-    import sys
-
     from provaudit.origin import summarize_origin, tag_file
 
-    if progress is None:
-        progress = sys.stderr.isatty()
+    if show_progress is None:
+        show_progress = progress.tty_enabled()
     tagged = tag_file(path, rules_dirs=list(rules_dirs) or None, detector=detector_path, mode=mode, device=device,
-                      progress=progress)
+                      progress=show_progress)
     if out_path:
         tmp = Path(out_path).with_suffix(".parquet.tmp")
         tagged.write_parquet(tmp)

@@ -117,6 +117,13 @@ def _safe_div(a: pl.Expr, b: pl.Expr) -> pl.Expr:
     return (a.cast(pl.Float64) / pl.max_horizontal(b.cast(pl.Float64), pl.lit(1.0)))
 
 
+def word_counts(texts: pl.Series) -> np.ndarray:
+    """Words per text as :func:`feature_matrix` counts them (its ``n_words``), without the features:
+    for choosing the texts long enough for a detector before scoring them."""
+    s = normalize_layout(texts.fill_null(""))
+    return s.str.to_lowercase().str.count_matches(_WORD_RE).to_numpy()
+
+
 def _word_lists(s: pl.Series) -> pl.Series:
     """Lower-cased words of each (normalised) text, as a list column."""
     return pl.DataFrame({"text": s}).select(pl.col("text").str.to_lowercase().str.extract_all(_WORD_RE))["text"]

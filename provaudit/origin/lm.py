@@ -330,20 +330,3 @@ class FeatureCache:
             if progress is not None:
                 progress(len(part))
         return np.array([self.rows[k] for k in keys]).reshape(len(keys), len(LM_FEATURES))
-
-
-def progress_bar(enabled: bool, total: int, description: str = "language model") -> Any:
-    """A rich progress bar over texts scored (a context manager; ``bar.advance_by(k)`` to advance)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    class _Bar(Progress):
-        def __enter__(self) -> Any:
-            super().__enter__()
-            self._task = self.add_task(description, total=total)
-            return self
-
-        def advance_by(self, k: int) -> None:
-            self.advance(self._task, k)
-
-    return _Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("texts"),
-                TimeRemainingColumn(), transient=True, disable=not enabled)

@@ -10,7 +10,7 @@ import polars as pl
 
 from provaudit.errors import InputError, UsageError
 from provaudit.origin.detector import Detector, _sigmoid, load_detector
-from provaudit.origin.features import feature_matrix
+from provaudit.origin.features import feature_matrix, word_counts
 from provaudit.origin.rules import RuleSet, load_rules
 
 DEFAULT_REFERENCE = Path(__file__).resolve().parent / "data" / "mixture_reference.json"
@@ -356,19 +356,23 @@ def tag_file(path: str | Path, *, rules_dirs: list[str | Path] | None = None, de
              mode: str = "fast", device: str = "cpu", progress: bool = False) -> pl.DataFrame:
     """Read any file provaudit reads, and origin-tag all its records (one frame, for notebooks).
 
-    ``progress``: a progress bar over the texts the language model scores (mode ``full``)."""
+    ``progress``: show the step (:mod:`provaudit.progress`), with a bar over the texts the language
+    model scores in mode ``full``."""
+    from provaudit import progress as display
     from provaudit.io.reader import read_table
-    from provaudit.origin.lm import progress_bar
 
     rs = load_rules(rules_dirs) if rules_dirs else None
     det = load_detector(detector) if detector else None
-    records = read_table(path)
-    if mode != "full" or not progress:
-        return tag_origin(records, rules=rs, detector=det, mode=mode, device=device)
-    uniq, _ = _distinct(records["text"])
-    total = int((uniq.str.count_matches(r"[A-Za-z]+(?:'[A-Za-z]+)?") >= (det or load_detector()).min_words).sum())
-    with progress_bar(True, total) as bar:
-        return tag_origin(records, rules=rs, detector=det, mode=mode, device=device, progress=bar.advance_by)
+    with display.session(progress):
+        display.step(f"reading {path}")
+        records = read_table(path)
+        display.step(f"tagging {path}")
+        if mode != "full" or not progress:
+            return tag_origin(records, rules=rs, detector=det, mode=mode, device=device)
+        uniq, _ = _distinct(records["text"])
+        total = int((word_counts(uniq) >= (det or load_detector(mode="full")).min_words).sum())
+        display.step("scoring with the language model", total=total, unit="texts")
+        return tag_origin(records, rules=rs, detector=det, mode=mode, device=device, progress=display.advance)
 
 
 def lm_sample_estimate(frame: pl.DataFrame, *, n: int = 400, seed: int = 0, device: str = "cpu",
@@ -386,7 +390,7 @@ def lm_sample_estimate(frame: pl.DataFrame, *, n: int = 400, seed: int = 0, devi
         notice_once()
         return {"available": False, "enable": INSTALL_HINT}
     det = load_detector(mode="full")
-    words = frame["text"].fill_null("").str.count_matches(r"[A-Za-z]+(?:'[A-Za-z]+)?").to_numpy()
+    words = word_counts(frame["text"])
     elig = np.flatnonzero(words >= det.min_words)
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(elig, min(n, elig.size), replace=False)) if elig.size else elig
