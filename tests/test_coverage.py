@@ -111,6 +111,24 @@ def test_mixture_coverage_follows_its_definition(shifted: object) -> None:
         assert w["coverage"] == round(est(pf.filter(pl.col("window") == w["window"])["score"].to_numpy()), 4)
 
 
+def test_mixture_estimate_interval_and_cut_by_hand() -> None:
+    e = np.arange(10.0)  # numpy's linear quantiles: median 4.5, 0.95 quantile 8.55
+    p = np.array([0, 1, 2, 3, 5, 6, 7, 8, 20, 21], dtype=float)
+    # bounds: 4 of 10 under 4.5 -> 0.4 / 0.5 = 0.8; 8 of 10 under 8.55 -> 0.8 / 0.95 = 0.842; min 0.8
+    assert stats.mixture_coverage(p, e) == 0.8
+    assert stats.mixture_coverage(e, e) == 0.9 / 0.95  # the same sample: 5/10 / 0.5 = 1, 9/10 / 0.95
+    assert stats.mixture_coverage(p + 100, e) == 0.0
+    assert stats.rank_threshold(p, 0.8) == 8.0 and stats.rank_threshold(p, 0.0) < p.min()
+    lo, hi = stats.mixture_ci(p, e, n_boot=400, seed=3)
+    assert 0.0 <= lo <= 0.8 <= hi <= 1.0 and (lo, hi) == stats.mixture_ci(p, e, n_boot=400, seed=3)
+    assert stats.mixture_ci(p + 100, e, n_boot=50, seed=0) == (0.0, 0.0)
+    # a large production sample from the eval distribution: the interval reaches full coverage
+    rng = np.random.default_rng(0)
+    ev, prod = rng.normal(size=300), rng.normal(size=5000)
+    lo, hi = stats.mixture_ci(prod, ev, n_boot=400, seed=0)
+    assert hi == 1.0 and lo > 0.8
+
+
 def test_another_new_kind_at_another_share() -> None:
     # held-out kind and share: 25% PubMedQA research questions among AlpacaEval instructions
     res = coverage(EVAL, [FX / "production_pubmed.jsonl"], by="day", n_perm=200, n_boot=300)
