@@ -1,12 +1,21 @@
 """Quality figures of provaudit coverage on the bundled real prompts (fixtures/coverage).
 
-Usage: python bench/coverage_quality.py [--seeds 20]
+Usage: python bench/coverage_quality.py [--seeds 20] [--shared /work/shared/data [--mix-seeds 3]]
 
 Prints, for each production fixture: coverage with its interval, the covered share of each kind of
 traffic (ground truth: the fixture's ``kind`` column), drift p-value and verdict, per-window p-values, and
 the share of red-team prompts among the members of the three largest uncovered clusters. Then the false
 alarm rate: ``--seeds`` random same-pool splits of eval + production_same (300 eval / 250 production in
 two windows), each run through the whole pipeline; an alarm is ``drift.detected``.
+
+With ``--shared`` (the shared corpora, MANIFEST.md there) it also measures held-out traffic mixes: for each
+``--mix-seeds`` seed, 300 AlpacaEval instructions drawn as eval and 200 production prompts of which 25%, 50%
+or 75% are a new kind (HH-RLHF red-team first turns, PubMedQA questions, XSum news articles, CS224N
+abstracts; the rest other AlpacaEval instructions), plus a stale case (eval with 20% red-team prompts,
+production AlpacaEval only). Per mix: the true covered share, coverage by ``method="mixture"`` (the
+default) and by the 0.95-quantile threshold (``method="classifier"``, computed on the same scores), the
+covered share of the new kind, the new kind's share among the members of the three largest uncovered
+clusters, and how often drift is detected.
 """
 
 from __future__ import annotations
@@ -30,6 +39,8 @@ def main() -> None:
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--shared", help="the shared corpora (/work/shared/data): also measure held-out mixes")
+    ap.add_argument("--mix-seeds", type=int, default=3)
     args = ap.parse_args()
     out: dict = {}
     for name in ("production_same.jsonl", "production_shifted.jsonl", "production_drifting.jsonl"):
@@ -89,7 +100,112 @@ def main() -> None:
         "coverage_mean": round(float(np.mean(covs)), 3),
         "coverage_range": [min(covs), max(covs)],
     }
+    if args.shared:
+        out["mixes"] = mixes(Path(args.shared), args.mix_seeds)
     print(json.dumps(out, indent=1))
+
+
+def _first_human(t: str) -> str:
+    import re
+
+    parts = re.split(r"\n\n(Human|Assistant): ?", "\n\n" + t.lstrip("\n"))
+    return parts[2].strip() if len(parts) > 2 and parts[1] == "Human" else ""
+
+
+def _pools(shared: Path) -> tuple[list[str], dict[str, list[str]]]:
+    import gzip
+
+    alpaca = list(
+        dict.fromkeys(r["instruction"] for r in json.loads((shared / "alpaca_eval/model_outputs/gpt4.json").read_text()))
+    )
+    hh: dict[str, str] = {}
+    with gzip.open(shared / "hh-rlhf/harmless-base_test.jsonl.gz", "rt", encoding="utf-8") as fh:
+        for line in fh:
+            t = _first_human(json.loads(line)["chosen"])
+            if len(t) >= 15:
+                hh.setdefault(t.lower(), t)
+    fdg = shared / "fast-detect-gpt"
+    pubmed = json.loads((fdg / "pubmed_davinci.raw_data.json").read_text())["original"]
+    new = {
+        "red-team": list(hh.values()),
+        "pubmed": list(dict.fromkeys(x.split(" Answer:")[0].removeprefix("Question: ").strip() for x in pubmed)),
+        "news": json.loads((fdg / "xsum_gpt-neox-20b.raw_data.json").read_text())["original"],
+        "abstracts": [d["document"] for d in json.loads((shared / "detector-bias/CS224N_real_145.json").read_text())],
+    }
+    return alpaca, new
+
+
+def mixes(shared: Path, seeds: int) -> dict:
+    from provaudit.coverage import coverage
+    from provaudit.coverage.inputs import Units
+
+    alpaca, new = _pools(shared)
+
+    def units(texts: list[str], name: str, windows: bool) -> Units:
+        n = len(texts)
+        f = pl.DataFrame(
+            {
+                "record_id": [f"{name}:{i}" for i in range(n)],
+                "text": texts,
+                "source_file": name,
+                "source_row": list(range(n)),
+                "window": [f"w{k * 2 // n}" for k in range(n)] if windows else ["all"] * n,
+            }
+        )
+        return Units(f, [{"path": name, "fingerprint": "-", "n_units": n}])
+
+    cases = [(k, f) for k in new for f in (0.25, 0.5, 0.75)] + [("stale: eval 20% red-team", 0.0)]
+    table = {}
+    for kind, frac in cases:
+        rows = []
+        for seed in range(seeds):
+            rng = np.random.default_rng(seed)
+            a = [alpaca[i] for i in rng.permutation(len(alpaca))]
+            if kind.startswith("stale"):
+                red = new["red-team"]
+                ev = a[:240] + [red[i] for i in rng.choice(len(red), 60, replace=False)]
+                prod, is_new = a[240:440], np.zeros(200, dtype=bool)
+            else:
+                pool = new[kind]
+                k = min(int(200 * frac), len(pool))
+                ev = a[:300]
+                prod = a[300 : 300 + 200 - k] + [pool[i] for i in rng.choice(len(pool), k, replace=False)]
+                is_new = np.r_[np.zeros(200 - k, dtype=bool), np.ones(k, dtype=bool)]
+                order = rng.permutation(len(prod))
+                prod, is_new = [prod[i] for i in order], is_new[order]
+            res = coverage(units(ev, "eval", False), units(prod, "prod", True), seed=seed, n_perm=200, n_boot=300)
+            s, pf = res.summary, res.production_units.sort("source_row")
+            e_score, p_score = res.eval_units["score"].to_numpy(), pf["score"].to_numpy()
+            top = [u["cluster"] for u in s["uncovered"][:3]]
+            members = pf.filter(pl.col("cluster").is_in(top))["source_row"].to_numpy()
+            rows.append(
+                {
+                    "truth": 1 - float(is_new.mean()),
+                    "mixture": s["coverage"],
+                    "ci_holds_truth": s["coverage_ci"][0] <= 1 - float(is_new.mean()) <= s["coverage_ci"][1],
+                    "q95": float(np.mean(p_score <= np.quantile(e_score, 0.95))),
+                    "new_covered": float(pf["covered"].to_numpy()[is_new].mean()) if is_new.any() else None,
+                    "top3_new": float(is_new[members].mean()) if len(members) and is_new.any() else None,
+                    "detected": s["drift"]["detected"],
+                }
+            )
+
+        def agg(key: str, rows: list[dict] = rows) -> list | None:
+            v = [r[key] for r in rows if r[key] is not None]
+            return [round(float(np.mean(v)), 3), round(float(min(v)), 3), round(float(max(v)), 3)] if v else None
+
+        table[f"{kind} {int(frac * 100)}%"] = {
+            "truth": round(float(np.mean([r["truth"] for r in rows])), 3),
+            "mixture [mean, min, max]": agg("mixture"),
+            "q95_threshold [mean, min, max]": agg("q95"),
+            "ci_holds_truth": sum(r["ci_holds_truth"] for r in rows),
+            "new_kind_covered": agg("new_covered"),
+            "top3_clusters_new_share": agg("top3_new"),
+            "drift_detected": sum(r["detected"] for r in rows),
+            "trials": len(rows),
+        }
+        print(kind, frac, table[f"{kind} {int(frac * 100)}%"], file=sys.stderr, flush=True)
+    return table
 
 
 if __name__ == "__main__":

@@ -7,6 +7,9 @@ Usage: python scripts/build_coverage_fixtures.py /path/to/shared/data
 - production_shifted.jsonl: 125 further AlpacaEval instructions + 125 HH-RLHF red-team opening prompts,
   shuffled (``kind`` says which; the tool never reads it, the tests use it as ground truth);
 - production_drifting.jsonl: three days of 50 requests, 0%, 25% and 50% of them HH-RLHF red-team prompts;
+- production_pubmed.jsonl: a second kind of new traffic at another share: 150 AlpacaEval instructions (those
+  of production_same) + 50 PubMedQA research questions (fast-detect-gpt's pubmed originals, the text
+  between "Question: " and " Answer:"), shuffled (``kind`` alpaca / pubmed);
 - system_prompt.txt: an assistant system prompt whose rules the tests check against the eval set.
 Deterministic: one seeded shuffle of each pool.
 """
@@ -110,6 +113,16 @@ def main(shared: Path) -> None:
         random.Random(SEED + 2 + d).shuffle(day)
         drifting += [_chat(t, f"2026-04-0{d + 1}", len(drifting) + i, k) for i, (k, t) in enumerate(day)]
     _jsonl(OUT / "production_drifting.jsonl", drifting)
+
+    raw = json.loads((shared / "fast-detect-gpt" / "pubmed_davinci.raw_data.json").read_text(encoding="utf-8"))
+    pubmed = list(dict.fromkeys(x.split(" Answer:")[0].removeprefix("Question: ").strip() for x in raw["original"]))
+    random.Random(SEED).shuffle(pubmed)
+    med = [("alpaca", r["instruction"]) for r in alpaca[300:450]] + [("pubmed", t) for t in pubmed[:50]]
+    random.Random(SEED + 5).shuffle(med)
+    _jsonl(
+        OUT / "production_pubmed.jsonl",
+        [_chat(t, f"2026-05-0{1 + i // 100}", i, k) for i, (k, t) in enumerate(med)],
+    )
 
     (OUT / "system_prompt.txt").write_text(SYSTEM_PROMPT, encoding="utf-8")
     print(

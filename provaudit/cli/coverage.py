@@ -42,8 +42,8 @@ from provaudit.errors import UsageError
 )
 @click.option(
     "--method",
-    type=click.Choice(["classifier", "neighbour"]),
-    default="classifier",
+    type=click.Choice(["mixture", "classifier", "neighbour"]),
+    default="mixture",
     show_default=True,
     help="How 'close to the eval set' is scored (see docs/coverage.md).",
 )
@@ -55,7 +55,10 @@ from provaudit.errors import UsageError
     help="Embedding backend (static: fast distillation of MiniLM; minilm: the full model).",
 )
 @click.option(
-    "--quantile", default=0.95, show_default=True, help="Calibration quantile of the eval set's own scores."
+    "--quantile",
+    default=0.95,
+    show_default=True,
+    help="Calibration quantile of the eval set's own scores (classifier, neighbour; stale units).",
 )
 @click.option(
     "--threshold",

@@ -2,7 +2,15 @@
 
 1. Embed eval and production units (static MiniLM distillation by default, full MiniLM on request).
 2. Score every unit by how far it is from the eval set, and calibrate "close" on the eval set itself:
-   - ``method="classifier"`` (default): out-of-fold logit of a logistic regression telling production
+   - ``method="mixture"`` (default): the classifier scores below, and coverage estimated as a mixture
+     proportion: production = (1 - pi) x eval-like + pi x new traffic, and at the eval scores' q quantile
+     t_q, P_prod(score <= t_q) >= (1 - pi) q, with equality when the new traffic scores above t_q, so
+     coverage = min(1, min over q in (0.5, 0.95) of P_prod(score <= t_q) / q). The threshold then marks
+     the ``coverage`` share of production with the lowest scores as covered. Unlike a 0.95-quantile
+     threshold alone this does not need the classifier to put nearly all new traffic above the eval set's
+     95th percentile, only above its median (HH-RLHF red-team prompts against AlpacaEval: about 0.5
+     coverage at half red-team traffic instead of 0.73-0.76).
+   - ``method="classifier"``: out-of-fold logit of a logistic regression telling production
      from eval (5-fold cross-fitting, so no unit is scored by a model that saw it); the threshold is the
      ``quantile`` (0.95) of the eval units' own out-of-fold scores.
    - ``method="neighbour"``: cosine distance to the nearest eval unit; the threshold is the ``quantile``
@@ -36,7 +44,7 @@ from provaudit.coverage import stats
 from provaudit.coverage.inputs import Units, load_units, order_windows
 from provaudit.errors import InputError, UsageError
 
-METHODS = ("classifier", "neighbour")
+METHODS = ("mixture", "classifier", "neighbour")
 #: metric paths a coverage summary can hold, for gate files over it (``rules/gate-coverage.yaml``);
 #: a typo in such a file exits 2 naming the nearest of these
 COVERAGE_METRICS: tuple[str, ...] = (
@@ -101,7 +109,7 @@ def coverage(
     unit: str = "prompt",
     by: str | None = None,
     backend: str = "static",
-    method: str = "classifier",
+    method: str = "mixture",
     quantile: float = DEFAULTS["quantile"],
     threshold: float | None = None,
     alpha: float = DEFAULTS["alpha"],
@@ -116,8 +124,8 @@ def coverage(
 ) -> CoverageResult:
     """Coverage of ``production`` (paths; windows by ``by`` or file order) by ``eval`` (a path).
 
-    ``method``: ``classifier`` or ``neighbour`` (see the module doc). ``threshold``: a fixed score (cosine
-    distance for ``neighbour``, logit for ``classifier``) instead of the calibrated one. ``gate``: a gate
+    ``method``: ``mixture``, ``classifier`` or ``neighbour`` (see the module doc). ``threshold``: a fixed
+    score (cosine distance for ``neighbour``, logit otherwise) instead of the calibrated one. ``gate``: a gate
     file whose checks (``coverage``, ``uncovered_top_share``, ``drift.detected``, ...) are evaluated on
     the summary.
     ``record``: store the run in the catalog (``catalog`` path or the default) for ``provaudit trend``.
@@ -153,16 +161,29 @@ def coverage(
     nn_tau = float(np.quantile(loo, quantile))
     progress.step("nearest eval neighbours and the production-vs-eval classifier")
     p_dist, p_arg, e_dist = stats.nearest(p_vec, e_vec)
-    if method == "classifier":
+    if method in ("mixture", "classifier"):
         calib, p_score = stats.domain_scores(e_vec, p_vec, seed=seed)
     else:
         calib, p_score = loo, p_dist
-    tau = float(np.quantile(calib, quantile)) if threshold is None else float(threshold)
+    mixture = method == "mixture" and threshold is None
+    if threshold is not None:
+        tau = float(threshold)
+    elif mixture:
+        tau = stats.rank_threshold(p_score, stats.mixture_coverage(p_score, calib))
+    else:
+        tau = float(np.quantile(calib, quantile))
     covered = p_score <= tau
     n = len(p_dist)
     cov = float(covered.mean())
     progress.step(f"coverage interval ({n_boot} bootstrap resamples)")
-    lo, hi = stats.coverage_ci(p_score, calib, quantile, n_boot=n_boot, seed=seed, fixed_threshold=threshold)
+
+    def interval(scores: np.ndarray, boot_seed: int) -> tuple[float, float]:
+        if mixture:
+            return stats.mixture_ci(scores, calib, n_boot=n_boot, seed=boot_seed)
+        return stats.coverage_ci(scores, calib, quantile, n_boot=n_boot, seed=boot_seed,
+                                 fixed_threshold=threshold)
+
+    lo, hi = interval(p_score, seed)
 
     # windows
     pf = prod.frame.with_columns(
@@ -221,7 +242,7 @@ def coverage(
     pf = pf.with_columns(pl.Series("cluster", cl))
 
     # stale eval units
-    if method == "classifier":  # the mirror image: eval units more eval-like than 95% of production is
+    if method != "neighbour":  # the mirror image: eval units more eval-like than 95% of production is
         stale_tau = float(np.quantile(p_score, 1 - quantile))
         stale_mask = calib < stale_tau
         e_score = calib
@@ -229,7 +250,7 @@ def coverage(
         stale_tau, stale_mask, e_score = nn_tau, e_dist > nn_tau, e_dist
     stale_idx = np.flatnonzero(stale_mask)
     stale_idx = stale_idx[
-        np.argsort(e_score[stale_idx] if method == "classifier" else -e_dist[stale_idx], kind="stable")
+        np.argsort(e_score[stale_idx] if method != "neighbour" else -e_dist[stale_idx], kind="stable")
     ]
     e_ids, e_texts = ev.frame["record_id"].to_list(), ev.frame["text"].to_list()
     stale = {
@@ -255,10 +276,8 @@ def coverage(
     windows, drift_windows = [], []
     for j, w in enumerate(labels):
         idx = win_idx[w]
-        wcov = float(covered[idx].mean())
-        wlo, whi = stats.coverage_ci(
-            p_score[idx], calib, quantile, n_boot=n_boot, seed=seed + 1 + j, fixed_threshold=threshold
-        )
+        wcov = stats.mixture_coverage(p_score[idx], calib) if mixture else float(covered[idx].mean())
+        wlo, whi = interval(p_score[idx], seed + 1 + j)
         windows.append({"window": w, "n": len(idx), "coverage": _r(wcov), "coverage_ci": [_r(wlo), _r(whi)]})
         if len(idx) < DEFAULTS["min_window"]:
             drift_windows.append(
@@ -307,8 +326,11 @@ def coverage(
         "threshold": {
             "value": _r(tau, 5),
             "method": method,
-            "quantile": quantile if threshold is None else None,
+            "quantile": (list(stats.MIXTURE_QUANTILES) if mixture else quantile) if threshold is None else None,
             "how": ("given" if threshold is not None else _HOW[method]),
+            "reference_scores": [_r(float(t), 5) for t in np.quantile(calib, stats.MIXTURE_QUANTILES)]
+            if mixture
+            else None,
             "n_calibration": len(calib),
             "neighbour_distance": _r(nn_tau, 5),
         },
@@ -342,6 +364,9 @@ def coverage(
 
 
 _HOW = {
+    "mixture": "coverage = min(1, min over q in (0.5, 0.95) of the share of production scoring at or under "
+    "the q quantile of the eval units' own out-of-fold production-vs-eval logits, divided by q) (a "
+    "mixture-proportion estimate); the threshold covers that share of production, lowest logits first",
     "classifier": "the quantile of the eval units' own out-of-fold production-vs-eval logits",
     "neighbour": "the quantile of each eval unit's cosine distance to its nearest other eval unit",
 }

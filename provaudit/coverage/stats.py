@@ -68,6 +68,59 @@ def coverage_ci(
     return float(lo), float(hi)
 
 
+#: the eval-score quantiles at which ``method="mixture"`` compares production with eval
+MIXTURE_QUANTILES = (0.5, 0.95)
+
+
+def mixture_coverage(
+    prod_score: np.ndarray, eval_score: np.ndarray, qs: Sequence[float] = MIXTURE_QUANTILES
+) -> float:
+    """Share of production the eval distribution explains (a mixture-proportion estimate).
+
+    Production = (1 - pi) x eval-like + pi x new traffic. Scores rise with "production, not eval", so at the
+    eval scores' ``q`` quantile t: P_prod(s <= t) = (1 - pi) q + pi P_new(s <= t) >= (1 - pi) q, with
+    equality when new traffic scores above t. Each q bounds 1 - pi from above; the estimate is the tightest,
+    min(1, min_q P_prod(s <= t_q) / q). The median needs the new traffic above half the eval set only; the
+    0.95 quantile is the steadier bound when the new traffic lies above nearly all of it.
+    """
+    ts = np.quantile(eval_score, qs)
+    return float(min(1.0, min(np.mean(prod_score <= t) / q for t, q in zip(ts, qs))))
+
+
+def mixture_ci(
+    prod_score: np.ndarray, eval_score: np.ndarray, *, n_boot: int, seed: int,
+    qs: Sequence[float] = MIXTURE_QUANTILES, level: float = 0.95,
+) -> tuple[float, float]:
+    """Bootstrap interval of :func:`mixture_coverage`, resampling eval (which moves the t_q) and production.
+
+    For given t_q the resampled production counts in the bins they cut are exactly multinomial with the
+    empirical bin shares, so no N x n_boot index matrix is drawn."""
+    rng = np.random.default_rng(seed)
+    n, qs_a = len(prod_score), np.asarray(qs, dtype=float)
+    sorted_prod = np.sort(prod_score)
+    idx = rng.integers(0, len(eval_score), size=(n_boot, len(eval_score)))
+    ts = np.quantile(eval_score[idx], qs_a, axis=1).T  # n_boot x len(qs)
+    ts = np.sort(ts, axis=1)
+    order = np.argsort(qs_a)
+    cdf = np.searchsorted(sorted_prod, ts, side="right") / n  # n_boot x len(qs), non-decreasing
+    probs = np.diff(np.concatenate([np.zeros((n_boot, 1)), cdf, np.ones((n_boot, 1))], axis=1), axis=1)
+    counts = np.stack([rng.multinomial(n, np.clip(pr, 0, None) / np.clip(pr, 0, None).sum()) for pr in probs])
+    boot_cdf = np.cumsum(counts, axis=1)[:, :-1] / n
+    est = np.minimum(1.0, (boot_cdf / qs_a[order]).min(axis=1))
+    tail = (1 - level) / 2
+    lo, hi = np.quantile(est, [tail, 1 - tail])
+    return float(lo), float(hi)
+
+
+def rank_threshold(score: np.ndarray, covered_share: float) -> float:
+    """The score at or under which ``round(covered_share * n)`` units lie: the most eval-like ones."""
+    k = round(covered_share * len(score))
+    srt = np.sort(score)
+    if k <= 0:
+        return float(srt[0] - 1.0)
+    return float(srt[k - 1])
+
+
 def mmd_test(x: np.ndarray, y: np.ndarray, *, n_perm: int, seed: int, max_n: int = 1000) -> dict[str, float]:
     """Two-sample MMD test (Gaussian kernel, median-heuristic bandwidth) with a permutation p-value.
 
