@@ -301,13 +301,11 @@ def _duplicate_summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     Only substantive records count as duplicates (:mod:`provaudit.contamination`); duplicates of
     trivial texts (empty, short, boilerplate recurring in many rows) are counted apart, and empty
     output records are a finding of their own (``empty_records``)."""
-    from provaudit.contamination import BOILERPLATE_MAX_WORDS, BOILERPLATE_MIN_ROWS, RULE
+    from provaudit.contamination import RULE, boilerplate_sql
 
     cols = {r[0] for r in con.execute("DESCRIBE SELECT * FROM parts").fetchall()}
     triv = "p.trivial" if "trivial" in cols else "NULL::VARCHAR"
-    boiler = (f"""(SELECT text_hash FROM parts GROUP BY text_hash
-                   HAVING count(DISTINCT pair_id) >= {BOILERPLATE_MIN_ROWS}
-                      AND min(n_words) < {BOILERPLATE_MAX_WORDS})""" if "n_words" in cols else
+    boiler = (f"({boilerplate_sql('parts')})" if "n_words" in cols else
               "(SELECT NULL::VARCHAR AS text_hash WHERE false)")
     src = f"""(SELECT p.role, p.record_id, d.exact_dup_of, d.near_dup_of, left(p.text, 80) AS snippet,
                       coalesce({triv}, CASE WHEN p.text_hash IN {boiler} THEN 'boilerplate' END) AS why
@@ -625,7 +623,7 @@ def _overlap_summary(report: list[dict[str, Any]]) -> dict[str, Any]:
     for o in report:
         entry = {"exact_records": o["exact_records"], "near_records": o["near_records"],
                  "exact_rate": o["exact_rate"], "near_rate": o["near_rate"],
-                 "trivial_records": o.get("trivial_records", 0)}
+                 "trivial_records": o.get("trivial_records", 0), "reused_records": o.get("reused_records", 0)}
         for tag in o.get("tags") or ["untagged"]:
             by_tag.setdefault(tag, {})[o["dataset"]] = entry
     return {"datasets": [{k: v for k, v in o.items()} for o in report], "by_tag": by_tag}
