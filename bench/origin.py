@@ -320,7 +320,7 @@ def corpus_table(texts, x, nw, y, dom, trials: int, seed: int = 0) -> list[dict]
     batches reported unreliable, for the shipped estimator (EM + classify-and-count interval) and
     its parts next to the Liang et al. word MLE."""
     from provaudit.mixture import estimate_mixture, fit_reference
-    from provaudit.origin.corpus import corpus_estimate, rates_from_scores
+    from provaudit.origin.corpus import corpus_estimate, rates_from_scores, score_reference
 
     rows = []
     long = nw >= EVAL_MIN_WORDS
@@ -333,6 +333,7 @@ def corpus_table(texts, x, nw, y, dom, trials: int, seed: int = 0) -> list[dict]
                                   seed=seed)
         lt = long[train]
         rates = rates_from_scores(y[train][lt], p_oof[lt], det.threshold_model, dom[train][lt])
+        sref = score_reference(y[train][lt], p_oof[lt], dom[train][lt])   # as train_detector stores it
         r_rng = np.random.default_rng(seed)
         th, tm = np.flatnonzero(train & long & (y == 0)), np.flatnonzero(train & long & (y == 1))
         ref = fit_reference([texts[i] for i in np.sort(r_rng.choice(th, min(1500, th.size), replace=False))],
@@ -346,17 +347,26 @@ def corpus_table(texts, x, nw, y, dom, trials: int, seed: int = 0) -> list[dict]
             n = min(200, hh.size if mix < 1 else 10**9, mm.size if mix > 0 else 10**9)
             k = round(mix * n)
             cell = {"domain": d, "true": mix, "n": n, "est": [], "cover": [], "unreliable": [], "width": [],
-                    "acc": [], "em": [], "liang": [], "liang_cover": []}
+                    "acc": [], "em": [], "liang": [], "liang_cover": [], "honest": [], "wrong": [], "no_fit": [],
+                    "fit_cover": []}
             for t in range(trials):
                 g = np.random.default_rng([seed, t])
                 idx = np.r_[g.choice(mm, k, replace=k > mm.size), g.choice(hh, n - k, replace=n - k > hh.size)]
                 idx = idx.astype(int)
-                ce = corpus_estimate(p_all[idx], det.threshold_model, rates, n_boot=200, seed=t)
+                ce = corpus_estimate(p_all[idx], det.threshold_model, rates, n_boot=200, seed=t, reference=sref)
+                fit = ce["fit"]
+                cell["no_fit"].append(fit["pairs_fitting"] == 0)
+                ar = fit["alpha_range"]
+                cell["fit_cover"].append(ar is not None and ar[0] - 1e-9 <= mix <= ar[1] + 1e-9)
                 cell["est"].append(ce["alpha"])
                 cell["acc"].append(ce["acc"])
                 cell["em"].append(ce["em"])
                 cell["cover"].append(ce["ci_low"] - 1e-9 <= mix <= ce["ci_high"] + 1e-9)
                 cell["unreliable"].append(ce["status"] != "ok")
+                good = abs(ce["alpha"] - mix) <= 0.1 and cell["cover"][-1]
+                # the target: a usable answer (ok, within 10 points, interval holds the truth) or "cannot tell"
+                cell["honest"].append(ce["status"] != "ok" or good)
+                cell["wrong"].append(ce["status"] == "ok" and not good)
                 cell["width"].append(ce["ci_high"] - ce["ci_low"])
                 lm = estimate_mixture([texts[i] for i in idx], ref, n_boot=100, seed=t)
                 cell["liang"].append(lm.alpha)
@@ -370,6 +380,11 @@ def corpus_table(texts, x, nw, y, dom, trials: int, seed: int = 0) -> list[dict]
             out["liang_coverage"] = round(float(np.mean(cell["liang_cover"])), 3)
             out["unreliable_share"] = round(float(np.mean(cell["unreliable"])), 3)
             out["mean_width"] = round(float(np.mean(cell["width"])), 3)
+            out["usable_correct_share"] = round(float(np.mean([not u and not w for u, w in
+                                                               zip(cell["unreliable"], cell["wrong"])])), 3)
+            out["wrong_share"] = round(float(np.mean(cell["wrong"])), 3)
+            out["no_fit_share"] = round(float(np.mean(cell["no_fit"])), 3)
+            out["fit_range_coverage"] = round(float(np.mean(cell["fit_cover"])), 3)
             rows.append(out)
             print(f"corpus {d} {mix}: {out}", file=sys.stderr, flush=True)
     return rows
@@ -377,14 +392,17 @@ def corpus_table(texts, x, nw, y, dom, trials: int, seed: int = 0) -> list[dict]
 
 def render_corpus(rows: list[dict]) -> str:
     cols = ["held-out domain", "true share", "n", "estimate (EM)", "MAE", "interval coverage", "mean width",
-            "unreliable", "classify-and-count (ACC)", "ACC MAE", "Liang word MLE", "Liang MAE", "Liang coverage"]
+            "unreliable", "ok and right", "ok but wrong", "no pair fits", "fitting-pair range coverage",
+            "classify-and-count (ACC)", "ACC MAE", "Liang word MLE", "Liang MAE", "Liang coverage"]
     head = "| " + " | ".join(cols) + " |"
     title = ("Corpus-level model share on held-out domains (detector and word reference trained without the "
              "domain; trials bootstrap-seeded draws per cell)")
     out = [title, "", head, "|" + "---|" * len(cols)]
     for r in rows:
         out.append(f"| {r['domain']} | {r['true']:.1f} | {r['n']} | {_f(r['est'])} | {_f(r['est_mae'])} | "
-                   f"{r['coverage']:.2f} | {r['mean_width']:.2f} | {r['unreliable_share']:.2f} | {_f(r['acc'])} | "
+                   f"{r['coverage']:.2f} | {r['mean_width']:.2f} | {r['unreliable_share']:.2f} | "
+                   f"{r['usable_correct_share']:.2f} | {r['wrong_share']:.2f} | {r['no_fit_share']:.2f} | "
+                   f"{r['fit_range_coverage']:.2f} | {_f(r['acc'])} | "
                    f"{_f(r['acc_mae'])} | {_f(r['liang'])} | {_f(r['liang_mae'])} | {r['liang_coverage']:.2f} |")
     return "\n".join(out)
 

@@ -29,7 +29,7 @@ from provaudit import progress as progress_display
 from provaudit.duck import connect
 from provaudit.errors import UsageError
 from provaudit.fingerprint import DatasetDigest
-from provaudit.gate import CheckResult, evaluate_gate, gate_summary, load_gate
+from provaudit.gate import CheckResult, evaluate_gate, gate_origin_mode, gate_summary, load_gate
 from provaudit.io import RecordReader
 from provaudit.stage import StageOptions, _rules, process_batch
 
@@ -448,7 +448,7 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
          out: str | Path | None = None, gate: str | Path | None = None, names: Sequence[str] | None = None,
          mapping: Mapping[str, str] | None = None, fmt: str | None = None, skip_bad: bool = False,
          tags: Sequence[str] = ("scan",), record: bool = True, origin: bool = True,
-         origin_mode: str = "fast", rules_dirs: Sequence[str | Path] = (), teacher: str | Path | None = None,
+         origin_mode: str | None = None, rules_dirs: Sequence[str | Path] = (), teacher: str | Path | None = None,
          human: str | Path | None = None, batch_size: int = 10_000, workers: int = 0, engine: str = "local",
          progress: bool = False, seed: int = 0, wait: float | None = None,
          strict: bool = False, device: str = "cpu", lm_sample: int = 400) -> ScanResult:
@@ -467,7 +467,8 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
     ``strict`` fails every gate check whose metric the summary lacks (a stage that did not run).
     ``origin_mode``: ``fast`` (stylometric), ``full`` (+ the bundled language model on every record of
     50+ words, on ``device``), ``sampled`` (fast tags; the language model on ``lm_sample`` output records
-    for the corpus-level estimate, ``summary["origin"]["lm_sample"]``).
+    for the corpus-level estimate, ``summary["origin"]["lm_sample"]``); None: the gate file's
+    ``origin_mode`` if it names one, else ``fast``.
     """
     from provaudit.catalog.store import check_catalog
 
@@ -476,6 +477,7 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
     if engine not in ("local", "ray"):
         raise UsageError(f"unknown engine {engine!r}; use local or ray")
     checks = load_gate(gate) if gate is not None else []
+    origin_mode = origin_mode or gate_origin_mode(gate) or "fast"
     readers = _open_readers(paths, names, mapping, skip_bad, batch_size, fmt)
     catalog_path = check_catalog(catalog, wait=wait)
     options = StageOptions(origin=origin, origin_mode=origin_mode, rules_dirs=tuple(str(d) for d in rules_dirs),
