@@ -71,8 +71,18 @@ def main() -> None:
     ap.add_argument("--lm-only", action="store_true", help="only the fast vs full section")
     ap.add_argument("--corpus-only", action="store_true", help="only the corpus-estimate table (held-out domains)")
     ap.add_argument("--trials", type=int, default=20, help="bootstrap-seeded trials per domain and mix")
+    ap.add_argument("--gate-only", action="store_true",
+                    help="only the rules/gate-human-data.yaml verdicts on held-out human and GPT-4 corpora")
+    ap.add_argument("--gate-n", type=int, default=100, help="texts per corpus in the gate table")
+    ap.add_argument("--gate-lm-sample", type=int, default=40, help="--lm-sample of the gate's own (sampled) mode")
     args = ap.parse_args()
     t0 = time.time()
+    if args.gate_only:
+        rows = gate_table(args.shared, args.seed, args.gate_n, args.gate_lm_sample)
+        if args.json_out:
+            args.json_out.write_text(json.dumps({"gate": rows}, indent=2, sort_keys=True))
+        print(render_gate(rows))
+        return
     df = training_frame(args.shared, args.seed)
     if args.lm or args.lm_only:
         res = lm_bench(df, args.seed, args.lm_limit)
@@ -320,7 +330,7 @@ def corpus_table(texts, x, nw, y, dom, trials: int, seed: int = 0) -> list[dict]
     batches reported unreliable, for the shipped estimator (EM + classify-and-count interval) and
     its parts next to the Liang et al. word MLE."""
     from provaudit.mixture import estimate_mixture, fit_reference
-    from provaudit.origin.corpus import corpus_estimate, rates_from_scores
+    from provaudit.origin.corpus import corpus_estimate, rates_from_scores, score_reference
 
     rows = []
     long = nw >= EVAL_MIN_WORDS
@@ -333,6 +343,7 @@ def corpus_table(texts, x, nw, y, dom, trials: int, seed: int = 0) -> list[dict]
                                   seed=seed)
         lt = long[train]
         rates = rates_from_scores(y[train][lt], p_oof[lt], det.threshold_model, dom[train][lt])
+        sref = score_reference(y[train][lt], p_oof[lt], dom[train][lt])   # as train_detector stores it
         r_rng = np.random.default_rng(seed)
         th, tm = np.flatnonzero(train & long & (y == 0)), np.flatnonzero(train & long & (y == 1))
         ref = fit_reference([texts[i] for i in np.sort(r_rng.choice(th, min(1500, th.size), replace=False))],
@@ -346,23 +357,33 @@ def corpus_table(texts, x, nw, y, dom, trials: int, seed: int = 0) -> list[dict]
             n = min(200, hh.size if mix < 1 else 10**9, mm.size if mix > 0 else 10**9)
             k = round(mix * n)
             cell = {"domain": d, "true": mix, "n": n, "est": [], "cover": [], "unreliable": [], "width": [],
-                    "acc": [], "em": [], "liang": [], "liang_cover": []}
+                    "acc": [], "em": [], "liang": [], "liang_cover": [], "honest": [], "wrong": [], "no_fit": [],
+                    "fit_cover": [], "best_fit": []}
             for t in range(trials):
                 g = np.random.default_rng([seed, t])
                 idx = np.r_[g.choice(mm, k, replace=k > mm.size), g.choice(hh, n - k, replace=n - k > hh.size)]
                 idx = idx.astype(int)
-                ce = corpus_estimate(p_all[idx], det.threshold_model, rates, n_boot=200, seed=t)
+                ce = corpus_estimate(p_all[idx], det.threshold_model, rates, n_boot=200, seed=t, reference=sref)
+                fit = ce["fit"]
+                cell["no_fit"].append(fit["pairs_fitting"] == 0)
+                cell["best_fit"].append(fit["best"]["alpha"])   # the best-fitting pair's mixture MLE
+                ar = fit["alpha_range"]
+                cell["fit_cover"].append(ar is not None and ar[0] - 1e-9 <= mix <= ar[1] + 1e-9)
                 cell["est"].append(ce["alpha"])
                 cell["acc"].append(ce["acc"])
                 cell["em"].append(ce["em"])
                 cell["cover"].append(ce["ci_low"] - 1e-9 <= mix <= ce["ci_high"] + 1e-9)
                 cell["unreliable"].append(ce["status"] != "ok")
+                good = abs(ce["alpha"] - mix) <= 0.1 and cell["cover"][-1]
+                # the target: a usable answer (ok, within 10 points, interval holds the truth) or "cannot tell"
+                cell["honest"].append(ce["status"] != "ok" or good)
+                cell["wrong"].append(ce["status"] == "ok" and not good)
                 cell["width"].append(ce["ci_high"] - ce["ci_low"])
                 lm = estimate_mixture([texts[i] for i in idx], ref, n_boot=100, seed=t)
                 cell["liang"].append(lm.alpha)
                 cell["liang_cover"].append(lm.ci_low - 1e-9 <= mix <= lm.ci_high + 1e-9)
             out = {"domain": d, "true": mix, "n": n, "trials": trials}
-            for key in ("est", "acc", "em", "liang"):
+            for key in ("est", "acc", "em", "liang", "best_fit"):
                 v = np.asarray(cell[key], float)
                 out[key] = round(float(v.mean()), 4)
                 out[f"{key}_mae"] = round(float(np.abs(v - mix).mean()), 4)
@@ -370,22 +391,97 @@ def corpus_table(texts, x, nw, y, dom, trials: int, seed: int = 0) -> list[dict]
             out["liang_coverage"] = round(float(np.mean(cell["liang_cover"])), 3)
             out["unreliable_share"] = round(float(np.mean(cell["unreliable"])), 3)
             out["mean_width"] = round(float(np.mean(cell["width"])), 3)
+            out["usable_correct_share"] = round(float(np.mean([not u and not w for u, w in
+                                                               zip(cell["unreliable"], cell["wrong"])])), 3)
+            out["wrong_share"] = round(float(np.mean(cell["wrong"])), 3)
+            out["no_fit_share"] = round(float(np.mean(cell["no_fit"])), 3)
+            out["fit_range_coverage"] = round(float(np.mean(cell["fit_cover"])), 3)
             rows.append(out)
             print(f"corpus {d} {mix}: {out}", file=sys.stderr, flush=True)
     return rows
 
 
+GATE_HUMAN_DOMAINS = ("news", "stories", "biomed", "abstracts", "student_essays", "hc3")
+GATE_MODEL = ("gpt4", "gpt4_1106_preview", "gpt4-simplify")
+
+
+def gate_table(shared: Path, seed: int, per: int, lm_sample: int) -> list[dict]:
+    """``rules/gate-human-data.yaml`` on corpora the shipped detector did not train on: the texts of
+    the shared corpora that scripts/build_detector.py left out of training (50+ words, up to ``per``
+    per corpus), human per domain and GPT-4 (AlpacaEval answers of GPT-4 and GPT-4 Turbo, and the GPT-4
+    rewrites of 8th-grade essays, which no detector was trained on). Each is scanned with the gate in
+    ``fast`` mode and in the gate's own mode (``origin_mode: sampled``, the LM on ``lm_sample`` records)."""
+    import tempfile
+
+    from provaudit.origin.corpora import load_shared_corpora
+    from provaudit.pipeline import scan
+
+    gate = ROOT / "rules" / "gate-human-data.yaml"
+    allc = load_shared_corpora(shared)
+    train = training_frame(shared, seed)
+    ho = (allc.filter(~pl.col("text").is_in(train["text"].to_list()))
+          .unique("text", keep="first", maintain_order=True)
+          .filter(pl.col("text").str.count_matches(r"\S+") >= EVAL_MIN_WORDS))
+    corpora = [(f"human {d}", "human", ho.filter((pl.col("domain") == d) & (pl.col("label") == 0)))
+               for d in GATE_HUMAN_DOMAINS]
+    corpora += [(f"model {g}", "model", ho.filter(pl.col("generator") == g)) for g in GATE_MODEL]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, truth, frame in corpora:
+            if frame.height < 20:
+                continue
+            frame = frame.sample(min(per, frame.height), seed=seed, shuffle=True).select("text")
+            f = Path(tmp) / f"{name.replace(' ', '_')}.jsonl"
+            frame.write_ndjson(f)
+            row = {"corpus": name, "truth": truth, "n": frame.height}
+            for mode in ("fast", None):
+                r = scan(f, catalog=Path(tmp) / "c.duckdb", gate=gate, record=False, origin_mode=mode,
+                         lm_sample=lm_sample, seed=seed)
+                o = r.summary["origin"]
+                ce, lm = o["corpus_estimate"], o.get("lm_sample") or {}
+                key = "fast" if mode == "fast" else "gate_mode"
+                row[key] = {"passed": r.passed, "failed": r.summary["gate"]["failed"],
+                            "model_fraction": o["model_fraction"], "ce_status": ce["status"],
+                            "ce_alpha": ce["alpha"], "ce_ci_low": ce["ci_low"], "lm_ci_low": lm.get("ci_low"),
+                            "lm_model_fraction": lm.get("model_fraction")}
+            row["right"] = {k: row[k]["passed"] == (truth == "human") for k in ("fast", "gate_mode")}
+            rows.append(row)
+            print(f"gate {name}: {row}", file=sys.stderr, flush=True)
+    return rows
+
+
+def render_gate(rows: list[dict]) -> str:
+    head = ("| corpus (held out of training) | n | fast: verdict | failed checks | model_fraction | corpus estimate "
+            "| gate's mode (sampled): verdict | failed checks | LM-sample ci_low |")
+    out = ["rules/gate-human-data.yaml on held-out corpora (human must pass, GPT-4 must fail)", "", head,
+           "|" + "---|" * 9]
+    for r in rows:
+        f, g = r["fast"], r["gate_mode"]
+        ce = f"{_f(f['ce_alpha'])} [{_f(f['ce_ci_low'])}, ...] {f['ce_status']}"
+        out.append(f"| {r['corpus']} | {r['n']} | {'pass' if f['passed'] else 'FAIL'} "
+                   f"({'right' if r['right']['fast'] else 'wrong'}) | {', '.join(f['failed']) or '-'} | "
+                   f"{_f(f['model_fraction'])} | {ce} | {'pass' if g['passed'] else 'FAIL'} "
+                   f"({'right' if r['right']['gate_mode'] else 'wrong'}) | {', '.join(g['failed']) or '-'} | "
+                   f"{_f(g['lm_ci_low'])} |")
+    return "\n".join(out)
+
+
 def render_corpus(rows: list[dict]) -> str:
     cols = ["held-out domain", "true share", "n", "estimate (EM)", "MAE", "interval coverage", "mean width",
-            "unreliable", "classify-and-count (ACC)", "ACC MAE", "Liang word MLE", "Liang MAE", "Liang coverage"]
+            "unreliable", "ok and right", "ok but wrong", "no pair fits", "fitting-pair range coverage",
+            "classify-and-count (ACC)", "ACC MAE", "Liang word MLE", "Liang MAE", "Liang coverage",
+            "best-fitting pair MLE", "its MAE"]
     head = "| " + " | ".join(cols) + " |"
     title = ("Corpus-level model share on held-out domains (detector and word reference trained without the "
              "domain; trials bootstrap-seeded draws per cell)")
     out = [title, "", head, "|" + "---|" * len(cols)]
     for r in rows:
         out.append(f"| {r['domain']} | {r['true']:.1f} | {r['n']} | {_f(r['est'])} | {_f(r['est_mae'])} | "
-                   f"{r['coverage']:.2f} | {r['mean_width']:.2f} | {r['unreliable_share']:.2f} | {_f(r['acc'])} | "
-                   f"{_f(r['acc_mae'])} | {_f(r['liang'])} | {_f(r['liang_mae'])} | {r['liang_coverage']:.2f} |")
+                   f"{r['coverage']:.2f} | {r['mean_width']:.2f} | {r['unreliable_share']:.2f} | "
+                   f"{r['usable_correct_share']:.2f} | {r['wrong_share']:.2f} | {r['no_fit_share']:.2f} | "
+                   f"{r['fit_range_coverage']:.2f} | {_f(r['acc'])} | "
+                   f"{_f(r['acc_mae'])} | {_f(r['liang'])} | {_f(r['liang_mae'])} | {r['liang_coverage']:.2f} | "
+                   f"{_f(r['best_fit'])} | {_f(r['best_fit_mae'])} |")
     return "\n".join(out)
 
 

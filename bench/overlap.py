@@ -9,6 +9,8 @@ A clean split that fails ``no_eval_exact_overlap`` or ``max_eval_near_overlap`` 
 "Before" counts every matched record (the rule before issue 11: trivial matches included); "after"
 counts substantive texts only. Then ``--plant`` eval records of 20+ words are added to the scanned
 split (as prompt/completion rows) and the leak check must count every one of them.
+``reused`` counts batch outputs that match an eval output only under a different prompt (a reused
+response, not the eval case: docs/overlap.md), reported apart and not a leak.
 """
 from __future__ import annotations
 
@@ -84,7 +86,8 @@ def main() -> None:
             bounds = [round(i * len(rows) / k) for i in range(k + 1)]
             files = [_write(work / f"{name}-{i}.jsonl", rows[bounds[i]:bounds[i + 1]]) for i in range(k)]
             res = {"pairs": 0, "false_alarms_before": 0, "false_alarms_after": 0, "trivial_matches": 0,
-                   "planted": 0, "planted_caught": 0, "examples_before": [], "alarms_after": []}
+                   "planted": 0, "planted_caught": 0, "examples_before": [], "alarms_after": [],
+                   "reused": 0, "reused_examples": []}
             for i in range(k):
                 cat = work / f"{name}-cat-{i}.duckdb"
                 register(files[i], tags=["eval"], catalog=cat, name=f"eval{i}")
@@ -104,6 +107,9 @@ def main() -> None:
                     res["false_alarms_before"] += alarm_b
                     res["false_alarms_after"] += alarm_a
                     res["trivial_matches"] += ov["trivial_records"] if ov else 0
+                    res["reused"] += (ov or {}).get("reused_records", 0)
+                    if ov and ov.get("reused_examples") and len(res["reused_examples"]) < 3:
+                        res["reused_examples"].append({"eval": i, "batch": j, "examples": ov["reused_examples"][:2]})
                     if alarm_b and len(res["examples_before"]) < 3:
                         res["examples_before"].append({"eval": i, "batch": j, **before,
                                                        "trivial": (ov or {}).get("trivial_examples", [])[:3]})
@@ -118,7 +124,8 @@ def main() -> None:
                         res["planted_caught"] += min(caught, len(plant))
             report[name] = res
             print(f"{name}: {res['pairs']} clean split pairs, leak-gate false alarms before {res['false_alarms_before']}"
-                  f", after {res['false_alarms_after']} ({res['trivial_matches']} trivial matches reported apart); "
+                  f", after {res['false_alarms_after']} ({res['trivial_matches']} trivial matches, {res['reused']} reused "
+              f"responses reported apart); "
                   f"planted 20+ word leaks caught {res['planted_caught']}/{res['planted']}", flush=True)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False))

@@ -28,6 +28,18 @@ provaudit's rule (the thresholds are module constants, documented in docs/overla
 Only substantive texts count towards ``duplicates.exact_rate``/``near_rate`` and the
 ``overlap.by_tag.*.*.exact_records``/``near_records`` the gate checks; trivial matches are reported
 apart (``trivial_records`` and examples with their reason).
+
+What a leak is (the eval *case*, not a reused answer). A contamination study asks whether an eval case
+(its input, or its input with the reference answer) reappears in training data: GPT-3 and open-instruct
+match the eval *prompt*; a reference answer matters because it answers *that* prompt. A generic response
+that a model gave to several different questions (HH-RLHF's 52B assistant repeats one 104-word
+movie-theater answer under two different final questions) is not the eval case reappearing. So a match
+between a batch *output* (chosen, rejected, response) and an eval *output* counts as a leak only when the
+case could be the same: the eval row has no prompt (the answer is the case), or the batch row has no
+substantive prompt (a bare answer: nothing says it answers another question), or the batch row's prompt
+matches the eval row's prompt (exactly or near). Otherwise it is a reused response, reported apart
+(``reused_records`` with examples) and not a leak. A prompt or unpaired text that matches is always a
+leak, and so is a batch prompt that contains an eval answer.
 """
 from __future__ import annotations
 
@@ -39,6 +51,9 @@ MIN_SPECIFIC_WORDS = 3
 MIN_NUMBERS = 2
 BOILERPLATE_MIN_ROWS = 5
 BOILERPLATE_MAX_WORDS = 20
+
+#: roles holding an answer (the rest: ``prompt``, and ``text`` for unpaired text)
+OUTPUT_ROLES = ("chosen", "rejected", "response")
 
 _WORD = r"\w+"
 _NUMBER = r"\d+(?:[.,]\d+)*"
@@ -71,11 +86,27 @@ def add_substance(df: pl.DataFrame) -> pl.DataFrame:
     return df.with_columns(substance_columns(pl.col("text")))
 
 
+def boilerplate_sql(batch: str, catalog_records: str | None = None) -> str:
+    """The one SQL definition of boilerplate: ``SELECT text_hash`` of the texts of fewer than
+    ``BOILERPLATE_MAX_WORDS`` words that recur in ``BOILERPLATE_MIN_ROWS`` or more distinct rows
+    (``pair_id``) of ``batch`` plus, when given, the catalog's ``catalog_records`` table. ``batch`` must
+    have ``text_hash``, ``pair_id`` and ``n_words``."""
+    within = (f"SELECT text_hash, count(DISTINCT pair_id) AS n FROM {batch} GROUP BY text_hash "
+              f"HAVING min(n_words) < {BOILERPLATE_MAX_WORDS}")
+    if catalog_records is None:
+        return f"SELECT text_hash FROM ({within}) WHERE n >= {BOILERPLATE_MIN_ROWS}"
+    return (f"""SELECT bh.text_hash FROM ({within}) bh
+                LEFT JOIN (SELECT r.text_hash, count(DISTINCT r.pair_id) AS n FROM {catalog_records} r
+                           SEMI JOIN ({within}) w ON w.text_hash = r.text_hash GROUP BY r.text_hash) ch
+                       USING (text_hash)
+                WHERE bh.n + coalesce(ch.n, 0) >= {BOILERPLATE_MIN_ROWS}""")
+
+
 def trivial_reason(text: str | None) -> str | None:
     """``empty``, ``short`` or None (substantive) for one text, by the same rule as the scan."""
     return pl.select(substance_columns(pl.lit(text, dtype=pl.Utf8)))["trivial"][0]
 
 
 __all__ = ["BOILERPLATE_MAX_WORDS", "BOILERPLATE_MIN_ROWS", "MIN_NAMED_WORDS", "MIN_NUMBERS", "MIN_SPECIFIC_WORDS",
-           "MIN_WORDS",
-           "RULE", "add_substance", "substance_columns", "trivial_reason"]
+           "MIN_WORDS", "OUTPUT_ROLES",
+           "RULE", "add_substance", "boilerplate_sql", "substance_columns", "trivial_reason"]

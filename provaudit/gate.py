@@ -23,6 +23,10 @@ Gates fail closed:
 * a metric inside an estimate that reports ``status: unreliable`` (``origin.corpus_estimate``) cannot
   tell: the check is ``unreliable`` and passes or fails as its ``when_unreliable`` says (default
   ``fail``); each gate file documents its choice.
+
+A gate file may also name the origin mode its checks need (``origin_mode: sampled`` in
+``rules/gate-human-data.yaml``: the language-model estimate on a bounded sample); ``scan`` uses it
+when the caller names no mode (:func:`gate_origin_mode`).
 """
 from __future__ import annotations
 
@@ -171,6 +175,21 @@ def load_gate(path: str | Path | None = None, *, known: tuple[str, ...] = KNOWN_
                             str(item.get("description", "")), bool(item.get("required", False)),
                             str(item.get("when_unreliable", "fail"))))
     return checks
+
+
+ORIGIN_MODES = ("fast", "full", "sampled")
+
+
+def gate_origin_mode(path: str | Path | None) -> str | None:
+    """The gate file's top-level ``origin_mode`` (one of ``ORIGIN_MODES``), or None when it names none."""
+    if path is None:
+        return None
+    doc = load_yaml(Path(path), what="gate file")
+    mode = doc.get("origin_mode") if isinstance(doc, dict) else None
+    if mode is not None and mode not in ORIGIN_MODES:
+        raise InputError(f"'origin_mode' must be one of {list(ORIGIN_MODES)}, not {mode!r}", file=str(path),
+                         field="origin_mode")
+    return mode
 
 
 def _resolve(obj: Any, parts: list[str], prefix: str) -> Iterator[tuple[str, Any]]:

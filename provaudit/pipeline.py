@@ -29,7 +29,7 @@ from provaudit import progress as progress_display
 from provaudit.duck import connect
 from provaudit.errors import UsageError
 from provaudit.fingerprint import DatasetDigest
-from provaudit.gate import CheckResult, evaluate_gate, gate_summary, load_gate
+from provaudit.gate import CheckResult, evaluate_gate, gate_origin_mode, gate_summary, load_gate
 from provaudit.io import RecordReader
 from provaudit.stage import StageOptions, _rules, process_batch
 
@@ -301,13 +301,11 @@ def _duplicate_summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     Only substantive records count as duplicates (:mod:`provaudit.contamination`); duplicates of
     trivial texts (empty, short, boilerplate recurring in many rows) are counted apart, and empty
     output records are a finding of their own (``empty_records``)."""
-    from provaudit.contamination import BOILERPLATE_MAX_WORDS, BOILERPLATE_MIN_ROWS, RULE
+    from provaudit.contamination import RULE, boilerplate_sql
 
     cols = {r[0] for r in con.execute("DESCRIBE SELECT * FROM parts").fetchall()}
     triv = "p.trivial" if "trivial" in cols else "NULL::VARCHAR"
-    boiler = (f"""(SELECT text_hash FROM parts GROUP BY text_hash
-                   HAVING count(DISTINCT pair_id) >= {BOILERPLATE_MIN_ROWS}
-                      AND min(n_words) < {BOILERPLATE_MAX_WORDS})""" if "n_words" in cols else
+    boiler = (f"({boilerplate_sql('parts')})" if "n_words" in cols else
               "(SELECT NULL::VARCHAR AS text_hash WHERE false)")
     src = f"""(SELECT p.role, p.record_id, d.exact_dup_of, d.near_dup_of, left(p.text, 80) AS snippet,
                       coalesce({triv}, CASE WHEN p.text_hash IN {boiler} THEN 'boilerplate' END) AS why
@@ -450,7 +448,7 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
          out: str | Path | None = None, gate: str | Path | None = None, names: Sequence[str] | None = None,
          mapping: Mapping[str, str] | None = None, fmt: str | None = None, skip_bad: bool = False,
          tags: Sequence[str] = ("scan",), record: bool = True, origin: bool = True,
-         origin_mode: str = "fast", rules_dirs: Sequence[str | Path] = (), teacher: str | Path | None = None,
+         origin_mode: str | None = None, rules_dirs: Sequence[str | Path] = (), teacher: str | Path | None = None,
          human: str | Path | None = None, batch_size: int = 10_000, workers: int = 0, engine: str = "local",
          progress: bool = False, seed: int = 0, wait: float | None = None,
          strict: bool = False, device: str = "cpu", lm_sample: int = 400) -> ScanResult:
@@ -469,7 +467,8 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
     ``strict`` fails every gate check whose metric the summary lacks (a stage that did not run).
     ``origin_mode``: ``fast`` (stylometric), ``full`` (+ the bundled language model on every record of
     50+ words, on ``device``), ``sampled`` (fast tags; the language model on ``lm_sample`` output records
-    for the corpus-level estimate, ``summary["origin"]["lm_sample"]``).
+    for the corpus-level estimate, ``summary["origin"]["lm_sample"]``); None: the gate file's
+    ``origin_mode`` if it names one, else ``fast``.
     """
     from provaudit.catalog.store import check_catalog
 
@@ -478,6 +477,7 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
     if engine not in ("local", "ray"):
         raise UsageError(f"unknown engine {engine!r}; use local or ray")
     checks = load_gate(gate) if gate is not None else []
+    origin_mode = origin_mode or gate_origin_mode(gate) or "fast"
     readers = _open_readers(paths, names, mapping, skip_bad, batch_size, fmt)
     catalog_path = check_catalog(catalog, wait=wait)
     options = StageOptions(origin=origin, origin_mode=origin_mode, rules_dirs=tuple(str(d) for d in rules_dirs),
@@ -625,7 +625,7 @@ def _overlap_summary(report: list[dict[str, Any]]) -> dict[str, Any]:
     for o in report:
         entry = {"exact_records": o["exact_records"], "near_records": o["near_records"],
                  "exact_rate": o["exact_rate"], "near_rate": o["near_rate"],
-                 "trivial_records": o.get("trivial_records", 0)}
+                 "trivial_records": o.get("trivial_records", 0), "reused_records": o.get("reused_records", 0)}
         for tag in o.get("tags") or ["untagged"]:
             by_tag.setdefault(tag, {})[o["dataset"]] = entry
     return {"datasets": [{k: v for k, v in o.items()} for o in report], "by_tag": by_tag}

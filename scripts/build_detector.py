@@ -129,9 +129,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--lm-limit", type=int, default=None, help="score at most N texts of the LM sample")
     ap.add_argument("--skip-fast", action="store_true", help="only (re)build the full detector")
+    ap.add_argument("--skip-full", action="store_true", help="only (re)build the fast detector and reference")
     args = ap.parse_args()
     df = training_frame(args.shared, args.seed)
-    build_full(df, args.out / "detector_full", seed=args.seed, limit=args.lm_limit)
+    if not args.skip_full:
+        build_full(df, args.out / "detector_full", seed=args.seed, limit=args.lm_limit)
     if args.skip_fast:
         return
     counts = {f"{d}/{g}/{'model' if y else 'human'}": n for d, g, y, n in

@@ -93,7 +93,7 @@ def test_human_data_gate_passes_on_held_out_human_corpora(labelled, domain, tmp_
 
     f = tmp_path / f"{domain}.jsonl"
     labelled.filter((pl.col("domain") == domain) & (pl.col("label") == 0)).select("text").write_ndjson(f)
-    res = scan(f, catalog=tmp_path / "c.duckdb", gate=HUMAN_GATE, record=False)
+    res = scan(f, catalog=tmp_path / "c.duckdb", gate=HUMAN_GATE, record=False, origin_mode="fast")
     ce = res.summary["origin"]["corpus_estimate"]
     assert res.passed, res.summary["gate"]["failed"]
     assert ce["alpha"] <= 0.1 and ce["ci_low"] == 0.0  # near 0, and the interval covers the truth
@@ -108,7 +108,7 @@ def test_human_data_gate_fails_on_gpt4_text(tmp_path) -> None:
     col = "output" if "output" in rows.columns else "text"
     f = tmp_path / "gpt4.jsonl"
     rows.select(pl.col(col).alias("text")).write_ndjson(f)
-    res = scan(f, catalog=tmp_path / "c.duckdb", gate=HUMAN_GATE, record=False)
+    res = scan(f, catalog=tmp_path / "c.duckdb", gate=HUMAN_GATE, record=False, origin_mode="fast")
     ce = res.summary["origin"]["corpus_estimate"]
     assert ce["status"] == "ok" and ce["ci_low"] > 0.2 and ce["alpha"] >= 0.9
     assert "max_corpus_model_fraction" in res.summary["gate"]["failed"] and not res.passed

@@ -134,3 +134,39 @@ def test_boilerplate_recurring_in_many_rows_is_reported_apart(tmp_path: Path) ->
     (ov,) = res.summary["overlap"]["datasets"]
     assert ov["exact_records"] == 1 and ov["examples"] == ["b:1:response"]
     assert {(e["record_id"], e["reason"]) for e in ov["trivial_examples"]} >= {("b:0:response", "boilerplate")}
+
+
+REUSED = ROOT / "fixtures" / "overlap" / "hh_rlhf_reused_answer.jsonl"  # HH-RLHF rows 237 and 2291
+
+
+def _jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_a_response_reused_under_another_question_is_not_a_leak_but_the_case_is(tmp_path) -> None:
+    first, second = (json.loads(line) for line in REUSED.read_text(encoding="utf-8").splitlines())
+    answer = _last_turn(first["rejected"])
+    # independent: the same long answer closes both rows, after different final questions
+    assert answer == _last_turn(second["rejected"]) and _words(answer) >= 100
+    assert first["rejected"].rsplit("\n\nAssistant:", 1)[0] != second["rejected"].rsplit("\n\nAssistant:", 1)[0]
+    cat = tmp_path / "c.duckdb"
+    register(_jsonl(tmp_path / "eval.jsonl", [first]), tags=["eval"], catalog=cat)
+    res = scan(_jsonl(tmp_path / "batch.jsonl", [second]), catalog=cat, gate=GATE, record=False, origin=False)
+    (ov,) = res.summary["overlap"]["datasets"]
+    assert ov["exact_records"] == 0 and ov["reused_records"] == 1
+    assert ov["reused_examples"][0]["record_id"].endswith(":0:rejected")
+    assert res.summary["overlap"]["by_tag"]["eval"]["eval"]["reused_records"] == 1
+    assert _check(res, "no_eval_exact_overlap")["status"] == "pass" and res.passed
+    # the same answer without a question of its own (nothing says it answers another case): a leak
+    bare = _jsonl(tmp_path / "bare.jsonl", [{"prompt": "Continue.", "completion": answer}])
+    leak = scan(bare, catalog=cat, gate=GATE, record=False, origin=False)
+    assert leak.summary["overlap"]["datasets"][0]["exact_records"] == 1
+    assert "no_eval_exact_overlap" in leak.summary["gate"]["failed"]
+    # the eval case itself (its prompt and answers) in another file: its prompt and its long answer leak
+    case = scan(_jsonl(tmp_path / "case.jsonl", [second, first]), catalog=cat, gate=GATE, record=False, origin=False)
+    (ov,) = case.summary["overlap"]["datasets"]
+    # row 1's chosen answer ("What does the price of popcorn have to do with it?") is short: trivial
+    assert trivial_reason(_last_turn(first["chosen"])) == "short"
+    assert ov["exact_records"] == 2 and ov["reused_records"] == 1 and ov["trivial_exact_records"] == 1
+    assert sorted(ov["examples"]) == ["case:1:prompt", "case:1:rejected"]

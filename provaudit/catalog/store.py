@@ -330,60 +330,82 @@ class Catalog:
 
         Only substantive batch texts count (:mod:`provaudit.contamination`): records the batch marks
         ``trivial`` (empty, short) and boilerplate (a short text recurring in many distinct rows of the
-        batch and the catalog) are counted apart as ``trivial_records`` with examples. A batch without
-        the ``trivial``/``n_words`` columns (a records file of an older scan) counts every record.
+        batch and the catalog) are counted apart as ``trivial_records`` with examples. An output that
+        matches a catalog output only under a different prompt is a reused response (``reused_records``),
+        not a leak. A batch without the ``trivial``/``n_words`` (``role``/``pair_id``) columns (a records
+        file of an older scan) counts every record (every output match).
         """
-        from provaudit.contamination import BOILERPLATE_MAX_WORDS, BOILERPLATE_MIN_ROWS
+        from provaudit.contamination import OUTPUT_ROLES, boilerplate_sql
 
         self._check_band_keys()
         if not self.con.execute("SELECT count(*) FROM (SELECT 1 FROM records LIMIT 1)").fetchone()[0]:
             return []  # an empty catalog: nothing to overlap with (and no need to read the batch)
+        outs = ", ".join(f"'{r}'" for r in OUTPUT_ROLES)
         with self._source(records, BATCH_COLUMNS) as src:
             cols = {r[0] for r in self.con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()}
             trivial = "trivial" if "trivial" in cols else "NULL::VARCHAR"
             n_words = "n_words" if "n_words" in cols else "1000000"
             pair = "pair_id" if "pair_id" in cols else "record_id"
+            role = "role" if "role" in cols and "pair_id" in cols else "NULL::VARCHAR"
             text = "left(text, 80)" if "text" in cols else "NULL::VARCHAR"
             total = int(self.con.execute(f"SELECT count(DISTINCT record_id) FROM {src}").fetchone()[0])
             rows = self.con.execute(
                 f"""WITH b AS (SELECT record_id, text_hash, band_keys, {trivial} AS trivial, {n_words} AS n_words,
-                                      {pair} AS pair_id, {text} AS snippet FROM {src}),
-                    bh AS (SELECT text_hash, count(DISTINCT pair_id) AS n, min(n_words) AS w FROM b
-                           GROUP BY text_hash HAVING min(n_words) < {BOILERPLATE_MAX_WORDS}),
-                    ch AS (SELECT r.text_hash, count(DISTINCT r.pair_id) AS n FROM records r
-                           JOIN bh USING (text_hash) GROUP BY r.text_hash),
-                    boiler AS (SELECT bh.text_hash FROM bh LEFT JOIN ch USING (text_hash)
-                               WHERE bh.n + coalesce(ch.n, 0) >= {BOILERPLATE_MIN_ROWS}),
-                    bt AS (SELECT record_id, text_hash, band_keys, snippet,
+                                      {pair} AS pair_id, {role} AS role, {text} AS snippet FROM {src}),
+                    boiler AS ({boilerplate_sql('b', 'records')}),
+                    bt AS (SELECT record_id, text_hash, band_keys, snippet, pair_id, role,
                                   coalesce(trivial, CASE WHEN text_hash IN (SELECT text_hash FROM boiler)
                                                          THEN 'boilerplate' END) AS why FROM b),
-                    ex AS (
-                        SELECT DISTINCT r.dataset_id, b.record_id FROM bt b
-                        JOIN records r ON r.text_hash = b.text_hash),
+                    ex AS (SELECT DISTINCT b.record_id, r.rid, 0 AS kind FROM bt b
+                           JOIN records r ON r.text_hash = b.text_hash),
                     bb AS (SELECT DISTINCT record_id, unnest(band_keys) AS band_key FROM bt),
-                    nr AS (
-                        SELECT DISTINCT rb.dataset_id, bb.record_id FROM bb
-                        JOIN record_bands rb ON rb.band_key = bb.band_key
-                        EXCEPT SELECT dataset_id, record_id FROM ex),
-                    allm AS (SELECT dataset_id, record_id, 0 AS kind FROM ex
-                             UNION ALL SELECT dataset_id, record_id, 1 FROM nr),
-                    why AS (SELECT record_id, any_value(why) AS why, any_value(snippet) AS snippet FROM bt
-                            GROUP BY record_id)
+                    nr AS (SELECT DISTINCT bb.record_id, rb.rid, 1 AS kind FROM bb
+                           JOIN record_bands rb ON rb.band_key = bb.band_key),
+                    -- each match with the catalog record's dataset, role and row (pair)
+                    m AS (SELECT m0.record_id, min(m0.kind) AS kind, r.dataset_id, r.role AS c_role,
+                                 r.pair_id AS c_pair
+                          FROM (SELECT * FROM ex UNION ALL SELECT * FROM nr) m0 JOIN records r USING (rid)
+                          GROUP BY ALL),
+                    t AS (SELECT record_id, any_value(why) AS why, any_value(snippet) AS snippet,
+                                 any_value(role) AS role, any_value(pair_id) AS pair_id FROM bt GROUP BY record_id),
+                    -- batch rows with a substantive prompt; catalog rows with a prompt; prompt-to-prompt matches
+                    bp AS (SELECT DISTINCT pair_id FROM t WHERE role = 'prompt' AND why IS NULL),
+                    cp AS (SELECT DISTINCT r.dataset_id, r.pair_id FROM records r
+                           SEMI JOIN m ON m.dataset_id = r.dataset_id AND m.c_pair = r.pair_id
+                           WHERE r.role = 'prompt'),
+                    same AS (SELECT DISTINCT t.pair_id AS b_pair, m.dataset_id, m.c_pair FROM m JOIN t USING (record_id)
+                             WHERE t.role = 'prompt' AND t.why IS NULL AND m.c_role = 'prompt'),
+                    -- an output matching an output of another case (both rows prompted, prompts differ): reused
+                    cls AS (SELECT m.dataset_id, m.record_id, m.kind,
+                                   coalesce(t.role IN ({outs}) AND m.c_role IN ({outs}) AND cp.pair_id IS NOT NULL
+                                            AND bp.pair_id IS NOT NULL AND s.b_pair IS NULL, false) AS reused
+                            FROM m JOIN t USING (record_id)
+                            LEFT JOIN cp ON cp.dataset_id = m.dataset_id AND cp.pair_id = m.c_pair
+                            LEFT JOIN bp ON bp.pair_id = t.pair_id
+                            LEFT JOIN same s ON s.b_pair = t.pair_id AND s.dataset_id = m.dataset_id
+                                            AND s.c_pair = m.c_pair),
+                    allm AS (SELECT dataset_id, record_id, min(kind) AS kind,
+                                    min(kind) FILTER (WHERE NOT reused) AS leak_kind FROM cls GROUP BY ALL)
                     SELECT d.dataset_id, d.name, d.fingerprint, d.tags,
-                           count(*) FILTER (WHERE kind = 0 AND why IS NULL),
-                           count(*) FILTER (WHERE kind = 1 AND why IS NULL),
+                           count(*) FILTER (WHERE leak_kind = 0 AND why IS NULL),
+                           count(*) FILTER (WHERE leak_kind = 1 AND why IS NULL),
                            count(*) FILTER (WHERE why IS NOT NULL),
                            count(*) FILTER (WHERE why IS NOT NULL AND kind = 0),
-                           list(record_id ORDER BY kind, record_id) FILTER (WHERE why IS NULL)[1:{EXAMPLES}],
+                           list(record_id ORDER BY leak_kind, record_id)
+                               FILTER (WHERE why IS NULL AND leak_kind IS NOT NULL)[1:{EXAMPLES}],
                            list({{'record_id': record_id, 'reason': why, 'match': CASE kind WHEN 0 THEN 'exact'
                                   ELSE 'near' END, 'text': snippet}} ORDER BY kind, record_id)
-                               FILTER (WHERE why IS NOT NULL)[1:{EXAMPLES}]
-                    FROM allm JOIN why USING (record_id) JOIN datasets d USING (dataset_id)
+                               FILTER (WHERE why IS NOT NULL)[1:{EXAMPLES}],
+                           count(*) FILTER (WHERE why IS NULL AND leak_kind IS NULL),
+                           list({{'record_id': record_id, 'match': CASE kind WHEN 0 THEN 'exact' ELSE 'near' END,
+                                  'text': snippet}} ORDER BY kind, record_id)
+                               FILTER (WHERE why IS NULL AND leak_kind IS NULL)[1:{EXAMPLES}]
+                    FROM allm JOIN t USING (record_id) JOIN datasets d USING (dataset_id)
                     WHERE ? IS NULL OR d.fingerprint <> ?
                     GROUP BY ALL ORDER BY d.dataset_id""",
                 [exclude_fingerprint, exclude_fingerprint]).fetchall()
         out = []
-        for did, name, fp, tags, n_ex, n_nr, n_tr, n_tr_ex, examples, trivial_ex in rows:
+        for did, name, fp, tags, n_ex, n_nr, n_tr, n_tr_ex, examples, trivial_ex, n_re, reused_ex in rows:
             out.append({
                 "dataset": name, "dataset_id": int(did), "fingerprint": fp, "tags": list(tags or []),
                 "batch_records": total, "exact_records": int(n_ex), "near_records": int(n_nr),
@@ -392,6 +414,8 @@ class Catalog:
                 "examples": list(examples or []),
                 "trivial_records": int(n_tr), "trivial_exact_records": int(n_tr_ex),
                 "trivial_examples": [{k: v for k, v in e.items() if v is not None} for e in (trivial_ex or [])],
+                "reused_records": int(n_re),
+                "reused_examples": [{k: v for k, v in e.items() if v is not None} for e in (reused_ex or [])],
             })
         return out
 

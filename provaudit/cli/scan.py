@@ -65,8 +65,9 @@ def _print_human(result, kept: bool) -> None:
               help="Tags for the scanned batch when it is recorded in the catalog.")
 @click.option("--no-record", is_flag=True, help="Do not add the scanned files to the catalog as datasets.")
 @click.option("--no-origin", is_flag=True, help="Skip origin tagging (fingerprints, duplicates and overlap only).")
-@click.option("--origin-mode", type=click.Choice(["fast", "full", "sampled"]), default="fast", show_default=True,
-              help="fast: rules + stylometric detector. full: + the bundled language model's token likelihoods on "
+@click.option("--origin-mode", type=click.Choice(["fast", "full", "sampled"]), default=None,
+              help="[default: the --gate file's origin_mode, else fast] "
+                   "fast: rules + stylometric detector. full: + the bundled language model's token likelihoods on "
                    "every record of 50+ words (~0.2-0.7 texts/s on 2 shared CPU cores; --device cuda). sampled: fast tags, and the language model on "
                    "--lm-sample output records for the corpus-level estimate (docs/origin.md).")
 @click.option("--device", default="cpu", show_default=True, help="Where the language model runs (cpu, cuda).")

@@ -15,6 +15,22 @@ wide to support a decision (wider than ``MAX_WIDTH``), or too few records are lo
 ``status`` is ``unreliable`` with the reason, and the gate treats the check as "cannot tell"
 (``when_unreliable`` in the gate file).
 
+Goodness of fit. Both estimators assume the batch's scores are a mixture of the reference human and
+model score distributions. The detector stores those distributions (``metrics.json`` ->
+``score_reference``: out-of-fold score histograms per training domain and class, quintile bins), and
+:func:`mixture_fit` fits ``(1 - a) H + a M`` for every pair of one training domain's human scores
+``H`` and one training domain's model scores ``M`` (pooled included: a batch of one generator is not
+the pooled model distribution) and tests each fit (G statistic against a parametric bootstrap that
+also redraws the finite references). The interval is widened to hold the mixture interval of every
+pair that fits (p >= ``GOF_LEVEL``): a batch that looks like news to the detector is also read with
+news' score distributions. A fit that passes does not prove the estimate right (held-out biomed
+human text fits other domains' model scores at a wrong share), which is why the interval keeps the
+error-rate range. A batch that no pair fits is reported (``fit.pairs_fitting`` 0) but not made
+``unreliable`` on that ground alone: measured, GPT-4 AlpacaEval answers fit none of the 42 pairs
+(their scores sit between the references' human and model modes) while every estimator and the
+error-rate interval read them correctly as model text, so a hard goodness-of-fit rule would turn the
+clearest model batch into "cannot tell".
+
 Alternatives measured next to it in ``bench/origin.py`` (corpus-estimate table): the Liang et al.
 (2024) word-occurrence mixture MLE (``provaudit.mixture``; collapses to 1.0 on human text whose
 vocabulary its reference never saw, e.g. CS224N abstracts) and EM over the calibrated posteriors
@@ -30,6 +46,10 @@ from typing import Any
 
 import numpy as np
 
+GOF_LEVEL = 0.01         # a pair's mixture "explains" the batch when its goodness-of-fit p-value is at least this
+GOF_BOOT = 100           # parametric bootstrap draws of the goodness-of-fit test (and of each mixture interval)
+N_BINS = 5               # score histogram bins (edges: quintiles of the pooled out-of-fold scores)
+_GRID = np.linspace(0.0, 1.0, 201)
 MAX_WIDTH = 0.5          # an interval wider than this cannot support a pass/fail decision
 MIN_SCORED = 20          # fewer scoreable records: no estimate
 MIN_DOMAIN_TEXTS = 30    # a training domain's rate enters the range only with this many texts
@@ -84,6 +104,116 @@ def rates_from_metrics(pooled: dict[str, Any], per_domain: list[dict[str, Any]],
                       tpr_domains=(lo_t[1], hi_t[1]))
 
 
+@dataclass(frozen=True)
+class ScoreReference:
+    """Out-of-fold detector scores per training domain and class, as histograms over shared bins."""
+
+    edges: tuple[float, ...]                              # N_BINS - 1 interior edges on the score
+    hist: dict[str, tuple[tuple[int, ...], tuple[int, ...]]]  # domain -> (human counts, model counts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"edges": [round(e, 6) for e in self.edges],
+                "hist": {d: {"human": list(h), "model": list(m)} for d, (h, m) in sorted(self.hist.items())}}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ScoreReference:
+        return cls(tuple(float(e) for e in d["edges"]),
+                   {k: (tuple(int(c) for c in v["human"]), tuple(int(c) for c in v["model"]))
+                    for k, v in d["hist"].items()})
+
+    def counts(self, p: np.ndarray) -> np.ndarray:
+        return np.bincount(np.searchsorted(np.asarray(self.edges), np.asarray(p, float), side="right"),
+                           minlength=len(self.edges) + 1)
+
+
+def score_reference(y: np.ndarray, p: np.ndarray, domains: np.ndarray, n_bins: int = N_BINS) -> ScoreReference:
+    """The reference a detector stores: bins at the quantiles of its pooled out-of-fold scores ``p``,
+    each training domain's human and model counts (zeros for a class it lacks), and ``pooled`` (their sum)."""
+    y, p, domains = np.asarray(y, int), np.asarray(p, float), np.asarray(domains, dtype=object)
+    edges = tuple(float(e) for e in np.unique(np.quantile(p, np.linspace(0, 1, n_bins + 1)[1:-1])))
+    ref = ScoreReference(edges, {})
+    hist = {"pooled": (tuple(int(c) for c in ref.counts(p[y == 0])), tuple(int(c) for c in ref.counts(p[y == 1])))}
+    for d in sorted(set(domains.tolist())):   # one-class domains too (instruction answers: model only)
+        h, m = p[(domains == d) & (y == 0)], p[(domains == d) & (y == 1)]
+        hist[str(d)] = (tuple(int(c) for c in ref.counts(h)), tuple(int(c) for c in ref.counts(m)))
+    return ScoreReference(edges, hist)
+
+
+def _density(counts: np.ndarray) -> np.ndarray:
+    c = np.asarray(counts, float)
+    return (c + 0.5) / (c.sum(axis=-1, keepdims=True) + 0.5 * c.shape[-1])
+
+
+def _fit_alpha(c: np.ndarray, h: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Binned mixture MLE on a grid, vectorised over leading axes: (alpha, fitted bin probs, G statistic)."""
+    q = (1 - _GRID)[:, None] * h[..., None, :] + _GRID[:, None] * m[..., None, :]   # (..., grid, bins)
+    ll = (c[..., None, :] * np.log(q)).sum(-1)
+    i = np.argmax(ll, axis=-1)
+    idx = np.broadcast_to(np.asarray(i)[..., None, None], (*q.shape[:-2], 1, q.shape[-1]))
+    qb = np.take_along_axis(q, idx, axis=-2)[..., 0, :]
+    n = c.sum(-1, keepdims=True)
+    g = 2 * np.where(c > 0, c * np.log(np.maximum(c, 1e-12) / (n * qb)), 0.0).sum(-1)
+    return _GRID[i], qb, g
+
+
+def mixture_fit(p: np.ndarray, ref: ScoreReference, *, n_boot: int = GOF_BOOT, seed: int = 0) -> dict[str, Any]:
+    """Can the batch's scores be a mixture of human and model text the detector was measured on?
+
+    For every pair (one training domain's human scores ``H``, one training domain's model scores ``M``;
+    each with ``MIN_DOMAIN_TEXTS`` texts, ``pooled`` included), fit ``(1 - a) H + a M`` to the batch's
+    score histogram (binned MLE) and test the fit: G statistic against a parametric bootstrap that
+    redraws the batch from the fitted mixture and both references from their own counts. A pair
+    "fits" when its p-value is at least ``GOF_LEVEL``; ``alpha_range`` spans the bootstrap intervals
+    of ``a`` (batch and references redrawn) over the fitting pairs. Model text of one generator is not
+    the pooled model distribution, so pairs rather than one pooled mixture: GPT-4 answers fit
+    (any human, instruction answers), held-out news human text fits no pair."""
+    c = ref.counts(p).astype(float)
+    n = int(c.sum())
+    tail = (1 - CI) / 2
+    rng = np.random.default_rng(seed)
+    side: dict[int, dict[str, np.ndarray]] = {0: {}, 1: {}}
+    for d, counts in sorted(ref.hist.items()):
+        for k in (0, 1):
+            if sum(counts[k]) >= MIN_DOMAIN_TEXTS:
+                side[k][d] = np.asarray(counts[k])
+    pairs = [(dh, dm) for dh in side[0] for dm in side[1]]
+    if not pairs or n == 0:
+        return {"level": GOF_LEVEL, "bins": len(ref.edges) + 1, "pairs_tested": 0, "pairs_fitting": 0,
+                "best": None, "alpha_range": None}
+    hc = np.stack([side[0][dh] for dh, _ in pairs])
+    mc = np.stack([side[1][dm] for _, dm in pairs])
+    h, m = _density(hc), _density(mc)                                   # (pairs, bins)
+    a, q, g = _fit_alpha(np.broadcast_to(c, h.shape), h, m)            # (pairs,)
+    size = (n_boot, len(pairs))
+    hb = _density(rng.multinomial(hc.sum(1), h, size=size)).transpose(1, 0, 2)   # (pairs, boot, bins)
+    mb = _density(rng.multinomial(mc.sum(1), m, size=size)).transpose(1, 0, 2)
+    g_null = _fit_alpha(rng.multinomial(n, q, size=size).transpose(1, 0, 2).astype(float), hb, mb)[2]
+    pv = (np.sum(g_null >= g[:, None], axis=1) + 1) / (n_boot + 1)
+    a_boot = _fit_alpha(rng.multinomial(n, c / n, size=size).transpose(1, 0, 2).astype(float), hb, mb)[0]
+    fit = pv >= GOF_LEVEL
+    i = int(np.argmax(pv))
+    best = {"human": pairs[i][0], "model": pairs[i][1], "alpha": round(float(a[i]), 4), "p_value": round(float(pv[i]), 4)}
+    rng_a = None
+    if fit.any():
+        rng_a = [round(float(np.quantile(a_boot[fit], tail, axis=1).min()), 4),
+                 round(float(np.quantile(a_boot[fit], 1 - tail, axis=1).max()), 4)]
+    return {"level": GOF_LEVEL, "bins": len(ref.edges) + 1, "pairs_tested": len(pairs),
+            "pairs_fitting": int(fit.sum()), "best": best, "alpha_range": rng_a}
+
+
+def detector_score_reference(detector_dir: str | Path | None = None) -> ScoreReference | None:
+    """The detector's stored score reference (``metrics.json`` -> ``score_reference``), or None."""
+    from provaudit.origin.detector import DEFAULT_DETECTOR
+
+    d = Path(detector_dir) if detector_dir is not None else DEFAULT_DETECTOR
+    d = d.parent if d.suffix == ".json" else d
+    metrics = d / "metrics.json"
+    if not metrics.exists():
+        return None
+    sr = json.loads(metrics.read_text(encoding="utf-8")).get("score_reference")
+    return ScoreReference.from_dict(sr) if sr else None
+
+
 def detector_error_rates(detector_dir: str | Path | None = None) -> ErrorRates:
     """The shipped (or given) detector's stored error rates, from its ``metrics.json`` (texts of at
     least ``min_words`` words, out of fold); pooled rates from ``detector.json`` if that file is missing."""
@@ -120,7 +250,7 @@ def em_estimate(p_model: np.ndarray, counts: np.ndarray | None = None) -> np.nda
 
 
 def corpus_estimate(p_model: np.ndarray, threshold: float, rates: ErrorRates, *, n_boot: int = 500,
-                    seed: int = 0) -> dict[str, Any]:
+                    seed: int = 0, reference: ScoreReference | None = None) -> dict[str, Any]:
     """Model share of a batch from its scoreable records' calibrated ``p_model`` (JSON-ready dict).
 
     ``alpha`` is EM over the calibrated posteriors (efficient when the calibration holds);
@@ -128,12 +258,14 @@ def corpus_estimate(p_model: np.ndarray, threshold: float, rates: ErrorRates, *,
     ``[ci_low, ci_high]`` covers both: EM's bootstrap interval and the classify-and-count interval
     that combines the bootstrap of the tagged share with the range of error rates across the
     detector's domains. ``status`` is ``unreliable`` (with ``reason``) when that interval is wider
-    than ``MAX_WIDTH`` or fewer than ``MIN_SCORED`` records can be scored.
+    than ``MAX_WIDTH`` or fewer than ``MIN_SCORED`` records can be scored. With the detector's score
+    ``reference``, ``fit`` holds :func:`mixture_fit` and the interval also holds every fitting pair's
+    mixture interval (``fit`` is null without a reference).
     """
     p = np.asarray(p_model, float)
     n = int(p.size)
     base = {"method": "em_calibrated_posteriors+adjusted_classify_count", "n": n,
-            "error_rates": rates.to_dict(), "threshold": round(float(threshold), 4)}
+            "error_rates": rates.to_dict(), "threshold": round(float(threshold), 4), "fit": None}
     if n < MIN_SCORED:
         return {**base, "alpha": None, "ci_low": None, "ci_high": None, "acc": None, "em": None,
                 "tagged_share": None, "status": "unreliable", "reliable": 0,
@@ -156,6 +288,11 @@ def corpus_estimate(p_model: np.ndarray, threshold: float, rates: ErrorRates, *,
     em_lo, em_hi = (float(v) for v in np.quantile(em_estimate(p, counts), [tail, 1 - tail]))
     lo = min(acc_lo, em_lo, a_em)
     hi = max(acc_hi, em_hi, a_em)
+    fit = mixture_fit(p, reference, seed=seed) if reference is not None else None
+    if fit is not None:
+        base["fit"] = fit
+        if fit["alpha_range"]:
+            lo, hi = min(lo, fit["alpha_range"][0]), max(hi, fit["alpha_range"][1])
     out = {**base, "alpha": round(a_em, 4), "ci_low": round(lo, 4), "ci_high": round(hi, 4),
            "acc": round(a_acc, 4), "em": round(a_em, 4), "tagged_share": round(c, 4),
            "status": "ok", "reliable": 1, "reason": None}
@@ -168,11 +305,16 @@ def corpus_estimate(p_model: np.ndarray, threshold: float, rates: ErrorRates, *,
 
 
 __all__ = [
+    "GOF_LEVEL",
     "ErrorRates",
+    "ScoreReference",
     "acc",
     "corpus_estimate",
     "detector_error_rates",
+    "detector_score_reference",
     "em_estimate",
+    "mixture_fit",
     "rates_from_metrics",
     "rates_from_scores",
+    "score_reference",
 ]

@@ -437,6 +437,10 @@ def train_detector(human: Any, model: Any, out: Path | str | None = None, *, nom
                "threshold_model": _r(det.threshold_model), "threshold_human": _r(det.threshold_human),
                "nominal_fpr": nominal_fpr, "n_train": len(y)}
     metrics["threshold_rule"] = threshold_rule_report(det, y, p_oof, long)
+    if long.sum() >= 20:  # the out-of-fold score histograms the corpus estimate's goodness-of-fit check reads
+        from provaudit.origin.corpus import score_reference
+
+        metrics["score_reference"] = score_reference(y[long], p_oof[long], np.asarray(dom, dtype=object)[long]).to_dict()
     det.meta["training_metrics"] = metrics["out_of_fold_min_words"]
     if mode == "full":
         from provaudit.origin.lm import MAX_TOKENS

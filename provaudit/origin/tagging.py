@@ -303,7 +303,7 @@ def _corpus_estimate(tagged: pl.DataFrame, det: Any, seed: int, mode: str = "fas
     spans adjusted classify-and-count under the detector's per-domain error rates
     (:mod:`provaudit.origin.corpus`), over the records long enough to score. In ``full`` mode, over the
     records the language-model detector scored, with that detector's threshold and error rates."""
-    from provaudit.origin.corpus import corpus_estimate, detector_error_rates
+    from provaudit.origin.corpus import corpus_estimate, detector_error_rates, detector_score_reference
     from provaudit.origin.detector import DEFAULT_FULL_DETECTOR
 
     ev = tagged["evidence"]
@@ -323,7 +323,8 @@ def _corpus_estimate(tagged: pl.DataFrame, det: Any, seed: int, mode: str = "fas
     except (ValueError, OSError) as exc:
         return {"alpha": None, "ci_low": None, "ci_high": None, "status": "unreliable", "reliable": 0,
                 "reason": f"no stored detector error rates: {exc}", "n": 0}
-    return corpus_estimate(p[use], det.threshold_model, rates, seed=seed)
+    reference = detector_score_reference(DEFAULT_FULL_DETECTOR if mode == "full" else None)
+    return corpus_estimate(p[use], det.threshold_model, rates, seed=seed, reference=reference)
 
 
 def detector_mixture_estimate(p_model: np.ndarray, *, n_boot: int = 200, seed: int = 0,
