@@ -149,9 +149,27 @@ def _auto_workers(readers: list[RecordReader]) -> int:
     return max(1, os.cpu_count() or 1) if rows >= AUTO_WORKERS_MIN_ROWS else 1
 
 
+def _stream_inputs_ray(readers: list[RecordReader], options: StageOptions, parts_dir: Path, *,
+                       progress: bool) -> list[InputInfo]:
+    """``engine="ray"``: the workers read, parse and process shards of the inputs
+    (:mod:`provaudit.engine.ray_scan`); the driver plans and folds per-shard facts."""
+    from provaudit.engine.ray_scan import read_inputs
+
+    with _progress(progress, unit="shards") as bar:
+        task = bar.add_task("reading, fingerprinting, tagging on Ray", total=None)
+        facts = read_inputs(readers, options, parts_dir,
+                            on_shard=lambda _res, total: bar.update(task, advance=1, total=total))
+    return [InputInfo(path=str(r.path), dataset=str(r.name), format=str(r.fmt), schema=f["schema"], rows=f["rows"],
+                      records=f["records"], fingerprint=f["fingerprint"], bad_rows=f["bad_rows"],
+                      columns=f["columns"], mapping=dict(r.mapping) if r.mapping else None)
+            for r, f in zip(readers, facts)]
+
+
 def _stream_inputs(readers: list[RecordReader], options: StageOptions, parts_dir: Path, *, workers: int,
                    engine: str, progress: bool) -> list[InputInfo]:
     """Run every input through the per-batch stages, writing Parquet parts; return per-input facts."""
+    if engine == "ray":
+        return _stream_inputs_ray(readers, options, parts_dir, progress=progress)
     infos = []
     offset = 0
     with _progress(progress) as bar:
