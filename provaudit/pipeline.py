@@ -570,7 +570,7 @@ def _finalize_ray(infos: list[InputInfo], parts: Path, work: Path, staged: Path,
     import ray
 
     from provaudit.engine.ray_dups import finalize
-    from provaudit.engine.ray_scan import POS_BITS
+    from provaudit.engine.ray_scan import POS_BITS, cancel, get_all
 
     glob = str(parts / "*.parquet")
     corpus = ray.remote(_corpus_summaries).options(num_cpus=1, max_retries=0).remote(
@@ -581,9 +581,10 @@ def _finalize_ray(infos: list[InputInfo], parts: Path, work: Path, staged: Path,
                                    "duplicates": finalize(parts, work / "shuffle", staged / "records.parquet",
                                                           pos_bits=POS_BITS, step=progress_display.step)}
         interrupt.phase("summarizing origin and checking the catalog")
-        summary.update(ray.get(corpus))
-    finally:
-        ray.cancel(corpus)  # a no-op once it is done
+        summary.update(get_all([corpus])[0])
+    except BaseException:
+        cancel([corpus])
+        raise
     overlap, itself, erased = _catalog_checks(catalog_path, glob, {i.fingerprint for i in infos}, wait)
     summary["overlap"] = {**_overlap_summary(overlap), "skipped_identical": itself}
     summary["erased"] = {"reintroduced": len(erased), "examples": erased[:5]}
@@ -596,7 +597,9 @@ def _dataset_parts_ray(infos: list[InputInfo], glob: str, work: Path) -> list[tu
     """:func:`_dataset_parts` in a Ray task (it reads every part) instead of on the driver."""
     import ray
 
-    return ray.get(ray.remote(_dataset_parts).options(num_cpus=1, max_retries=0).remote(infos, glob, work))
+    from provaudit.engine.ray_scan import get_all
+
+    return get_all([ray.remote(_dataset_parts).options(num_cpus=1, max_retries=0).remote(infos, glob, work)])[0]
 
 
 def _remove_stale_work(out_dir: Path) -> None:

@@ -39,6 +39,7 @@ import polars as pl
 
 from provaudit import dup_summary
 from provaudit.contamination import BOILERPLATE_MAX_WORDS, BOILERPLATE_MIN_ROWS
+from provaudit.engine.ray_scan import get_all
 from provaudit.io.sink import ParquetSink
 
 EXAMPLES = 5
@@ -227,7 +228,7 @@ def finalize(parts_dir: Path, shuffle_dir: Path, records_dir: Path, *, pos_bits:
 
     def run(fn: Callable, calls: list[tuple]) -> list[Any]:
         task = ray.remote(fn).options(num_cpus=1, max_retries=1)
-        return ray.get([task.remote(*c) for c in calls])
+        return get_all([task.remote(*c) for c in calls])
 
     run(_map_hashes, [(files, s, partitions, root) for s, files in shards])
     step("exact groups: hashes partitioned")

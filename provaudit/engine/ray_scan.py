@@ -49,6 +49,7 @@ from provaudit.stage import StageOptions, process_batch
 SHARD_BYTES = int(os.environ.get("PROVAUDIT_RAY_SHARD_BYTES", str(64 << 20)))
 #: rows of Parquet / save_to_disk input per shard (``PROVAUDIT_RAY_SHARD_ROWS``)
 SHARD_ROWS = int(os.environ.get("PROVAUDIT_RAY_SHARD_ROWS", "100000"))
+POLL_S = 0.2  # seconds between checks for signals while waiting on Ray
 POS_BITS = 32  # _idx = shard << POS_BITS | position of the record in its shard
 
 
@@ -223,6 +224,33 @@ def ensure_ray(init_kwargs: dict[str, Any] | None = None) -> Any:
     return _ensure_ray(init_kwargs)
 
 
+def get_all(refs: list[Any]) -> list[Any]:
+    """``ray.get(refs)`` in short polls, so that SIGINT / SIGTERM interrupt it; on any exception the
+    tasks not finished yet are cancelled."""
+    import ray
+
+    try:
+        left = list(refs)
+        while left:
+            _, left = ray.wait(left, num_returns=len(left), timeout=POLL_S)
+        return ray.get(list(refs))
+    except BaseException:
+        cancel(refs)
+        raise
+
+
+def cancel(refs: list[Any]) -> None:
+    """Cancel the tasks of ``refs`` that are not finished (cancelling a finished task can crash the
+    Ray 2.x driver: "Tried to complete task that was not pending")."""
+    import ray
+
+    if not refs:
+        return
+    _, running = ray.wait(list(refs), num_returns=len(refs), timeout=0)
+    for ref in running:
+        ray.cancel(ref)
+
+
 def _fill_line_counts(ray: Any, specs: list[InputSpec], shards: list[Shard]) -> list[Shard]:
     """Row index and line number at the start of each JSON-lines range of a file cut in several."""
     need = [s for s in shards[:-1] if s.kind == "lines" and shards[s.seq + 1].kind == "lines"
@@ -230,7 +258,7 @@ def _fill_line_counts(ray: Any, specs: list[InputSpec], shards: list[Shard]) -> 
     if not need:
         return shards
     count = ray.remote(_count).options(num_cpus=1, max_retries=1)
-    counts = dict(zip([s.seq for s in need], ray.get([count.remote(specs[s.input], s) for s in need])))
+    counts = dict(zip([s.seq for s in need], get_all([count.remote(specs[s.input], s) for s in need])))
     out = []
     lines = rows = 0
     for s in shards:
@@ -259,7 +287,8 @@ def read_inputs(readers: Sequence[RecordReader], options: StageOptions, parts_di
     results: dict[int, ShardResult] = {}
     try:
         while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
+            # short polls: a signal handler (Ctrl-C, provaudit.interrupt) runs only between them
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
             for ref in done:
                 res = ray.get(ref)
                 del pending[ref]
@@ -268,8 +297,7 @@ def read_inputs(readers: Sequence[RecordReader], options: StageOptions, parts_di
                     on_shard(res, len(shards))
             _raise_first_error(results, shards, specs)
     finally:
-        for ref in pending:
-            ray.cancel(ref)
+        cancel(list(pending))
     _raise_first_error(results, shards, specs)
     return _fold(results, shards, specs)
 
