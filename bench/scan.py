@@ -22,7 +22,8 @@ Configurations (``--configs``, comma separated):
              (``ray.cluster_utils.Cluster``: ``--ray-nodes`` nodes of ``--ray-cpus`` CPUs each); the
              scan process is the driver. Reports the driver's CPU seconds, the cluster's (every
              process of the cluster: raylets, GCS, workers, sampled every 50 ms) and the driver's share
-  ray-no-origin  the same with ``--no-origin``
+  ray-no-origin  the same with ``--no-origin``; ray-no-record: with ``--no-record`` (no records are
+             added to the catalog: the commit's bulk insert is the driver's one O(rows) step)
 
 Example::
 
@@ -54,6 +55,7 @@ CONFIGS = {
     "full": ["--origin-mode", "full"],
     "ray": ["--engine", "ray"],                       # on the simulated cluster (--ray-nodes)
     "ray-no-origin": ["--engine", "ray", "--no-origin"],
+    "ray-no-record": ["--engine", "ray", "--no-record"],  # without the catalog commit of the records
 }
 
 

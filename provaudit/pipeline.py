@@ -579,7 +579,8 @@ def _finalize_ray(infos: list[InputInfo], parts: Path, work: Path, staged: Path,
         interrupt.phase("finding duplicate groups")
         summary: dict[str, Any] = {"version": SUMMARY_VERSION, "input": _input_summary(infos),
                                    "duplicates": finalize(parts, work / "shuffle", staged / "records.parquet",
-                                                          pos_bits=POS_BITS, step=progress_display.step)}
+                                                          pos_bits=POS_BITS, records=sum(i.records for i in infos),
+                                                          step=progress_display.step)}
         interrupt.phase("summarizing origin and checking the catalog")
         summary.update(get_all([corpus])[0])
     except BaseException:

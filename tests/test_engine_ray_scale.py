@@ -101,6 +101,7 @@ def _catalog_with_eval(tmp_path: Path, inputs: dict[str, Path], name: str) -> Pa
     return cat
 
 
+@pytest.mark.slow
 def test_ray_scan_matches_local_scan(tmp_path: Path, inputs, cluster, small_shards, catalog_dump) -> None:
     from provaudit.engine import ray_scan
 
@@ -127,6 +128,7 @@ def test_ray_scan_matches_local_scan(tmp_path: Path, inputs, cluster, small_shar
     assert local_cat["records"] == ray_cat["records"] and local_cat["record_bands"] == ray_cat["record_bands"]
 
 
+@pytest.mark.slow
 def test_bad_row_in_a_worker_shard_fails_like_local(tmp_path: Path, inputs, cluster, small_shards,
                                                     catalog_dump) -> None:
     from provaudit.cli import main
@@ -145,6 +147,7 @@ def test_bad_row_in_a_worker_shard_fails_like_local(tmp_path: Path, inputs, clus
     assert not (tmp_path / "r" / "summary.json").exists() and not list((tmp_path / "r").glob(".provaudit-work-*"))
 
 
+@pytest.mark.slow
 def test_skip_bad_lists_the_same_bad_rows(tmp_path: Path, inputs, cluster, small_shards, monkeypatch) -> None:
     from provaudit.engine import ray_dups
 

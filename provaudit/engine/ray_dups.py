@@ -43,8 +43,10 @@ from provaudit.engine.ray_scan import get_all
 from provaudit.io.sink import ParquetSink
 
 EXAMPLES = 5
-#: shuffle partitions (``PROVAUDIT_RAY_PARTITIONS``; default: two per cluster CPU)
+#: shuffle partitions (``PROVAUDIT_RAY_PARTITIONS``; default: two per cluster CPU, and at least one per
+#: ``PARTITION_RECORDS`` records so that a reducer's memory stays flat in the input size)
 PARTITIONS = int(os.environ.get("PROVAUDIT_RAY_PARTITIONS", "0")) or None
+PARTITION_RECORDS = 500_000
 _PART = re.compile(r"part-(\d+)-(\d+)-(\d+)\.parquet$")
 
 
@@ -214,15 +216,16 @@ def merge_dup_facts(facts: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- driver
 
-def finalize(parts_dir: Path, shuffle_dir: Path, records_dir: Path, *, pos_bits: int,
+def finalize(parts_dir: Path, shuffle_dir: Path, records_dir: Path, *, pos_bits: int, records: int = 0,
              partitions: int | None = None, step: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Duplicate groups on the cluster; every shard's records written under ``records_dir``; returns
-    ``summary["duplicates"]``."""
+    """Duplicate groups on the cluster over the ``records`` records of the parts; every shard's records
+    written under ``records_dir``; returns ``summary["duplicates"]``."""
     import ray
 
     step = step or (lambda _d: None)
     shards = shard_parts(parts_dir)
-    partitions = partitions or PARTITIONS or max(1, 2 * int(ray.cluster_resources().get("CPU", 1)))
+    partitions = partitions or PARTITIONS or max(1, 2 * int(ray.cluster_resources().get("CPU", 1)),
+                                                 -(-records // PARTITION_RECORDS))
     records_dir.mkdir(parents=True, exist_ok=True)
     root = str(shuffle_dir)
 

@@ -45,8 +45,10 @@ from provaudit.io.formats import (
 )
 from provaudit.stage import StageOptions, process_batch
 
-#: bytes of JSON lines per shard (``PROVAUDIT_RAY_SHARD_BYTES``)
+#: most bytes of JSON lines per shard (``PROVAUDIT_RAY_SHARD_BYTES``); smaller, down to
+#: ``MIN_SHARD_BYTES``, where that gives each cluster CPU two shards (:func:`shard_bytes_for`)
 SHARD_BYTES = int(os.environ.get("PROVAUDIT_RAY_SHARD_BYTES", str(64 << 20)))
+MIN_SHARD_BYTES = 4 << 20
 #: rows of Parquet / save_to_disk input per shard (``PROVAUDIT_RAY_SHARD_ROWS``)
 SHARD_ROWS = int(os.environ.get("PROVAUDIT_RAY_SHARD_ROWS", "100000"))
 POLL_S = 0.2  # seconds between checks for signals while waiting on Ray
@@ -138,6 +140,14 @@ def plan(readers: Sequence[RecordReader], *, shard_bytes: int | None = None,
         for kind, kw in _cuts(r, shard_bytes, shard_rows):
             shards.append(Shard(seq=len(shards), input=n, kind=kind, **kw))
     return specs, shards
+
+
+def shard_bytes_for(readers: Sequence[RecordReader], cpus: int) -> int:
+    """``SHARD_BYTES``, or less where the JSON lines to cut would give fewer than two shards per CPU
+    (but not under ``MIN_SHARD_BYTES``, or ``SHARD_BYTES`` if that is smaller)."""
+    total = sum(Path(r.path).stat().st_size for r in readers
+                if r.fmt == "jsonl" and not Path(r.path).name.endswith(".gz"))
+    return max(min(SHARD_BYTES, MIN_SHARD_BYTES), min(SHARD_BYTES, total // max(1, 2 * cpus)))
 
 
 def _cuts(r: RecordReader, shard_bytes: int, shard_rows: int) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -280,6 +290,8 @@ def read_inputs(readers: Sequence[RecordReader], options: StageOptions, parts_di
     Returns, per input, the facts a local scan gathers (``rows``, ``records``, ``fingerprint``,
     ``bad_rows``, ``columns``, ``schema``), or raises the first input error in input order."""
     ray = ensure_ray()
+    if shard_bytes is None:
+        shard_bytes = shard_bytes_for(readers, int(ray.cluster_resources().get("CPU", 1)))
     specs, shards = plan(readers, shard_bytes=shard_bytes, shard_rows=shard_rows)
     shards = _fill_line_counts(ray, specs, shards)
     task = ray.remote(_read_shard).options(num_cpus=1, max_retries=1)
