@@ -43,6 +43,23 @@ def test_byte_ranges_give_every_line_to_exactly_one_shard(tmp_path: Path) -> Non
         assert sum(c[1] for c in counts) == 5 + 35 + 1 + 20 == len(rows) + 1
 
 
+def test_records_output_replaces_a_file_by_a_folder_and_back(tmp_path: Path) -> None:
+    from provaudit.pipeline import _replace_output
+
+    out = tmp_path / "records.parquet"
+    out.write_bytes(b"local")
+    folder = tmp_path / "staged" / "records.parquet"
+    folder.mkdir(parents=True)
+    (folder / "part-00000000.parquet").write_bytes(b"ray")
+    _replace_output(folder, out)
+    assert out.is_dir() and (out / "part-00000000.parquet").read_bytes() == b"ray" and not folder.exists()
+    single = tmp_path / "staged" / "single.parquet"
+    single.write_bytes(b"local again")
+    _replace_output(single, out)
+    assert out.read_bytes() == b"local again"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["records.parquet", "staged"]  # no .old-* left
+
+
 # ---------------------------------------------------------------- on a two-node cluster
 
 ray = pytest.importorskip("ray")
