@@ -18,6 +18,12 @@ Configurations (``--configs``, comma separated):
   workers2   the default scan with ``--workers 2``
   no-origin-workers2  ``--no-origin --workers 2``
   full       ``--origin-mode full`` (MiniLM sentence embeddings), reported separately
+  ray        the default scan with ``--engine ray`` on a simulated cluster started here
+             (``ray.cluster_utils.Cluster``: ``--ray-nodes`` nodes of ``--ray-cpus`` CPUs each); the
+             scan process is the driver. Reports the driver's CPU seconds, the cluster's (every
+             process of the cluster: raylets, GCS, workers, sampled every 50 ms) and the driver's share
+  ray-no-origin  the same with ``--no-origin``; ray-no-record: with ``--no-record`` (no records are
+             added to the catalog: the commit's bulk insert is the driver's one O(rows) step)
 
 Example::
 
@@ -47,6 +53,9 @@ CONFIGS = {
     "workers2": ["--workers", "2"],
     "no-origin-workers2": ["--no-origin", "--workers", "2"],
     "full": ["--origin-mode", "full"],
+    "ray": ["--engine", "ray"],                       # on the simulated cluster (--ray-nodes)
+    "ray-no-origin": ["--engine", "ray", "--no-origin"],
+    "ray-no-record": ["--engine", "ray", "--no-record"],  # without the catalog commit of the records
 }
 
 
@@ -119,17 +128,87 @@ def provaudit_cmd() -> list[str]:
     return [exe] if exe else [sys.executable, "-c", "from provaudit.cli import main; main()"]
 
 
-def run_scan(data: Path, work: Path, config: str, workers: int | None = None) -> dict:
+class ClusterMeter:
+    """CPU seconds and peak memory of a simulated Ray cluster's processes (children of this process,
+    apart from the scan being measured) between ``start`` and ``stop``, sampled every 50 ms."""
+
+    def __init__(self) -> None:
+        import threading
+
+        import psutil
+
+        self.me = psutil.Process()
+        self.base: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.peak_tree = self.peak_proc = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _procs(self):
+        import psutil
+
+        out = []
+        for p in self.me.children(recursive=True):
+            try:
+                if "provaudit" in " ".join(p.cmdline()):  # the scan (driver) itself
+                    continue
+                out.append((p.pid, sum(p.cpu_times()[:4]), p.memory_info().rss))
+            except psutil.Error:
+                continue
+        return out
+
+    def _run(self) -> None:
+        while not self.done.is_set():
+            procs = self._procs()
+            for pid, cpu, _ in procs:
+                self.last[pid] = cpu
+            self.peak_tree = max(self.peak_tree, sum(r for *_, r in procs))
+            self.peak_proc = max([self.peak_proc] + [r for *_, r in procs])
+            self.done.wait(0.05)
+
+    def start(self) -> None:
+        self.base = {pid: cpu for pid, cpu, _ in self._procs()}
+        self.thread.start()
+
+    def stop(self) -> dict:
+        self.done.set()
+        self.thread.join()
+        cpu = sum(c - self.base.get(pid, 0.0) for pid, c in self.last.items())
+        return {"cluster_cpu_seconds": round(cpu, 1), "cluster_peak_tree_rss_mb": round(self.peak_tree / 2**20),
+                "cluster_max_process_rss_mb": round(self.peak_proc / 2**20)}
+
+
+def start_cluster(nodes: int, cpus: int):
+    """A local multi-node Ray cluster (each node its own raylet and object store)."""
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": cpus, "object_store_memory": 200 << 20,
+                                                      "include_dashboard": False})
+    for _ in range(nodes - 1):
+        c.add_node(num_cpus=cpus, object_store_memory=200 << 20)
+    c.wait_for_nodes()
+    return c
+
+
+def run_scan(data: Path, work: Path, config: str, workers: int | None = None, cluster=None) -> dict:
     out = work / f"out-{config}"
     cat = work / f"catalog-{config}.duckdb"
     for p in (out, cat):
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
     cmd = provaudit_cmd() + ["scan", str(data), "--catalog", str(cat), "--out", str(out), "--json",
                              "--no-progress"] + CONFIGS[config]
-    m = measure(cmd)
+    meter = ClusterMeter() if config.startswith("ray") else None
+    if meter:
+        meter.start()
+    m = measure(cmd, env={"RAY_ADDRESS": cluster.address} if meter and cluster else None)
+    extra = meter.stop() if meter else {}
+    if meter:  # the scan process is the driver: its CPU next to the cluster's
+        extra["driver_cpu_seconds"] = round(m["cpu_seconds"], 1)
+        m["cpu_seconds"] += extra["cluster_cpu_seconds"]
+        extra["driver_cpu_share"] = round(extra["driver_cpu_seconds"] / max(m["cpu_seconds"], 1e-9), 3)
     res = {"config": config, "command": " ".join(["provaudit"] + cmd[len(provaudit_cmd()):]),
            "seconds": round(m["seconds"], 1), "cpu_seconds": round(m["cpu_seconds"], 1), "status": m["status"],
-           "peak_tree_rss_mb": m["peak_tree_rss_mb"], "max_process_rss_mb": m["max_process_rss_mb"]}
+           "peak_tree_rss_mb": m["peak_tree_rss_mb"], "max_process_rss_mb": m["max_process_rss_mb"], **extra}
     try:  # exit 1 is a failed gate (a complete scan) or a crash: only a summary on stdout tells
         summary = json.loads(m["stdout"]) if m["status"] in (0, 1) else None
     except json.JSONDecodeError:
@@ -177,6 +256,16 @@ def table(results: list[dict]) -> str:
         lines.append(f"| {r['rows']:,} | {r['config']} | {r['seconds']} | {r['rows_per_s']:,} | {r['cpu_seconds']} | "
                      f"{r['rows_per_cpu_s']:,} | {r['peak_tree_rss_mb']:,} / {r['max_process_rss_mb']:,} | {ratio} "
                      f"| {cratio} |")
+    ray_rows = [r for r in results if "driver_cpu_share" in r]
+    if ray_rows:
+        lines += ["", ("| rows | configuration | driver CPU s | cluster CPU s | driver share | rows per CPU s (all) "
+                  "| driver peak RSS MB | cluster peak RSS MB (all / largest process) |"),
+                  "|---:|---|---:|---:|---:|---:|---:|---:|"]
+        for r in ray_rows:
+            lines.append(f"| {r.get('rows', 0):,} | {r['config']} | {r['driver_cpu_seconds']} | "
+                         f"{r['cluster_cpu_seconds']} | {100 * r['driver_cpu_share']:.1f}% | "
+                         f"{r.get('rows_per_cpu_s', 0):,} | {r['max_process_rss_mb']:,} | "
+                         f"{r['cluster_peak_tree_rss_mb']:,} / {r['cluster_max_process_rss_mb']:,} |")
     return "\n".join(lines)
 
 
@@ -189,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=None, help="keep generated files here (default: a temp dir)")
     ap.add_argument("--json-out", type=Path, default=None, help="also write the results here")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ray-nodes", type=int, default=2, help="nodes of the simulated cluster (ray configs)")
+    ap.add_argument("--ray-cpus", type=int, default=1, help="CPUs per simulated node (ray configs)")
     a = ap.parse_args(argv)
     from generate import generate
 
@@ -206,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         work.mkdir(parents=True, exist_ok=True)
     results: list[dict] = []
     baseline = None
+    cluster = start_cluster(a.ray_nodes, a.ray_cpus) if any(c.startswith("ray") for c in configs) else None
     try:
         for n in sizes:
             data = work / f"prefs-{n}-s{a.seed}.jsonl"
@@ -218,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {baseline}", file=sys.stderr)
             for c in configs:
                 print(f"scan {n:,} rows [{c}]", file=sys.stderr)
-                r = run_scan(data, work, c)
+                r = run_scan(data, work, c, cluster=cluster)
                 r["size"] = n
                 if baseline and "rows_per_s" in r and "rows_per_s" in baseline:
                     r["ratio_vs_naive"] = round(r["rows_per_s"] / baseline["rows_per_s"], 1)
@@ -226,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {r}", file=sys.stderr)
                 results.append(r)
     finally:
+        if cluster is not None:
+            cluster.shutdown()
         if tmp is not None:
             tmp.cleanup()
     report = {"results": results, "baseline_pandas": baseline, "cpus": os.cpu_count(),

@@ -24,7 +24,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from provaudit import interrupt
+from provaudit import dup_summary, interrupt
 from provaudit import progress as progress_display
 from provaudit.duck import connect
 from provaudit.errors import UsageError
@@ -75,7 +75,11 @@ class ScanResult:
         return all(r.passed for r in self.gate)
 
     def records(self) -> pl.DataFrame:
-        """The per-record table (every computed column), as written to ``records.parquet``."""
+        """The per-record table (every computed column), as written to ``records.parquet`` (a folder of
+        parts in input order after ``engine="ray"``)."""
+        if self.records_path.is_dir():
+            return pl.concat([pl.read_parquet(f) for f in sorted(self.records_path.glob("*.parquet"))],
+                             how="vertical")
         return pl.read_parquet(self.records_path)
 
     @property
@@ -149,9 +153,27 @@ def _auto_workers(readers: list[RecordReader]) -> int:
     return max(1, os.cpu_count() or 1) if rows >= AUTO_WORKERS_MIN_ROWS else 1
 
 
+def _stream_inputs_ray(readers: list[RecordReader], options: StageOptions, parts_dir: Path, *,
+                       progress: bool) -> list[InputInfo]:
+    """``engine="ray"``: the workers read, parse and process shards of the inputs
+    (:mod:`provaudit.engine.ray_scan`); the driver plans and folds per-shard facts."""
+    from provaudit.engine.ray_scan import read_inputs
+
+    with _progress(progress, unit="shards") as bar:
+        task = bar.add_task("reading, fingerprinting, tagging on Ray", total=None)
+        facts = read_inputs(readers, options, parts_dir,
+                            on_shard=lambda _res, total: bar.update(task, advance=1, total=total))
+    return [InputInfo(path=str(r.path), dataset=str(r.name), format=str(r.fmt), schema=f["schema"], rows=f["rows"],
+                      records=f["records"], fingerprint=f["fingerprint"], bad_rows=f["bad_rows"],
+                      columns=f["columns"], mapping=dict(r.mapping) if r.mapping else None)
+            for r, f in zip(readers, facts)]
+
+
 def _stream_inputs(readers: list[RecordReader], options: StageOptions, parts_dir: Path, *, workers: int,
                    engine: str, progress: bool) -> list[InputInfo]:
     """Run every input through the per-batch stages, writing Parquet parts; return per-input facts."""
+    if engine == "ray":
+        return _stream_inputs_ray(readers, options, parts_dir, progress=progress)
     infos = []
     offset = 0
     with _progress(progress) as bar:
@@ -260,8 +282,6 @@ def _write_records(con: duckdb.DuckDBPyConnection, part_files: list[Path], dest:
     out of its memory cap at 1M rows; the parts are already in order.) The next part is read and
     joined in a thread while the current one is compressed and written (both release the GIL).
     """
-    import pyarrow.parquet as pq
-
     def prepare(f: Path):
         frame = pl.read_parquet(f)
         if frame.height == 0:
@@ -271,28 +291,16 @@ def _write_records(con: duckdb.DuckDBPyConnection, part_files: list[Path], dest:
         dup = dup.cast({"_idx": pl.Int64, "exact_dup_of": pl.String, "near_dup_of": pl.String})
         return frame.join(dup, on="_idx", how="left", maintain_order="left").drop("_idx").to_arrow()
 
-    writer = None
-    try:
-        with ThreadPoolExecutor(1, thread_name_prefix="provaudit-parts") as ex:
-            ahead = ex.submit(prepare, part_files[0]) if part_files else None
-            for k in range(len(part_files)):
-                table = ahead.result()
-                ahead = ex.submit(prepare, part_files[k + 1]) if k + 1 < len(part_files) else None
-                if table is None:
-                    continue
-                if writer is None:
-                    writer = pq.ParquetWriter(dest, table.schema, compression="zstd", compression_level=1)
-                elif table.schema != writer.schema:
-                    table = table.cast(writer.schema)
-                writer.write_table(table)
-    finally:
-        if writer is not None:
-            writer.close()
-    return writer is not None
+    from provaudit.io.sink import ParquetSink
 
-
-def _rate(num: int, den: int) -> float:
-    return round(num / den, 6) if den else 0.0
+    with ParquetSink(dest) as sink, ThreadPoolExecutor(1, thread_name_prefix="provaudit-parts") as ex:
+        ahead = ex.submit(prepare, part_files[0]) if part_files else None
+        for k in range(len(part_files)):
+            table = ahead.result()
+            ahead = ex.submit(prepare, part_files[k + 1]) if k + 1 < len(part_files) else None
+            if table is not None:
+                sink.write(table)
+    return sink.written
 
 
 def _duplicate_summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
@@ -301,7 +309,7 @@ def _duplicate_summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     Only substantive records count as duplicates (:mod:`provaudit.contamination`); duplicates of
     trivial texts (empty, short, boilerplate recurring in many rows) are counted apart, and empty
     output records are a finding of their own (``empty_records``)."""
-    from provaudit.contamination import RULE, boilerplate_sql
+    from provaudit.contamination import boilerplate_sql
 
     cols = {r[0] for r in con.execute("DESCRIBE SELECT * FROM parts").fetchall()}
     triv = "p.trivial" if "trivial" in cols else "NULL::VARCHAR"
@@ -319,18 +327,8 @@ def _duplicate_summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
                count(*) FILTER (WHERE why = 'empty')
         FROM dup_src GROUP BY role""").fetchall()
     found = {r[0]: r[1:] for r in rows}
-    by_role = {}
-    for role in sorted(counts):
-        n = counts[role][0]
-        e, nd, tr, em = found.get(role, (0, 0, 0, 0))
-        by_role[role] = {"records": n, "exact_duplicates": e, "near_duplicates": nd, "exact_rate": _rate(e, n),
-                         "near_rate": _rate(nd, n), "trivial_records": tr, "empty_records": em}
-    # prompts repeat by design (several responses per prompt); the headline rates count outputs only,
-    # unless the file holds nothing but prompts
-    counted = [r for k, r in by_role.items() if k != "prompt"] or list(by_role.values())
-    n, e, nd, tr, em = (sum(r[k] for r in counted) for k in ("records", "exact_duplicates", "near_duplicates",
-                                                              "trivial_records", "empty_records"))
-    outputs = "role <> 'prompt'" if any(k != "prompt" for k in by_role) else "true"
+    roles = dup_summary.by_role({role: (c[0], *found.get(role, (0, 0, 0, 0))) for role, c in counts.items()})
+    outputs = "role <> 'prompt'" if dup_summary.outputs_only(roles) else "true"
     examples = con.execute(f"""
         SELECT record_id, exact_dup_of FROM dup_src
         WHERE exact_dup_of IS NOT NULL AND why IS NULL AND {outputs} ORDER BY record_id LIMIT 5""").fetchall()
@@ -344,17 +342,7 @@ def _duplicate_summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     empty_examples = con.execute(f"""
         SELECT record_id FROM dup_src WHERE why = 'empty' AND {outputs} ORDER BY record_id LIMIT 5""").fetchall()
     con.execute("DROP TABLE dup_src")
-    return {"records": n, "exact_duplicates": e, "near_duplicates": nd, "exact_rate": _rate(e, n),
-            "near_rate": _rate(nd, n), "by_role": by_role,
-            "trivial_records": tr, "trivial_rate": _rate(tr, n), "empty_records": em, "empty_rate": _rate(em, n),
-            "exact_examples": [{"record_id": a, "duplicate_of": b} for a, b in examples],
-            "near_examples": [{"record_id": a, "near_duplicate_of": b} for a, b in near_examples],
-            "trivial_examples": [{"record_id": a, "duplicate_of": b, "reason": w, "text": t}
-                                 for a, b, w, t in trivial_examples],
-            "empty_examples": [r[0] for r in empty_examples],
-            "method": "exact: xxh3-128 of NFKC, whitespace-folded text; near: MinHash 128 perms over word "
-                      "3-grams, LSH 16 bands x 8 rows (a shared band key); only substantive texts count as "
-                      f"duplicates ({RULE})"}
+    return dup_summary.assemble(roles, examples, near_examples, trivial_examples, empty_examples)
 
 
 def _sample_frame(con: duckdb.DuckDBPyConnection, src: str, columns: str, n: int) -> pl.DataFrame:
@@ -508,45 +496,53 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
         # (they need no duplicate groups) while DuckDB finds the duplicate groups; then another writes
         # records.parquet while the duplicate summary and the (read-only) catalog checks proceed. The
         # catalog commits only once records.parquet is written.
-        with ThreadPoolExecutor(2, thread_name_prefix="provaudit-finalize") as pool:
-            with interrupt.blocked():  # submit holds the pool's lock its shutdown needs
-                corpus = pool.submit(_corpus_summaries, glob, work, origin, teacher, human, seed, options)
-            running = [corpus]
-            con = connect(temp_directory=str(work / "duck"), threads=max(1, os.cpu_count() or 1),
-                          memory_limit=DUCKDB_MEMORY_LIMIT)  # spill: RSS flat in input size
-            try:
-                interrupt.phase("finding duplicate groups")
-                with _progress(progress, unit="steps") as bar:  # the cross-batch step is long on big inputs
-                    task = bar.add_task("finalize: duplicate groups", total=FINALIZE_STEPS)
-                    _duplicate_tables(con, glob, step=lambda d: bar.update(task, advance=1,
-                                                                           description=f"finalize: {d}"))
-                with interrupt.blocked():
-                    writing = pool.submit(_write_final_records, con, glob, staged / "records.parquet")
-                progress_display.step("duplicate summary")
-                running.append(writing)
-                summary: dict[str, Any] = {
-                    "version": SUMMARY_VERSION,
-                    "input": _input_summary(infos),
-                    "duplicates": _duplicate_summary(con),
-                }
-                progress_display.step("origin and teacher estimates")
-                interrupt.phase("summarizing origin and checking the catalog")
-                summary.update(interrupt.result(corpus))
-                progress_display.step("catalog checks: overlap and erased records")
-                overlap, itself, erased = _catalog_checks(catalog_path, glob, {i.fingerprint for i in infos}, wait)
-                summary["overlap"] = {**_overlap_summary(overlap), "skipped_identical": itself}
-                summary["erased"] = {"reintroduced": len(erased), "examples": erased[:5]}
-                results = evaluate_gate(summary, checks, strict=strict)
-                summary["gate"] = gate_summary(results, strict=strict)
-                passed = summary["gate"]["passed"]
-                summary["catalog"] = {"recorded": bool(record and passed)}
-                datasets = _dataset_parts(infos, glob, work) if record and passed else []
-                interrupt.phase("writing records.parquet")
-                progress_display.step("writing records.parquet")
-                interrupt.result(writing)
-            finally:
-                wait_all(running)  # never close the connection under a running writer
-                con.close()
+        if engine == "ray":
+            summary, results = _finalize_ray(
+                infos, parts, work, staged, catalog_path, checks, strict=strict, origin=origin, teacher=teacher,
+                human=human, seed=seed, options=options, wait=wait)
+            passed = summary["gate"]["passed"]
+            summary["catalog"] = {"recorded": bool(record and passed)}
+            datasets = _dataset_parts_ray(infos, glob, work) if record and passed else []
+        else:
+            with ThreadPoolExecutor(2, thread_name_prefix="provaudit-finalize") as pool:
+                with interrupt.blocked():  # submit holds the pool's lock its shutdown needs
+                    corpus = pool.submit(_corpus_summaries, glob, work, origin, teacher, human, seed, options)
+                running = [corpus]
+                con = connect(temp_directory=str(work / "duck"), threads=max(1, os.cpu_count() or 1),
+                              memory_limit=DUCKDB_MEMORY_LIMIT)  # spill: RSS flat in input size
+                try:
+                    interrupt.phase("finding duplicate groups")
+                    with _progress(progress, unit="steps") as bar:  # the cross-batch step is long on big inputs
+                        task = bar.add_task("finalize: duplicate groups", total=FINALIZE_STEPS)
+                        _duplicate_tables(con, glob, step=lambda d: bar.update(task, advance=1,
+                                                                               description=f"finalize: {d}"))
+                    with interrupt.blocked():
+                        writing = pool.submit(_write_final_records, con, glob, staged / "records.parquet")
+                    progress_display.step("duplicate summary")
+                    running.append(writing)
+                    summary: dict[str, Any] = {
+                        "version": SUMMARY_VERSION,
+                        "input": _input_summary(infos),
+                        "duplicates": _duplicate_summary(con),
+                    }
+                    progress_display.step("origin and teacher estimates")
+                    interrupt.phase("summarizing origin and checking the catalog")
+                    summary.update(interrupt.result(corpus))
+                    progress_display.step("catalog checks: overlap and erased records")
+                    overlap, itself, erased = _catalog_checks(catalog_path, glob, {i.fingerprint for i in infos}, wait)
+                    summary["overlap"] = {**_overlap_summary(overlap), "skipped_identical": itself}
+                    summary["erased"] = {"reintroduced": len(erased), "examples": erased[:5]}
+                    results = evaluate_gate(summary, checks, strict=strict)
+                    summary["gate"] = gate_summary(results, strict=strict)
+                    passed = summary["gate"]["passed"]
+                    summary["catalog"] = {"recorded": bool(record and passed)}
+                    datasets = _dataset_parts(infos, glob, work) if record and passed else []
+                    interrupt.phase("writing records.parquet")
+                    progress_display.step("writing records.parquet")
+                    interrupt.result(writing)
+                finally:
+                    wait_all(running)  # never close the connection under a running writer
+                    con.close()
         progress_display.step("writing summary")
         _write_atomic(staged / "summary.json", dumps_summary(summary))
         from provaudit.report.scan import render_scan_markdown
@@ -563,6 +559,48 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
 
 
 OUTPUTS = ("records.parquet", "summary.json", "summary.md")
+
+
+def _finalize_ray(infos: list[InputInfo], parts: Path, work: Path, staged: Path, catalog_path: Path,
+                  checks: list, *, strict: bool, origin: bool, teacher: str | Path | None, human: str | Path | None,
+                  seed: int, options: StageOptions, wait: float | None) -> tuple[dict[str, Any], list[CheckResult]]:
+    """``engine="ray"``: duplicate groups and ``records.parquet`` (a folder of parts) on the cluster
+    (:mod:`provaudit.engine.ray_dups`), the origin/teacher estimates in a Ray task meanwhile; the driver
+    adds up the shards' duplicate counts and runs the catalog checks and the gate."""
+    import ray
+
+    from provaudit.engine.ray_dups import finalize
+    from provaudit.engine.ray_scan import POS_BITS, cancel, get_all
+
+    glob = str(parts / "*.parquet")
+    corpus = ray.remote(_corpus_summaries).options(num_cpus=1, max_retries=0).remote(
+        glob, work, origin, teacher, human, seed, options)
+    try:
+        interrupt.phase("finding duplicate groups")
+        summary: dict[str, Any] = {"version": SUMMARY_VERSION, "input": _input_summary(infos),
+                                   "duplicates": finalize(parts, work / "shuffle", staged / "records.parquet",
+                                                          pos_bits=POS_BITS, records=sum(i.records for i in infos),
+                                                          step=progress_display.step)}
+        interrupt.phase("summarizing origin and checking the catalog")
+        summary.update(get_all([corpus])[0])
+    except BaseException:
+        cancel([corpus])
+        raise
+    overlap, itself, erased = _catalog_checks(catalog_path, glob, {i.fingerprint for i in infos}, wait)
+    summary["overlap"] = {**_overlap_summary(overlap), "skipped_identical": itself}
+    summary["erased"] = {"reintroduced": len(erased), "examples": erased[:5]}
+    results = evaluate_gate(summary, checks, strict=strict)
+    summary["gate"] = gate_summary(results, strict=strict)
+    return summary, results
+
+
+def _dataset_parts_ray(infos: list[InputInfo], glob: str, work: Path) -> list[tuple[InputInfo, Path]]:
+    """:func:`_dataset_parts` in a Ray task (it reads every part) instead of on the driver."""
+    import ray
+
+    from provaudit.engine.ray_scan import get_all
+
+    return get_all([ray.remote(_dataset_parts).options(num_cpus=1, max_retries=0).remote(infos, glob, work)])[0]
 
 
 def _remove_stale_work(out_dir: Path) -> None:
@@ -609,7 +647,18 @@ def _commit(catalog: Path, datasets: list[tuple[InputInfo, Path]], tags: Sequenc
             _store_datasets(cat, datasets, tags)
             cat.add_scan(**scan_row)
         for name in OUTPUTS:
-            os.replace(staged / name, out_dir / name)
+            _replace_output(staged / name, out_dir / name)
+
+
+def _replace_output(src: Path, dst: Path) -> None:
+    """``os.replace``, also where ``records.parquet`` is a folder of parts (``engine="ray"``) on either side."""
+    if dst.is_dir() or (src.is_dir() and dst.exists()):
+        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+        os.replace(dst, old)
+        os.replace(src, dst)
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
+    else:
+        os.replace(src, dst)
 def _input_summary(infos: list[InputInfo]) -> dict[str, Any]:
     return {
         "files": [i.to_dict() for i in infos],

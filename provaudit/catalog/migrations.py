@@ -79,6 +79,9 @@ MIGRATIONS: tuple[Migration, ...] = (
             uncovered_top_share DOUBLE, stale_share DOUBLE, drift_p_value DOUBLE, drift_effect DOUBLE,
             drift_detected BOOLEAN, passed BOOLEAN, summary VARCHAR)""",
     )),
+    Migration(7, "band_files: band keys of big datasets in Parquet files next to the catalog", (
+        "CREATE TABLE band_files (dataset_id INTEGER NOT NULL, path VARCHAR NOT NULL, n_rows BIGINT NOT NULL)",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

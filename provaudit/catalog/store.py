@@ -34,6 +34,9 @@ SMALL_BATCH = 64
 #: A record table: a polars frame, or the path of a Parquet file or a glob of Parquet parts (streamed,
 #: for large scans).
 RecordsArg = pl.DataFrame | str | Path
+#: datasets of at least this many records keep their band keys (16 rows a record) in a Parquet file the
+#: catalog references instead of the ``record_bands`` table (``PROVAUDIT_BAND_FILE_RECORDS``)
+BAND_FILE_RECORDS = int(os.environ.get("PROVAUDIT_BAND_FILE_RECORDS", "1000000"))
 
 
 def _now() -> datetime:
@@ -123,9 +126,32 @@ class Catalog:
                     self.con = self._connect(True)
                 else:
                     migrate(self.con)
+            self._db = self.con.execute("SELECT current_database()").fetchone()[0]
+            self._bands_view()
         except BaseException:
             self.close()
             raise
+
+    @property
+    def bands_dir(self) -> Path:
+        """Where the band-key Parquet files of big datasets live (``<catalog>.bands/``, moved with the catalog)."""
+        return self.path.with_name(self.path.name + ".bands")
+
+    def _bands_view(self) -> None:
+        """``record_bands`` as every query reads it: the stored table plus the band files the catalog
+        references (a temporary view that shadows the table on this connection)."""
+        files = [r[0] for r in self.con.execute("SELECT path FROM band_files ORDER BY dataset_id").fetchall()]
+        if not files:
+            return
+        lits = ", ".join("'" + str(self.bands_dir / f).replace("'", "''") + "'" for f in files)
+        self.con.execute(f"""CREATE OR REPLACE TEMP VIEW record_bands AS
+            SELECT band_key, dataset_id, rid FROM {self._table('record_bands')}
+            UNION ALL SELECT band_key, dataset_id, rid FROM read_parquet([{lits}])""")
+
+    def _table(self, name: str) -> str:
+        """A stored table by its full name (past a temporary view of the same name)."""
+        db = self._db.replace('"', '""')
+        return f'"{db}".main.{name}'
 
     def _connect(self, read_only: bool) -> _Conn:
         config = {"memory_limit": os.environ.get("PROVAUDIT_CATALOG_MEMORY", DEFAULT_MEMORY)}
@@ -254,7 +280,7 @@ class Catalog:
             did = int(self.con.execute("SELECT coalesce(max(dataset_id), 0) + 1 FROM datasets").fetchone()[0])
             base = int(self.con.execute("SELECT coalesce(max(rid), -1) + 1 FROM records").fetchone()[0])
             with self._source(records, RECORD_COLUMNS, with_rid=True) as src:
-                self._insert_records(src, did, base, path)
+                self._insert_records(src, did, base, path, int(n_records))
             self.con.execute(
                 "INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [did, name, fingerprint, str(path), fmt, schema, sorted(set(tags)), int(n_records),
@@ -279,8 +305,25 @@ class Catalog:
                 f"{FINGERPRINT_VERSION}, so near duplicates would be missed; register the datasets again "
                 "into a new catalog", file=str(self.path))
 
-    def _insert_records(self, src: str, did: int, base: int, path: str) -> None:
-        """Insert records, band keys and scalar metadata fields from a source view."""
+    def _add_band_file(self, bands: str, did: int) -> None:
+        """Band keys of a big dataset as a Parquet file sorted by key: written under a temporary name and
+        renamed first, then referenced by ``band_files`` in the open transaction (a failure before COMMIT
+        leaves an unreferenced file, which nothing reads)."""
+        import uuid
+
+        self.bands_dir.mkdir(parents=True, exist_ok=True)
+        name = f"bands-{did}-{uuid.uuid4().hex[:12]}.parquet"
+        tmp = self.bands_dir / (name + ".tmp")
+        lit = str(tmp).replace("'", "''")
+        self.con.execute(f"COPY ({bands}) TO '{lit}' (FORMAT PARQUET, ROW_GROUP_SIZE 100000)")
+        os.replace(tmp, self.bands_dir / name)
+        n = self.con.execute("SELECT count(*) FROM read_parquet(?)", [str(self.bands_dir / name)]).fetchone()[0]
+        self.con.execute("INSERT INTO band_files VALUES (?, ?, ?)", [did, name, int(n)])
+        self._bands_view()
+
+    def _insert_records(self, src: str, did: int, base: int, path: str, n_records: int = 0) -> None:
+        """Insert records, band keys and scalar metadata fields from a source view; the band keys of a
+        dataset of ``BAND_FILE_RECORDS`` or more records go to a Parquet file (:meth:`_add_band_file`)."""
         from provaudit.fingerprint import FINGERPRINT_VERSION
 
         self._check_band_keys()
@@ -290,10 +333,13 @@ class Catalog:
             self.con.execute(
                 f"""INSERT INTO records SELECT {base} + _row, {did}, record_id, source_row, role,
                     pair_id, text_hash, meta FROM {src}""")
-            self.con.execute(
-                f"""INSERT INTO record_bands SELECT * FROM (
-                        SELECT unnest(band_keys) AS band_key, {did}, {base} + _row
-                        FROM {src} WHERE band_keys IS NOT NULL) ORDER BY band_key""")
+            bands = f"""SELECT * FROM (
+                        SELECT unnest(band_keys) AS band_key, {did}::INTEGER AS dataset_id, ({base} + _row)::BIGINT AS rid
+                        FROM {src} WHERE band_keys IS NOT NULL) ORDER BY band_key"""
+            if n_records >= BAND_FILE_RECORDS:
+                self._add_band_file(bands, did)
+            else:
+                self.con.execute(f"INSERT INTO {self._table('record_bands')} {bands}")
             fields = FIELDS_SQL.format(row=f"{base} + s._row", dataset=str(did), src=f"{src} s", meta="s.meta")
             self.con.execute(f"INSERT INTO record_fields SELECT * FROM ({fields}) ORDER BY 3, 4")
         except duckdb.Error as exc:

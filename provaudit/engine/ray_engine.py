@@ -44,7 +44,6 @@ def _stage(table: pa.Table, options: StageOptions) -> pa.Table:
 
 def _ensure_ray(init_kwargs: dict[str, Any] | None) -> Any:
     import ray
-    import ray.data
 
     if not ray.is_initialized():
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
@@ -64,7 +63,9 @@ def run_ray(batches: Iterable[pl.DataFrame], options: StageOptions, *, window: i
     Each batch is processed whole (never split or merged), so the result is identical to
     ``process_batch`` applied batch by batch in one process.
     """
-    ray = _ensure_ray(init_kwargs)
+    _ensure_ray(init_kwargs)
+    import ray
+    import ray.data
 
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True

@@ -229,6 +229,15 @@ class DatasetDigest:
         for role, count in batch["role"].value_counts().iter_rows():
             self.roles[role] = self.roles.get(role, 0) + count
 
+    def merge(self, other: DatasetDigest) -> None:
+        """Fold in the digest of later batches (computed elsewhere, e.g. on a Ray worker)."""
+        self.schema = self.schema or other.schema
+        self._sum = (self._sum + other._sum) & _MASK128
+        self.n_rows += other.n_rows
+        self.n_records += other.n_records
+        for role, count in other.roles.items():
+            self.roles[role] = self.roles.get(role, 0) + count
+
     def fingerprint(self) -> str:
         roles = ",".join(f"{r}={c}" for r, c in sorted(self.roles.items()))
         desc = (f"{FINGERPRINT_VERSION}|schema={self.schema}|rows={self.n_rows}|records={self.n_records}"

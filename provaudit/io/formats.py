@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,41 +114,95 @@ def _check_not_empty(path: Path) -> None:
 
 def _jsonl_rows(path: Path, max_record_bytes: int) -> Iterator[RawRow]:
     _check_not_empty(path)
-    index = 0
-    seen_content = False
+    seen: list[bool] = []
     with _open_binary(path) as fh:
         try:
-            for lineno, raw in enumerate(fh, start=1):
-                if len(raw) > max_record_bytes:
-                    index += 1
-                    yield bad_row(f"record of {len(raw) / 1e6:.1f} MB exceeds the {max_record_bytes / 1e6:.0f} MB "
-                                  "limit", path, lineno)
-                    continue
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    index += 1
-                    yield bad_row(f"invalid UTF-8 at byte {exc.start}", path, lineno)
-                    continue
-                if not line.strip():
-                    continue
-                seen_content = True
-                try:
-                    data = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    index += 1
-                    yield bad_row(f"malformed JSON ({exc.msg} at column {exc.colno})", path, lineno)
-                    continue
-                if not isinstance(data, dict):
-                    index += 1
-                    yield bad_row(f"expected a JSON object, got {type(data).__name__}", path, lineno)
-                    continue
-                yield RawRow(index, lineno, data)
-                index += 1
+            yield from _jsonl_line_rows(fh, path, max_record_bytes, seen=seen)
         except (EOFError, gzip.BadGzipFile, OSError) as exc:
             raise InputError(f"cannot read compressed stream ({exc})", file=str(path)) from exc
-    if not seen_content:
+    if not seen:
         raise InputError("the file holds no records (only blank lines)", file=str(path))
+
+
+def _jsonl_line_rows(lines: Iterable[bytes], path: Path, max_record_bytes: int, *, index: int = 0,
+                     lineno: int = 0, seen: list[bool] | None = None) -> Iterator[RawRow]:
+    """The rows of JSON lines ``lines``, the first being physical line ``lineno + 1`` and row ``index``
+    (blank lines count as lines, not rows); appends True to ``seen`` at the first non-blank line."""
+    for raw in lines:
+        lineno += 1
+        if len(raw) > max_record_bytes:
+            index += 1
+            yield bad_row(f"record of {len(raw) / 1e6:.1f} MB exceeds the {max_record_bytes / 1e6:.0f} MB "
+                          "limit", path, lineno)
+            continue
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            index += 1
+            yield bad_row(f"invalid UTF-8 at byte {exc.start}", path, lineno)
+            continue
+        if not line.strip():
+            continue
+        if seen is not None and not seen:
+            seen.append(True)
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            index += 1
+            yield bad_row(f"malformed JSON ({exc.msg} at column {exc.colno})", path, lineno)
+            continue
+        if not isinstance(data, dict):
+            index += 1
+            yield bad_row(f"expected a JSON object, got {type(data).__name__}", path, lineno)
+            continue
+        yield RawRow(index, lineno, data)
+        index += 1
+
+
+def range_lines(path: str | Path, start: int, stop: int) -> Iterator[bytes]:
+    """The physical lines of an uncompressed file that start at a byte offset in ``[start, stop)``: byte
+    ranges cut anywhere give every line to exactly one range (the one holding its first byte)."""
+    with open(path, "rb") as fh:
+        if start > 0:
+            fh.seek(start - 1)
+            if fh.read(1) != b"\n":
+                fh.readline()  # the rest of a line that began in the previous range
+        pos = fh.tell()
+        while pos < stop:
+            raw = fh.readline()
+            if not raw:
+                return
+            pos += len(raw)
+            yield raw
+
+
+def count_range_rows(path: str | Path, start: int, stop: int,
+                     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> tuple[int, int]:
+    """(physical lines, JSON-lines rows) of the lines starting in ``[start, stop)``: rows are the lines
+    that are not blank, exactly as :func:`iter_raw_rows` numbers them (bad lines count as rows)."""
+    lines = rows = 0
+    for raw in range_lines(path, start, stop):
+        lines += 1
+        if len(raw) > max_record_bytes:
+            rows += 1
+            continue
+        head = raw.lstrip(b" \t\r\n\x0b\x0c")
+        if head and 0x20 < head[0] < 0x80:  # a printable ASCII first character: not blank
+            rows += 1
+            continue
+        try:
+            rows += bool(raw.decode("utf-8").strip())
+        except UnicodeDecodeError:
+            rows += 1
+    return lines, rows
+
+
+def jsonl_range_rows(path: str | Path, start: int, stop: int, *, index: int, lineno: int,
+                     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[RawRow]:
+    """The rows of the lines of a JSON-lines file starting in ``[start, stop)``; ``index`` and ``lineno``
+    are the rows and physical lines before ``start`` (:func:`count_range_rows` of the earlier ranges)."""
+    yield from _jsonl_line_rows(range_lines(path, start, stop), Path(path), max_record_bytes, index=index,
+                                lineno=lineno)
 
 
 def bad_row(message: str, path: Path, line: int | None, field: str | None = None) -> BadRow:
@@ -276,6 +330,23 @@ def _parquet_rows(path: Path) -> Iterator[RawRow]:
             index += 1
 
 
+def parquet_range_rows(path: str | Path, row_groups: list[int], index: int) -> Iterator[RawRow]:
+    """The rows of some row groups of a Parquet file, the first being row ``index`` of the file."""
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    for batch in pf.iter_batches(batch_size=4096, row_groups=row_groups):
+        for row in batch.to_pylist():
+            yield RawRow(index, index + 1, row, unit="record")
+            index += 1
+
+
+def hf_range_rows(path: str | Path, start: int, stop: int, split: str | None) -> Iterator[RawRow]:
+    """Rows ``[start, stop)`` of a ``datasets.save_to_disk`` folder (memory-mapped Arrow shards)."""
+    ds = _load_from_disk(Path(path), split)
+    yield from _hf_rows(ds.select(range(start, stop)), Path(path), index=start)
+
+
 def _load_from_disk(path: Path, split: str | None):
     import datasets
 
@@ -320,10 +391,9 @@ def _pick_split(obj, split: str | None, path: Path):
     return obj
 
 
-def _hf_rows(ds, path: Path) -> Iterator[RawRow]:
+def _hf_rows(ds, path: Path, index: int = 0) -> Iterator[RawRow]:
     if len(ds) == 0:
         raise InputError("the dataset has no rows", file=str(path))
-    index = 0
     for batch in ds.iter(batch_size=2048):
         cols = list(batch)
         n = len(batch[cols[0]]) if cols else 0

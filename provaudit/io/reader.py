@@ -10,7 +10,7 @@ from typing import Any
 import polars as pl
 
 from provaudit.errors import InputError, UsageError
-from provaudit.io.formats import DEFAULT_MAX_RECORD_BYTES, BadRow, detect_format, iter_raw_rows
+from provaudit.io.formats import DEFAULT_MAX_RECORD_BYTES, BadRow, RawRow, detect_format, iter_raw_rows
 from provaudit.io.schemas import (
     FieldError,
     Schema,
@@ -118,11 +118,30 @@ class RecordReader:
             raise err
         self.bad_rows.append(BadRowInfo(self.file, err.line, err.field, err.reason))
 
-    def batches(self) -> Iterator[pl.DataFrame]:
-        """Yield polars DataFrames of at most ``batch_size`` source rows each."""
+    def first_row(self, raw: RawRow) -> None:
+        """Decide the schema (unless given) and the columns from the first readable row."""
+        if self.schema is None:
+            self.columns_seen = list(raw.data)
+            self.schema = detect_schema(raw.data)
+            if self.schema is None:
+                cols_seen = ", ".join(self.columns_seen) or "(none)"
+                raise InputError(
+                    f"no known schema fits the columns [{cols_seen}]; known schemas: {known_schemas_line()}; "
+                    "use --map role=column (e.g. --map prompt=question --map response=answer)",
+                    file=self.file, line=raw.line if raw.unit == "line" else None)
+        elif not self.columns_seen:
+            self.columns_seen = list(raw.data)
+
+    def batches(self, rows: Iterator[RawRow | BadRow] | None = None) -> Iterator[pl.DataFrame]:
+        """Yield polars DataFrames of at most ``batch_size`` source rows each.
+
+        ``rows``: the raw rows of one shard of the file (:mod:`provaudit.engine.ray_scan`) instead of the
+        whole file; the schema (and ``columns_seen``) must then be set, and an empty shard is no error."""
         cols: dict[str, list] = {k: [] for k in RECORD_SCHEMA}
         rows_in_batch = 0
-        rows = iter_raw_rows(self.path, self.fmt, max_record_bytes=self.max_record_bytes, split=self.split)
+        shard = rows is not None
+        if rows is None:
+            rows = iter_raw_rows(self.path, self.fmt, max_record_bytes=self.max_record_bytes, split=self.split)
         while True:
             try:
                 raw = next(rows)
@@ -131,17 +150,8 @@ class RecordReader:
             if isinstance(raw, BadRow):
                 self._fail(raw.error)
                 continue
-            if self.schema is None:
-                self.columns_seen = list(raw.data)
-                self.schema = detect_schema(raw.data)
-                if self.schema is None:
-                    cols_seen = ", ".join(self.columns_seen) or "(none)"
-                    raise InputError(
-                        f"no known schema fits the columns [{cols_seen}]; known schemas: {known_schemas_line()}; "
-                        "use --map role=column (e.g. --map prompt=question --map response=answer)",
-                        file=self.file, line=raw.line if raw.unit == "line" else None)
-            elif not self.columns_seen:
-                self.columns_seen = list(raw.data)
+            if self.schema is None or not self.columns_seen:
+                self.first_row(raw)
             try:
                 recs = self.schema.extract(raw.data)
             except FieldError as exc:
@@ -177,7 +187,7 @@ class RecordReader:
                 rows_in_batch = 0
         if rows_in_batch:
             yield pl.DataFrame(cols, schema=RECORD_SCHEMA)
-        if self.n_rows == 0:
+        if self.n_rows == 0 and not shard:
             raise InputError(f"no readable rows ({len(self.bad_rows)} bad)", file=self.file)
 
 

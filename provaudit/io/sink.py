@@ -1,0 +1,35 @@
+"""A Parquet file written table by table (the final records of a scan, local or on Ray workers)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Self
+
+
+class ParquetSink:
+    """Open ``dest`` at the first table (zstd level 1); later tables are cast to the first's schema.
+
+    Use as a context manager; ``written`` says whether any table came (no file is created otherwise)."""
+
+    def __init__(self, dest: str | Path) -> None:
+        self.dest = dest
+        self.writer: Any = None
+
+    @property
+    def written(self) -> bool:
+        return self.writer is not None
+
+    def write(self, table: Any) -> None:
+        import pyarrow.parquet as pq
+
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.dest, table.schema, compression="zstd", compression_level=1)
+        elif table.schema != self.writer.schema:
+            table = table.cast(self.writer.schema)
+        self.writer.write_table(table)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.writer is not None:
+            self.writer.close()

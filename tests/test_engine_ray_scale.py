@@ -1,0 +1,177 @@
+"""The scale-out Ray scan (docs/scale-out.md) on a local two-node cluster gives the local scan's results.
+
+One module-scoped ``ray.cluster_utils.Cluster`` (two nodes of one CPU each, each with its own object
+store) runs every test here; shards are made tiny so that every file is cut in several and
+duplicates fall in different shards than their first occurrence.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+from polars.testing import assert_frame_equal
+
+from provaudit.errors import InputError
+from provaudit.io import RecordReader
+from provaudit.io.formats import count_range_rows, iter_raw_rows, range_lines
+from provaudit.pipeline import register, scan
+
+ROOT = Path(__file__).resolve().parent.parent
+FIX = ROOT / "fixtures" / "scan"
+
+
+# ---------------------------------------------------------------- no cluster needed
+
+def test_byte_ranges_give_every_line_to_exactly_one_shard(tmp_path: Path) -> None:
+    raw = (FIX / "trl_pairs.jsonl").read_bytes().splitlines(keepends=True)
+    path = tmp_path / "x.jsonl"
+    path.write_bytes(b"".join(raw[:5] + [b"\n", b"   \n", "\u3000\n".encode()] + raw[5:40] + [b"{bad\n"] + raw[40:60]))
+    size = path.stat().st_size
+    rows = [r for r in iter_raw_rows(path, "jsonl") if not isinstance(r, Exception)]
+    for step in (1, 7, 1000, 4096, size):
+        cuts = list(range(0, size, step)) + [size]
+        pieces = [list(range_lines(path, a, b)) for a, b in itertools.pairwise(cuts)]
+        assert b"".join(b"".join(p) for p in pieces) == path.read_bytes()
+        counts = [count_range_rows(path, a, b) for a, b in itertools.pairwise(cuts)]
+        # lines: physical lines; rows: non-blank lines (the bad one counts, three blank ones do not)
+        assert sum(c[0] for c in counts) == 5 + 3 + 35 + 1 + 20
+        assert sum(c[1] for c in counts) == 5 + 35 + 1 + 20 == len(rows) + 1
+
+
+def test_records_output_replaces_a_file_by_a_folder_and_back(tmp_path: Path) -> None:
+    from provaudit.pipeline import _replace_output
+
+    out = tmp_path / "records.parquet"
+    out.write_bytes(b"local")
+    folder = tmp_path / "staged" / "records.parquet"
+    folder.mkdir(parents=True)
+    (folder / "part-00000000.parquet").write_bytes(b"ray")
+    _replace_output(folder, out)
+    assert out.is_dir() and (out / "part-00000000.parquet").read_bytes() == b"ray" and not folder.exists()
+    single = tmp_path / "staged" / "single.parquet"
+    single.write_bytes(b"local again")
+    _replace_output(single, out)
+    assert out.read_bytes() == b"local again"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["records.parquet", "staged"]  # no .old-* left
+
+
+# ---------------------------------------------------------------- on a two-node cluster
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": 80 << 20,
+                                                      "include_dashboard": False})
+    c.add_node(num_cpus=1, object_store_memory=80 << 20)
+    ray.init(address=c.address, log_to_driver=False)
+    try:
+        yield c
+    finally:
+        ray.shutdown()
+        c.shutdown()
+
+
+@pytest.fixture()
+def small_shards(monkeypatch):
+    from provaudit.engine import ray_scan
+
+    monkeypatch.setattr(ray_scan, "SHARD_BYTES", 16_000)
+    monkeypatch.setattr(ray_scan, "SHARD_ROWS", 20)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> dict[str, Path]:
+    """JSON lines with blank lines and exact and near copies of early rows at the end; Parquet with
+    row groups of 40 rows; a save_to_disk folder; a gzip file (one shard); an eval set."""
+    d = tmp_path_factory.mktemp("inputs")
+    lines = (FIX / "trl_pairs.jsonl").read_text(encoding="utf-8").splitlines()
+    longest = max(range(60), key=lambda i: len(str(json.loads(lines[i])["chosen"])))
+    near = json.loads(lines[longest])
+    near["chosen"] = str(near["chosen"]).rsplit(" ", 1)[0] + " indeed."  # the last word changed
+    body = lines[:10] + [""] + lines[10:] + ["", lines[3], lines[4], json.dumps(near)]
+    (d / "pairs.jsonl").write_text("\n".join(body) + "\n", encoding="utf-8")
+    bad = list(body)
+    bad.insert(80, '{"prompt": "unterminated')
+    (d / "bad.jsonl").write_text("\n".join(bad) + "\n", encoding="utf-8")
+    hc3 = pl.read_parquet(FIX / "hc3_texts.parquet")
+    hc3.write_parquet(d / "hc3.parquet", row_group_size=40)
+    import datasets
+
+    datasets.Dataset.from_list(hc3.head(30).to_dicts()).save_to_disk(str(d / "hc3_disk"))
+    (d / "eval.jsonl").write_text("\n".join(lines[20:40]) + "\n", encoding="utf-8")
+    return {"pairs": d / "pairs.jsonl", "bad": d / "bad.jsonl", "parquet": d / "hc3.parquet",
+            "disk": d / "hc3_disk", "gz": FIX / "hh_rlhf.jsonl.gz", "eval": d / "eval.jsonl"}
+
+
+def _catalog_with_eval(tmp_path: Path, inputs: dict[str, Path], name: str) -> Path:
+    cat = tmp_path / f"{name}.duckdb"
+    register(inputs["eval"], tags=["eval"], catalog=cat)
+    return cat
+
+
+@pytest.mark.slow
+def test_ray_scan_matches_local_scan(tmp_path: Path, inputs, cluster, small_shards, catalog_dump) -> None:
+    from provaudit.engine import ray_scan
+
+    paths = [inputs["pairs"], inputs["parquet"], inputs["disk"], inputs["gz"]]
+    _specs, shards = ray_scan.plan([RecordReader(p) for p in paths])
+    per_input = [sum(s.input == n for s in shards) for n in range(len(paths))]
+    assert per_input[0] >= 5 and per_input[1] == 4 and per_input[2] == 2 and per_input[3] == 1
+    kw = {"origin": True, "batch_size": 32}
+    local = scan(paths, catalog=_catalog_with_eval(tmp_path, inputs, "l"), out=tmp_path / "l", **kw)
+    dist = scan(paths, catalog=_catalog_with_eval(tmp_path, inputs, "r"), out=tmp_path / "r", engine="ray", **kw)
+    assert (tmp_path / "l" / "summary.json").read_bytes() == (tmp_path / "r" / "summary.json").read_bytes()
+    a = local.records().sort("record_id")
+    b = dist.records().sort("record_id")
+    assert_frame_equal(a, b)
+    # the input really has cross-shard duplicates and eval overlap, and the physical line numbering
+    # (a blank line at line 11) is that of the whole file
+    last_rows = a.filter(pl.col("dataset") == "pairs", pl.col("source_row") >= 100)
+    assert last_rows["exact_dup_of"].drop_nulls().to_list() and last_rows["near_dup_of"].drop_nulls().to_list()
+    assert dist.summary["overlap"]["by_tag"]["eval"]["eval"]["exact_records"] > 0
+    assert dist.summary["input"]["records"] == a.height
+    # written by the workers as a folder of parts (one per shard), and cataloged alike
+    assert len(list((tmp_path / "r" / "records.parquet").glob("part-*.parquet"))) >= sum(per_input) - 2
+    local_cat, ray_cat = catalog_dump(tmp_path / "l.duckdb"), catalog_dump(tmp_path / "r.duckdb")
+    assert local_cat["records"] == ray_cat["records"] and local_cat["record_bands"] == ray_cat["record_bands"]
+
+
+@pytest.mark.slow
+def test_bad_row_in_a_worker_shard_fails_like_local(tmp_path: Path, inputs, cluster, small_shards,
+                                                    catalog_dump) -> None:
+    from provaudit.cli import main
+
+    cat = _catalog_with_eval(tmp_path, inputs, "c")
+    before = catalog_dump(cat)
+    with pytest.raises(InputError) as local_err:
+        scan([inputs["bad"]], catalog=tmp_path / "other.duckdb", out=tmp_path / "l", origin=False)
+    # the bad line is line 81 of the file (index 80, 0-based): past the first shards
+    assert str(local_err.value).startswith(f"{inputs['bad']}:81: malformed JSON")
+    res = CliRunner().invoke(main, ["scan", str(inputs["bad"]), "--catalog", str(cat), "--out",
+                                    str(tmp_path / "r"), "--engine", "ray", "--no-origin"])
+    assert res.exit_code == 2
+    assert str(local_err.value) in res.output
+    assert catalog_dump(cat) == before
+    assert not (tmp_path / "r" / "summary.json").exists() and not list((tmp_path / "r").glob(".provaudit-work-*"))
+
+
+@pytest.mark.slow
+def test_skip_bad_lists_the_same_bad_rows(tmp_path: Path, inputs, cluster, small_shards, monkeypatch) -> None:
+    from provaudit.engine import ray_dups
+
+    monkeypatch.setattr(ray_dups, "PARTITIONS", 1)  # results do not depend on the shuffle's partitions
+    kw = {"origin": False, "skip_bad": True, "batch_size": 50}
+    scan([inputs["bad"]], catalog=tmp_path / "l.duckdb", out=tmp_path / "l", **kw)
+    dist = scan([inputs["bad"]], catalog=tmp_path / "r.duckdb", out=tmp_path / "r", engine="ray", **kw)
+    assert (tmp_path / "l" / "summary.json").read_bytes() == (tmp_path / "r" / "summary.json").read_bytes()
+    assert dist.summary["input"]["bad_row_list"][0]["line"] == 81
+    shutil.rmtree(tmp_path / "l")
