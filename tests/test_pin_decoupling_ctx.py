@@ -302,18 +302,103 @@ def test_every_field_of_the_trend_and_window_flags() -> None:
 
 
 def test_metrics_only_flags_use_t_thresholds_and_p_values_with_n_minus_3_df() -> None:
-    # reported proxy errors only: the outcome's noise is estimated, so every family uses t with n - 3 df
-    proxy = [0.0, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0]
-    outcome = [0.0, 1.0, 0.8, 0.61, 0.39, 0.2, 0.01, -0.2]
-    n = len(proxy)
+    # reported proxy errors only: the outcome's noise is estimated, so every family uses t with n - 3 df.
+    # 20 checkpoints, small noise, proxy up and outcome down by 3 at c12: all four rules flag c12
+    n = 20
+    proxy = [0.1 * i + (3.0 if i >= 12 else 0.0) for i in range(n)]
+    outcome = [0.006, -0.007, 0.032, 0.005, -0.027, 0.018, 0.065, 0.047, -0.035, -0.063, -0.031, 0.002,
+               -3.116, -3.011, -3.062, -3.037, -3.027, -3.016, -2.979, -2.948]
     ctx = Ctx(_series(proxy, outcome, proxy_se=[SE] * n), None, {"alpha": ALPHA, "window": 4}, seed=0)
     df = n - 3
     assert ctx.df == df
-    got = {f.kind: f for f in decoupling(ctx, 1)}
-    assert {"decoupling", "decoupling_trend"} <= set(got), "a clear fall after the best checkpoint must flag"
-    families = {"decoupling": 2 * 6, "decoupling_trend": 4, "decoupling_window": n - 4 + 1}
+    best = 5
+    got = {f.kind: f for f in decoupling(ctx, best)}
+    families = {"decoupling": (best + 1) * (n - best - 1), "decoupling_trend": n - best - 3,
+                "decoupling_step": n - 1, "decoupling_window": n - 4 + 1}
+    assert set(got) == set(families)
     for kind, f in got.items():
-        if kind in families:
-            assert f.details["threshold_z"] == pytest.approx(sps.t.ppf(1 - ALPHA / families[kind], df)), kind
+        assert f.checkpoint == "c12", kind
+        assert f.details["threshold_z"] == pytest.approx(sps.t.ppf(1 - ALPHA / families[kind], df)), kind
         z = (f.value / ((f.interval[1] - f.interval[0]) / (2 * Z95)))
         assert f.p_value == pytest.approx(sps.t.sf(abs(z), df), rel=1e-6), kind
+
+
+def test_a_z_exactly_at_the_threshold_does_not_flag() -> None:
+    """Strict inequalities: with standard errors 0 and 0.25 the difference's se is exactly 0.25, so a change of
+    exactly threshold / 4 has z exactly at the threshold (no rounding) and must not flag."""
+    thr = sps.norm.ppf(1 - ALPHA / 1)      # step family: one neighbour pair; sustained: best c0, one later
+    for scale, flagged in ((1.0, False), (1.0 + 1e-9, True)):
+        v = thr * scale / 4
+        ctx = Ctx(_series([0.0, v], [0.0, -v], proxy_se=[0.0, 0.25], outcome_se=[0.0, 0.25]), None,
+                  {"alpha": ALPHA, "window": 99}, seed=0)
+        assert ctx.diff(0, 1, "outcome").z() == (-thr if scale == 1.0 else pytest.approx(-thr * scale))
+        kinds = {f.kind for f in decoupling(ctx, 0)}
+        assert ("decoupling" in kinds) is flagged and ("decoupling_step" in kinds) is flagged, scale
+    # the proxy rise alone at exactly the threshold: no step flag even with a large outcome drop
+    v = thr / 4
+    ctx = Ctx(_series([0.0, v], [0.0, -1.0], proxy_se=[0.0, 0.25], outcome_se=[0.0, 0.25]), None,
+              {"alpha": ALPHA, "window": 99}, seed=0)
+    assert "decoupling_step" not in {f.kind for f in decoupling(ctx, 0)}
+
+
+def test_trend_needs_a_rising_proxy_and_a_significant_fall() -> None:
+    # after the best checkpoint c0: a flat proxy (slope exactly 0) with a falling outcome is no trend flag
+    falling = [10.0, 9.0, 8.0, 7.0, 6.0]
+    assert "decoupling_trend" not in {f.kind for f in decoupling(_given([0.0, 1.0, 1.0, 1.0, 1.0], falling), 0)}
+    assert "decoupling_trend" in {f.kind for f in decoupling(_given([0.0, 1.0, 2.0, 3.0, 4.0], falling), 0)}
+    # a rising proxy with a flat outcome is no trend flag either
+    assert "decoupling_trend" not in {f.kind for f in decoupling(_given([0.0, 1.0, 2.0, 3.0, 4.0],
+                                                                       [10.0, 5.0, 5.0, 5.0, 5.0]), 0)}
+    # exactly at the threshold (exact arithmetic: slope over c1..c3 = (y3 - y1) / 2, its se = 0.5 * 0.5 = 0.25
+    # with outcome errors 0, 1, 0.5 there) does not flag; just past it does
+    thr = sps.norm.ppf(1 - ALPHA)          # best c0 of four checkpoints: one trend window, c1..c3
+    for scale, flagged in ((1.0, False), (1.0 + 1e-9, True)):
+        outcome = [10.0, 0.0, 0.0, -thr * scale / 2]
+        ctx = Ctx(_series([0.0, 1.0, 2.0, 3.0], outcome, proxy_se=[SE] * 4, outcome_se=[0.0, 0.0, 1.0, 0.5]),
+                  None, {"alpha": ALPHA, "window": 99}, seed=0)
+        assert ("decoupling_trend" in {f.kind for f in decoupling(ctx, 0)}) is flagged, scale
+
+
+def test_zero_standard_errors_make_nothing_significant() -> None:
+    # per-sample runs whose series has no standard errors: slopes have se 0, so no trend or window flag
+    n = 6
+    series = _series([0.0, 1.0, 2.0, 3.0, 4.0, 5.0], [5.0, 4.0, 3.0, 2.0, 1.0, 0.0], proxy_se=[None] * n,
+                     outcome_se=[None] * n)
+    rows = pl.concat([pl.DataFrame({"checkpoint": f"c{i}", "sample_id": ["a", "b", "c"],
+                                    "proxy": [float(i)] * 3, "outcome": [5.0 - i] * 3}) for i in range(n)])
+    ctx = Ctx(series, rows, {"alpha": ALPHA, "window": 3}, seed=0)
+    assert ctx.seO.tolist() == [0.0] * n
+    kinds = {f.kind for f in decoupling(ctx, 0)}
+    assert "decoupling_trend" not in kinds and "decoupling_window" not in kinds
+
+
+def _first_window(proxy: list[float], outcome: list[float], w: int) -> int | None:
+    thr = sps.norm.ppf(1 - ALPHA / (len(proxy) - w + 1))
+    for k in range(len(proxy) - w + 1):
+        bp, unit = _slope(np.array(proxy[k:k + w]))
+        bo, _ = _slope(np.array(outcome[k:k + w]))
+        if bp / (unit * SE) > thr and bo / (unit * SE) < -thr:
+            return k + w - 1
+    return None
+
+
+def test_window_size_is_configured_default_4_and_may_equal_the_series_length() -> None:
+    proxy = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    outcome = [0.0, -1.0, -2.0, -3.0, -4.0, -5.0, -6.0]
+    n = len(proxy)
+    ends = {w: _first_window(proxy, outcome, w) for w in (3, 4, 5)}
+    assert ends == {3: 2, 4: 3, 5: 4}     # the first window already flags: its end depends on the size
+
+    def window_flag(thr: dict) -> str | None:
+        ctx = Ctx(_series(proxy, outcome, proxy_se=[SE] * n, outcome_se=[SE] * n), None, {"alpha": ALPHA, **thr},
+                  seed=0)
+        return next((f.checkpoint for f in decoupling(ctx, n - 1) if f.kind == "decoupling_window"), None)
+
+    assert window_flag({"window": 3}) == f"c{ends[3]}"
+    assert window_flag({}) == f"c{ends[4]}"
+    assert window_flag({"window": 5}) == f"c{ends[5]}"
+    assert window_flag({"window": 2}) is None     # under 3 checkpoints a window has no slope test
+    # a window as long as the series: one window, tested
+    up, down = [0.0, 1.0, 2.0, 3.0], [0.0, -1.0, -2.0, -3.0]
+    ctx = Ctx(_series(up, down, proxy_se=[SE] * 4, outcome_se=[SE] * 4), None, {"alpha": ALPHA, "window": 4}, seed=0)
+    assert [f.checkpoint for f in decoupling(ctx, 3) if f.kind == "decoupling_window"] == ["c3"]
