@@ -402,3 +402,20 @@ def test_window_size_is_configured_default_4_and_may_equal_the_series_length() -
     up, down = [0.0, 1.0, 2.0, 3.0], [0.0, -1.0, -2.0, -3.0]
     ctx = Ctx(_series(up, down, proxy_se=[SE] * 4, outcome_se=[SE] * 4), None, {"alpha": ALPHA, "window": 4}, seed=0)
     assert [f.checkpoint for f in decoupling(ctx, 3) if f.kind == "decoupling_window"] == ["c3"]
+
+
+def test_window_flag_at_exactly_the_threshold_and_with_a_flat_outcome() -> None:
+    """One window of 3 (slope = (y2 - y0) / 2; its se = 0.5 * 0.5 = 0.25 with errors 0, 1, 0.5): exactly at the
+    threshold on either side does not flag, just past it does; a rising proxy over a flat outcome never does."""
+    thr = sps.norm.ppf(1 - ALPHA)
+    se = [0.0, 1.0, 0.5]
+
+    def window(proxy: list[float], outcome: list[float]) -> bool:
+        ctx = Ctx(_series(proxy, outcome, proxy_se=se, outcome_se=se), None, {"alpha": ALPHA, "window": 3}, seed=0)
+        return "decoupling_window" in {f.kind for f in decoupling(ctx, 2)}
+
+    assert not window([0.0, 0.0, thr / 2], [0.0, 0.0, -100.0])
+    assert window([0.0, 0.0, thr * (1 + 1e-9) / 2], [0.0, 0.0, -100.0])
+    assert not window([0.0, 0.0, 100.0], [0.0, 0.0, -thr / 2])
+    assert window([0.0, 0.0, 100.0], [0.0, 0.0, -thr * (1 + 1e-9) / 2])
+    assert not window([0.0, 0.0, 100.0], [0.0, 0.0, 0.0])
