@@ -186,6 +186,15 @@ def test_bootstrap_settings_and_seed_are_honoured() -> None:
     ctx = Ctx(series, same, {}, seed=0)
     dp, do = ctx.diff(0, 1, "proxy"), ctx.diff(0, 1, "outcome")
     assert dp.value == do.value and (dp.lo, dp.hi) != (do.lo, do.hi)
+    # and so is each pair of checkpoints: c1 and c2 hold the same samples, yet c0 -> c1 and c0 -> c2 (and
+    # c1 -> c0 and c2 -> c0) are drawn on their own streams
+    rows3 = pl.concat([rows, rows.filter(pl.col("checkpoint") == "c1").with_columns(pl.lit("c2").alias("checkpoint"))])
+    series3 = pl.concat([series, series.tail(1).with_columns(pl.lit("c2").alias("checkpoint"))])
+    ctx = Ctx(series3, rows3, {}, seed=0)
+    d01, d02 = ctx.diff(0, 1, "proxy"), ctx.diff(0, 2, "proxy")
+    d10, d20 = ctx.diff(1, 0, "proxy"), ctx.diff(2, 0, "proxy")
+    assert d01.value == d02.value and (d01.lo, d01.hi) != (d02.lo, d02.hi)
+    assert d10.value == d20.value == -d01.value and (d10.lo, d10.hi) != (d20.lo, d20.hi)
 
 
 def test_sustained_flag_from_per_sample_data_is_paired_and_uses_z_thresholds() -> None:
@@ -337,6 +346,10 @@ def test_a_z_exactly_at_the_threshold_does_not_flag() -> None:
     # the proxy rise alone at exactly the threshold: no step flag even with a large outcome drop
     v = thr / 4
     ctx = Ctx(_series([0.0, v], [0.0, -1.0], proxy_se=[0.0, 0.25], outcome_se=[0.0, 0.25]), None,
+              {"alpha": ALPHA, "window": 99}, seed=0)
+    assert "decoupling_step" not in {f.kind for f in decoupling(ctx, 0)}
+    # and the outcome drop alone at exactly the threshold: no step flag even with a large proxy rise
+    ctx = Ctx(_series([0.0, 1.0], [0.0, -v], proxy_se=[0.0, 0.25], outcome_se=[0.0, 0.25]), None,
               {"alpha": ALPHA, "window": 99}, seed=0)
     assert "decoupling_step" not in {f.kind for f in decoupling(ctx, 0)}
 
