@@ -432,3 +432,17 @@ def test_window_flag_at_exactly_the_threshold_and_with_a_flat_outcome() -> None:
     assert not window([0.0, 0.0, 100.0], [0.0, 0.0, -thr / 2])
     assert window([0.0, 0.0, 100.0], [0.0, 0.0, -thr * (1 + 1e-9) / 2])
     assert not window([0.0, 0.0, 100.0], [0.0, 0.0, 0.0])
+
+
+def test_a_proxy_slope_without_a_standard_error_is_never_significant() -> None:
+    # per-sample run: no proxy errors in the series (0), reported outcome errors; even at level 0.5 (threshold 0)
+    # the window rule does not count the proxy trend as significant
+    series = _series([0.0, 1.0, 2.0], [0.0, -1.0, -2.0], proxy_se=[None] * 3, outcome_se=[SE] * 3)
+    rows = pl.concat([pl.DataFrame({"checkpoint": f"c{i}", "sample_id": ["a", "b"], "proxy": [float(i)] * 2,
+                                    "outcome": [-float(i)] * 2}) for i in range(3)])
+    ctx = Ctx(series, rows, {"alpha": 0.5, "window": 3}, seed=0)
+    assert ctx.seP.tolist() == [0.0] * 3
+    assert "decoupling_window" not in {f.kind for f in decoupling(ctx, 0)}
+    # with a proxy error the same series flags
+    ctx = Ctx(series.with_columns(pl.lit(SE).alias("proxy_se")), rows, {"alpha": 0.5, "window": 3}, seed=0)
+    assert "decoupling_window" in {f.kind for f in decoupling(ctx, 0)}
