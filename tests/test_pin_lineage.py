@@ -197,3 +197,45 @@ def test_checkpoint_registration_result_and_listing_fields(tmp_path: Path, fixtu
         add_checkpoint("c", ["sft_train"], parent="zz", catalog=cat)
     assert e.value.file == str(cat)
     assert [c["checkpoint"] for c in list_checkpoints(catalog=cat)] == ["a", "b"]   # nothing half-added
+
+
+def test_deep_search_keeps_records_at_or_above_the_containment_and_names_missing_files(
+        tmp_path: Path, fixtures_dir: Path) -> None:
+    import re
+    import shutil
+
+    from provaudit.catalog.lineage import _WORD, list_datasets
+    from provaudit.errors import UsageError
+    from provaudit.fingerprint import normalize_text
+
+    lin = fixtures_dir / "lineage"
+    cat = tmp_path / "c.duckdb"
+    shutil.copy(lin / "sft_train.jsonl", tmp_path / "a.jsonl")
+    shutil.copy(lin / "prefs_train.csv", tmp_path / "b.csv")
+    provaudit.register(tmp_path / "a.jsonl", catalog=cat)
+    provaudit.register(tmp_path / "b.csv", catalog=cat)
+    fp_b = {d["dataset"]: d["fingerprint"] for d in list_datasets(catalog=cat)}["b"]
+    (tmp_path / "b.csv").unlink()
+    line = (lin / "sft_train.jsonl").read_text(encoding="utf-8").splitlines()[17]
+    original = json.loads(line)["output"]
+    words = original.split()
+    query = " ".join("also" if i % 8 == 4 else w for i, w in enumerate(words))   # every 8th word replaced
+
+    def grams(t: str) -> set[tuple[str, ...]]:
+        ws = _WORD.findall(normalize_text(t).lower())
+        return {tuple(ws[i:i + 5]) for i in range(len(ws) - 4)}
+
+    q = grams(query)
+    c = len(q & grams(original)) / len(q)
+    assert 0.05 < c < 0.5
+    res = lineage_find(text=query, catalog=cat, deep=True, ngram=5, min_containment=c - 0.5 / len(q))
+    deep = [r for r in res["records"] if r["match"] == "deep"]
+    assert [(r["dataset"], r["source_row"], r["role"]) for r in deep] == [("a", 17, "response")]
+    assert deep[0]["containment"] == round(c, 4) and deep[0]["query_id"] == "query:0"
+    assert res["query"]["deep"] is True and res["query"]["ngram"] == 5
+    assert res["query"]["deep_skipped"] == [{"dataset": "b", "fingerprint": fp_b, "reason": "file missing"}]
+    above = lineage_find(text=query, catalog=cat, deep=True, ngram=5, min_containment=c + 0.5 / len(q))
+    assert not [r for r in above["records"] if r["match"] == "deep"]
+    with pytest.raises(UsageError, match="at least 5 words"):
+        lineage_find(text="two words", catalog=cat, deep=True, ngram=5)
+    assert re.search(r"\w", query)
