@@ -55,7 +55,9 @@ def test_line_units_csv_header_multiline_cells_and_blank_lines(tmp_path: Path) -
     assert _units(tmp_path, "x.csv", data, "csv") == [
         (b"p,c\r\n", False), (b'"one\nline two",x\r\n', True), (b"\r\n", False), (b"b,y\r\n", True)]
     assert _units(tmp_path, "x.tsv", b"p\tc\na,b\tz\n", "tsv") == [(b"p\tc\n", False), (b"a,b\tz\n", True)]
-    # a comma inside a TSV cell is not a separator; a tab is, so the header has two cells and a row one
+    # a quoted TSV cell opens after a tab (not after a comma) and may span lines: one row of two lines
+    assert _units(tmp_path, "q.tsv", b'p\tc\na,x\t"b\nc"\nd\te\n', "tsv") == [
+        (b"p\tc\n", False), (b'a,x\t"b\nc"\n', True), (b"d\te\n", True)]
     assert _units(tmp_path, "e.csv", b"", "csv") == []
     assert _units(tmp_path, "h.csv", b"p,c\n", "csv") == [(b"p,c\n", False)]
 
