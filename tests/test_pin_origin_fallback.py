@@ -89,3 +89,48 @@ def test_top_k_order_matches_its_definition_with_ties_and_nan() -> None:
     assert np.array_equal(_top_k_order(distinct, 3), np.argsort(-distinct, axis=1)[:, :3])
     assert _top_k_order(distinct, 0).shape == (4, 0)
     assert _top_k_order(np.zeros((0, 7)), 3).shape == (0, 3)
+
+
+def _tagged(origin: list[str], p: list[float], fired: list[list[str]], role: list[str | None]) -> pl.DataFrame:
+    from provaudit.origin.tagging import EVIDENCE_DTYPE
+
+    n = len(origin)
+    ev = pl.Series("evidence", [{"abstain": None, "features": [], "n_words": 60, "p_detector": p[i], "rules": fired[i],
+                                 "lm": False} for i in range(n)], dtype=EVIDENCE_DTYPE)
+    return pl.DataFrame({"record_id": [f"r{i}" for i in range(n)], "role": role, "origin": origin, "p_model": p,
+                         "rules_fired": fired}, schema_overrides={"role": pl.Utf8, "origin": pl.Utf8, "p_model": pl.Float64,
+                                                                  "rules_fired": pl.List(pl.Utf8)}
+                        ).with_columns(ev)
+
+
+def test_summary_counts_fractions_rules_and_roles_by_hand() -> None:
+    from provaudit.errors import InputError
+    from provaudit.origin.tagging import _default_rules, summarize_origin
+
+    ids = _default_rules().ids
+    r1, r2 = ids[0], ids[1]
+    origin = ["model", "model", "human", "unknown", "human", "model", "unknown"]
+    p = [0.91, 0.8, 0.1, 0.5, 0.05, 0.95, 0.4]
+    fired = [[r1], [r1, r2], [], [r2], [], [], [r1]]
+    role = ["chosen", "chosen", "rejected", None, "rejected", "prompt", "prompt"]
+    s = summarize_origin(_tagged(origin, p, fired, role), n_boot=0)
+    assert s["n"] == 7 and s["counts"] == {"human": 2, "model": 3, "unknown": 2}
+    assert s["model_fraction"] == 0.6 and s["model_fraction_all"] == round(3 / 7, 4)
+    assert s["mean_p_model"] == round(sum(p) / 7, 4)
+    assert s["rule_counts"] == {**{i: 0 for i in ids}, r1: 3, r2: 2}
+    assert s["by_role"] == {
+        "chosen": {"n": 2, "model": 2, "human": 0, "unknown": 0, "model_fraction": 1.0, "mean_p_model": 0.855},
+        "prompt": {"n": 2, "model": 1, "human": 0, "unknown": 1, "model_fraction": 1.0, "mean_p_model": 0.675},
+        "rejected": {"n": 2, "model": 0, "human": 2, "unknown": 0, "model_fraction": 0.0, "mean_p_model": 0.075}}
+    assert s["word_mixture"] is None and s["corpus_estimate"]["n"] == 7
+    # nothing decided: no fraction; a role where nothing was decided: none either
+    s = summarize_origin(_tagged(["unknown", "unknown"], [0.5, 0.6], [[], []], ["a", "a"]), n_boot=0)
+    assert s["model_fraction"] is None and s["model_fraction_all"] == 0.0
+    assert s["by_role"]["a"]["model_fraction"] is None and s["by_role"]["a"]["unknown"] == 2
+    empty = summarize_origin(_tagged([], [], [], []), n_boot=0)
+    assert (empty["n"], empty["model_fraction"], empty["model_fraction_all"], empty["mean_p_model"],
+            empty["corpus_estimate"]) == (0, None, None, None, None)
+    for col in ("origin", "p_model", "rules_fired"):
+        with pytest.raises(InputError, match="not origin-tagged") as e:
+            summarize_origin(_tagged(origin, p, fired, role).drop(col))
+        assert e.value.field == col
