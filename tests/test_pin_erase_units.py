@@ -130,6 +130,18 @@ def test_verification_says_no_to_a_copy_with_one_unit_more_fewer_or_changed(tmp_
                        (b'{"a": 1}\n\n{"a":3}\n', (False, "unit 2 of the copy differs from the original's"))):
         copy.write_bytes(body)
         assert er._kept_units_identical("jsonl", src, copy, {1}) == want, body
+    # line formats are compared byte for byte: a CSV/TSV copy with the same values but other quoting or
+    # line ends is refused
+    for fmt, sep in (("csv", ","), ("tsv", "\t")):
+        src = tmp_path / f"d.{fmt}"
+        src.write_bytes(f'p{sep}c\r\nx{sep}"y"\r\nz{sep}w\r\n'.encode())
+        copy = tmp_path / f"c.{fmt}"
+        copy.write_bytes(f'p{sep}c\r\nx{sep}"y"\r\n'.encode())
+        assert er._kept_units_identical(fmt, src, copy, {1}) == (True, "")
+        copy.write_bytes(f'p{sep}c\r\nx{sep}y\r\n'.encode())
+        assert er._kept_units_identical(fmt, src, copy, {1}) == (False, "unit 1 of the copy differs from the original's")
+        copy.write_bytes(f'p{sep}c\nx{sep}"y"\n'.encode())
+        assert er._kept_units_identical(fmt, src, copy, {1}) == (False, "unit 0 of the copy differs from the original's")
     # row values for the other formats
     src = tmp_path / "d.json"
     src.write_text(json.dumps([{"t": "a"}, {"t": "b"}, {"t": "c"}]))
