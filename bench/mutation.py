@@ -64,7 +64,8 @@ MODULES: dict[str, tuple[str, list[str], list[str] | None]] = {
                                        "_redact", "_concrete_format", "_same_value", "_kept_units_identical",
                                        "_rows_with_field", "_targets")] + ["*.xǁ_CapturingLinesǁ*"]),
     "pipeline": ("provaudit/pipeline.py", ["tests/test_pin_scan.py", "tests/test_scan_pipeline.py"],
-                 ["*.x__duplicate_tables__*", "*.x__duplicate_summary__*", "*.x__rate__*", "*.x__add_datasets__*"]),
+                 [f"*.x_{f}__*" for f in ("_duplicate_tables", "_duplicate_summary", "_rate", "_store_datasets",
+                                          "_commit", "_dataset_parts")]),
 }
 
 STATUS = {1: "killed", 3: "killed", -24: "killed", 36: "killed", 0: "survived", None: "not run",
