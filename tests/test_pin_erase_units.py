@@ -142,6 +142,11 @@ def test_verification_says_no_to_a_copy_with_one_unit_more_fewer_or_changed(tmp_
         assert er._kept_units_identical(fmt, src, copy, {1}) == (False, "unit 1 of the copy differs from the original's")
         copy.write_bytes(f'p{sep}c\nx{sep}"y"\n'.encode())
         assert er._kept_units_identical(fmt, src, copy, {1}) == (False, "unit 0 of the copy differs from the original's")
+    # the copy is split into units by its own format: a TSV cell quoted over two lines is one unit there too
+    src, copy = tmp_path / "m.tsv", tmp_path / "mc.tsv"
+    src.write_bytes(b'p\tc\na,x\t"b\nc"\nd\te\n')
+    copy.write_bytes(b'p\tc\na,x\t"b\nc"\n')
+    assert er._kept_units_identical("tsv", src, copy, {1}) == (True, "")
     # row values for the other formats
     src = tmp_path / "d.json"
     src.write_text(json.dumps([{"t": "a"}, {"t": "b"}, {"t": "c"}]))
