@@ -157,6 +157,14 @@ def test_verification_says_no_to_a_copy_with_one_unit_more_fewer_or_changed(tmp_
     assert er._kept_units_identical("json", src, copy, {1}) == (False, "unit 1 of the copy differs from the original's")
     copy.write_text(json.dumps([{"t": "a"}]))
     assert er._kept_units_identical("json", src, copy, {1})[0] is False
+    # Parquet rows holding NaN (never equal to itself) still verify
+    import polars as pl
+
+    pl.DataFrame({"t": ["a", "b", "c"], "x": [float("nan"), 1.0, float("nan")]}).write_parquet(tmp_path / "d.parquet")
+    pl.DataFrame({"t": ["a", "c"], "x": [float("nan"), float("nan")]}).write_parquet(tmp_path / "c.parquet")
+    assert er._kept_units_identical("parquet", tmp_path / "d.parquet", tmp_path / "c.parquet", {1}) == (True, "")
+    pl.DataFrame({"t": ["a", "c"], "x": [float("nan"), 2.0]}).write_parquet(tmp_path / "c.parquet")
+    assert er._kept_units_identical("parquet", tmp_path / "d.parquet", tmp_path / "c.parquet", {1})[0] is False
 
 
 def test_targets_name_clash_gets_the_dataset_id_and_originals_are_never_overwritten(tmp_path: Path) -> None:
