@@ -216,6 +216,14 @@ def test_deep_search_keeps_records_at_or_above_the_containment_and_names_missing
     provaudit.register(tmp_path / "b.csv", catalog=cat)
     fp_b = {d["dataset"]: d["fingerprint"] for d in list_datasets(catalog=cat)}["b"]
     (tmp_path / "b.csv").unlink()
+    # a dataset without a recorded path (catalogs written by other tools) is skipped the same way
+    shutil.copy(lin / "eval_set.json", tmp_path / "e.json")
+    provaudit.register(tmp_path / "e.json", catalog=cat)
+    import duckdb
+
+    with duckdb.connect(str(cat)) as con:
+        con.execute("UPDATE datasets SET path = NULL WHERE name = 'e'")
+        fp_e = con.execute("SELECT fingerprint FROM datasets WHERE name = 'e'").fetchone()[0]
     line = (lin / "sft_train.jsonl").read_text(encoding="utf-8").splitlines()[17]
     original = json.loads(line)["output"]
     words = original.split()
@@ -233,7 +241,8 @@ def test_deep_search_keeps_records_at_or_above_the_containment_and_names_missing
     assert [(r["dataset"], r["source_row"], r["role"]) for r in deep] == [("a", 17, "response")]
     assert deep[0]["containment"] == round(c, 4) and deep[0]["query_id"] == "query:0"
     assert res["query"]["deep"] is True and res["query"]["ngram"] == 5
-    assert res["query"]["deep_skipped"] == [{"dataset": "b", "fingerprint": fp_b, "reason": "file missing"}]
+    assert res["query"]["deep_skipped"] == [{"dataset": "b", "fingerprint": fp_b, "reason": "file missing"},
+                                            {"dataset": "e", "fingerprint": fp_e, "reason": "file missing"}]
     above = lineage_find(text=query, catalog=cat, deep=True, ngram=5, min_containment=c + 0.5 / len(q))
     assert not [r for r in above["records"] if r["match"] == "deep"]
     with pytest.raises(UsageError, match="at least 5 words"):
