@@ -200,19 +200,21 @@ def test_checkpoint_registration_result_and_listing_fields(tmp_path: Path, fixtu
 
 
 def test_deep_search_keeps_records_at_or_above_the_containment_and_names_missing_files(
-        tmp_path: Path, fixtures_dir: Path) -> None:
-    import re
+        tmp_path: Path, fixtures_dir: Path, monkeypatch) -> None:
+    import functools
     import shutil
 
+    import provaudit.io
     from provaudit.catalog.lineage import _WORD, list_datasets
     from provaudit.errors import UsageError
     from provaudit.fingerprint import normalize_text
 
     lin = fixtures_dir / "lineage"
     cat = tmp_path / "c.duckdb"
-    shutil.copy(lin / "sft_train.jsonl", tmp_path / "a.jsonl")
+    # registered under its own name and format (not what the file name says): re-read the same way
+    shutil.copy(lin / "sft_train.jsonl", tmp_path / "a.data")
     shutil.copy(lin / "prefs_train.csv", tmp_path / "b.csv")
-    provaudit.register(tmp_path / "a.jsonl", catalog=cat)
+    provaudit.register(tmp_path / "a.data", name="sft", fmt="jsonl", catalog=cat)
     provaudit.register(tmp_path / "b.csv", catalog=cat)
     fp_b = {d["dataset"]: d["fingerprint"] for d in list_datasets(catalog=cat)}["b"]
     (tmp_path / "b.csv").unlink()
@@ -234,12 +236,17 @@ def test_deep_search_keeps_records_at_or_above_the_containment_and_names_missing
         return {tuple(ws[i:i + 5]) for i in range(len(ws) - 4)}
 
     q = grams(query)
-    c = len(q & grams(original)) / len(q)
-    assert 0.05 < c < 0.5
-    res = lineage_find(text=query, catalog=cat, deep=True, ngram=5, min_containment=c - 0.5 / len(q))
+    shared = len(q & grams(original))
+    c = shared / len(q)
+    assert 0.05 < c < 0.5 and c * len(q) == shared      # the containment times the n-gram count is exact
+    # small batches: the file is re-read in several, most without a match
+    monkeypatch.setattr(provaudit.io, "RecordReader", functools.partial(provaudit.io.RecordReader, batch_size=3))
+    res = lineage_find(text=query, catalog=cat, deep=True, ngram=5, min_containment=c)    # at the containment
     deep = [r for r in res["records"] if r["match"] == "deep"]
-    assert [(r["dataset"], r["source_row"], r["role"]) for r in deep] == [("a", 17, "response")]
+    assert [(r["record_id"], r["dataset"], r["source_row"], r["role"]) for r in deep] == [
+        ("sft:17:response", "sft", 17, "response")]
     assert deep[0]["containment"] == round(c, 4) and deep[0]["query_id"] == "query:0"
+    assert deep[0]["shared_bands"] == 0 and deep[0]["pair_id"] == "sft:17"
     assert res["query"]["deep"] is True and res["query"]["ngram"] == 5
     assert res["query"]["deep_skipped"] == [{"dataset": "b", "fingerprint": fp_b, "reason": "file missing"},
                                             {"dataset": "e", "fingerprint": fp_e, "reason": "file missing"}]
@@ -247,4 +254,3 @@ def test_deep_search_keeps_records_at_or_above_the_containment_and_names_missing
     assert not [r for r in above["records"] if r["match"] == "deep"]
     with pytest.raises(UsageError, match="at least 5 words"):
         lineage_find(text="two words", catalog=cat, deep=True, ngram=5)
-    assert re.search(r"\w", query)
