@@ -191,8 +191,10 @@ def test_checkpoint_registration_result_and_listing_fields(tmp_path: Path, fixtu
         ("b", b["checkpoint_id"], "a", ["eval_set"], [ds["eval_set"]["fingerprint"]])]
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", c["added_at"]) for c in listed)
     for bad in ("", "   "):
-        with pytest.raises(UsageError, match="non-empty name"):
+        with pytest.raises(UsageError, match=r"^a checkpoint needs a non-empty name$"):
             add_checkpoint(bad, ["sft_train"], catalog=cat)
+    with pytest.raises(UsageError, match=r"^give --trained-on DATASET \(and/or --parent CKPT\)$"):
+        add_checkpoint("c", [], catalog=cat)
     with pytest.raises(InputError, match="no checkpoint named 'zz'") as e:
         add_checkpoint("c", ["sft_train"], parent="zz", catalog=cat)
     assert e.value.file == str(cat)
@@ -254,3 +256,12 @@ def test_deep_search_keeps_records_at_or_above_the_containment_and_names_missing
     assert not [r for r in above["records"] if r["match"] == "deep"]
     with pytest.raises(UsageError, match="at least 5 words"):
         lineage_find(text="two words", catalog=cat, deep=True, ngram=5)
+
+
+def test_listing_reads_without_creating_a_catalog(tmp_path: Path) -> None:
+    from provaudit.errors import InputError
+
+    missing = tmp_path / "none.duckdb"
+    with pytest.raises(InputError, match="no catalog here"):
+        list_checkpoints(catalog=missing)
+    assert not missing.exists()
