@@ -124,3 +124,144 @@ def test_find_reports_records_and_datasets_in_full(catalog: Path, fixtures_dir: 
     assert all(r["record_id"] == f"{r['dataset']}:{r['source_row']}:{r['role']}" and r["match"] == "field"
                and r["fingerprint"] == by_ds[r["dataset"]]["fingerprint"] for r in res["records"])
     assert all(r["pair_id"] == f"{r['dataset']}:{r['source_row']}" for r in res["records"])
+
+
+def test_text_query_reports_its_hash_and_the_band_evidence(catalog: Path, fixtures_dir: Path) -> None:
+    from provaudit.fingerprint import text_hash
+
+    line = (fixtures_dir / "lineage" / "sft_train.jsonl").read_text(encoding="utf-8").splitlines()[17]
+    text = json.loads(line)["output"]
+    res = lineage_find(text=text, catalog=catalog)
+    assert res["query"] == {"text": text, "text_hash": text_hash(text)}
+    assert res["n_records"] == len(res["records"]) == 2 and res["truncated"] is False
+    # an identical text shares every one of the 16 bands; deep-search fields are absent from LSH matches
+    assert all(r["query_id"] == "query:0" and r["shared_bands"] == 16 and "containment" not in r
+               for r in res["records"])
+    assert [(d["dataset"], d["records"], d["rows"], d["matches"], d["tags"]) for d in res["datasets"]] == [
+        ("sft_train", 1, [17], ["exact"], ["train"]), ("prefs_train", 1, [9], ["exact"], ["train"])]
+
+
+def test_listing_is_capped_and_says_so(catalog: Path, monkeypatch) -> None:
+    from provaudit.catalog import lineage
+
+    monkeypatch.setattr(lineage, "MAX_LISTED", 7)
+    res = lineage_find(field="user_id=u-0042", catalog=catalog)
+    assert res["n_records"] == 7 and len(res["records"]) == 7 and res["truncated"] is False
+    monkeypatch.setattr(lineage, "MAX_LISTED", 3)
+    res = lineage_find(field="user_id=u-0042", catalog=catalog)
+    assert res["n_records"] == 7 and len(res["records"]) == 3 and res["truncated"] is True
+    assert sum(d["records"] for d in res["datasets"]) == 7      # the per-dataset counts are not capped
+
+
+def test_file_query_names_the_file_and_its_fingerprint(catalog: Path, fixtures_dir: Path, tmp_path: Path) -> None:
+    from provaudit.catalog.lineage import file_fingerprint
+
+    line = (fixtures_dir / "lineage" / "sft_train.jsonl").read_text(encoding="utf-8").splitlines()[17]
+    probe = tmp_path / "probe.jsonl"
+    probe.write_text(json.dumps({"text": json.loads(line)["output"]}) + "\n" + json.dumps({"text": "hello"}) + "\n")
+    res = lineage_find(file=probe, catalog=catalog)
+    assert res["query"] == {"file": str(probe), "fingerprint": file_fingerprint(probe), "records": 2,
+                            "excluded_self": False, "records_matched": 1}
+    empty = tmp_path / "none.jsonl"
+    empty.write_text(json.dumps({"text": "nothing like it anywhere in the catalog at all"}) + "\n")
+    assert lineage_find(file=empty, catalog=catalog)["query"]["records_matched"] == 0
+
+
+def test_checkpoint_registration_result_and_listing_fields(tmp_path: Path, fixtures_dir: Path) -> None:
+    import re
+
+    from provaudit.catalog.lineage import list_datasets
+    from provaudit.errors import InputError, UsageError
+
+    cat = tmp_path / "c.duckdb"
+    provaudit.register(fixtures_dir / "lineage" / "sft_train.jsonl", catalog=cat)
+    provaudit.register(fixtures_dir / "lineage" / "eval_set.json", catalog=cat)
+    ds = {d["dataset"]: d for d in list_datasets(catalog=cat)}
+    res = add_checkpoint("a", ["sft_train", "eval_set"], catalog=cat)
+    assert res == {"checkpoint": "a", "checkpoint_id": res["checkpoint_id"], "parent": None, "trained_on": [
+        {"dataset": n, "fingerprint": ds[n]["fingerprint"], "dataset_id": ds[n]["dataset_id"]}
+        for n in ("sft_train", "eval_set")]}
+    b = add_checkpoint("b", ["eval_set"], parent="a", catalog=cat)
+    assert b["parent"] == "a" and b["checkpoint_id"] != res["checkpoint_id"]
+    listed = list_checkpoints(catalog=cat)
+    assert [(c["checkpoint"], c["checkpoint_id"], c["parent"], c["trained_on"], c["trained_on_fingerprints"])
+            for c in listed] == [
+        ("a", res["checkpoint_id"], None, ["sft_train", "eval_set"],
+         [ds["sft_train"]["fingerprint"], ds["eval_set"]["fingerprint"]]),
+        ("b", b["checkpoint_id"], "a", ["eval_set"], [ds["eval_set"]["fingerprint"]])]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", c["added_at"]) for c in listed)
+    for bad in ("", "   "):
+        with pytest.raises(UsageError, match=r"^a checkpoint needs a non-empty name$"):
+            add_checkpoint(bad, ["sft_train"], catalog=cat)
+    with pytest.raises(UsageError, match=r"^give --trained-on DATASET \(and/or --parent CKPT\)$"):
+        add_checkpoint("c", [], catalog=cat)
+    with pytest.raises(InputError, match="no checkpoint named 'zz'") as e:
+        add_checkpoint("c", ["sft_train"], parent="zz", catalog=cat)
+    assert e.value.file == str(cat)
+    assert [c["checkpoint"] for c in list_checkpoints(catalog=cat)] == ["a", "b"]   # nothing half-added
+
+
+def test_deep_search_keeps_records_at_or_above_the_containment_and_names_missing_files(
+        tmp_path: Path, fixtures_dir: Path, monkeypatch) -> None:
+    import functools
+    import shutil
+
+    import provaudit.io
+    from provaudit.catalog.lineage import _WORD, list_datasets
+    from provaudit.errors import UsageError
+    from provaudit.fingerprint import normalize_text
+
+    lin = fixtures_dir / "lineage"
+    cat = tmp_path / "c.duckdb"
+    # registered under its own name and format (not what the file name says): re-read the same way
+    shutil.copy(lin / "sft_train.jsonl", tmp_path / "a.data")
+    shutil.copy(lin / "prefs_train.csv", tmp_path / "b.csv")
+    provaudit.register(tmp_path / "a.data", name="sft", fmt="jsonl", catalog=cat)
+    provaudit.register(tmp_path / "b.csv", catalog=cat)
+    fp_b = {d["dataset"]: d["fingerprint"] for d in list_datasets(catalog=cat)}["b"]
+    (tmp_path / "b.csv").unlink()
+    # a dataset without a recorded path (catalogs written by other tools) is skipped the same way
+    shutil.copy(lin / "eval_set.json", tmp_path / "e.json")
+    provaudit.register(tmp_path / "e.json", catalog=cat)
+    import duckdb
+
+    with duckdb.connect(str(cat)) as con:
+        con.execute("UPDATE datasets SET path = NULL WHERE name = 'e'")
+        fp_e = con.execute("SELECT fingerprint FROM datasets WHERE name = 'e'").fetchone()[0]
+    line = (lin / "sft_train.jsonl").read_text(encoding="utf-8").splitlines()[17]
+    original = json.loads(line)["output"]
+    words = original.split()
+    query = " ".join("also" if i % 8 == 4 else w for i, w in enumerate(words))   # every 8th word replaced
+
+    def grams(t: str) -> set[tuple[str, ...]]:
+        ws = _WORD.findall(normalize_text(t).lower())
+        return {tuple(ws[i:i + 5]) for i in range(len(ws) - 4)}
+
+    q = grams(query)
+    shared = len(q & grams(original))
+    c = shared / len(q)
+    assert 0.05 < c < 0.5 and c * len(q) == shared      # the containment times the n-gram count is exact
+    # small batches: the file is re-read in several, most without a match
+    monkeypatch.setattr(provaudit.io, "RecordReader", functools.partial(provaudit.io.RecordReader, batch_size=3))
+    res = lineage_find(text=query, catalog=cat, deep=True, ngram=5, min_containment=c)    # at the containment
+    deep = [r for r in res["records"] if r["match"] == "deep"]
+    assert [(r["record_id"], r["dataset"], r["source_row"], r["role"]) for r in deep] == [
+        ("sft:17:response", "sft", 17, "response")]
+    assert deep[0]["containment"] == round(c, 4) and deep[0]["query_id"] == "query:0"
+    assert deep[0]["shared_bands"] == 0 and deep[0]["pair_id"] == "sft:17"
+    assert res["query"]["deep"] is True and res["query"]["ngram"] == 5
+    assert res["query"]["deep_skipped"] == [{"dataset": "b", "fingerprint": fp_b, "reason": "file missing"},
+                                            {"dataset": "e", "fingerprint": fp_e, "reason": "file missing"}]
+    above = lineage_find(text=query, catalog=cat, deep=True, ngram=5, min_containment=c + 0.5 / len(q))
+    assert not [r for r in above["records"] if r["match"] == "deep"]
+    with pytest.raises(UsageError, match="at least 5 words"):
+        lineage_find(text="two words", catalog=cat, deep=True, ngram=5)
+
+
+def test_listing_reads_without_creating_a_catalog(tmp_path: Path) -> None:
+    from provaudit.errors import InputError
+
+    missing = tmp_path / "none.duckdb"
+    with pytest.raises(InputError, match="no catalog here"):
+        list_checkpoints(catalog=missing)
+    assert not missing.exists()

@@ -1,0 +1,167 @@
+"""The origin detector's arithmetic and threshold rule, pinned to their documented meaning.
+
+Scoring: signed log1p, standardise, linear score, Platt calibration; contributions sum to the calibrated
+log-odds. Thresholds (``fit_detector``): ``threshold_model`` is the (1 - nominal FPR) quantile ("higher") of
+the out-of-fold human scores of long texts (all human texts when under 20 are long), raised to each human
+domain's (1 - 2 FPR) quantile for domains of 30+ long texts; ``threshold_human`` is the human-miss quantile
+of the model texts' scores, never above ``threshold_model``. Expected values are recomputed here with numpy
+from the returned out-of-fold probabilities."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from provaudit.errors import InputError
+from provaudit.origin.detector import (
+    FEATURE_NAMES,
+    FULL_FEATURE_NAMES,
+    Detector,
+    _sigmoid,
+    _transform,
+    fit_detector,
+    load_detector,
+    score_metrics,
+    tpr_at_fpr,
+)
+
+
+def _det(**kw) -> Detector:
+    k = len(FEATURE_NAMES)
+    base = {"feature_names": list(FEATURE_NAMES), "mean": np.linspace(-0.5, 0.5, k),
+            "scale": np.linspace(0.5, 2.0, k), "coef": np.linspace(1.0, -1.0, k), "intercept": 0.3, "platt_a": 0.8,
+            "platt_b": -0.2, "threshold_model": 0.9, "threshold_human": 0.2, "min_words": 50}
+    return Detector(**{**base, **kw})
+
+
+def test_scoring_arithmetic_and_contributions() -> None:
+    d = _det()
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 3, size=(5, len(FEATURE_NAMES)))
+    z = (np.sign(x) * np.log(1 + np.abs(x)) - d.mean) / d.scale
+    assert _transform(np.array([-math.e + 1, 0.0, math.e - 1])) == pytest.approx([-1.0, 0.0, 1.0])
+    assert d.standardized(x) == pytest.approx(z)
+    assert d.decision(x) == pytest.approx(z @ d.coef + 0.3)
+    assert d.calibrated_logit(x) == pytest.approx(0.8 * (z @ d.coef + 0.3) - 0.2)
+    c = d.contributions(x)
+    assert c == pytest.approx(z * d.coef * 0.8)
+    assert c.sum(1) + 0.8 * 0.3 - 0.2 == pytest.approx(d.calibrated_logit(x))
+    assert _sigmoid(np.array([0.0, 2.0, -2.0])) == pytest.approx([0.5, 1 / (1 + math.exp(-2)), 1 / (1 + math.exp(2))])
+    # clipped at |z| = 40: finite, no overflow warning, and exactly the value at 40
+    assert _sigmoid(np.array([1e6, -1e6])) == pytest.approx([1 / (1 + math.exp(-40)), 1 / (1 + math.exp(40))],
+                                                            rel=1e-12)
+    assert _sigmoid(np.array([-1e6]))[0] > 0
+
+
+def test_lm_use_and_error_rates_come_from_the_feature_set_and_training_metrics() -> None:
+    assert _det().uses_lm is False
+    k = len(FULL_FEATURE_NAMES)
+    full = _det(feature_names=list(FULL_FEATURE_NAMES), mean=np.zeros(k), scale=np.ones(k), coef=np.zeros(k))
+    assert full.uses_lm is True
+    d = _det(meta={"training_metrics": {"tpr_at_threshold": 0.7, "fpr_at_threshold": 0.04}})
+    assert d.error_rates == {"tpr": 0.7, "fpr": 0.04}
+    assert _det().error_rates == {"tpr": None, "fpr": None}
+
+
+def test_saved_detector_loads_every_field(tmp_path: Path) -> None:
+    d = _det(meta={"note": "x"})
+    path = d.save(tmp_path / "det")
+    assert path == tmp_path / "det" / "detector.json" and not (tmp_path / "det" / "detector.json.tmp").exists()
+    blob = json.loads(path.read_text())
+    assert blob["kind"] == "provaudit-origin-detector" and blob["format_version"] == 1
+    for target in (tmp_path / "det", path):
+        e = Detector.load(target)
+        assert (e.intercept, e.platt_a, e.platt_b, e.threshold_model, e.threshold_human, e.min_words) == \
+            (0.3, 0.8, -0.2, 0.9, 0.2, 50)
+        assert e.mean == pytest.approx(d.mean) and e.scale == pytest.approx(d.scale)
+        assert e.coef == pytest.approx(d.coef) and e.meta == {"note": "x"} and e.feature_names == list(FEATURE_NAMES)
+    assert load_detector(path) is load_detector(tmp_path / "det" / "detector.json")   # cached per resolved path
+    blob["feature_names"] = blob["feature_names"][:-1]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(blob))
+    with pytest.raises(InputError, match="another feature set") as e:
+        Detector.load(bad)
+    assert e.value.field == "feature_names"
+    bad.write_text("{not json")
+    with pytest.raises(InputError, match="not a detector file"):
+        Detector.load(bad)
+    bad.write_text("[]")
+    with pytest.raises(InputError, match="not a provaudit detector"):
+        Detector.load(bad)
+    shipped = load_detector()
+    assert shipped.feature_names == list(FEATURE_NAMES) and shipped.threshold_human <= shipped.threshold_model
+
+
+def test_tpr_at_fpr_and_threshold_metrics_by_hand() -> None:
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    p = np.array([0.1, 0.2, 0.3, 0.9, 0.25, 0.35, 0.95, 0.9])
+    # human (1 - 0.5) quantile, method "higher" (position 1.5 -> 2): 0.3; model scores above it: 0.35, 0.95, 0.9
+    assert tpr_at_fpr(y, p, 0.5) == pytest.approx(3 / 4)
+    # (1 - 0.25): position 2.25 -> 3: 0.9, and only 0.95 is strictly above (0.9 is not)
+    assert tpr_at_fpr(y, p, 0.25) == pytest.approx(1 / 4)
+    # (1 - 0.01) quantile "higher": 0.9; only 0.95 is strictly above
+    assert tpr_at_fpr(y, p, 0.01) == pytest.approx(1 / 4)
+    assert tpr_at_fpr(np.array([1, 1]), np.array([0.3, 0.4]), 0.05) is None
+    m = score_metrics(y, p, threshold=0.9)
+    assert m["fpr_at_threshold"] == 0.25 and m["tpr_at_threshold"] == 0.5      # >= at the threshold
+    assert (m["n_human"], m["n_model"]) == (4, 4)
+    assert "fpr_at_threshold" not in score_metrics(y, p)
+
+
+def _training(seed: int = 0, n: int = 120) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    rng = np.random.default_rng(seed)
+    k = len(FEATURE_NAMES)
+    y = np.array([0] * n + [1] * n)
+    x = np.abs(rng.normal(size=(2 * n, k)))
+    x[:, 0] += 1.2 * y
+    x[:, 1] += 0.8 * y
+    n_words = rng.integers(10, 200, size=2 * n)
+    groups = ["a" if i % 2 == 0 else ("tiny" if i % 10 == 1 else "b") for i in range(2 * n)]
+    return x, y, n_words, groups
+
+
+def test_thresholds_follow_the_rule_on_out_of_fold_scores() -> None:
+    x, y, n_words, _ = _training()
+    det, p = fit_detector(x, y, n_words=n_words, nominal_fpr=0.05, human_miss=0.10, min_words=50)
+    long = n_words >= 50
+    assert ((y == 0) & long).sum() >= 20
+    t_model = np.quantile(p[(y == 0) & long], 0.95, method="higher")
+    assert det.threshold_model == pytest.approx(t_model)
+    assert det.meta["pooled_threshold"] == pytest.approx(t_model, abs=1e-6)
+    assert det.threshold_human == pytest.approx(min(np.quantile(p[(y == 1) & long], 0.10), t_model))
+    assert det.min_words == 50 and det.meta["nominal_fpr"] == 0.05 and det.meta["human_miss_rate"] == 0.10
+    assert det.meta["domain_thresholds"] == {} and det.meta["folds"] == 5
+    # under 20 long human texts: all human texts count; a human_miss above the model threshold is capped
+    few = np.where(y == 0, np.where(np.arange(len(y)) < 10, 100, 10), 100)
+    det2, p2 = fit_detector(x, y, n_words=few, min_words=50, human_miss=0.99)
+    assert det2.threshold_model == pytest.approx(np.quantile(p2[y == 0], 0.95, method="higher"))
+    assert det2.threshold_human == pytest.approx(min(np.quantile(p2[(y == 1) & (few >= 50)], 0.99),
+                                                     det2.threshold_model))
+    assert det2.threshold_human <= det2.threshold_model
+    # no word counts: every text is long
+    det3, p3 = fit_detector(x, y)
+    assert det3.threshold_model == pytest.approx(np.quantile(p3[y == 0], 0.95, method="higher"))
+    with pytest.raises(InputError, match="both human and model"):
+        fit_detector(x[:5], np.zeros(5, dtype=int))
+
+
+def test_each_human_domain_of_30_long_texts_raises_the_threshold_to_its_own_2fpr_quantile() -> None:
+    x, y, n_words, groups = _training()
+    det, p = fit_detector(x, y, groups=groups, n_words=n_words, nominal_fpr=0.05, min_words=50,
+                          domain_holdout_threshold=False)
+    g = np.asarray(groups, dtype=object)
+    long = n_words >= 50
+    want = {}
+    for dom in sorted(set(g[(y == 0) & long])):
+        sel = (y == 0) & long & (g == dom)
+        if sel.sum() >= 30:
+            want[dom] = float(np.quantile(p[sel], 0.90, method="higher"))
+    assert set(want) == {"a", "b"}           # "tiny" has under 30 long human texts: no domain threshold
+    assert det.meta["domain_thresholds"] == pytest.approx(want, abs=1e-6)
+    pooled = float(np.quantile(p[(y == 0) & long], 0.95, method="higher"))
+    assert det.meta["pooled_threshold"] == pytest.approx(pooled, abs=1e-6)
+    assert det.threshold_model == pytest.approx(max(pooled, *want.values()))
+    assert det.meta["unseen_domain_thresholds"] == {}
