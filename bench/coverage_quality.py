@@ -4,7 +4,8 @@ Usage: python bench/coverage_quality.py [--seeds 20] [--shared /work/shared/data
 
 Prints, for each production fixture: coverage with its interval, the covered share of each kind of
 traffic (ground truth: the fixture's ``kind`` column), drift p-value and verdict, per-window p-values, and
-the share of red-team prompts among the members of the three largest uncovered clusters. Then the false
+the share of red-team prompts among the members of the three largest uncovered clusters and the share of
+production in clusters (the uncovered units confidently new). Then the false
 alarm rate: ``--seeds`` random same-pool splits of eval + production_same (300 eval / 250 production in
 two windows), each run through the whole pipeline; an alarm is ``drift.detected``.
 
@@ -15,7 +16,7 @@ abstracts; the rest other AlpacaEval instructions), plus a stale case (eval with
 production AlpacaEval only). Per mix: the true covered share, coverage by ``method="mixture"`` (the
 default) and by the 0.95-quantile threshold (``method="classifier"``, computed on the same scores), the
 covered share of the new kind, the new kind's share among the members of the three largest uncovered
-clusters, and how often drift is detected.
+clusters, the clustered share of production and of the new kind, and how often drift is detected.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def main() -> None:
             if len(members)
             else None,
             "stale_share": s["stale"]["share"],
+            "clustered_share": s["uncovered_clustered"]["share"],
         }
     ev = [r["instruction"] for r in json.loads((FX / "eval.json").read_text(encoding="utf-8"))]
     prod = [
@@ -186,6 +188,9 @@ def mixes(shared: Path, seeds: int) -> dict:
                     "q95": float(np.mean(p_score <= np.quantile(e_score, 0.95))),
                     "new_covered": float(pf["covered"].to_numpy()[is_new].mean()) if is_new.any() else None,
                     "top3_new": float(is_new[members].mean()) if len(members) and is_new.any() else None,
+                    "clustered": s["uncovered_clustered"]["share"],
+                    "clustered_new_of_new": float(
+                        (pf["cluster"].to_numpy()[is_new] >= 0).mean()) if is_new.any() else None,
                     "detected": s["drift"]["detected"],
                 }
             )
@@ -201,6 +206,8 @@ def mixes(shared: Path, seeds: int) -> dict:
             "ci_holds_truth": sum(r["ci_holds_truth"] for r in rows),
             "new_kind_covered": agg("new_covered"),
             "top3_clusters_new_share": agg("top3_new"),
+            "clustered_share": agg("clustered"),
+            "new_kind_clustered": agg("clustered_new_of_new"),
             "drift_detected": sum(r["detected"] for r in rows),
             "trials": len(rows),
         }

@@ -79,8 +79,22 @@ def test_top_uncovered_clusters_are_the_new_traffic(shifted: object) -> None:
     top = s["uncovered"][:3]
     members = pf.filter(pl.col("cluster").is_in([u["cluster"] for u in top]))["source_row"].to_list()
     assert sum(kinds[i] == "hh" for i in members) / len(members) >= 0.8
-    n_unc = int((~pf["covered"]).sum())
-    assert sum(u["size"] for u in s["uncovered"]) == n_unc
+    # the clustered units are the uncovered ones confidently new: estimated false-discovery rate <= 0.1,
+    # recomputed here from its definition (cov x n x P_eval(score >= s) / #production >= s, step-up)
+    e = shifted.eval_units["score"].to_numpy()
+    p, cov = pf["score"].to_numpy(), pf["covered"].to_numpy()
+    raw = np.array([s["coverage"] * len(p) * np.mean(e >= x) / np.sum(p >= x) for x in p])
+    fdr = np.array([min(1.0, raw[p <= x].min()) for x in p])
+    assert np.allclose(pf["fdr"].to_numpy(), fdr, atol=1e-3)
+    confident = ~cov & (fdr <= 0.1)
+    assert np.array_equal(pf["cluster"].to_numpy() >= 0, confident)
+    assert np.all(pf["cluster"].to_numpy()[~cov & ~confident] == -2)
+    assert np.all(pf["cluster"].to_numpy()[cov] == -1)
+    assert sum(u["size"] for u in s["uncovered"]) == int(confident.sum()) == s["uncovered_clustered"]["n"]
+    # pinned purity: the clusters together and the three largest are at least 85% red-team prompts
+    # (before the confidence filter the top three were 87% and the clusters 80%)
+    assert np.mean([kinds[i] == "hh" for i in pf.filter(pl.col("cluster") >= 0)["source_row"]]) >= 0.85
+    assert sum(kinds[i] == "hh" for i in members) / len(members) >= 0.85
     for u in s["uncovered"]:
         assert u["share"] == round(u["size"] / s["n_production"], 4) and u["label"] and u["examples"]
         for ex in u["examples"]:
@@ -127,6 +141,20 @@ def test_mixture_estimate_interval_and_cut_by_hand() -> None:
     ev, prod = rng.normal(size=300), rng.normal(size=5000)
     lo, hi = stats.mixture_ci(prod, ev, n_boot=400, seed=0)
     assert hi == 1.0 and lo > 0.8
+
+
+def test_new_traffic_fdr_by_hand() -> None:
+    e = np.arange(10.0)
+    p = np.array([0, 1, 2, 3, 5, 6, 7, 8, 20, 21], dtype=float)
+    # coverage 0.8 of 10 units: 8 x P_eval(score >= s) / #production >= s; e.g. at 8: 8 x 2/10 / 3
+    want = [8 * 1.0 / 10, 8 * 0.9 / 9, 8 * 0.8 / 8, 8 * 0.7 / 7, 8 * 0.5 / 6, 8 * 0.4 / 5, 8 * 0.3 / 4,
+            8 * 0.2 / 3, 0.0, 0.0]
+    assert np.allclose(stats.new_traffic_fdr(p, e, 0.8), want)
+    # step-up: a unit's value is the least over the cuts that include it (raw 0.25, 1/6, 1/8 become 0.1)
+    p2 = np.array([8.5, 20, 8.6, 8.7, 8.8])
+    assert np.allclose(stats.new_traffic_fdr(p2, e, 1.0), [0.1, 0.0, 0.1, 0.1, 0.1])
+    # tied scores enter together: both 2 x 7/10 / 2
+    assert np.allclose(stats.new_traffic_fdr(np.array([3.0, 3.0]), e, 1.0), [0.7, 0.7])
 
 
 def test_another_new_kind_at_another_share() -> None:

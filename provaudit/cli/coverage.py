@@ -179,7 +179,11 @@ def coverage_cmd(
             for w, dw in zip(s["windows"], d["windows"])
         ]
         click.echo(text_table(rows, ("window", "n", "coverage", "drift_p", "detected")))
-        click.echo(f"uncovered clusters ({len(s['uncovered'])}):")
+        uc = s["uncovered_clustered"]
+        click.echo(
+            f"uncovered clusters ({len(s['uncovered'])}) of the {uc['n']} units confidently new "
+            f"({uc['share']} of production; uncovered in all: {s['uncovered_share']}):"
+        )
         rows = [
             (u["cluster"], u["size"], u["share"], u["label"], u["examples"][0]["text"])
             for u in s["uncovered"][:10]

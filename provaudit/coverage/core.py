@@ -21,9 +21,14 @@
    are no larger than those of other AlpacaEval instructions in the static embedding.)
 3. coverage = share of production units at or under the threshold, with a bootstrap interval that
    resamples eval (the threshold) and production; per window too.
-4. uncovered: k-means clusters of the uncovered production units, ranked by traffic share, labelled
-   by their most distinctive terms; stale: the mirror image, eval units scored more eval-like than
-   ``quantile`` of production (classifier), or with no production unit within the threshold (neighbour).
+4. uncovered: k-means clusters of the uncovered production units that are confidently new traffic,
+   ranked by traffic share, labelled by their most distinctive terms. A unit is confidently new when the
+   estimated false-discovery rate of calling it and every unit scoring higher new is at most ``fdr``
+   (0.1): coverage x n x P_eval(score >= s) eval-like units are expected among them (the eval units' own
+   out-of-fold scores stand for the eval-like traffic), Benjamini-Hochberg step-up. The rest of the
+   uncovered units (the ranking cut is only as precise as the classifier) stay unclustered (cluster -2).
+   stale: the mirror image, eval units scored more eval-like than ``quantile`` of production
+   (classifier), or with no production unit within the threshold (neighbour).
 5. drift: MMD two-sample test (permutation p-value) of eval against all production and each window;
    a window is ``detected`` at ``alpha / n_windows`` (Bonferroni), and the trend over windows.
 """
@@ -48,13 +53,14 @@ METHODS = ("mixture", "classifier", "neighbour")
 #: metric paths a coverage summary can hold, for gate files over it (``rules/gate-coverage.yaml``);
 #: a typo in such a file exits 2 naming the nearest of these
 COVERAGE_METRICS: tuple[str, ...] = (
-    "coverage", "uncovered_share", "uncovered_top_share", "n_eval", "n_production", "seed",
+    "coverage", "uncovered_share", "uncovered_top_share", "uncovered_clustered.share", "n_eval", "n_production",
+    "seed",
     "stale.share", "stale.n", "threshold.value", "threshold.n_calibration", "threshold.neighbour_distance",
     "drift.alpha", "drift.p_value", "drift.effect", "drift.detected",
 )
 DEFAULTS: dict[str, Any] = {"quantile": 0.95, "alpha": 0.01, "n_boot": 1000, "n_perm": 500, "max_windows": 12,
                             "max_clusters": 20, "examples": 3, "drift_max_n": 1000, "window_max_n": 500,
-                            "min_window": 10}
+                            "min_window": 10, "fdr": 0.1}
 MIN_EVAL = 10
 
 
@@ -117,6 +123,7 @@ def coverage(
     n_perm: int = DEFAULTS["n_perm"],
     max_windows: int = DEFAULTS["max_windows"],
     max_clusters: int = DEFAULTS["max_clusters"],
+    fdr: float = DEFAULTS["fdr"],
     seed: int = 0,
     gate: str | Path | None = None,
     catalog: Any = None,
@@ -125,7 +132,8 @@ def coverage(
     """Coverage of ``production`` (paths; windows by ``by`` or file order) by ``eval`` (a path).
 
     ``method``: ``mixture``, ``classifier`` or ``neighbour`` (see the module doc). ``threshold``: a fixed
-    score (cosine distance for ``neighbour``, logit otherwise) instead of the calibrated one. ``gate``: a gate
+    score (cosine distance for ``neighbour``, logit otherwise) instead of the calibrated one. ``fdr``: the
+    estimated false-discovery rate up to which an uncovered unit counts as new traffic and is clustered. ``gate``: a gate
     file whose checks (``coverage``, ``uncovered_top_share``, ``drift.detected``, ...) are evaluated on
     the summary.
     ``record``: store the run in the catalog (``catalog`` path or the default) for ``provaudit trend``.
@@ -136,6 +144,8 @@ def coverage(
         raise UsageError(f"unknown method {method!r}; choose one of {METHODS}")
     if not 0 < alpha < 1:
         raise UsageError(f"alpha must be in (0, 1), got {alpha}")
+    if not 0 < fdr <= 1:
+        raise UsageError(f"fdr must be in (0, 1], got {fdr}")
     ev = _as_units(eval, unit=unit, by=None, what="eval")
     prod = _as_units(production, unit=unit, by=by, what="production")
     if prod.frame.height < MIN_EVAL:
@@ -196,12 +206,15 @@ def coverage(
     pf = pf.with_columns(pl.col("window").replace_strict(wmap, return_dtype=pl.Utf8))
     win_idx = {w: np.flatnonzero((pf["window"] == w).to_numpy()) for w in labels}
 
-    # uncovered clusters
-    unc = np.flatnonzero(~covered)
-    cl = np.full(n, -1, dtype=np.int64)
+    # uncovered clusters: of the uncovered units, those confidently new traffic (estimated false-discovery
+    # rate at most ``fdr``); the others (cluster -2) may be eval-like traffic the classifier ranks high
+    est_fdr = stats.new_traffic_fdr(p_score, calib, cov) if threshold is None else np.zeros(n)
+    confident = ~covered & (est_fdr <= fdr)
+    unc = np.flatnonzero(confident)
+    cl = np.where(covered, -1, -2).astype(np.int64)
     clusters: list[dict[str, Any]] = []
     if len(unc):
-        progress.step("clustering the uncovered production units")
+        progress.step("clustering the confidently new production units")
         raw = stats.cluster(p_vec[unc], seed=seed, max_clusters=max_clusters)
         # rank by size, ties by first member, and renumber 0.. in that order
         order = sorted(set(raw.tolist()), key=lambda c: (-int(np.sum(raw == c)), int(np.argmax(raw == c))))
@@ -239,7 +252,7 @@ def coverage(
                     ],
                 }
             )
-    pf = pf.with_columns(pl.Series("cluster", cl))
+    pf = pf.with_columns(pl.Series("cluster", cl), pl.Series("fdr", est_fdr))
 
     # stale eval units
     if method != "neighbour":  # the mirror image: eval units more eval-like than 95% of production is
@@ -342,6 +355,15 @@ def coverage(
         "seed": seed,
         "uncovered": clusters,
         "uncovered_share": _r(1 - cov),
+        "uncovered_clustered": {
+            "share": _r(len(unc) / n),
+            "n": len(unc),
+            "fdr": fdr if threshold is None else None,
+            "how": "uncovered units whose estimated false-discovery rate as new traffic is at most fdr: "
+            "(coverage x n x share of eval scores >= the unit's score) / (production units scoring >= it), "
+            "step-up; the rest of the uncovered share may be eval-like traffic ranked high"
+            if threshold is None else "every uncovered unit (a given threshold)",
+        },
         "uncovered_top_share": clusters[0]["share"] if clusters else 0.0,
         "stale": stale,
         "drift": drift,

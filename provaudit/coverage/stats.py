@@ -121,6 +121,30 @@ def rank_threshold(score: np.ndarray, covered_share: float) -> float:
     return float(srt[k - 1])
 
 
+def new_traffic_fdr(prod_score: np.ndarray, eval_score: np.ndarray, covered_share: float) -> np.ndarray:
+    """Estimated false-discovery rate of calling each production unit, and every unit scoring at least as
+    high, new traffic: the expected number of eval-like units among them over their number.
+
+    Production = ``covered_share`` x eval-like + the rest new, and eval-like production units score like
+    the eval units' own out-of-fold scores, so of the N production units about
+    ``covered_share * N * P_eval(score >= s)`` eval-like ones score at least s. Made monotone (a unit's
+    value is the least over the cuts that include it, as in Benjamini-Hochberg's step-up), capped at 1.
+    """
+    n = len(prod_score)
+    if n == 0:
+        return np.zeros(0)
+    order = np.argsort(-prod_score, kind="stable")
+    ps = prod_score[order]
+    above_eval = 1.0 - np.searchsorted(np.sort(eval_score), ps, side="left") / len(eval_score)
+    # units tied at one score enter together: count every unit scoring >= s
+    n_at_least = np.searchsorted(-ps, -ps, side="right")
+    raw = covered_share * n * above_eval / n_at_least
+    step_up = np.minimum.accumulate(raw[::-1])[::-1]
+    out = np.empty(n)
+    out[order] = np.minimum(step_up, 1.0)
+    return out
+
+
 def mmd_test(x: np.ndarray, y: np.ndarray, *, n_perm: int, seed: int, max_n: int = 1000) -> dict[str, float]:
     """Two-sample MMD test (Gaussian kernel, median-heuristic bandwidth) with a permutation p-value.
 

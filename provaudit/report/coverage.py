@@ -35,7 +35,10 @@ def map_chart(result: Any, seed: int = 0) -> str:
     cl = result.production_units["cluster"].to_numpy()[pi]
     with plt.rc_context(_RC):
         fig, ax = plt.subplots(figsize=(7.5, 5.2))
-        ax.scatter(pxy[cl < 0, 0], pxy[cl < 0, 1], s=6, c="#bbbbbb", alpha=0.6, label="production, covered")
+        ax.scatter(pxy[cl == -1, 0], pxy[cl == -1, 1], s=6, c="#bbbbbb", alpha=0.6, label="production, covered")
+        if (cl == -2).any():
+            ax.scatter(pxy[cl == -2, 0], pxy[cl == -2, 1], s=6, c="#e8a0a0", alpha=0.6,
+                       label="uncovered, not confidently new")
         ax.scatter(exy[:, 0], exy[:, 1], s=8, c="#1f77b4", alpha=0.7, marker="^", label="eval")
         cmap = plt.get_cmap("tab10")
         palette = [1, 2, 3, 4, 5, 6, 8, 9]  # tab10 without the eval blue and the covered grey
@@ -112,6 +115,8 @@ def render_coverage_html(result: Any, history: pl.DataFrame | None = None) -> st
         ("eval units / production units", f"{s['n_eval']} / {s['n_production']}"),
         ("threshold", f"{s['threshold']['value']} ({s['threshold']['method']}: {s['threshold']['how']})"),
         ("largest uncovered cluster share", str(s["uncovered_top_share"])),
+        ("uncovered share / confidently new (clustered)",
+         f"{s['uncovered_share']} / {s['uncovered_clustered']['share']}"),
         ("stale eval units", f"{s['stale']['n']} ({s['stale']['share']})"),
         ("drift", f"p={d['p_value']} effect={d['effect']} detected={d['detected']}"),
         ("trend", d["trend"]["direction"]),
