@@ -598,9 +598,29 @@ def _dataset_parts_ray(infos: list[InputInfo], glob: str, work: Path) -> list[tu
     """:func:`_dataset_parts` in a Ray task (it reads every part) instead of on the driver."""
     import ray
 
+    from provaudit.catalog.store import BAND_FILE_RECORDS
     from provaudit.engine.ray_scan import get_all
 
-    return get_all([ray.remote(_dataset_parts).options(num_cpus=1, max_retries=0).remote(infos, glob, work)])[0]
+    return get_all([ray.remote(_dataset_parts_and_bands).options(num_cpus=1, max_retries=0).remote(
+        infos, glob, work, BAND_FILE_RECORDS)])[0]
+
+
+def _dataset_parts_and_bands(infos: list[InputInfo], glob: str, work: Path,
+                             min_records: int) -> list[tuple[InputInfo, Path]]:
+    """:func:`_dataset_parts`, plus the band-key file (``<part>.bands.parquet``) of each input of
+    ``min_records`` or more records, which the commit then only copies next to the catalog
+    (:func:`provaudit.catalog.store.write_band_file`)."""
+    from provaudit.catalog import store
+
+    out = _dataset_parts(infos, glob, work)
+    for info, part in out:
+        if info.records >= min_records:
+            store.write_band_file(part, _band_file(part))
+    return out
+
+
+def _band_file(part: Path) -> Path:
+    return part.with_name(part.stem + ".bands.parquet")
 
 
 def _remove_stale_work(out_dir: Path) -> None:
@@ -704,7 +724,8 @@ def _store_datasets(cat, datasets: list[tuple[InputInfo, Path]], tags: Sequence[
     return [cat.add_dataset(name=info.dataset, fingerprint=info.fingerprint, path=str(Path(info.path).resolve()),
                             fmt=info.format, schema=info.schema, tags=list(tags),
                             n_records=info.records, records=part,
-                            meta={"columns": info.columns, "rows": info.rows, "mapping": info.mapping})
+                            meta={"columns": info.columns, "rows": info.rows, "mapping": info.mapping},
+                            band_file=_band_file(part) if _band_file(part).exists() else None)
             for info, part in datasets]
 
 

@@ -80,7 +80,9 @@ MIGRATIONS: tuple[Migration, ...] = (
             drift_detected BOOLEAN, passed BOOLEAN, summary VARCHAR)""",
     )),
     Migration(7, "band_files: band keys of big datasets in Parquet files next to the catalog", (
-        "CREATE TABLE band_files (dataset_id INTEGER NOT NULL, path VARCHAR NOT NULL, n_rows BIGINT NOT NULL)",
+        # a file holds (band_key, row) sorted by band_key; rid = rid_base + row
+        """CREATE TABLE band_files (dataset_id INTEGER NOT NULL, path VARCHAR NOT NULL, n_rows BIGINT NOT NULL,
+                                    rid_base BIGINT NOT NULL)""",
     )),
 )
 

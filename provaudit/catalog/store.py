@@ -37,6 +37,25 @@ RecordsArg = pl.DataFrame | str | Path
 #: datasets of at least this many records keep their band keys (16 rows a record) in a Parquet file the
 #: catalog references instead of the ``record_bands`` table (``PROVAUDIT_BAND_FILE_RECORDS``)
 BAND_FILE_RECORDS = int(os.environ.get("PROVAUDIT_BAND_FILE_RECORDS", "1000000"))
+#: a dataset's band-key file: (band_key, row) sorted by key, row = the record's row in ``src``
+_BANDS_SQL = """SELECT band_key, row FROM (
+    SELECT unnest(band_keys) AS band_key, _row AS row FROM {src} WHERE band_keys IS NOT NULL) ORDER BY band_key"""
+
+
+def write_band_file(records: str | Path, dest: str | Path) -> int:
+    """Write the band-key file of a catalog records Parquet file (the one ``add_dataset`` will get) to
+    ``dest``, e.g. on a Ray worker before the commit; returns its rows."""
+    from provaudit.duck import connect as duck_connect
+
+    con = duck_connect()
+    try:
+        rec = str(records).replace("'", "''")
+        src = f"(SELECT band_keys, file_row_number AS _row FROM read_parquet('{rec}', file_row_number=true))"
+        lit = str(dest).replace("'", "''")
+        con.execute(f"COPY ({_BANDS_SQL.format(src=src)}) TO '{lit}' (FORMAT PARQUET, ROW_GROUP_SIZE 100000)")
+        return int(con.execute("SELECT count(*) FROM read_parquet(?)", [str(dest)]).fetchone()[0])
+    finally:
+        con.close()
 
 
 def _now() -> datetime:
@@ -140,13 +159,14 @@ class Catalog:
     def _bands_view(self) -> None:
         """``record_bands`` as every query reads it: the stored table plus the band files the catalog
         references (a temporary view that shadows the table on this connection)."""
-        files = [r[0] for r in self.con.execute("SELECT path FROM band_files ORDER BY dataset_id").fetchall()]
+        files = self.con.execute("SELECT dataset_id, path, rid_base FROM band_files ORDER BY dataset_id").fetchall()
         if not files:
             return
-        lits = ", ".join("'" + str(self.bands_dir / f).replace("'", "''") + "'" for f in files)
-        self.con.execute(f"""CREATE OR REPLACE TEMP VIEW record_bands AS
-            SELECT band_key, dataset_id, rid FROM {self._table('record_bands')}
-            UNION ALL SELECT band_key, dataset_id, rid FROM read_parquet([{lits}])""")
+        parts = [f"SELECT band_key, dataset_id, rid FROM {self._table('record_bands')}"]
+        for did, name, base in files:
+            lit = str(self.bands_dir / name).replace("'", "''")
+            parts.append(f"SELECT band_key, {int(did)}::INTEGER, {int(base)} + row FROM read_parquet('{lit}')")
+        self.con.execute("CREATE OR REPLACE TEMP VIEW record_bands AS " + "\nUNION ALL ".join(parts))
 
     def _table(self, name: str) -> str:
         """A stored table by its full name (past a temporary view of the same name)."""
@@ -268,8 +288,9 @@ class Catalog:
     # -- datasets --------------------------------------------------------------------------
     def add_dataset(self, *, name: str, fingerprint: str, path: str, fmt: str, schema: str,
                     tags: Sequence[str], n_records: int, records: RecordsArg,
-                    meta: dict | None = None) -> int:
-        """Store a dataset and its records; an existing fingerprint only gains the new tags."""
+                    meta: dict | None = None, band_file: Path | None = None) -> int:
+        """Store a dataset and its records; an existing fingerprint only gains the new tags. ``band_file``:
+        the records' band keys prepared by :func:`write_band_file` (kept as a file, not in the table)."""
         with self.transaction():
             row = self.con.execute("SELECT dataset_id, tags FROM datasets WHERE fingerprint = ?",
                                    [fingerprint]).fetchone()
@@ -280,7 +301,7 @@ class Catalog:
             did = int(self.con.execute("SELECT coalesce(max(dataset_id), 0) + 1 FROM datasets").fetchone()[0])
             base = int(self.con.execute("SELECT coalesce(max(rid), -1) + 1 FROM records").fetchone()[0])
             with self._source(records, RECORD_COLUMNS, with_rid=True) as src:
-                self._insert_records(src, did, base, path, int(n_records))
+                self._insert_records(src, did, base, path, int(n_records), band_file)
             self.con.execute(
                 "INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [did, name, fingerprint, str(path), fmt, schema, sorted(set(tags)), int(n_records),
@@ -305,25 +326,32 @@ class Catalog:
                 f"{FINGERPRINT_VERSION}, so near duplicates would be missed; register the datasets again "
                 "into a new catalog", file=str(self.path))
 
-    def _add_band_file(self, bands: str, did: int) -> None:
-        """Band keys of a big dataset as a Parquet file sorted by key: written under a temporary name and
-        renamed first, then referenced by ``band_files`` in the open transaction (a failure before COMMIT
-        leaves an unreferenced file, which nothing reads)."""
+    def _add_band_file(self, src: str | None, did: int, base: int, prepared: Path | None) -> None:
+        """Band keys of a big dataset as a Parquet file of (band_key, row) sorted by key (``prepared``, e.g.
+        by a Ray worker with :func:`write_band_file`, else written here from ``src``): put in place under a
+        temporary name and renamed first, then referenced by ``band_files`` in the open transaction (a
+        failure before COMMIT leaves an unreferenced file, which nothing reads)."""
+        import shutil
         import uuid
 
         self.bands_dir.mkdir(parents=True, exist_ok=True)
         name = f"bands-{did}-{uuid.uuid4().hex[:12]}.parquet"
         tmp = self.bands_dir / (name + ".tmp")
-        lit = str(tmp).replace("'", "''")
-        self.con.execute(f"COPY ({bands}) TO '{lit}' (FORMAT PARQUET, ROW_GROUP_SIZE 100000)")
+        if prepared is not None:
+            shutil.copyfile(prepared, tmp)
+        else:
+            lit = str(tmp).replace("'", "''")
+            self.con.execute(f"COPY ({_BANDS_SQL.format(src=src)}) TO '{lit}' (FORMAT PARQUET, ROW_GROUP_SIZE 100000)")
         os.replace(tmp, self.bands_dir / name)
         n = self.con.execute("SELECT count(*) FROM read_parquet(?)", [str(self.bands_dir / name)]).fetchone()[0]
-        self.con.execute("INSERT INTO band_files VALUES (?, ?, ?)", [did, name, int(n)])
+        self.con.execute("INSERT INTO band_files VALUES (?, ?, ?, ?)", [did, name, int(n), base])
         self._bands_view()
 
-    def _insert_records(self, src: str, did: int, base: int, path: str, n_records: int = 0) -> None:
+    def _insert_records(self, src: str, did: int, base: int, path: str, n_records: int = 0,
+                        band_file: Path | None = None) -> None:
         """Insert records, band keys and scalar metadata fields from a source view; the band keys of a
-        dataset of ``BAND_FILE_RECORDS`` or more records go to a Parquet file (:meth:`_add_band_file`)."""
+        dataset of ``BAND_FILE_RECORDS`` or more records (or given as ``band_file``) go to a Parquet file
+        (:meth:`_add_band_file`)."""
         from provaudit.fingerprint import FINGERPRINT_VERSION
 
         self._check_band_keys()
@@ -333,13 +361,13 @@ class Catalog:
             self.con.execute(
                 f"""INSERT INTO records SELECT {base} + _row, {did}, record_id, source_row, role,
                     pair_id, text_hash, meta FROM {src}""")
-            bands = f"""SELECT * FROM (
-                        SELECT unnest(band_keys) AS band_key, {did}::INTEGER AS dataset_id, ({base} + _row)::BIGINT AS rid
-                        FROM {src} WHERE band_keys IS NOT NULL) ORDER BY band_key"""
-            if n_records >= BAND_FILE_RECORDS:
-                self._add_band_file(bands, did)
+            if band_file is not None or n_records >= BAND_FILE_RECORDS:
+                self._add_band_file(src, did, base, band_file)
             else:
-                self.con.execute(f"INSERT INTO {self._table('record_bands')} {bands}")
+                self.con.execute(
+                    f"""INSERT INTO {self._table('record_bands')} SELECT * FROM (
+                            SELECT unnest(band_keys) AS band_key, {did}, {base} + _row
+                            FROM {src} WHERE band_keys IS NOT NULL) ORDER BY band_key""")
             fields = FIELDS_SQL.format(row=f"{base} + s._row", dataset=str(did), src=f"{src} s", meta="s.meta")
             self.con.execute(f"INSERT INTO record_fields SELECT * FROM ({fields}) ORDER BY 3, 4")
         except duckdb.Error as exc:
