@@ -124,6 +124,9 @@ def test_find_reports_records_and_datasets_in_full(catalog: Path, fixtures_dir: 
     assert all(r["record_id"] == f"{r['dataset']}:{r['source_row']}:{r['role']}" and r["match"] == "field"
                and r["fingerprint"] == by_ds[r["dataset"]]["fingerprint"] for r in res["records"])
     assert all(r["pair_id"] == f"{r['dataset']}:{r['source_row']}" for r in res["records"])
+    assert all(r["dataset_id"] == by_ds[r["dataset"]]["dataset_id"] for r in res["records"])
+    assert sorted(r["record_id"] for r in res["records"]) == sorted(
+        f"{d}:{row}:{role}" for d, row, role in rec)
 
 
 def test_text_query_reports_its_hash_and_the_band_evidence(catalog: Path, fixtures_dir: Path) -> None:
