@@ -246,13 +246,20 @@ def test_deep_search_keeps_records_at_or_above_the_containment_and_names_missing
     assert 0.05 < c < 0.5 and c * len(q) == shared      # the containment times the n-gram count is exact
     # small batches: the file is re-read in several, most without a match
     monkeypatch.setattr(provaudit.io, "RecordReader", functools.partial(provaudit.io.RecordReader, batch_size=3))
-    res = lineage_find(text=query, catalog=cat, deep=True, ngram=5, min_containment=c)    # at the containment
+    res = lineage_find(text=query, catalog=cat, deep=True, min_containment=c)    # at the containment; 5-grams
     deep = [r for r in res["records"] if r["match"] == "deep"]
     assert [(r["record_id"], r["dataset"], r["source_row"], r["role"]) for r in deep] == [
         ("sft:17:response", "sft", 17, "response")]
     assert deep[0]["containment"] == round(c, 4) and deep[0]["query_id"] == "query:0"
     assert deep[0]["shared_bands"] == 0 and deep[0]["pair_id"] == "sft:17"
-    assert res["query"]["deep"] is True and res["query"]["ngram"] == 5
+    assert res["query"]["deep"] is True and res["query"]["ngram"] == 5 and res["query"]["min_containment"] == c
+    defaults = lineage_find(text=query, catalog=cat, deep=True)["query"]
+    assert (defaults["ngram"], defaults["min_containment"]) == (5, 0.25)
+    for kw in ({}, {"text": "a", "field": "user_id=1"}):
+        with pytest.raises(UsageError, match=r"^give exactly one of --text, --file or --field$"):
+            lineage_find(catalog=cat, **kw)
+    with pytest.raises(UsageError, match=r"^--deep works with --text only$"):
+        lineage_find(field="user_id=1", deep=True, catalog=cat)
     assert res["query"]["deep_skipped"] == [{"dataset": "b", "fingerprint": fp_b, "reason": "file missing"},
                                             {"dataset": "e", "fingerprint": fp_e, "reason": "file missing"}]
     above = lineage_find(text=query, catalog=cat, deep=True, ngram=5, min_containment=c + 0.5 / len(q))
