@@ -260,6 +260,11 @@ def test_deep_search_keeps_records_at_or_above_the_containment_and_names_missing
             lineage_find(catalog=cat, **kw)
     with pytest.raises(UsageError, match=r"^--deep works with --text only$"):
         lineage_find(field="user_id=1", deep=True, catalog=cat)
+    for kw in ({"ngram": 0}, {"min_containment": 0.0}, {"min_containment": 1.5}):
+        with pytest.raises(UsageError, match=r"^--ngram must be >= 1 and the containment in \(0, 1\]$"):
+            lineage_find(text="x", catalog=cat, **kw)
+    with pytest.raises(UsageError, match=r"^--text is empty$"):
+        lineage_find(text=" \n ", catalog=cat)
     assert res["query"]["deep_skipped"] == [{"dataset": "b", "fingerprint": fp_b, "reason": "file missing"},
                                             {"dataset": "e", "fingerprint": fp_e, "reason": "file missing"}]
     above = lineage_find(text=query, catalog=cat, deep=True, ngram=5, min_containment=c + 0.5 / len(q))
