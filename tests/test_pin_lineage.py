@@ -124,6 +124,9 @@ def test_find_reports_records_and_datasets_in_full(catalog: Path, fixtures_dir: 
     assert all(r["record_id"] == f"{r['dataset']}:{r['source_row']}:{r['role']}" and r["match"] == "field"
                and r["fingerprint"] == by_ds[r["dataset"]]["fingerprint"] for r in res["records"])
     assert all(r["pair_id"] == f"{r['dataset']}:{r['source_row']}" for r in res["records"])
+    assert all(r["dataset_id"] == by_ds[r["dataset"]]["dataset_id"] for r in res["records"])
+    assert sorted(r["record_id"] for r in res["records"]) == sorted(
+        f"{d}:{row}:{role}" for d, row, role in rec)
 
 
 def test_text_query_reports_its_hash_and_the_band_evidence(catalog: Path, fixtures_dir: Path) -> None:
@@ -243,13 +246,25 @@ def test_deep_search_keeps_records_at_or_above_the_containment_and_names_missing
     assert 0.05 < c < 0.5 and c * len(q) == shared      # the containment times the n-gram count is exact
     # small batches: the file is re-read in several, most without a match
     monkeypatch.setattr(provaudit.io, "RecordReader", functools.partial(provaudit.io.RecordReader, batch_size=3))
-    res = lineage_find(text=query, catalog=cat, deep=True, ngram=5, min_containment=c)    # at the containment
+    res = lineage_find(text=query, catalog=cat, deep=True, min_containment=c)    # at the containment; 5-grams
     deep = [r for r in res["records"] if r["match"] == "deep"]
     assert [(r["record_id"], r["dataset"], r["source_row"], r["role"]) for r in deep] == [
         ("sft:17:response", "sft", 17, "response")]
     assert deep[0]["containment"] == round(c, 4) and deep[0]["query_id"] == "query:0"
     assert deep[0]["shared_bands"] == 0 and deep[0]["pair_id"] == "sft:17"
-    assert res["query"]["deep"] is True and res["query"]["ngram"] == 5
+    assert res["query"]["deep"] is True and res["query"]["ngram"] == 5 and res["query"]["min_containment"] == c
+    defaults = lineage_find(text=query, catalog=cat, deep=True)["query"]
+    assert (defaults["ngram"], defaults["min_containment"]) == (5, 0.25)
+    for kw in ({}, {"text": "a", "field": "user_id=1"}):
+        with pytest.raises(UsageError, match=r"^give exactly one of --text, --file or --field$"):
+            lineage_find(catalog=cat, **kw)
+    with pytest.raises(UsageError, match=r"^--deep works with --text only$"):
+        lineage_find(field="user_id=1", deep=True, catalog=cat)
+    for kw in ({"ngram": 0}, {"min_containment": 0.0}, {"min_containment": 1.5}):
+        with pytest.raises(UsageError, match=r"^--ngram must be >= 1 and the containment in \(0, 1\]$"):
+            lineage_find(text="x", catalog=cat, **kw)
+    with pytest.raises(UsageError, match=r"^--text is empty$"):
+        lineage_find(text=" \n ", catalog=cat)
     assert res["query"]["deep_skipped"] == [{"dataset": "b", "fingerprint": fp_b, "reason": "file missing"},
                                             {"dataset": "e", "fingerprint": fp_e, "reason": "file missing"}]
     above = lineage_find(text=query, catalog=cat, deep=True, ngram=5, min_containment=c + 0.5 / len(q))
