@@ -493,3 +493,11 @@ def test_prompt_and_production_together_is_a_usage_error() -> None:
         ],
     )
     assert res.exit_code == 2 and "give no PRODUCTION files" in res.output
+
+
+@pytest.mark.parametrize("kwargs", [{"fdr": 0.0}, {"fdr": 1.5}, {"quantile": 1.0}, {"method": "nearest"}])
+def test_bad_arguments_are_usage_errors(kwargs: dict) -> None:
+    from provaudit.errors import UsageError
+
+    with pytest.raises(UsageError):
+        coverage(EVAL, [FX / "production_same.jsonl"], **kwargs)
