@@ -8,6 +8,8 @@ SIGINT, SIGTERM or SIGKILL to the whole group after a random delay, and checks:
 * SIGINT / SIGTERM: exit 130 / 143 with one line on stderr, no traceback, the catalog as before and
   no temporary file in ``--out`` or beside the catalog; or, when the signal arrived during the
   final commit, the normal exit code with the commit complete and a line saying so;
+* a signal that arrives while the command is still starting (before it installs its handlers) ends it
+  by the signal's default action (status -N, 128 + N in a shell): accepted only if nothing changed;
 * how long the command took to stop after the signal (the interrupt latency).
 
 Example::
@@ -132,6 +134,11 @@ def trial(k: int, work: Path, pristine: Path, inputs: list[Path], before: dict, 
             lines = [x for x in err.splitlines() if x.strip()]
             if len(lines) != 1 or not lines[0].startswith("interrupted"):
                 problems.append(f"stderr is not one 'interrupted' line: {err[-500:]!r}")
+        elif rc == -sig:  # the signal came before the command installed its handlers (still importing):
+            # the default action ended it (a shell reports 128 + signal) before it had done anything
+            res["before_handlers"] = True
+            if res["state"] != "before" or left_out:
+                problems.append(f"killed by {SIGNAL_NAMES[sig]} before its handlers, but it had changed things")
         elif rc in (0, 1):  # the signal met the final commit: it completed and says so
             if res["state"] != "after" or "commit completed" not in err or not left_out <= OUTPUTS:
                 problems.append(f"exit {rc} after a signal without a completed commit: {err[-300:]!r}")
