@@ -279,4 +279,6 @@ def test_listing_reads_without_creating_a_catalog(tmp_path: Path) -> None:
     missing = tmp_path / "none.duckdb"
     with pytest.raises(InputError, match="no catalog here"):
         list_checkpoints(catalog=missing)
+    with pytest.raises(InputError, match="no catalog here"):
+        lineage_find(field="user_id=u-1", catalog=missing)
     assert not missing.exists()
