@@ -253,6 +253,11 @@ def test_deep_search_keeps_records_at_or_above_the_containment_and_names_missing
     assert deep[0]["containment"] == round(c, 4) and deep[0]["query_id"] == "query:0"
     assert deep[0]["shared_bands"] == 0 and deep[0]["pair_id"] == "sft:17"
     assert res["query"]["deep"] is True and res["query"]["ngram"] == 5 and res["query"]["min_containment"] == c
+    # a record the band keys already found is listed once, as that match
+    both = lineage_find(text=original, catalog=cat, deep=True)
+    # (the missing file b's copy is still found through the catalog's band keys)
+    assert sorted((r["record_id"], r["match"]) for r in both["records"]) == [
+        ("b:9:chosen", "exact"), ("sft:17:response", "exact")]
     defaults = lineage_find(text=query, catalog=cat, deep=True)["query"]
     assert (defaults["ngram"], defaults["min_containment"]) == (5, 0.25)
     for kw in ({}, {"text": "a", "field": "user_id=1"}):
@@ -279,4 +284,6 @@ def test_listing_reads_without_creating_a_catalog(tmp_path: Path) -> None:
     missing = tmp_path / "none.duckdb"
     with pytest.raises(InputError, match="no catalog here"):
         list_checkpoints(catalog=missing)
+    with pytest.raises(InputError, match="no catalog here"):
+        lineage_find(field="user_id=u-1", catalog=missing)
     assert not missing.exists()
