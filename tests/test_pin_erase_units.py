@@ -186,3 +186,29 @@ def test_rows_with_field_uses_the_catalog_field_rule() -> None:
     assert er._rows_with_field(metas, "user_id", "u-3") == []
     assert er._rows_with_field({}, "user_id", "u-1") == []
     assert er._rows_with_field({2: '{"n": 5}'}, "n", "5") == [2]
+
+
+def test_an_unreadable_json_element_is_a_kept_unit_not_a_crash(tmp_path: Path) -> None:
+    """A ``null`` in a JSON array is an unreadable row: verification keeps it as a unit of its own (it was
+    an AttributeError traceback), and the whole erase through the CLI keeps it in the copy."""
+    from click.testing import CliRunner
+
+    from provaudit.cli import main
+
+    src, copy = tmp_path / "d.json", tmp_path / "c.json"
+    src.write_text('[{"t": "a"}, null, {"t": "b"}, {"t": "c"}]')
+    copy.write_text('[{"t": "a"}, null, {"t": "c"}]')
+    assert er._kept_units_identical("json", src, copy, {2}) == (True, "")
+    copy.write_text('[{"t": "a"}, {"t": "c"}]')  # the unreadable row lost
+    assert er._kept_units_identical("json", src, copy, {2}) == (False, "unit 1 of the copy differs from the original's")
+
+    data, cat = tmp_path / "p.json", tmp_path / "c.duckdb"
+    rows = [{"prompt": "what is two plus two", "response": "four is the answer to that one", "user_id": "u1"},
+            {"prompt": "name a colour of the sky", "response": "blue on a clear day", "user_id": "u2"}]
+    data.write_text(json.dumps(rows))
+    r = CliRunner().invoke(main, ["scan", str(data), "--catalog", str(cat)])
+    assert r.exit_code == 0, r.output
+    data.write_text(json.dumps([rows[0], None, rows[1]]))  # an unreadable element appears later
+    r = CliRunner().invoke(main, ["erase", "--field", "user_id=u1", "--catalog", str(cat), "--out", str(tmp_path / "red")])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "red" / "p.json").read_text()) == [None, rows[1]]

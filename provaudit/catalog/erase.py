@@ -311,10 +311,17 @@ def _kept_units_identical(fmt: str, src: Path, copy: Path, drop: set[int]) -> tu
                 index += is_row
         want, got = kept(_line_units(src, fmt_c)), (b"".join(r) for r, _ in _line_units(copy, fmt_c))
     else:
-        from provaudit.io.formats import iter_raw_rows
+        from provaudit.io.formats import BadRow, iter_raw_rows
 
-        want = (r.data for r in iter_raw_rows(src, fmt) if r.index not in drop)
-        got = (r.data for r in iter_raw_rows(copy, fmt))
+        # an unreadable row (e.g. ``null`` in a JSON array) is kept as it is: a unit of its own, never dropped
+        def units(path: Path, skip: set[int]):
+            for r in iter_raw_rows(path, fmt):
+                if isinstance(r, BadRow):
+                    yield ("unreadable row",)
+                elif r.index not in skip:
+                    yield r.data
+
+        want, got = units(src, drop), units(copy, set())
     sentinel = object()
     for k, (a, b) in enumerate(zip_longest(want, got, fillvalue=sentinel)):
         if a is sentinel or b is sentinel:
