@@ -102,6 +102,12 @@ def boilerplate_sql(batch: str, catalog_records: str | None = None) -> str:
                 WHERE bh.n + coalesce(ch.n, 0) >= {BOILERPLATE_MIN_ROWS}""")
 
 
+def boilerplate_agg() -> pl.Expr:
+    """The same rule as ``boilerplate_sql`` (batch only) as a polars aggregation over one ``text_hash``
+    group with ``pair_id`` and ``n_words``: true where the group's text is boilerplate."""
+    return (pl.col("pair_id").n_unique() >= BOILERPLATE_MIN_ROWS) & (pl.col("n_words").min() < BOILERPLATE_MAX_WORDS)
+
+
 def trivial_reason(text: str | None) -> str | None:
     """``empty``, ``short`` or None (substantive) for one text, by the same rule as the scan."""
     return pl.select(substance_columns(pl.lit(text, dtype=pl.Utf8)))["trivial"][0]
@@ -109,4 +115,4 @@ def trivial_reason(text: str | None) -> str | None:
 
 __all__ = ["BOILERPLATE_MAX_WORDS", "BOILERPLATE_MIN_ROWS", "MIN_NAMED_WORDS", "MIN_NUMBERS", "MIN_SPECIFIC_WORDS",
            "MIN_WORDS", "OUTPUT_ROLES",
-           "RULE", "add_substance", "boilerplate_sql", "substance_columns", "trivial_reason"]
+           "RULE", "add_substance", "boilerplate_agg", "boilerplate_sql", "substance_columns", "trivial_reason"]

@@ -15,8 +15,7 @@ Two shuffle rounds through files in the scan's (shared) work folder, as Ray task
    its band keys where it is the first of its hash in the shard, into ``P`` hash partitions
    (``int(text_hash[:8], 16) % P``);
 2. reduce per hash partition: the earliest record of each hash (its id, band keys) and whether the
-   text is boilerplate (``provaudit.contamination``: in ``BOILERPLATE_MIN_ROWS`` or more distinct rows,
-   under ``BOILERPLATE_MAX_WORDS`` words); writes ``exact/p.parquet`` (``_idx``, ``exact_dup_of``,
+   text is boilerplate (``provaudit.contamination.boilerplate_agg``); writes ``exact/p.parquet`` (``_idx``, ``exact_dup_of``,
    ``boiler``) and the representatives' band keys into ``P`` key partitions (``key % P``);
 3. reduce per key partition: for each key shared by several representatives, every later one gets
    ``(key_first, its record id)`` as a candidate: ``near/q.parquet``;
@@ -38,7 +37,7 @@ from typing import Any
 import polars as pl
 
 from provaudit import dup_summary
-from provaudit.contamination import BOILERPLATE_MAX_WORDS, BOILERPLATE_MIN_ROWS
+from provaudit.contamination import boilerplate_agg
 from provaudit.engine.ray_scan import get_all
 from provaudit.io.sink import ParquetSink
 
@@ -98,8 +97,7 @@ def _reduce_hashes(p: int, partitions: int, root: str) -> int:
         pl.col("_idx").min().alias("first_idx"),
         pl.col("record_id").sort_by("_idx").first().alias("first_rid"),
         pl.col("band_keys").sort_by("_idx").first().alias("band_keys"),
-        ((pl.col("pair_id").n_unique() >= BOILERPLATE_MIN_ROWS) & (pl.col("n_words").min() < BOILERPLATE_MAX_WORDS))
-        .alias("boiler"))
+        boilerplate_agg().alias("boiler"))
     exact = (frame.select("_idx", "text_hash").join(groups.select("text_hash", "first_idx", "first_rid", "boiler"),
                                                      on="text_hash")
              .filter(pl.col("_idx") != pl.col("first_idx"))
