@@ -47,3 +47,15 @@ def dump_catalog(path: Path) -> dict[str, list]:
 def catalog_dump():
     """:func:`dump_catalog`, for tests that check a catalog was left exactly as it was."""
     return dump_catalog
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Run the modules with the most ``slow`` tests first (each module's tests stay together and in order,
+    so module-scoped fixtures such as a Ray cluster start once): under ``-n auto --dist worksteal`` a long
+    test then starts early instead of leaving one worker busy at the end while the others are done."""
+    modules: dict[str, list] = {}
+    for item in items:
+        modules.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
+    weight = {m: sum(1 for it in its if it.get_closest_marker("slow")) for m, its in modules.items()}
+    order = sorted(modules, key=lambda m: -weight[m])  # stable: collection order among equals
+    items[:] = [it for m in order for it in modules[m]]

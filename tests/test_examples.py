@@ -150,7 +150,7 @@ def doc_examples(path: Path) -> list[str]:
 
 #: the language-model examples (origin mode full / sampled) score each text with SmolLM2 at a few texts/s
 #: on a CPU: they run on small cuts of the same files (LM_CUTS), with the same flags
-LM_LINE = re.compile(r"--(?:origin-)?mode (?:full|sampled)")
+LM_LINE = re.compile(r"--(?:origin-)?mode (?:full|sampled)|gate-human-data")  # the last runs the LM on a sample
 LM_CUTS = {"batch.jsonl": ("lm_batch.jsonl", 1), "h.jsonl": ("lm_h.jsonl", 10), "m.jsonl": ("lm_m.jsonl", 10)}
 
 
