@@ -598,29 +598,39 @@ def _dataset_parts_ray(infos: list[InputInfo], glob: str, work: Path) -> list[tu
     """:func:`_dataset_parts` in a Ray task (it reads every part) instead of on the driver."""
     import ray
 
+    from provaudit.catalog.files import RECORD_FILE_RECORDS
     from provaudit.catalog.store import BAND_FILE_RECORDS
     from provaudit.engine.ray_scan import get_all
 
     return get_all([ray.remote(_dataset_parts_and_bands).options(num_cpus=1, max_retries=0).remote(
-        infos, glob, work, BAND_FILE_RECORDS)])[0]
+        infos, glob, work, BAND_FILE_RECORDS, RECORD_FILE_RECORDS)])[0]
 
 
-def _dataset_parts_and_bands(infos: list[InputInfo], glob: str, work: Path,
-                             min_records: int) -> list[tuple[InputInfo, Path]]:
+def _dataset_parts_and_bands(infos: list[InputInfo], glob: str, work: Path, min_records: int,
+                             min_record_files: int | None = None) -> list[tuple[InputInfo, Path]]:
     """:func:`_dataset_parts`, plus the band-key file (``<part>.bands.parquet``) of each input of
-    ``min_records`` or more records, which the commit then only copies next to the catalog
-    (:func:`provaudit.catalog.store.write_band_file`)."""
+    ``min_records`` or more records and the records and metadata-field files (``<part>.records.parquet``,
+    ``<part>.fields.parquet``) of each of ``min_record_files`` or more, which the commit then only moves
+    next to the catalog (:func:`provaudit.catalog.store.write_band_file`,
+    :func:`provaudit.catalog.files.write_record_files`)."""
     from provaudit.catalog import store
+    from provaudit.catalog.files import write_record_files
 
     out = _dataset_parts(infos, glob, work)
     for info, part in out:
         if info.records >= min_records:
             store.write_band_file(part, _band_file(part))
+        if min_record_files is not None and info.records >= min_record_files:
+            write_record_files(part, *_record_files(part))
     return out
 
 
 def _band_file(part: Path) -> Path:
     return part.with_name(part.stem + ".bands.parquet")
+
+
+def _record_files(part: Path) -> tuple[Path, Path]:
+    return part.with_name(part.stem + ".records.parquet"), part.with_name(part.stem + ".fields.parquet")
 
 
 def _remove_stale_work(out_dir: Path) -> None:
@@ -725,7 +735,8 @@ def _store_datasets(cat, datasets: list[tuple[InputInfo, Path]], tags: Sequence[
                             fmt=info.format, schema=info.schema, tags=list(tags),
                             n_records=info.records, records=part,
                             meta={"columns": info.columns, "rows": info.rows, "mapping": info.mapping},
-                            band_file=_band_file(part) if _band_file(part).exists() else None)
+                            band_file=_band_file(part) if _band_file(part).exists() else None,
+                            record_files=_record_files(part) if _record_files(part)[0].exists() else None)
             for info, part in datasets]
 
 

@@ -47,3 +47,21 @@ def dump_catalog(path: Path) -> dict[str, list]:
 def catalog_dump():
     """:func:`dump_catalog`, for tests that check a catalog was left exactly as it was."""
     return dump_catalog
+
+
+def query_catalog(path: Path, sql: str) -> list[tuple]:
+    """Rows of ``sql`` on a catalog file opened read-only by plain DuckDB: its stored tables as they are,
+    without the views a :class:`provaudit.catalog.Catalog` adds over the files it references."""
+    import duckdb
+
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+@pytest.fixture()
+def raw_catalog():
+    """:func:`query_catalog`."""
+    return query_catalog

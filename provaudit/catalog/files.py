@@ -1,0 +1,113 @@
+"""Records of big datasets as Parquet files the catalog references (docs/lineage.md, migration 8).
+
+A dataset of ``RECORD_FILE_RECORDS`` or more records keeps its ``records`` rows and its metadata
+key/value rows (``record_fields``) in two Parquet files in ``<catalog>.records/`` instead of the DuckDB
+tables; ``record_files`` references them with the dataset's first ``rid``. Every catalog open reads
+``records`` and ``record_fields`` through temporary views over the tables and those files (as
+``record_bands`` over the band files), so lineage, overlap, erasure and the listings answer the same
+either way.
+
+The files hold no ``rid``: that is assigned by the commit, under the catalog's write lock. A record's
+``rid`` is ``rid_base + row``, ``row`` being its position in the dataset's catalog part. So a Ray worker
+can write both files before the commit (:func:`write_record_files`), and the commit only moves them in
+place and adds one row: adding a billion-record dataset is a bulk file write plus one small commit.
+
+A file is renamed into place before the row that references it is inserted, in the commit's
+transaction; a failed commit removes the files it placed (:meth:`Catalog.transaction`), and one a
+killed process left behind is referenced by nothing, so no reader sees it, and the next read-write
+open removes it (:func:`sweep`).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from provaudit.catalog.migrations import FIELDS_SQL
+
+#: datasets of at least this many records keep their records and metadata key/value rows in Parquet
+#: files the catalog references instead of the ``records`` / ``record_fields`` tables
+RECORD_FILE_RECORDS = int(os.environ.get("PROVAUDIT_RECORD_FILE_RECORDS", "1000000"))
+#: rows per Parquet row group of the catalog's files (lookups skip row groups by their min/max)
+ROW_GROUP = 100_000
+
+#: the records file of a catalog part (``src`` has the part's columns and a 0-based ``_row``), with the
+#: column types of the ``records`` table, in row (so ``rid``) order
+RECORDS_SQL = """SELECT _row::BIGINT AS row, record_id::VARCHAR AS record_id, source_row::BIGINT AS source_row,
+    role::VARCHAR AS role, pair_id::VARCHAR AS pair_id, text_hash::VARCHAR AS text_hash, meta::VARCHAR AS meta
+    FROM {src} ORDER BY _row"""
+
+
+def fields_sql(src: str) -> str:
+    """The metadata key/value file of a catalog part: (row, key, value) sorted by key and value (the
+    order ``record_fields`` is inserted in, so a ``--field`` lookup skips row groups)."""
+    inner = FIELDS_SQL.format(row="s._row", dataset="0", src=f"{src} s", meta="s.meta")
+    return f"SELECT row::BIGINT AS row, key, value FROM ({inner}) t(row, d, key, value) ORDER BY key, value, row"
+
+
+def part_source(records: str | Path) -> str:
+    """A SQL table expression over a catalog part file, with its ``_row``."""
+    lit = str(records).replace("'", "''")
+    return f"(SELECT *, file_row_number AS _row FROM read_parquet('{lit}', file_row_number=true))"
+
+
+def copy_to(con, sql: str, dest: str | Path) -> int:
+    """``COPY (sql) TO dest`` as Parquet; returns the rows written (from the file's footer)."""
+    lit = str(dest).replace("'", "''")
+    con.execute(f"COPY ({sql}) TO '{lit}' (FORMAT PARQUET, ROW_GROUP_SIZE {ROW_GROUP})")
+    return int(con.execute("SELECT count(*) FROM read_parquet(?)", [str(dest)]).fetchone()[0])
+
+
+def write_record_files(records: str | Path, records_dest: str | Path, fields_dest: str | Path) -> tuple[int, int]:
+    """Write the records file and the metadata key/value file of a catalog part (the Parquet file
+    ``add_dataset`` will get), e.g. on a Ray worker before the commit; returns their row counts."""
+    from provaudit.duck import connect
+
+    con = connect()
+    try:
+        src = part_source(records)
+        return copy_to(con, RECORDS_SQL.format(src=src), records_dest), copy_to(con, fields_sql(src), fields_dest)
+    finally:
+        con.close()
+
+
+def place(prepared: Path, dest: Path) -> None:
+    """Put a prepared file at ``dest`` (same folder as the catalog's files): a rename where both are on
+    one file system (no bytes copied), else a copy."""
+    try:
+        os.replace(prepared, dest)
+    except OSError:
+        shutil.copyfile(prepared, dest)
+
+
+def records_view(table: str, fields_table: str, files: list[tuple[int, str, str, int]], folder: Path) -> list[str]:
+    """The statements that make ``records`` and ``record_fields`` read the tables plus the files
+    (``files``: dataset_id, records file, fields file, rid_base)."""
+    recs = [f"SELECT * FROM {table}"]
+    flds = [f"SELECT * FROM {fields_table}"]
+    for did, rec_name, fld_name, base in files:
+        rec = str(folder / rec_name).replace("'", "''")
+        fld = str(folder / fld_name).replace("'", "''")
+        recs.append(f"SELECT {int(base)} + row AS rid, {int(did)}::INTEGER AS dataset_id, record_id, source_row, "
+                    f"role, pair_id, text_hash, meta FROM read_parquet('{rec}')")
+        flds.append(f"SELECT {int(base)} + row AS rid, {int(did)}::INTEGER AS dataset_id, key, value "
+                    f"FROM read_parquet('{fld}')")
+    return ["CREATE OR REPLACE TEMP VIEW records AS " + "\nUNION ALL ".join(recs),
+            "CREATE OR REPLACE TEMP VIEW record_fields AS " + "\nUNION ALL ".join(flds)]
+
+
+#: names of the files the catalog writes into its folders (anything else there is left alone)
+_OURS = ("bands-", "records-", "fields-")
+
+
+def sweep(folder: Path, referenced: set[str]) -> list[str]:
+    """Remove the catalog files in ``folder`` that no committed row references (left by a process killed
+    mid-commit): run by a read-write open, which holds the write lock, so no commit is in flight."""
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith(_OURS) and p.name not in referenced and p.is_file():
+            p.unlink(missing_ok=True)
+            removed.append(p.name)
+    return removed
