@@ -177,3 +177,21 @@ def test_existing_catalog_migrates_and_new_rids_follow_the_table(raw_catalog, tm
     with Catalog(cat, read_only=True) as c:
         rids = [r[0] for r in c.con.execute("SELECT rid FROM records ORDER BY rid").fetchall()]
     assert rids == list(range(105))
+
+
+def test_a_catalog_moved_without_its_files_fails_with_one_line(tmp_path: Path, monkeypatch) -> None:
+    from provaudit.errors import InputError
+
+    (tmp_path / "a.jsonl").write_text(
+        "\n".join((FIX / "scan" / "trl_pairs.jsonl").read_text(encoding="utf-8").splitlines()[:5]) + "\n",
+        encoding="utf-8")
+    monkeypatch.setattr(catalog_files, "RECORD_FILE_RECORDS", 0)
+    register(tmp_path / "a.jsonl", catalog=tmp_path / "c.duckdb")
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    shutil.move(tmp_path / "c.duckdb", moved / "c.duckdb")  # the catalog file alone, not c.duckdb.records/
+    with pytest.raises(InputError, match=r"2 Parquet file\(s\) the catalog references are missing.*c\.duckdb\.records/"):
+        Catalog(moved / "c.duckdb", read_only=True)
+    shutil.move(tmp_path / "c.duckdb.records", moved / "c.duckdb.records")
+    with Catalog(moved / "c.duckdb", read_only=True) as cat:
+        assert cat.con.execute("SELECT count(*) FROM records").fetchone()[0] == 15

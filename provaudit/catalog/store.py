@@ -163,10 +163,18 @@ class Catalog:
         return self.path.with_name(self.path.name + ".records")
 
     def _views(self) -> None:
-        """``record_bands``, ``records`` and ``record_fields`` over their tables plus the catalog's files."""
-        self._bands_view()
+        """``record_bands``, ``records`` and ``record_fields`` over their tables plus the catalog's files (a
+        referenced file that is missing fails here, exit 2, instead of in the middle of a query)."""
         files = self.con.execute(
             "SELECT dataset_id, path, fields_path, rid_base FROM record_files ORDER BY dataset_id").fetchall()
+        bands = [r[0] for r in self.con.execute("SELECT path FROM band_files").fetchall()]
+        missing = [str(p) for p in [self.bands_dir / n for n in bands]
+                   + [self.records_dir / n for f in files for n in f[1:3]] if not p.exists()]
+        if missing:
+            raise InputError(f"{len(missing)} Parquet file(s) the catalog references are missing (e.g. {missing[0]}); "
+                             f"keep the folders {self.bands_dir.name}/ and {self.records_dir.name}/ beside the "
+                             "catalog file (move or copy them with it)", file=str(self.path))
+        self._bands_view()
         if files:
             for sql in catalog_files.records_view(self._table("records"), self._table("record_fields"), files,
                                                   self.records_dir):
