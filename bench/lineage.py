@@ -233,8 +233,8 @@ def main() -> None:
             store.write_band_file(data, stage / "bands.parquet")
             prepared["band_file"] = stage / "bands.parquet"
         if args.records >= files.RECORD_FILE_RECORDS:
-            files.write_record_files(data, stage / "records.parquet", stage / "fields.parquet")
-            prepared["record_files"] = (stage / "records.parquet", stage / "fields.parquet")
+            prepared["record_files"] = [stage / f"{kind}.parquet" for kind in files.KINDS]
+            files.write_record_files(data, prepared["record_files"])
         report["prepare_s"] = round(time.perf_counter() - t0, 2)
     with Catalog(cat_path) as cat:
         t0, c0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)

@@ -609,8 +609,8 @@ def _dataset_parts_ray(infos: list[InputInfo], glob: str, work: Path) -> list[tu
 def _dataset_parts_and_bands(infos: list[InputInfo], glob: str, work: Path, min_records: int,
                              min_record_files: int | None = None) -> list[tuple[InputInfo, Path]]:
     """:func:`_dataset_parts`, plus the band-key file (``<part>.bands.parquet``) of each input of
-    ``min_records`` or more records and the records and metadata-field files (``<part>.records.parquet``,
-    ``<part>.fields.parquet``) of each of ``min_record_files`` or more, which the commit then only moves
+    ``min_records`` or more records and the records, metadata-field and text-hash files
+    (``<part>.records.parquet`` ...) of each of ``min_record_files`` or more, which the commit then only moves
     next to the catalog (:func:`provaudit.catalog.store.write_band_file`,
     :func:`provaudit.catalog.files.write_record_files`)."""
     from provaudit.catalog import store
@@ -621,7 +621,7 @@ def _dataset_parts_and_bands(infos: list[InputInfo], glob: str, work: Path, min_
         if info.records >= min_records:
             store.write_band_file(part, _band_file(part))
         if min_record_files is not None and info.records >= min_record_files:
-            write_record_files(part, *_record_files(part))
+            write_record_files(part, _record_files(part))
     return out
 
 
@@ -629,8 +629,10 @@ def _band_file(part: Path) -> Path:
     return part.with_name(part.stem + ".bands.parquet")
 
 
-def _record_files(part: Path) -> tuple[Path, Path]:
-    return part.with_name(part.stem + ".records.parquet"), part.with_name(part.stem + ".fields.parquet")
+def _record_files(part: Path) -> list[Path]:
+    from provaudit.catalog.files import KINDS
+
+    return [part.with_name(f"{part.stem}.{kind}.parquet") for kind in KINDS]
 
 
 def _remove_stale_work(out_dir: Path) -> None:

@@ -57,19 +57,25 @@ def test_lineage_overlap_and_erase_answer_like_the_tables(raw_catalog, tmp_path:
     # every dataset's records and fields live in files: the tables are empty, each file pair is referenced once
     assert raw_catalog(file_cat, "SELECT count(*) FROM records") == [(0,)]
     assert raw_catalog(file_cat, "SELECT count(*) FROM record_fields") == [(0,)]
-    files = raw_catalog(file_cat, "SELECT dataset_id, path, fields_path, n_rows, n_fields, rid_base FROM record_files "
-                           "ORDER BY 1")
+    files = raw_catalog(file_cat, "SELECT dataset_id, path, fields_path, hashes_path, n_rows, n_fields, rid_base "
+                                  "FROM record_files ORDER BY 1")
     assert [f[0] for f in files] == [1, 2, 3, 4]
     assert sorted(p.name for p in (tmp_path / "files.duckdb.records").iterdir()) == sorted(
-        n for f in files for n in f[1:3])
+        n for f in files for n in f[1:4])
     # rids are contiguous per dataset, assigned as the table would (same rows in both catalogs)
     table_rows = sorted(raw_catalog(table_cat, "SELECT * FROM records"))
-    assert [f[5] for f in files] == [0] + [sum(f[3] for f in files[:i]) for i in range(1, 4)]
-    assert sum(f[3] for f in files) == len(table_rows)
+    assert [f[6] for f in files] == [0] + [sum(f[4] for f in files[:i]) for i in range(1, 4)]
+    assert sum(f[4] for f in files) == len(table_rows)
     with Catalog(file_cat, read_only=True) as cat:
         assert sorted(cat.con.execute("SELECT * FROM records").fetchall()) == table_rows
         assert sorted(cat.con.execute("SELECT * FROM record_fields").fetchall()) == sorted(
             raw_catalog(table_cat, "SELECT * FROM record_fields"))
+        # the hash files: every record's (text_hash, rid), each file sorted by hash (what lookups skip by)
+        assert sorted(cat.con.execute("SELECT text_hash, rid FROM record_hashes").fetchall()) == sorted(
+            (r[6], r[0]) for r in table_rows)
+        for f in files:
+            col = pq.read_table(tmp_path / "files.duckdb.records" / f[3])["text_hash"].to_pylist()
+            assert col == sorted(col) and len(col) == f[4]
     assert len(table_rows) > 50 and len(raw_catalog(table_cat, "SELECT * FROM record_fields")) > 50
 
     def both(fn):
@@ -102,7 +108,7 @@ def test_lineage_overlap_and_erase_answer_like_the_tables(raw_catalog, tmp_path:
     assert raw_catalog(file_cat, audit) == raw_catalog(table_cat, audit) and len(raw_catalog(file_cat, audit)) >= 3
     # the catalog keeps the erased rows as the audit trail (docs/lineage.md), in the file as in the table
     rec_file = tmp_path / "files.duckdb.records" / files[0][1]
-    assert pq.read_table(rec_file).num_rows == files[0][3]
+    assert pq.read_table(rec_file).num_rows == files[0][4]
     with Catalog(file_cat, read_only=True) as cat, Catalog(table_cat, read_only=True) as tcat:
         kept = cat.field_matches("user_id", "u-0042").drop("fingerprint", "path")
         assert kept.equals(tcat.field_matches("user_id", "u-0042").drop("fingerprint", "path"))
@@ -124,7 +130,7 @@ def test_scan_with_record_files_overlaps_and_commits_atomically(raw_catalog, tmp
     register(tmp_path / "eval.jsonl", tags=["eval"], catalog=cat)
     before = catalog_dump(cat)
     folder = tmp_path / "c.duckdb.records"
-    assert len(list(folder.iterdir())) == 2  # the eval set's records and fields
+    assert len(list(folder.iterdir())) == 3  # the eval set's records, fields and hashes
 
     def fail(*_a, **_k):
         raise RuntimeError("disk full")
@@ -134,7 +140,7 @@ def test_scan_with_record_files_overlaps_and_commits_atomically(raw_catalog, tmp
         with pytest.raises(RuntimeError):
             scan(tmp_path / "train.jsonl", catalog=cat, out=tmp_path / "out", origin=False)
     assert catalog_dump(cat) == before
-    assert len(list(folder.iterdir())) == 2 and len(list((tmp_path / "c.duckdb.bands").iterdir())) == 1
+    assert len(list(folder.iterdir())) == 3 and len(list((tmp_path / "c.duckdb.bands").iterdir())) == 1
     with Catalog(cat, read_only=True) as c:
         assert c.con.execute("SELECT DISTINCT dataset_id FROM records").fetchall() == [(1,)]
 
@@ -152,7 +158,7 @@ def test_scan_with_record_files_overlaps_and_commits_atomically(raw_catalog, tmp
         assert c.con.execute("SELECT count(*) FROM records WHERE dataset_id = 1").fetchone()[0] == 30 * 3
     with Catalog(cat):
         pass
-    assert not orphan.exists() and len(list(folder.iterdir())) == 4
+    assert not orphan.exists() and len(list(folder.iterdir())) == 6
 
 
 def test_existing_catalog_migrates_and_new_rids_follow_the_table(raw_catalog, tmp_path: Path, monkeypatch) -> None:
@@ -190,7 +196,7 @@ def test_a_catalog_moved_without_its_files_fails_with_one_line(tmp_path: Path, m
     moved = tmp_path / "elsewhere"
     moved.mkdir()
     shutil.move(tmp_path / "c.duckdb", moved / "c.duckdb")  # the catalog file alone, not c.duckdb.records/
-    with pytest.raises(InputError, match=r"2 Parquet file\(s\) the catalog references are missing.*c\.duckdb\.records/"):
+    with pytest.raises(InputError, match=r"3 Parquet file\(s\) the catalog references are missing.*c\.duckdb\.records/"):
         Catalog(moved / "c.duckdb", read_only=True)
     shutil.move(tmp_path / "c.duckdb.records", moved / "c.duckdb.records")
     with Catalog(moved / "c.duckdb", read_only=True) as cat:

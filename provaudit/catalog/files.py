@@ -1,15 +1,16 @@
 """Records of big datasets as Parquet files the catalog references (docs/lineage.md, migration 8).
 
 A dataset of ``RECORD_FILE_RECORDS`` or more records keeps its ``records`` rows and its metadata
-key/value rows (``record_fields``) in two Parquet files in ``<catalog>.records/`` instead of the DuckDB
-tables; ``record_files`` references them with the dataset's first ``rid``. Every catalog open reads
-``records`` and ``record_fields`` through temporary views over the tables and those files (as
-``record_bands`` over the band files), so lineage, overlap, erasure and the listings answer the same
-either way.
+key/value rows (``record_fields``) in Parquet files in ``<catalog>.records/`` instead of the DuckDB
+tables, plus a third file of its text hashes sorted by hash (the index a lookup by text uses);
+``record_files`` references them with the dataset's first ``rid``. Every catalog open reads ``records``,
+``record_fields`` and ``record_hashes`` (text_hash, rid) through temporary views over the tables and
+those files (as ``record_bands`` over the band files), so lineage, overlap, erasure and the listings
+answer the same either way.
 
 The files hold no ``rid``: that is assigned by the commit, under the catalog's write lock. A record's
 ``rid`` is ``rid_base + row``, ``row`` being its position in the dataset's catalog part. So a Ray worker
-can write both files before the commit (:func:`write_record_files`), and the commit only moves them in
+can write the files before the commit (:func:`write_record_files`), and the commit only moves them in
 place and adds one row: adding a billion-record dataset is a bulk file write plus one small commit.
 
 A file is renamed into place before the row that references it is inserted, in the commit's
@@ -58,15 +59,29 @@ def copy_to(con, sql: str, dest: str | Path) -> int:
     return int(con.execute("SELECT count(*) FROM read_parquet(?)", [str(dest)]).fetchone()[0])
 
 
-def write_record_files(records: str | Path, records_dest: str | Path, fields_dest: str | Path) -> tuple[int, int]:
-    """Write the records file and the metadata key/value file of a catalog part (the Parquet file
-    ``add_dataset`` will get), e.g. on a Ray worker before the commit; returns their row counts."""
+#: the text-hash file of a catalog part: (text_hash, row) sorted by hash, so a lookup of a few hashes reads
+#: the row groups whose range holds them
+HASHES_SQL = """SELECT text_hash::VARCHAR AS text_hash, _row::BIGINT AS row FROM {src}
+    WHERE text_hash IS NOT NULL ORDER BY text_hash, _row"""
+
+#: a dataset's files, in the order of ``record_files``' path columns
+KINDS = ("records", "fields", "hashes")
+
+
+def file_sqls(src: str) -> list[str]:
+    """The SQL of each of a dataset's files (:data:`KINDS`) from a source with the part's columns and ``_row``."""
+    return [RECORDS_SQL.format(src=src), fields_sql(src), HASHES_SQL.format(src=src)]
+
+
+def write_record_files(records: str | Path, dests: list[Path] | tuple[Path, ...]) -> list[int]:
+    """Write the records, metadata key/value and text-hash files (:data:`KINDS`) of a catalog part (the
+    Parquet file ``add_dataset`` will get) to ``dests``, e.g. on a Ray worker before the commit; returns
+    their row counts."""
     from provaudit.duck import connect
 
     con = connect()
     try:
-        src = part_source(records)
-        return copy_to(con, RECORDS_SQL.format(src=src), records_dest), copy_to(con, fields_sql(src), fields_dest)
+        return [copy_to(con, sql, dest) for sql, dest in zip(file_sqls(part_source(records)), dests, strict=True)]
     finally:
         con.close()
 
@@ -80,24 +95,26 @@ def place(prepared: Path, dest: Path) -> None:
         shutil.copyfile(prepared, dest)
 
 
-def records_view(table: str, fields_table: str, files: list[tuple[int, str, str, int]], folder: Path) -> list[str]:
-    """The statements that make ``records`` and ``record_fields`` read the tables plus the files
-    (``files``: dataset_id, records file, fields file, rid_base)."""
+def records_view(table: str, fields_table: str, files: list[tuple[int, str, str, str, int]], folder: Path) -> list[str]:
+    """The statements that make ``records`` and ``record_fields`` read the tables plus the files, and
+    ``record_hashes`` (text_hash, rid) the table's hashes plus the hash files (``files``: dataset_id, the
+    files of :data:`KINDS`, rid_base)."""
     recs = [f"SELECT * FROM {table}"]
     flds = [f"SELECT * FROM {fields_table}"]
-    for did, rec_name, fld_name, base in files:
-        rec = str(folder / rec_name).replace("'", "''")
-        fld = str(folder / fld_name).replace("'", "''")
-        recs.append(f"SELECT {int(base)} + row AS rid, {int(did)}::INTEGER AS dataset_id, record_id, source_row, "
-                    f"role, pair_id, text_hash, meta FROM read_parquet('{rec}')")
-        flds.append(f"SELECT {int(base)} + row AS rid, {int(did)}::INTEGER AS dataset_id, key, value "
-                    f"FROM read_parquet('{fld}')")
-    return ["CREATE OR REPLACE TEMP VIEW records AS " + "\nUNION ALL ".join(recs),
-            "CREATE OR REPLACE TEMP VIEW record_fields AS " + "\nUNION ALL ".join(flds)]
+    hashes = [f"SELECT text_hash, rid FROM {table}"]
+    for did, rec_name, fld_name, hash_name, base in files:
+        rec, fld, hsh = (str(folder / n).replace("'", "''") for n in (rec_name, fld_name, hash_name))
+        rid, ds = f"{int(base)} + row AS rid", f"{int(did)}::INTEGER AS dataset_id"
+        recs.append(f"SELECT {rid}, {ds}, record_id, source_row, role, pair_id, text_hash, meta "
+                    f"FROM read_parquet('{rec}')")
+        flds.append(f"SELECT {rid}, {ds}, key, value FROM read_parquet('{fld}')")
+        hashes.append(f"SELECT text_hash, {rid} FROM read_parquet('{hsh}')")
+    views = [("record_hashes", hashes)] + ([("records", recs), ("record_fields", flds)] if files else [])
+    return [f"CREATE OR REPLACE TEMP VIEW {name} AS " + "\nUNION ALL ".join(parts) for name, parts in views]
 
 
 #: names of the files the catalog writes into its folders (anything else there is left alone)
-_OURS = ("bands-", "records-", "fields-")
+_OURS = ("bands-", "records-", "fields-", "hashes-")
 
 
 def sweep(folder: Path, referenced: set[str]) -> list[str]:

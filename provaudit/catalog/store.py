@@ -165,25 +165,25 @@ class Catalog:
     def _views(self) -> None:
         """``record_bands``, ``records`` and ``record_fields`` over their tables plus the catalog's files (a
         referenced file that is missing fails here, exit 2, instead of in the middle of a query)."""
-        files = self.con.execute(
-            "SELECT dataset_id, path, fields_path, rid_base FROM record_files ORDER BY dataset_id").fetchall()
+        files = self.con.execute("SELECT dataset_id, path, fields_path, hashes_path, rid_base FROM record_files "
+                                 "ORDER BY dataset_id").fetchall()
         bands = [r[0] for r in self.con.execute("SELECT path FROM band_files").fetchall()]
         missing = [str(p) for p in [self.bands_dir / n for n in bands]
-                   + [self.records_dir / n for f in files for n in f[1:3]] if not p.exists()]
+                   + [self.records_dir / n for f in files for n in f[1:4]] if not p.exists()]
         if missing:
             raise InputError(f"{len(missing)} Parquet file(s) the catalog references are missing (e.g. {missing[0]}); "
                              f"keep the folders {self.bands_dir.name}/ and {self.records_dir.name}/ beside the "
                              "catalog file (move or copy them with it)", file=str(self.path))
         self._bands_view()
-        if files:
-            for sql in catalog_files.records_view(self._table("records"), self._table("record_fields"), files,
-                                                  self.records_dir):
-                self.con.execute(sql)
+        for sql in catalog_files.records_view(self._table("records"), self._table("record_fields"), files,
+                                              self.records_dir):
+            self.con.execute(sql)
 
     def _sweep(self) -> None:
         """Remove files a killed commit left unreferenced (we hold the write lock: no commit is in flight)."""
         bands = {r[0] for r in self.con.execute("SELECT path FROM band_files").fetchall()}
-        recs = {n for row in self.con.execute("SELECT path, fields_path FROM record_files").fetchall() for n in row}
+        recs = {n for row in self.con.execute("SELECT path, fields_path, hashes_path FROM record_files").fetchall()
+                for n in row}
         catalog_files.sweep(self.bands_dir, bands)
         catalog_files.sweep(self.records_dir, recs)
 
@@ -338,10 +338,10 @@ class Catalog:
     def add_dataset(self, *, name: str, fingerprint: str, path: str, fmt: str, schema: str,
                     tags: Sequence[str], n_records: int, records: RecordsArg,
                     meta: dict | None = None, band_file: Path | None = None,
-                    record_files: tuple[Path, Path] | None = None) -> int:
+                    record_files: Sequence[Path] | None = None) -> int:
         """Store a dataset and its records; an existing fingerprint only gains the new tags. ``band_file``:
         the records' band keys prepared by :func:`write_band_file` (kept as a file, not in the table);
-        ``record_files``: its records and metadata-field files prepared by
+        ``record_files``: its records, metadata-field and text-hash files prepared by
         :func:`provaudit.catalog.files.write_record_files` (kept as files, not in the tables)."""
         with self.transaction():
             row = self.con.execute("SELECT dataset_id, tags FROM datasets WHERE fingerprint = ?",
@@ -394,25 +394,25 @@ class Catalog:
         self.con.execute("INSERT INTO band_files VALUES (?, ?, ?, ?)", [did, name, n, base])
         self._bands_view()
 
-    def _add_record_files(self, src: str, did: int, base: int, prepared: tuple[Path, Path] | None) -> None:
-        """Records and metadata fields of a big dataset as two Parquet files (:mod:`provaudit.catalog.files`),
-        placed like a band file and referenced by one ``record_files`` row in the open transaction."""
+    def _add_record_files(self, src: str, did: int, base: int, prepared: Sequence[Path] | None) -> None:
+        """Records, metadata fields and text hashes of a big dataset as three Parquet files
+        (:mod:`provaudit.catalog.files`), placed like a band file and referenced by one ``record_files`` row
+        in the open transaction."""
         import uuid
 
         tag = f"{did}-{uuid.uuid4().hex[:12]}"
-        rec, fld = f"records-{tag}.parquet", f"fields-{tag}.parquet"
-        n = self._place(prepared[0] if prepared else None, self.records_dir / rec,
-                        catalog_files.RECORDS_SQL.format(src=src))
-        nf = self._place(prepared[1] if prepared else None, self.records_dir / fld, catalog_files.fields_sql(src))
-        self.con.execute("INSERT INTO record_files VALUES (?, ?, ?, ?, ?, ?)", [did, rec, fld, n, nf, base])
+        names = [f"{kind}-{tag}.parquet" for kind in catalog_files.KINDS]
+        counts = [self._place(prepared[i] if prepared else None, self.records_dir / name, sql)
+                  for i, (name, sql) in enumerate(zip(names, catalog_files.file_sqls(src), strict=True))]
+        self.con.execute("INSERT INTO record_files VALUES (?, ?, ?, ?, ?, ?, ?)", [did, *names, *counts[:2], base])
         self._views()
 
     def _insert_records(self, src: str, did: int, base: int, path: str, n_records: int = 0,
-                        band_file: Path | None = None, record_files: tuple[Path, Path] | None = None) -> None:
+                        band_file: Path | None = None, record_files: Sequence[Path] | None = None) -> None:
         """Insert records, band keys and scalar metadata fields from a source view; the band keys of a
         dataset of ``BAND_FILE_RECORDS`` or more records (or given as ``band_file``) go to a Parquet file
         (:meth:`_add_band_file`), its records and fields of ``RECORD_FILE_RECORDS`` or more (or given as
-        ``record_files``) to two (:meth:`_add_record_files`)."""
+        ``record_files``) to three (:meth:`_add_record_files`)."""
         from provaudit.fingerprint import FINGERPRINT_VERSION
 
         self._check_band_keys()
@@ -594,7 +594,7 @@ class Catalog:
             # sorted by band_key per dataset), which keeps one lookup far below a second at 1M records
             hashes = ", ".join("'" + str(h).replace("'", "''") + "'" for h in batch["text_hash"].drop_nulls().unique())
             keys = ", ".join(str(int(k)) for k in batch["band_keys"].explode().drop_nulls().unique())
-            records = f"(SELECT rid, text_hash FROM records WHERE text_hash IN ({hashes or 'NULL'}))"
+            records = f"(SELECT rid, text_hash FROM record_hashes WHERE text_hash IN ({hashes or 'NULL'}))"
             bands = f"(SELECT band_key, rid FROM record_bands WHERE band_key IN ({keys or 'NULL'}))"
         with self._source(batch, BATCH_COLUMNS) as src:
             return self.con.frame(
