@@ -536,7 +536,7 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
                     summary["gate"] = gate_summary(results, strict=strict)
                     passed = summary["gate"]["passed"]
                     summary["catalog"] = {"recorded": bool(record and passed)}
-                    datasets = _dataset_parts(infos, glob, work) if record and passed else []
+                    datasets = _catalog_parts(infos, glob, work) if record and passed else []
                     interrupt.phase("writing records.parquet")
                     progress_display.step("writing records.parquet")
                     interrupt.result(writing)
@@ -623,6 +623,16 @@ def _dataset_parts_and_bands(infos: list[InputInfo], glob: str, work: Path, min_
         if min_record_files is not None and info.records >= min_record_files:
             write_record_files(part, _record_files(part))
     return out
+
+
+def _catalog_parts(infos: list[InputInfo], glob: str, work: Path) -> list[tuple[InputInfo, Path]]:
+    """:func:`_dataset_parts_and_bands` in this process (the local engine), with the catalog's thresholds:
+    the catalog files of a big input are written before the commit, as on Ray, so the write lock is held
+    briefly and both engines store the same files."""
+    from provaudit.catalog.files import RECORD_FILE_RECORDS
+    from provaudit.catalog.store import BAND_FILE_RECORDS
+
+    return _dataset_parts_and_bands(infos, glob, work, BAND_FILE_RECORDS, RECORD_FILE_RECORDS)
 
 
 def _band_file(part: Path) -> Path:
@@ -762,7 +772,7 @@ def register(path: str | Path, *, tags: Sequence[str] = (), name: str | None = N
         interrupt.phase("reading and fingerprinting the input")
         (info,) = _stream_inputs(readers, StageOptions(origin=False), parts, workers=1, engine="local",
                                  progress=progress)
-        datasets = _dataset_parts([info], f"{parts}/*.parquet", work)
+        datasets = _catalog_parts([info], f"{parts}/*.parquet", work)
         interrupt.phase("waiting for the catalog write lock")
         with (write_lock(catalog_path, wait), interrupt.critical("committing to the catalog"),
               Catalog(catalog_path, wait=wait) as cat, cat.transaction()):

@@ -20,6 +20,9 @@ from provaudit.catalog.erase import erase
 from provaudit.catalog.lineage import add_checkpoint, lineage_find, list_datasets, overlap
 from provaudit.catalog.migrations import LATEST_VERSION, migrate
 from provaudit.catalog.store import Catalog
+from provaudit.errors import InputError
+from provaudit.fingerprint import add_fingerprints
+from provaudit.io import read_table
 from provaudit.pipeline import register, scan
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures"
@@ -186,8 +189,6 @@ def test_existing_catalog_migrates_and_new_rids_follow_the_table(raw_catalog, tm
 
 
 def test_a_catalog_moved_without_its_files_fails_with_one_line(tmp_path: Path, monkeypatch) -> None:
-    from provaudit.errors import InputError
-
     (tmp_path / "a.jsonl").write_text(
         "\n".join((FIX / "scan" / "trl_pairs.jsonl").read_text(encoding="utf-8").splitlines()[:5]) + "\n",
         encoding="utf-8")
@@ -201,3 +202,23 @@ def test_a_catalog_moved_without_its_files_fails_with_one_line(tmp_path: Path, m
     shutil.move(tmp_path / "c.duckdb.records", moved / "c.duckdb.records")
     with Catalog(moved / "c.duckdb", read_only=True) as cat:
         assert cat.con.execute("SELECT count(*) FROM records").fetchone()[0] == 15
+
+
+def test_add_dataset_writes_the_files_itself_and_a_nested_open_keeps_them(tmp_path: Path, monkeypatch) -> None:
+    """Without prepared files (the API, a notebook) the commit writes them from the records; a read-write
+    open nested in the same thread (the write lock is re-entrant) does not sweep an open transaction's files."""
+    frame = add_fingerprints(read_table(FIX / "lineage" / "sft_train.jsonl"))
+    kw = {"fingerprint": "f", "path": "p", "fmt": "jsonl", "schema": "sft", "tags": [], "n_records": frame.height}
+    with Catalog(tmp_path / "t.duckdb") as cat:
+        cat.add_dataset(name="d", records=frame.select(store.RECORD_COLUMNS), **kw)
+        want = cat.con.execute("SELECT * FROM records ORDER BY rid").fetchall()
+        want_fields = cat.con.execute("SELECT * FROM record_fields ORDER BY ALL").fetchall()
+    monkeypatch.setattr(catalog_files, "RECORD_FILE_RECORDS", 0)
+    with Catalog(tmp_path / "f.duckdb") as cat, cat.transaction():
+        cat.add_dataset(name="d", records=frame.select(store.RECORD_COLUMNS), **kw)
+        with Catalog(tmp_path / "f.duckdb"):  # nested: sweeps nothing of the open transaction
+            pass
+    with Catalog(tmp_path / "f.duckdb", read_only=True) as cat:
+        assert cat.con.execute(f"SELECT count(*) FROM {cat._table('records')}").fetchone()[0] == 0
+        assert cat.con.execute("SELECT * FROM records ORDER BY rid").fetchall() == want and len(want) > 20
+        assert cat.con.execute("SELECT * FROM record_fields ORDER BY ALL").fetchall() == want_fields

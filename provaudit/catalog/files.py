@@ -115,16 +115,20 @@ def records_view(table: str, fields_table: str, files: list[tuple[int, str, str,
 
 #: names of the files the catalog writes into its folders (anything else there is left alone)
 _OURS = ("bands-", "records-", "fields-", "hashes-")
+#: files placed by a transaction still open in this process (the write lock is re-entrant within a thread,
+#: so a nested read-write open must not sweep them)
+IN_FLIGHT: set[Path] = set()
 
 
 def sweep(folder: Path, referenced: set[str]) -> list[str]:
     """Remove the catalog files in ``folder`` that no committed row references (left by a process killed
-    mid-commit): run by a read-write open, which holds the write lock, so no commit is in flight."""
+    mid-commit): run by a read-write open, which holds the write lock, so no other process's commit is in
+    flight, and which skips this process's open transactions' files (:data:`IN_FLIGHT`)."""
     removed = []
     if not folder.is_dir():
         return removed
     for p in sorted(folder.iterdir()):
-        if p.name.startswith(_OURS) and p.name not in referenced and p.is_file():
+        if p.name.startswith(_OURS) and p.name not in referenced and p.is_file() and p.resolve() not in IN_FLIGHT:
             p.unlink(missing_ok=True)
             removed.append(p.name)
     return removed

@@ -192,13 +192,13 @@ class Catalog:
         temporary name renamed at the end; it is removed again if the transaction rolls back. Returns its rows."""
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(dest.name + ".tmp")
-        self._placed.append(tmp)
+        self._placed += [tmp, dest]
+        catalog_files.IN_FLIGHT.update((tmp.resolve(), dest.resolve()))
         if prepared is not None:
             catalog_files.place(prepared, tmp)
         else:
             catalog_files.copy_to(self.con, sql, tmp)
         os.replace(tmp, dest)
-        self._placed.append(dest)
         return int(self.con.execute("SELECT count(*) FROM read_parquet(?)", [str(dest)]).fetchone()[0])
 
     def _bands_view(self) -> None:
@@ -277,18 +277,21 @@ class Catalog:
         self._depth = 1
         self._placed = []
         try:
-            yield self
-        except BaseException:
+            try:
+                yield self
+            except BaseException:
+                self._depth = 0
+                self.con.execute("ROLLBACK")
+                while self._leftover:
+                    self.con.unregister(self._leftover.pop())
+                for p in self._placed:  # files this transaction put in place: nothing references them now
+                    p.unlink(missing_ok=True)
+                raise  # (the temporary views roll back with it)
             self._depth = 0
-            self.con.execute("ROLLBACK")
-            while self._leftover:
-                self.con.unregister(self._leftover.pop())
-            while self._placed:  # files this transaction put in place: nothing references them now
-                self._placed.pop().unlink(missing_ok=True)
-            raise  # (the temporary views roll back with it)
-        self._depth = 0
-        self.con.execute("COMMIT")
-        self._placed = []
+            self.con.execute("COMMIT")
+        finally:
+            catalog_files.IN_FLIGHT.difference_update(p.resolve() for p in self._placed)
+            self._placed = []
 
     # -- sources ---------------------------------------------------------------------------
     @contextmanager
