@@ -27,7 +27,7 @@ import polars as pl
 from provaudit import dup_summary, interrupt
 from provaudit import progress as progress_display
 from provaudit.duck import connect
-from provaudit.errors import UsageError
+from provaudit.errors import InputError, UsageError
 from provaudit.fingerprint import DatasetDigest
 from provaudit.gate import CheckResult, evaluate_gate, gate_origin_mode, gate_summary, load_gate
 from provaudit.io import RecordReader
@@ -618,10 +618,14 @@ def _dataset_parts_and_bands(infos: list[InputInfo], glob: str, work: Path, min_
 
     out = _dataset_parts(infos, glob, work)
     for info, part in out:
-        if info.records >= min_records:
-            store.write_band_file(part, _band_file(part))
-        if min_record_files is not None and info.records >= min_record_files:
-            write_record_files(part, _record_files(part))
+        try:
+            if info.records >= min_records:
+                store.write_band_file(part, _band_file(part))
+            if min_record_files is not None and info.records >= min_record_files:
+                write_record_files(part, _record_files(part))
+        except duckdb.Error as exc:  # as the commit's inserts report it (a row's metadata DuckDB cannot index)
+            raise InputError(f"cannot store records: {str(exc).splitlines()[0]}", file=str(info.path),
+                             field="meta" if "json" in str(exc).lower() else None) from exc
     return out
 
 

@@ -163,8 +163,9 @@ class Catalog:
         return self.path.with_name(self.path.name + ".records")
 
     def _views(self) -> None:
-        """``record_bands``, ``records`` and ``record_fields`` over their tables plus the catalog's files (a
-        referenced file that is missing fails here, exit 2, instead of in the middle of a query)."""
+        """``record_bands``, ``records``, ``record_fields`` and ``record_hashes`` over their tables plus the
+        catalog's files (a referenced file that is missing fails here, exit 2, instead of in the middle of a
+        query)."""
         files = self.con.execute("SELECT dataset_id, path, fields_path, hashes_path, rid_base FROM record_files "
                                  "ORDER BY dataset_id").fetchall()
         bands = [r[0] for r in self.con.execute("SELECT path FROM band_files").fetchall()]
@@ -389,7 +390,8 @@ class Catalog:
         """Band keys of a big dataset as a Parquet file of (band_key, row) sorted by key (``prepared``, e.g.
         by a Ray worker with :func:`write_band_file`, else written here from ``src``): put in place under a
         temporary name and renamed first, then referenced by ``band_files`` in the open transaction (a
-        failure before COMMIT leaves an unreferenced file, which nothing reads)."""
+        rollback removes it; a kill leaves an unreferenced file, which nothing reads and the next
+        read-write open removes)."""
         import uuid
 
         name = f"bands-{did}-{uuid.uuid4().hex[:12]}.parquet"
