@@ -57,6 +57,9 @@ def catalog_state(path: Path) -> dict | None:
                 "records": q("SELECT count(*), coalesce(sum(hash(text_hash)), 0) FROM records")[0],
                 "bands": q("SELECT count(*) FROM record_bands")[0][0],
                 "fields": q("SELECT count(*) FROM record_fields")[0][0],
+                # the datasets whose rows live in Parquet files beside the catalog (docs/lineage.md)
+                "files": q("SELECT 'bands', dataset_id, n_rows FROM band_files UNION ALL "
+                           "SELECT 'records', dataset_id, n_rows FROM record_files ORDER BY ALL"),
                 "scans": q("SELECT count(*) FROM scans")[0][0]}
     finally:
         con.close()

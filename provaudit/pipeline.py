@@ -27,7 +27,7 @@ import polars as pl
 from provaudit import dup_summary, interrupt
 from provaudit import progress as progress_display
 from provaudit.duck import connect
-from provaudit.errors import UsageError
+from provaudit.errors import InputError, UsageError
 from provaudit.fingerprint import DatasetDigest
 from provaudit.gate import CheckResult, evaluate_gate, gate_origin_mode, gate_summary, load_gate
 from provaudit.io import RecordReader
@@ -536,7 +536,7 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
                     summary["gate"] = gate_summary(results, strict=strict)
                     passed = summary["gate"]["passed"]
                     summary["catalog"] = {"recorded": bool(record and passed)}
-                    datasets = _dataset_parts(infos, glob, work) if record and passed else []
+                    datasets = _catalog_parts(infos, glob, work) if record and passed else []
                     interrupt.phase("writing records.parquet")
                     progress_display.step("writing records.parquet")
                     interrupt.result(writing)
@@ -598,29 +598,55 @@ def _dataset_parts_ray(infos: list[InputInfo], glob: str, work: Path) -> list[tu
     """:func:`_dataset_parts` in a Ray task (it reads every part) instead of on the driver."""
     import ray
 
+    from provaudit.catalog.files import RECORD_FILE_RECORDS
     from provaudit.catalog.store import BAND_FILE_RECORDS
     from provaudit.engine.ray_scan import get_all
 
     return get_all([ray.remote(_dataset_parts_and_bands).options(num_cpus=1, max_retries=0).remote(
-        infos, glob, work, BAND_FILE_RECORDS)])[0]
+        infos, glob, work, BAND_FILE_RECORDS, RECORD_FILE_RECORDS)])[0]
 
 
-def _dataset_parts_and_bands(infos: list[InputInfo], glob: str, work: Path,
-                             min_records: int) -> list[tuple[InputInfo, Path]]:
+def _dataset_parts_and_bands(infos: list[InputInfo], glob: str, work: Path, min_records: int,
+                             min_record_files: int | None = None) -> list[tuple[InputInfo, Path]]:
     """:func:`_dataset_parts`, plus the band-key file (``<part>.bands.parquet``) of each input of
-    ``min_records`` or more records, which the commit then only copies next to the catalog
-    (:func:`provaudit.catalog.store.write_band_file`)."""
+    ``min_records`` or more records and the records, metadata-field and text-hash files
+    (``<part>.records.parquet`` ...) of each of ``min_record_files`` or more, which the commit then only moves
+    next to the catalog (:func:`provaudit.catalog.store.write_band_file`,
+    :func:`provaudit.catalog.files.write_record_files`)."""
     from provaudit.catalog import store
+    from provaudit.catalog.files import write_record_files
 
     out = _dataset_parts(infos, glob, work)
     for info, part in out:
-        if info.records >= min_records:
-            store.write_band_file(part, _band_file(part))
+        try:
+            if info.records >= min_records:
+                store.write_band_file(part, _band_file(part))
+            if min_record_files is not None and info.records >= min_record_files:
+                write_record_files(part, _record_files(part))
+        except duckdb.Error as exc:  # as the commit's inserts report it (a row's metadata DuckDB cannot index)
+            raise InputError(f"cannot store records: {str(exc).splitlines()[0]}", file=str(info.path),
+                             field="meta" if "json" in str(exc).lower() else None) from exc
     return out
+
+
+def _catalog_parts(infos: list[InputInfo], glob: str, work: Path) -> list[tuple[InputInfo, Path]]:
+    """:func:`_dataset_parts_and_bands` in this process (the local engine), with the catalog's thresholds:
+    the catalog files of a big input are written before the commit, as on Ray, so the write lock is held
+    briefly and both engines store the same files."""
+    from provaudit.catalog.files import RECORD_FILE_RECORDS
+    from provaudit.catalog.store import BAND_FILE_RECORDS
+
+    return _dataset_parts_and_bands(infos, glob, work, BAND_FILE_RECORDS, RECORD_FILE_RECORDS)
 
 
 def _band_file(part: Path) -> Path:
     return part.with_name(part.stem + ".bands.parquet")
+
+
+def _record_files(part: Path) -> list[Path]:
+    from provaudit.catalog.files import KINDS
+
+    return [part.with_name(f"{part.stem}.{kind}.parquet") for kind in KINDS]
 
 
 def _remove_stale_work(out_dir: Path) -> None:
@@ -725,7 +751,8 @@ def _store_datasets(cat, datasets: list[tuple[InputInfo, Path]], tags: Sequence[
                             fmt=info.format, schema=info.schema, tags=list(tags),
                             n_records=info.records, records=part,
                             meta={"columns": info.columns, "rows": info.rows, "mapping": info.mapping},
-                            band_file=_band_file(part) if _band_file(part).exists() else None)
+                            band_file=_band_file(part) if _band_file(part).exists() else None,
+                            record_files=_record_files(part) if _record_files(part)[0].exists() else None)
             for info, part in datasets]
 
 
@@ -749,7 +776,7 @@ def register(path: str | Path, *, tags: Sequence[str] = (), name: str | None = N
         interrupt.phase("reading and fingerprinting the input")
         (info,) = _stream_inputs(readers, StageOptions(origin=False), parts, workers=1, engine="local",
                                  progress=progress)
-        datasets = _dataset_parts([info], f"{parts}/*.parquet", work)
+        datasets = _catalog_parts([info], f"{parts}/*.parquet", work)
         interrupt.phase("waiting for the catalog write lock")
         with (write_lock(catalog_path, wait), interrupt.critical("committing to the catalog"),
               Catalog(catalog_path, wait=wait) as cat, cat.transaction()):

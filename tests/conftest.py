@@ -49,6 +49,24 @@ def catalog_dump():
     return dump_catalog
 
 
+def query_catalog(path: Path, sql: str) -> list[tuple]:
+    """Rows of ``sql`` on a catalog file opened read-only by plain DuckDB: its stored tables as they are,
+    without the views a :class:`provaudit.catalog.Catalog` adds over the files it references."""
+    import duckdb
+
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+@pytest.fixture()
+def raw_catalog():
+    """:func:`query_catalog`."""
+    return query_catalog
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     """Run the modules with the most ``slow`` tests first (each module's tests stay together and in order,
     so module-scoped fixtures such as a Ray cluster start once): under ``-n auto --dist worksteal`` a long

@@ -180,17 +180,21 @@ def test_skip_bad_lists_the_same_bad_rows(tmp_path: Path, inputs, cluster, small
 @pytest.mark.slow
 def test_workers_prepare_band_files_for_the_catalog(tmp_path: Path, inputs, cluster, small_shards,
                                                     monkeypatch) -> None:
-    from provaudit.catalog import store
+    from provaudit.catalog import files, store
     from provaudit.catalog.store import Catalog
 
     kw = {"origin": False, "batch_size": 50}
     local = scan([inputs["pairs"]], catalog=_catalog_with_eval(tmp_path, inputs, "l"), out=tmp_path / "l", **kw)
     monkeypatch.setattr(store, "BAND_FILE_RECORDS", 0)  # every dataset keeps its band keys in a file
+    monkeypatch.setattr(files, "RECORD_FILE_RECORDS", 0)  # ... and its records and metadata fields
     dist = scan([inputs["pairs"]], catalog=_catalog_with_eval(tmp_path, inputs, "r"), out=tmp_path / "r",
                 engine="ray", **kw)
     assert dist.summary == local.summary
     with Catalog(tmp_path / "r.duckdb", read_only=True) as r, Catalog(tmp_path / "l.duckdb", read_only=True) as loc:
         assert r.con.execute("SELECT count(*) FROM band_files").fetchone()[0] == 2  # eval and pairs
-        bands = "SELECT band_key, dataset_id, rid FROM record_bands ORDER BY ALL"
-        assert r.con.execute(bands).fetchall() == loc.con.execute(bands).fetchall()
+        assert r.con.execute("SELECT count(*) FROM record_files").fetchone()[0] == 2
+        assert r.con.execute(f"SELECT count(*) FROM {r._table('records')}").fetchone()[0] == 0
+        for sql in ("SELECT band_key, dataset_id, rid FROM record_bands ORDER BY ALL",
+                    "SELECT * FROM records ORDER BY rid", "SELECT * FROM record_fields ORDER BY ALL"):
+            assert r.con.execute(sql).fetchall() == loc.con.execute(sql).fetchall()
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import duckdb
 import polars as pl
 import pytest
 from click.testing import CliRunner
@@ -28,14 +27,6 @@ SCAN = ROOT / "fixtures" / "scan"
 def _jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return path
-
-
-def _query(path: Path, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 @pytest.fixture()
@@ -62,8 +53,9 @@ def setup(tmp_path: Path) -> dict:
 
 
 def test_failed_gate_keeps_the_batch_out_of_the_catalog_and_prints_value_and_threshold(setup: dict,
-                                                                                      catalog_dump) -> None:
-    s = setup
+                                                                                      catalog_dump,
+                                                                                      raw_catalog) -> None:
+    s, _query = setup, raw_catalog
     before = catalog_dump(s["cat"])
     res = CliRunner().invoke(main, ["scan", str(s["leaky"]), "--catalog", str(s["cat"]), "--gate", str(s["gate"]),
                                     "--no-origin", "--out", str(s["tmp"] / "o")])

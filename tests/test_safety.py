@@ -168,14 +168,19 @@ def test_signal_after_the_commit_does_not_misreport_a_completed_scan(tmp_path, c
 
 # ---------------------------------------------------------------- case 3: concurrent scans and readers
 
-def _spawn(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(args, env=faults.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=ROOT)
+#: the catalog layout of a big dataset (rows in Parquet files beside the catalog) whatever the input's size
+FILE_LAYOUT = {"PROVAUDIT_RECORD_FILE_RECORDS": "0", "PROVAUDIT_BAND_FILE_RECORDS": "0"}
+
+
+def _spawn(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen(args, env={**faults.env(), **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
 
 
 def test_concurrent_scans_queue_for_the_lock_and_all_land(tmp_path, catalog):
     """Four scans run while another process holds the write lock: each does its work, waits for the
-    lock (saying so), and lands once it is free; none is lost."""
+    lock (saying so), and lands once it is free; none is lost. Two of them keep their records in files
+    beside the catalog: every record still gets its own rid."""
     import threading
 
     from provaudit.catalog.lock import write_lock
@@ -187,8 +192,8 @@ def test_concurrent_scans_queue_for_the_lock_and_all_land(tmp_path, catalog):
         into.extend(proc.stderr)  # line by line, as the process writes them
 
     with write_lock(catalog):
-        procs = [_spawn([*CLI, *scan_args([f], catalog, tmp_path / f"out{k}", "--wait", "300")])
-                 for k, f in enumerate(INPUTS)]
+        procs = [_spawn([*CLI, *scan_args([f], catalog, tmp_path / f"out{k}", "--wait", "300")],
+                        env=FILE_LAYOUT if k % 2 else None) for k, f in enumerate(INPUTS)]
         readers = [threading.Thread(target=drain, args=(p, e), daemon=True) for p, e in zip(procs, errs)]
         for t in readers:
             t.start()
@@ -206,6 +211,13 @@ def test_concurrent_scans_queue_for_the_lock_and_all_land(tmp_path, catalog):
     assert after["scans"] == before["scans"] + 4
     names = {d[0] for d in after["datasets"]}
     assert names == {"eval_set", "sft_train", "dpo_round2", "prefs_train", "trl_pairs"}  # no lost update
+    assert [f[0] for f in after["files"]] == ["bands", "bands", "records", "records"]
+    from provaudit.catalog import Catalog
+
+    with Catalog(catalog, read_only=True) as cat:  # the tables' rows and the files' rows together
+        n, distinct, low, high = cat.con.execute(
+            "SELECT count(*), count(DISTINCT rid), min(rid), max(rid) FROM records").fetchone()
+        assert (distinct, low, high) == (n, 0, n - 1) and n == sum(d[2] for d in after["datasets"])
 
 
 def test_writer_past_the_wait_exits_3(tmp_path, catalog):
@@ -289,6 +301,26 @@ def test_kill_9_inside_the_commit_leaves_the_state_before(tmp_path, catalog):
     again = run([*CLI, *scan_args([INPUTS[0]], catalog, tmp_path / "out")])  # the next scan works and cleans up
     assert again.returncode == 0, again.stderr
     assert sorted(os.listdir(tmp_path / "out")) == ["records.parquet", "summary.json", "summary.md"]
+
+
+def test_kill_9_inside_the_commit_of_catalog_files_leaves_them_unread_then_swept(tmp_path, catalog):
+    """The file layout: the killed commit had moved the input's catalog files in (the transaction open);
+    nothing references them, so the catalog reads as before, and the next writer removes them."""
+    before = faults.catalog_state(catalog)
+    env = {**faults.env(), **FILE_LAYOUT}
+    args = scan_args([INPUTS[0]], catalog, tmp_path / "out")
+    proc = subprocess.run(patched(KILL_IN_COMMIT, *args), env=env, capture_output=True, cwd=ROOT, check=False)
+    assert proc.returncode == -signal.SIGKILL
+    assert faults.catalog_state(catalog) == before
+    folders = [catalog.with_name(catalog.name + s) for s in (".records", ".bands")]
+    left = sorted(p.name.split("-")[0] for d in folders for p in d.iterdir())
+    assert left == ["bands", "fields", "hashes", "records"]  # placed, never referenced
+    again = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, cwd=ROOT, check=False)
+    assert again.returncode == 0, again.stderr
+    state = faults.catalog_state(catalog)
+    assert state["datasets"][1][0] == "sft_train" and len(state["files"]) == 2
+    assert sorted(p.name.split("-")[0] for d in folders for p in d.iterdir()) == left  # the orphans are gone
+    assert all(p.name.split("-")[1] == "2" for d in folders for p in d.iterdir())  # only dataset 2's files
 
 
 @pytest.mark.slow

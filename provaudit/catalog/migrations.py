@@ -84,6 +84,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         """CREATE TABLE band_files (dataset_id INTEGER NOT NULL, path VARCHAR NOT NULL, n_rows BIGINT NOT NULL,
                                     rid_base BIGINT NOT NULL)""",
     )),
+    Migration(8, "record_files: records and metadata fields of big datasets in Parquet files next to the catalog", (
+        # path holds (row, record_id, source_row, role, pair_id, text_hash, meta) in row order, fields_path
+        # (row, key, value) sorted by key and value, hashes_path (text_hash, row) sorted by hash;
+        # rid = rid_base + row (provaudit.catalog.files)
+        """CREATE TABLE record_files (dataset_id INTEGER NOT NULL, path VARCHAR NOT NULL, fields_path VARCHAR NOT NULL,
+                                      hashes_path VARCHAR NOT NULL, n_rows BIGINT NOT NULL, n_fields BIGINT NOT NULL,
+                                      rid_base BIGINT NOT NULL)""",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

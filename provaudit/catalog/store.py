@@ -17,6 +17,7 @@ from typing import Any, Self
 import duckdb
 import polars as pl
 
+from provaudit.catalog import files as catalog_files
 from provaudit.catalog.lock import retry_busy, write_lock
 from provaudit.catalog.migrations import FIELDS_SQL, LATEST_VERSION, current_version, migrate
 from provaudit.duck import connect
@@ -49,11 +50,7 @@ def write_band_file(records: str | Path, dest: str | Path) -> int:
 
     con = duck_connect()
     try:
-        rec = str(records).replace("'", "''")
-        src = f"(SELECT band_keys, file_row_number AS _row FROM read_parquet('{rec}', file_row_number=true))"
-        lit = str(dest).replace("'", "''")
-        con.execute(f"COPY ({_BANDS_SQL.format(src=src)}) TO '{lit}' (FORMAT PARQUET, ROW_GROUP_SIZE 100000)")
-        return int(con.execute("SELECT count(*) FROM read_parquet(?)", [str(dest)]).fetchone()[0])
+        return catalog_files.copy_to(con, _BANDS_SQL.format(src=catalog_files.part_source(records)), dest)
     finally:
         con.close()
 
@@ -120,6 +117,7 @@ class Catalog:
         self._depth = 0
         self._tmp = 0
         self._leftover: list[str] = []
+        self._placed: list[Path] = []  # files placed in the open transaction (removed if it rolls back)
         self._locks = ExitStack()
         self.con = None  # type: ignore[assignment]
         if read_only and not self.path.exists():
@@ -146,7 +144,9 @@ class Catalog:
                 else:
                     migrate(self.con)
             self._db = self.con.execute("SELECT current_database()").fetchone()[0]
-            self._bands_view()
+            if not read_only:
+                self._sweep()
+            self._views()
         except BaseException:
             self.close()
             raise
@@ -155,6 +155,52 @@ class Catalog:
     def bands_dir(self) -> Path:
         """Where the band-key Parquet files of big datasets live (``<catalog>.bands/``, moved with the catalog)."""
         return self.path.with_name(self.path.name + ".bands")
+
+    @property
+    def records_dir(self) -> Path:
+        """Where the records and metadata-field Parquet files of big datasets live (``<catalog>.records/``,
+        moved with the catalog; :mod:`provaudit.catalog.files`)."""
+        return self.path.with_name(self.path.name + ".records")
+
+    def _views(self) -> None:
+        """``record_bands``, ``records``, ``record_fields`` and ``record_hashes`` over their tables plus the
+        catalog's files (a referenced file that is missing fails here, exit 2, instead of in the middle of a
+        query)."""
+        files = self.con.execute("SELECT dataset_id, path, fields_path, hashes_path, rid_base FROM record_files "
+                                 "ORDER BY dataset_id").fetchall()
+        bands = [r[0] for r in self.con.execute("SELECT path FROM band_files").fetchall()]
+        missing = [str(p) for p in [self.bands_dir / n for n in bands]
+                   + [self.records_dir / n for f in files for n in f[1:4]] if not p.exists()]
+        if missing:
+            raise InputError(f"{len(missing)} Parquet file(s) the catalog references are missing (e.g. {missing[0]}); "
+                             f"keep the folders {self.bands_dir.name}/ and {self.records_dir.name}/ beside the "
+                             "catalog file (move or copy them with it)", file=str(self.path))
+        self._bands_view()
+        for sql in catalog_files.records_view(self._table("records"), self._table("record_fields"), files,
+                                              self.records_dir):
+            self.con.execute(sql)
+
+    def _sweep(self) -> None:
+        """Remove files a killed commit left unreferenced (we hold the write lock: no commit is in flight)."""
+        bands = {r[0] for r in self.con.execute("SELECT path FROM band_files").fetchall()}
+        recs = {n for row in self.con.execute("SELECT path, fields_path, hashes_path FROM record_files").fetchall()
+                for n in row}
+        catalog_files.sweep(self.bands_dir, bands)
+        catalog_files.sweep(self.records_dir, recs)
+
+    def _place(self, prepared: Path | None, dest: Path, sql: str | None) -> int:
+        """Put one catalog file at ``dest``: the ``prepared`` file moved in, or ``sql`` written, under a
+        temporary name renamed at the end; it is removed again if the transaction rolls back. Returns its rows."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".tmp")
+        self._placed += [tmp, dest]
+        catalog_files.IN_FLIGHT.update((tmp.resolve(), dest.resolve()))
+        if prepared is not None:
+            catalog_files.place(prepared, tmp)
+        else:
+            catalog_files.copy_to(self.con, sql, tmp)
+        os.replace(tmp, dest)
+        return int(self.con.execute("SELECT count(*) FROM read_parquet(?)", [str(dest)]).fetchone()[0])
 
     def _bands_view(self) -> None:
         """``record_bands`` as every query reads it: the stored table plus the band files the catalog
@@ -230,16 +276,23 @@ class Catalog:
             return
         self.con.execute("BEGIN TRANSACTION")
         self._depth = 1
+        self._placed = []
         try:
-            yield self
-        except BaseException:
+            try:
+                yield self
+            except BaseException:
+                self._depth = 0
+                self.con.execute("ROLLBACK")
+                while self._leftover:
+                    self.con.unregister(self._leftover.pop())
+                for p in self._placed:  # files this transaction put in place: nothing references them now
+                    p.unlink(missing_ok=True)
+                raise  # (the temporary views roll back with it)
             self._depth = 0
-            self.con.execute("ROLLBACK")
-            while self._leftover:
-                self.con.unregister(self._leftover.pop())
-            raise
-        self._depth = 0
-        self.con.execute("COMMIT")
+            self.con.execute("COMMIT")
+        finally:
+            catalog_files.IN_FLIGHT.difference_update(p.resolve() for p in self._placed)
+            self._placed = []
 
     # -- sources ---------------------------------------------------------------------------
     @contextmanager
@@ -288,9 +341,12 @@ class Catalog:
     # -- datasets --------------------------------------------------------------------------
     def add_dataset(self, *, name: str, fingerprint: str, path: str, fmt: str, schema: str,
                     tags: Sequence[str], n_records: int, records: RecordsArg,
-                    meta: dict | None = None, band_file: Path | None = None) -> int:
+                    meta: dict | None = None, band_file: Path | None = None,
+                    record_files: Sequence[Path] | None = None) -> int:
         """Store a dataset and its records; an existing fingerprint only gains the new tags. ``band_file``:
-        the records' band keys prepared by :func:`write_band_file` (kept as a file, not in the table)."""
+        the records' band keys prepared by :func:`write_band_file` (kept as a file, not in the table);
+        ``record_files``: its records, metadata-field and text-hash files prepared by
+        :func:`provaudit.catalog.files.write_record_files` (kept as files, not in the tables)."""
         with self.transaction():
             row = self.con.execute("SELECT dataset_id, tags FROM datasets WHERE fingerprint = ?",
                                    [fingerprint]).fetchone()
@@ -299,9 +355,13 @@ class Catalog:
                 self.con.execute("UPDATE datasets SET tags = ? WHERE dataset_id = ?", [merged, row[0]])
                 return int(row[0])
             did = int(self.con.execute("SELECT coalesce(max(dataset_id), 0) + 1 FROM datasets").fetchone()[0])
-            base = int(self.con.execute("SELECT coalesce(max(rid), -1) + 1 FROM records").fetchone()[0])
+            # the next rid past the table's rows and the files' ranges (from record_files, not the files)
+            base = int(self.con.execute(
+                f"""SELECT greatest((SELECT coalesce(max(rid), -1) FROM {self._table('records')}),
+                                    (SELECT coalesce(max(rid_base + n_rows - 1), -1) FROM record_files)) + 1"""
+            ).fetchone()[0])
             with self._source(records, RECORD_COLUMNS, with_rid=True) as src:
-                self._insert_records(src, did, base, path, int(n_records), band_file)
+                self._insert_records(src, did, base, path, int(n_records), band_file, record_files)
             self.con.execute(
                 "INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [did, name, fingerprint, str(path), fmt, schema, sorted(set(tags)), int(n_records),
@@ -330,37 +390,47 @@ class Catalog:
         """Band keys of a big dataset as a Parquet file of (band_key, row) sorted by key (``prepared``, e.g.
         by a Ray worker with :func:`write_band_file`, else written here from ``src``): put in place under a
         temporary name and renamed first, then referenced by ``band_files`` in the open transaction (a
-        failure before COMMIT leaves an unreferenced file, which nothing reads)."""
-        import shutil
+        rollback removes it; a kill leaves an unreferenced file, which nothing reads and the next
+        read-write open removes)."""
         import uuid
 
-        self.bands_dir.mkdir(parents=True, exist_ok=True)
         name = f"bands-{did}-{uuid.uuid4().hex[:12]}.parquet"
-        tmp = self.bands_dir / (name + ".tmp")
-        if prepared is not None:
-            shutil.copyfile(prepared, tmp)
-        else:
-            lit = str(tmp).replace("'", "''")
-            self.con.execute(f"COPY ({_BANDS_SQL.format(src=src)}) TO '{lit}' (FORMAT PARQUET, ROW_GROUP_SIZE 100000)")
-        os.replace(tmp, self.bands_dir / name)
-        n = self.con.execute("SELECT count(*) FROM read_parquet(?)", [str(self.bands_dir / name)]).fetchone()[0]
-        self.con.execute("INSERT INTO band_files VALUES (?, ?, ?, ?)", [did, name, int(n), base])
+        n = self._place(prepared, self.bands_dir / name, _BANDS_SQL.format(src=src))
+        self.con.execute("INSERT INTO band_files VALUES (?, ?, ?, ?)", [did, name, n, base])
         self._bands_view()
 
+    def _add_record_files(self, src: str, did: int, base: int, prepared: Sequence[Path] | None) -> None:
+        """Records, metadata fields and text hashes of a big dataset as three Parquet files
+        (:mod:`provaudit.catalog.files`), placed like a band file and referenced by one ``record_files`` row
+        in the open transaction."""
+        import uuid
+
+        tag = f"{did}-{uuid.uuid4().hex[:12]}"
+        names = [f"{kind}-{tag}.parquet" for kind in catalog_files.KINDS]
+        counts = [self._place(prepared[i] if prepared else None, self.records_dir / name, sql)
+                  for i, (name, sql) in enumerate(zip(names, catalog_files.file_sqls(src), strict=True))]
+        self.con.execute("INSERT INTO record_files VALUES (?, ?, ?, ?, ?, ?, ?)", [did, *names, *counts[:2], base])
+        self._views()
+
     def _insert_records(self, src: str, did: int, base: int, path: str, n_records: int = 0,
-                        band_file: Path | None = None) -> None:
+                        band_file: Path | None = None, record_files: Sequence[Path] | None = None) -> None:
         """Insert records, band keys and scalar metadata fields from a source view; the band keys of a
         dataset of ``BAND_FILE_RECORDS`` or more records (or given as ``band_file``) go to a Parquet file
-        (:meth:`_add_band_file`)."""
+        (:meth:`_add_band_file`), its records and fields of ``RECORD_FILE_RECORDS`` or more (or given as
+        ``record_files``) to three (:meth:`_add_record_files`)."""
         from provaudit.fingerprint import FINGERPRINT_VERSION
 
         self._check_band_keys()
         if self.band_keys_version() is None:
             self.con.execute("INSERT INTO catalog_info VALUES ('band_keys_version', ?)", [FINGERPRINT_VERSION])
         try:
-            self.con.execute(
-                f"""INSERT INTO records SELECT {base} + _row, {did}, record_id, source_row, role,
-                    pair_id, text_hash, meta FROM {src}""")
+            in_files = record_files is not None or n_records >= catalog_files.RECORD_FILE_RECORDS
+            if in_files:
+                self._add_record_files(src, did, base, record_files)
+            else:
+                self.con.execute(
+                    f"""INSERT INTO {self._table('records')} SELECT {base} + _row, {did}, record_id, source_row,
+                        role, pair_id, text_hash, meta FROM {src}""")
             if band_file is not None or n_records >= BAND_FILE_RECORDS:
                 self._add_band_file(src, did, base, band_file)
             else:
@@ -368,8 +438,9 @@ class Catalog:
                     f"""INSERT INTO {self._table('record_bands')} SELECT * FROM (
                             SELECT unnest(band_keys) AS band_key, {did}, {base} + _row
                             FROM {src} WHERE band_keys IS NOT NULL) ORDER BY band_key""")
-            fields = FIELDS_SQL.format(row=f"{base} + s._row", dataset=str(did), src=f"{src} s", meta="s.meta")
-            self.con.execute(f"INSERT INTO record_fields SELECT * FROM ({fields}) ORDER BY 3, 4")
+            if not in_files:
+                fields = FIELDS_SQL.format(row=f"{base} + s._row", dataset=str(did), src=f"{src} s", meta="s.meta")
+                self.con.execute(f"INSERT INTO {self._table('record_fields')} SELECT * FROM ({fields}) ORDER BY 3, 4")
         except duckdb.Error as exc:
             raise InputError(f"cannot store records: {str(exc).splitlines()[0]}", file=str(path),
                              field="meta" if "json" in str(exc).lower() else None) from exc
@@ -528,7 +599,7 @@ class Catalog:
             # sorted by band_key per dataset), which keeps one lookup far below a second at 1M records
             hashes = ", ".join("'" + str(h).replace("'", "''") + "'" for h in batch["text_hash"].drop_nulls().unique())
             keys = ", ".join(str(int(k)) for k in batch["band_keys"].explode().drop_nulls().unique())
-            records = f"(SELECT rid, text_hash FROM records WHERE text_hash IN ({hashes or 'NULL'}))"
+            records = f"(SELECT rid, text_hash FROM record_hashes WHERE text_hash IN ({hashes or 'NULL'}))"
             bands = f"(SELECT band_key, rid FROM record_bands WHERE band_key IN ({keys or 'NULL'}))"
         with self._source(batch, BATCH_COLUMNS) as src:
             return self.con.frame(
