@@ -128,15 +128,15 @@ def _run_batches(batches: Iterable[pl.DataFrame], options: StageOptions, workers
 
 def _open_readers(paths: Sequence[str | Path], names: Sequence[str] | None, mapping, skip_bad: bool,
                   batch_size: int, fmt: str | None) -> list[RecordReader]:
-    if not paths:
-        raise UsageError("no input files")
-    if names and len(names) != len(paths):
-        raise UsageError(f"--name given {len(names)} times for {len(paths)} inputs")
+    """One reader per input file; glob patterns and folders of files expand first
+    (:func:`provaudit.io.inputs.expand_inputs`: both engines see the same list)."""
+    from provaudit.io.inputs import expand_inputs
+
     readers = []
     seen: set[str] = set()
-    for i, p in enumerate(paths):
-        r = RecordReader(p, name=names[i] if names else None, mapping=mapping, skip_bad=skip_bad,
-                         batch_size=batch_size, fmt=fmt)
+    for i, inp in enumerate(expand_inputs(paths, names, fmt)):
+        r = RecordReader(inp.path, name=inp.name, mapping=mapping, skip_bad=skip_bad, batch_size=batch_size,
+                         fmt=fmt)
         if r.name in seen:  # two files with one stem: keep record ids unique
             r.name = f"{r.name}-{i}"
         seen.add(r.name)
@@ -741,6 +741,9 @@ def register(path: str | Path, *, tags: Sequence[str] = (), name: str | None = N
     from provaudit.catalog.store import Catalog, check_catalog
 
     readers = _open_readers([path], [name] if name else None, mapping, skip_bad, batch_size, fmt)
+    if len(readers) > 1:
+        raise UsageError(f"register adds one dataset, and {path} holds {len(readers)} data files: register them "
+                         "one by one, or scan them together")
     catalog_path = check_catalog(catalog, wait=wait)
     work = Path(tempfile.mkdtemp(prefix="provaudit-register-"))
     try:

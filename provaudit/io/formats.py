@@ -45,13 +45,18 @@ def _open_binary(path: Path):
     return open(path, "rb")
 
 
+def is_save_to_disk(path: Path) -> bool:
+    """A folder ``datasets.save_to_disk`` wrote (a Dataset or a DatasetDict): read as one input."""
+    return any((path / marker).is_file() for marker in ("dataset_info.json", "dataset_dict.json", "state.json"))
+
+
 def detect_format(path: str | Path) -> str:
     """Name the format of ``path`` from its name, or its first bytes when the name is ambiguous."""
     p = Path(path)
     if not p.exists():
         raise InputError("no such file or directory", file=str(path))
     if p.is_dir():
-        if (p / "dataset_info.json").exists() or (p / "dataset_dict.json").exists() or (p / "state.json").exists():
+        if is_save_to_disk(p):
             return "hf_disk"
         raise InputError("a directory that is not a datasets.save_to_disk folder "
                          "(no dataset_info.json / dataset_dict.json)", file=str(path))
