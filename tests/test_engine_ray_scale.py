@@ -200,3 +200,58 @@ def test_workers_prepare_band_files_for_the_catalog(tmp_path: Path, inputs, clus
         bands = "SELECT band_key, dataset_id, rid FROM record_bands ORDER BY ALL"
         assert r.con.execute(bands).fetchall() == loc.con.execute(bands).fetchall()
 
+
+
+def _csv_inputs(d: Path) -> tuple[Path, Path]:
+    """The real CSV fixture (prompt/completion cells over several lines) with "" escapes, a stray quote in an
+    unquoted cell and CRLF line ends, and a row with a missing column near its end; the same as a TSV."""
+    import csv
+    import io
+
+    rows = list(csv.reader((FIX / "oasst_prompt_completion.csv").open(newline="", encoding="utf-8")))
+    rows.insert(3, ['Is 5" tall?', 'He said "no"\nand left', "x"])
+    out = []
+    for delim, end, name in ((",", "\r\n", "cells.csv"), ("\t", "\n", "cells.tsv")):
+        buf = io.StringIO(newline="")
+        csv.writer(buf, delimiter=delim, lineterminator=end).writerows(rows)
+        text = buf.getvalue().replace('"Is 5"" tall?"', 'Is 5" tall?')  # a stray quote: odd parity
+        if delim == ",":
+            cut = text.rindex(end + "Write")
+            text = text[:cut] + end + "only,two" + text[cut:]
+        (d / name).write_text(text, encoding="utf-8", newline="")
+        out.append(d / name)
+    return out[0], out[1]
+
+
+@pytest.mark.slow
+def test_csv_cut_in_byte_ranges_reads_like_local(tmp_path: Path, cluster, small_shards) -> None:
+    from provaudit.cli import main
+    from provaudit.engine import ray_scan
+    from provaudit.io import csv_ranges
+
+    bad_csv, tsv = _csv_inputs(tmp_path)
+    size = bad_csv.stat().st_size
+    # 16 kB ranges, and at least one cut falls inside a quoted multi-line cell
+    cuts = [*range(0, size, ray_scan.SHARD_BYTES), size]
+    facts = [csv_ranges.range_facts(bad_csv, a, b, ",") for a, b in itertools.pairwise(cuts)]
+    states = list(itertools.accumulate(facts[:-1], lambda s, f: f.end[s], initial=csv_ranges.OUTSIDE))
+    assert len(cuts) >= 7 and csv_ranges.INSIDE in states
+    # without --skip-bad: the row with a missing column, read by a worker in a later shard, fails alike
+    with pytest.raises(InputError) as local_err:
+        scan([bad_csv], catalog=tmp_path / "x.duckdb", out=tmp_path / "x", origin=False)
+    line = bad_csv.read_bytes().split(b"\n").index(b"only,two\r") + 1
+    assert str(local_err.value) == f"{bad_csv}:{line}: expected 3 columns, found 2"
+    res = CliRunner().invoke(main, ["scan", str(bad_csv), "--catalog", str(tmp_path / "y.duckdb"), "--out",
+                                    str(tmp_path / "y"), "--engine", "ray", "--no-origin"])
+    assert res.exit_code == 2 and str(local_err.value) in res.output
+    # with it: the same rows, record ids, bad rows and summary
+    kw = {"origin": False, "skip_bad": True, "batch_size": 16}
+    local = scan([bad_csv, tsv], catalog=tmp_path / "l.duckdb", out=tmp_path / "l", **kw)
+    dist = scan([bad_csv, tsv], catalog=tmp_path / "r.duckdb", out=tmp_path / "r", engine="ray", **kw)
+    assert (tmp_path / "l" / "summary.json").read_bytes() == (tmp_path / "r" / "summary.json").read_bytes()
+    assert dist.summary["input"]["bad_row_list"] == [{"file": str(bad_csv), "line": line, "field": None,
+                                                      "reason": "expected 3 columns, found 2"}]
+    assert dist.summary["input"]["rows"] == 2 * 81
+    assert_frame_equal(local.records(), dist.records())
+    # both files were read in byte ranges (one records part per shard), not whole
+    assert len(list((tmp_path / "r" / "records.parquet").glob("part-*.parquet"))) >= 2 * (len(cuts) - 2)

@@ -10,7 +10,12 @@ readable row (exactly as :class:`provaudit.io.RecordReader` does on one machine,
   physical line number it starts at: record ids and ``file:line`` errors are those of a local scan;
 * Parquet: runs of row groups of about ``shard_rows`` rows (row offsets from the footer);
 * ``datasets.save_to_disk`` folders: row ranges of the memory-mapped Arrow shards;
-* anything else (CSV/TSV, whose quoted fields may hold newlines; gzip; JSON arrays): one shard per file.
+* uncompressed CSV/TSV: byte ranges too, although a quoted field may hold newlines: a first pass of
+  Ray tasks finds, for both states a range may start in (at a record start, inside a quoted field),
+  where its first record starts and how many rows and lines it holds, and the driver stitches the
+  ranges in order (:mod:`provaudit.io.csv_ranges`); the header is read once by the driver;
+* anything else (gzip: no random access; JSON arrays: no streaming parser in the standard library):
+  one shard per file.
 
 Each shard is one Ray task (:func:`_read_shard`) that reads its rows, normalizes them into record
 batches, runs :func:`provaudit.stage.process_batch` and writes the processed batches as Parquet
@@ -26,7 +31,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +39,7 @@ import polars as pl
 
 from provaudit.errors import InputError
 from provaudit.fingerprint import DatasetDigest
-from provaudit.io import RecordReader
+from provaudit.io import RecordReader, csv_ranges
 from provaudit.io.formats import (
     BadRow,
     count_range_rows,
@@ -70,18 +75,19 @@ class InputSpec:
     batch_size: int
     max_record_bytes: int
     split: str | None
+    csv_header: csv_ranges.Header | None = None  # a CSV/TSV file cut in byte ranges: its header, read once
 
 
 @dataclass(frozen=True)
 class Shard:
     seq: int                       # global position of the shard in input order
     input: int
-    kind: str                      # lines | parquet | hf | file
-    start: int = 0                 # byte (lines) or row (hf) offset
+    kind: str                      # lines | csv | parquet | hf | file
+    start: int = 0                 # byte (lines, csv) or row (hf) offset
     stop: int = 0
     row_groups: tuple[int, ...] = ()
     index: int = 0                 # row index of the file at the shard's start
-    lineno: int = 0                # physical lines before the shard's start (lines)
+    lineno: int = 0                # physical lines before the shard's start (lines, csv)
 
 
 @dataclass
@@ -95,6 +101,7 @@ class ShardResult:
     digest: DatasetDigest = field(default_factory=DatasetDigest)
     parts: int = 0
     cpu_s: float = 0.0
+    tail: dict[str, int] = field(default_factory=dict)  # csv: where its last record ended (csv_range_rows)
 
 
 def _error(d: dict[str, Any]) -> InputError:
@@ -133,29 +140,39 @@ def plan(readers: Sequence[RecordReader], *, shard_bytes: int | None = None,
     shards: list[Shard] = []
     for n, r in enumerate(readers):
         schema, columns = decide(r)
+        header = None
+        if _cut_bytes(r) and r.fmt in ("csv", "tsv") and Path(r.path).stat().st_size > shard_bytes:
+            header = csv_ranges.read_header(r.path, csv_ranges.delimiter(str(r.fmt)), r.max_record_bytes)
         specs.append(InputSpec(n=n, path=str(r.path), name=str(r.name), fmt=str(r.fmt), schema=schema,
                                mapping=dict(r.mapping) if r.mapping else None, columns=columns,
                                skip_bad=r.skip_bad, batch_size=r.batch_size, max_record_bytes=r.max_record_bytes,
-                               split=r.split))
+                               split=r.split, csv_header=header))
         for kind, kw in _cuts(r, shard_bytes, shard_rows):
             shards.append(Shard(seq=len(shards), input=n, kind=kind, **kw))
     return specs, shards
 
 
+def _cut_bytes(r: RecordReader) -> bool:
+    """Files cut into byte ranges: uncompressed JSON lines, CSV and TSV."""
+    return r.fmt in ("jsonl", "csv", "tsv") and not Path(r.path).name.endswith(".gz")
+
+
 def shard_bytes_for(readers: Sequence[RecordReader], cpus: int) -> int:
-    """``SHARD_BYTES``, or less where the JSON lines to cut would give fewer than two shards per CPU
+    """``SHARD_BYTES``, or less where the text files to cut would give fewer than two shards per CPU
     (but not under ``MIN_SHARD_BYTES``, or ``SHARD_BYTES`` if that is smaller)."""
-    total = sum(Path(r.path).stat().st_size for r in readers
-                if r.fmt == "jsonl" and not Path(r.path).name.endswith(".gz"))
+    total = sum(Path(r.path).stat().st_size for r in readers if _cut_bytes(r))
     return max(min(SHARD_BYTES, MIN_SHARD_BYTES), min(SHARD_BYTES, total // max(1, 2 * cpus)))
 
 
 def _cuts(r: RecordReader, shard_bytes: int, shard_rows: int) -> Iterator[tuple[str, dict[str, Any]]]:
     p = Path(r.path)
-    if r.fmt == "jsonl" and not p.name.endswith(".gz"):
-        size = p.stat().st_size
+    size = p.stat().st_size if _cut_bytes(r) else 0
+    if r.fmt == "jsonl" and _cut_bytes(r):
         for start in range(0, size, max(1, shard_bytes)):
             yield "lines", {"start": start, "stop": min(size, start + shard_bytes)}
+    elif _cut_bytes(r) and size > shard_bytes:  # CSV/TSV: true starts filled in by _fill_csv_cuts
+        for start in range(0, size, max(1, shard_bytes)):
+            yield "csv", {"start": start, "stop": min(size, start + shard_bytes)}
     elif r.fmt == "parquet":
         import pyarrow.parquet as pq
 
@@ -184,7 +201,16 @@ def _count(spec: InputSpec, shard: Shard) -> tuple[int, int]:
     return count_range_rows(spec.path, shard.start, shard.stop, spec.max_record_bytes)
 
 
-def _shard_rows(spec: InputSpec, shard: Shard):
+def _range_facts(spec: InputSpec, shard: Shard) -> csv_ranges.RangeFacts:
+    return csv_ranges.range_facts(spec.path, shard.start, shard.stop, csv_ranges.delimiter(spec.fmt),
+                                  spec.max_record_bytes)
+
+
+def _shard_rows(spec: InputSpec, shard: Shard, tail: dict[str, int]):
+    if shard.kind == "csv":
+        assert spec.csv_header is not None
+        return csv_ranges.csv_range_rows(spec.path, csv_ranges.delimiter(spec.fmt), _cut(shard),
+                                         spec.csv_header.cells, tail, spec.max_record_bytes)
     if shard.kind == "lines":
         return jsonl_range_rows(spec.path, shard.start, shard.stop, index=shard.index, lineno=shard.lineno,
                                 max_record_bytes=spec.max_record_bytes)
@@ -211,7 +237,7 @@ def _read_shard(spec: InputSpec, shard: Shard, options: StageOptions, parts_dir:
     pos = 0
     base = shard.seq << POS_BITS
     try:
-        for k, batch in enumerate(reader.batches(_shard_rows(spec, shard))):
+        for k, batch in enumerate(reader.batches(_shard_rows(spec, shard, res.tail))):
             out = process_batch(batch, options)
             out = out.with_columns((pl.int_range(pos, pos + out.height, dtype=pl.Int64) + base).alias("_idx"))
             pos += out.height
@@ -261,25 +287,49 @@ def cancel(refs: list[Any]) -> None:
         ray.cancel(ref)
 
 
-def _fill_line_counts(ray: Any, specs: list[InputSpec], shards: list[Shard]) -> list[Shard]:
-    """Row index and line number at the start of each JSON-lines range of a file cut in several."""
+def _first_pass(ray: Any, specs: list[InputSpec], shards: list[Shard]) -> list[Shard]:
+    """Row index and line number at the start of each JSON-lines range of a file cut in several, and the
+    true starts (row index, line number) of the ranges of cut CSV/TSV files: one Ray task per range, all
+    at once; the driver adds up in shard order. Shards are numbered anew (CSV ranges where no record
+    starts are dropped)."""
     need = [s for s in shards[:-1] if s.kind == "lines" and shards[s.seq + 1].kind == "lines"
             and shards[s.seq + 1].start > 0]
-    if not need:
+    ranges = [s for s in shards if s.kind == "csv"]
+    if not need and not ranges:
         return shards
     count = ray.remote(_count).options(num_cpus=1, max_retries=1)
-    counts = dict(zip([s.seq for s in need], get_all([count.remote(specs[s.input], s) for s in need])))
+    facts = ray.remote(_range_facts).options(num_cpus=1, max_retries=1)
+    got = get_all([count.remote(specs[s.input], s) for s in need] + [facts.remote(specs[s.input], s) for s in ranges])
+    counts = dict(zip([s.seq for s in need], got[:len(need)]))
+    range_facts = dict(zip([s.seq for s in ranges], got[len(need):]))
     out = []
     lines = rows = 0
     for s in shards:
+        if s.kind == "csv":
+            if s.start == 0:
+                out.extend(_csv_shards(specs[s.input], [range_facts[r.seq] for r in ranges if r.input == s.input]))
+            continue
         if s.kind == "lines" and s.start > 0:
             prev = counts[s.seq - 1]
             lines, rows = lines + prev[0], rows + prev[1]
-            s = Shard(seq=s.seq, input=s.input, kind=s.kind, start=s.start, stop=s.stop, index=rows, lineno=lines)
+            s = replace(s, index=rows, lineno=lines)
         else:
             lines = rows = 0
         out.append(s)
-    return out
+    return [replace(s, seq=k) for k, s in enumerate(out)]
+
+
+def _csv_shards(spec: InputSpec, facts: list[csv_ranges.RangeFacts]) -> list[Shard]:
+    assert spec.csv_header is not None
+    cuts = csv_ranges.stitch(facts, spec.csv_header, Path(spec.path).stat().st_size)
+    if cuts is None:  # the ranges disagree with the header (csv_ranges.stitch): read the file whole
+        return [Shard(seq=0, input=spec.n, kind="file")]
+    return [Shard(seq=0, input=spec.n, kind="csv", start=c.start, stop=c.stop, index=c.index, lineno=c.lineno)
+            for c in cuts]
+
+
+def _cut(shard: Shard) -> csv_ranges.Cut:
+    return csv_ranges.Cut(shard.start, shard.stop, shard.index, shard.lineno)
 
 
 def read_inputs(readers: Sequence[RecordReader], options: StageOptions, parts_dir: Path, *,
@@ -293,7 +343,7 @@ def read_inputs(readers: Sequence[RecordReader], options: StageOptions, parts_di
     if shard_bytes is None:
         shard_bytes = shard_bytes_for(readers, int(ray.cluster_resources().get("CPU", 1)))
     specs, shards = plan(readers, shard_bytes=shard_bytes, shard_rows=shard_rows)
-    shards = _fill_line_counts(ray, specs, shards)
+    shards = _first_pass(ray, specs, shards)
     task = ray.remote(_read_shard).options(num_cpus=1, max_retries=1)
     pending = {task.remote(specs[s.input], s, options, str(parts_dir)): s.seq for s in shards}
     results: dict[int, ShardResult] = {}
@@ -320,6 +370,9 @@ def _raise_first_error(results: dict[int, ShardResult], shards: list[Shard], spe
         res = results.get(s.seq)
         if res is None:
             return
+        prev = shards[s.seq - 1] if s.seq else None
+        if s.kind == "csv" and prev is not None and prev.input == s.input:
+            csv_ranges.check_joined(specs[s.input].path, _cut(prev), results[prev.seq].tail, _cut(s))
         if res.error is not None:
             raise _error(res.error)
         last = s.seq + 1 == len(shards) or shards[s.seq + 1].input != s.input

@@ -250,16 +250,18 @@ def _json_array_rows(path: Path, max_record_bytes: int) -> Iterator[RawRow]:
 
 
 class _LineDecoder:
-    """Feeds decoded lines to csv.reader, remembering the physical line number and bad lines."""
+    """Feeds decoded lines to csv.reader, remembering the physical line number, the bytes read and bad
+    lines; ``lineno`` and ``offset`` are the lines and bytes before the first line it reads."""
 
-    def __init__(self, fh, path: Path, max_record_bytes: int) -> None:
+    def __init__(self, fh, path: Path, max_record_bytes: int, lineno: int = 0, offset: int = 0) -> None:
         self.fh, self.path, self.max = fh, path, max_record_bytes
-        self.lineno = 0
+        self.lineno, self.offset = lineno, offset
         self.problems: dict[int, str] = {}  # physical line -> what is wrong with it
 
     def __iter__(self):
         for raw in self.fh:
             self.lineno += 1
+            self.offset += len(raw)
             if len(raw) > self.max:
                 self.problems[self.lineno] = f"line of {len(raw) / 1e6:.1f} MB exceeds the record size limit"
                 yield "\n"
@@ -277,45 +279,56 @@ class _LineDecoder:
         return None
 
 
+def _csv_header(reader, path: Path) -> list[str]:
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise InputError("the file is empty", file=str(path)) from None
+    except csv.Error as exc:
+        raise InputError(f"malformed CSV header ({exc})", file=str(path), line=1) from exc
+    return [h.lstrip("\ufeff") for h in header]
+
+
 def _csv_rows(path: Path, delimiter: str, max_record_bytes: int) -> Iterator[RawRow]:
     _check_not_empty(path)
     csv.field_size_limit(max_record_bytes)
     with _open_binary(path) as fh:
         lines = _LineDecoder(fh, path, max_record_bytes)
         reader = csv.reader(lines, delimiter=delimiter)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise InputError("the file is empty", file=str(path)) from None
-        except csv.Error as exc:
-            raise InputError(f"malformed CSV header ({exc})", file=str(path), line=1) from exc
-        header = [h.lstrip("\ufeff") for h in header]
-        index = 0
-        while True:
-            start = lines.lineno + 1
-            try:
-                cells = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                index += 1
-                yield bad_row(f"malformed CSV ({exc})", path, start)
-                continue
-            problem = lines.problem_between(start, lines.lineno)
-            if problem is not None:
-                index += 1
-                yield bad_row(problem[1], path, problem[0])
-                continue
-            if not cells:
-                continue
-            if len(cells) != len(header):
-                index += 1
-                yield bad_row(f"expected {len(header)} columns, found {len(cells)}", path, start)
-                continue
-            yield RawRow(index, start, dict(zip(header, cells)))
-            index += 1
+        header = _csv_header(reader, path)
+        index = yield from _csv_records(lines, reader, header, path)
         if index == 0:
             raise InputError("the CSV file has a header but no rows", file=str(path))
+
+
+def _csv_records(lines: _LineDecoder, reader, header: list[str], path: Path, index: int = 0,
+                 stop: int | None = None) -> Iterator[RawRow]:
+    """The rows of ``reader`` (over ``lines``) that start before byte ``stop``; returns the row index
+    after the last (blank lines are not rows; bad rows are)."""
+    while stop is None or lines.offset < stop:
+        start = lines.lineno + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            index += 1
+            yield bad_row(f"malformed CSV ({exc})", path, start)
+            continue
+        problem = lines.problem_between(start, lines.lineno)
+        if problem is not None:
+            index += 1
+            yield bad_row(problem[1], path, problem[0])
+            continue
+        if not cells:
+            continue
+        if len(cells) != len(header):
+            index += 1
+            yield bad_row(f"expected {len(header)} columns, found {len(cells)}", path, start)
+            continue
+        yield RawRow(index, start, dict(zip(header, cells)))
+        index += 1
+    return index
 
 
 def _parquet_rows(path: Path) -> Iterator[RawRow]:
