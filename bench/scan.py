@@ -25,6 +25,9 @@ Configurations (``--configs``, comma separated):
   ray-no-origin  the same with ``--no-origin``; ray-no-record: with ``--no-record`` (no records are
              added to the catalog: the commit's bulk insert is the driver's one O(rows) step)
 
+``--format csv`` scans the same rows as a CSV file (prompt, chosen, rejected; cut into byte ranges by
+``--engine ray``, docs/scale-out.md) instead of JSON lines; the baseline still reads the JSON lines.
+
 Example::
 
     python bench/scan.py --rows 100000 --configs no-origin,default,workers2 --baseline-rows 20000
@@ -228,6 +231,21 @@ def run_scan(data: Path, work: Path, config: str, workers: int | None = None, cl
     return res
 
 
+def to_csv(data: Path) -> Path:
+    """The rows of a generated JSON-lines file as CSV (written once, next to it)."""
+    import csv
+
+    out = data.with_suffix(".csv")
+    if not out.exists():
+        with open(data, encoding="utf-8") as src, open(out, "w", encoding="utf-8", newline="") as dst:
+            w = csv.writer(dst)
+            w.writerow(["prompt", "chosen", "rejected"])
+            for line in src:
+                r = json.loads(line)
+                w.writerow([r["prompt"], r["chosen"], r["rejected"]])
+    return out
+
+
 def run_baseline(data: Path, work: Path, rows: int) -> dict:
     sub = work / f"baseline-{rows}.jsonl"
     with open(data, encoding="utf-8") as src, open(sub, "w", encoding="utf-8") as dst:
@@ -280,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ray-nodes", type=int, default=2, help="nodes of the simulated cluster (ray configs)")
     ap.add_argument("--ray-cpus", type=int, default=1, help="CPUs per simulated node (ray configs)")
+    ap.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="the file format the scans read")
     a = ap.parse_args(argv)
     from generate import generate
 
@@ -308,9 +327,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"naive baseline on {min(n, a.baseline_rows):,} rows", file=sys.stderr)
                 baseline = run_baseline(data, work, min(n, a.baseline_rows))
                 print(f"  {baseline}", file=sys.stderr)
+            scanned = data if a.format == "jsonl" else to_csv(data)
             for c in configs:
-                print(f"scan {n:,} rows [{c}]", file=sys.stderr)
-                r = run_scan(data, work, c, cluster=cluster)
+                print(f"scan {n:,} rows [{c}, {a.format}]", file=sys.stderr)
+                r = run_scan(scanned, work, c, cluster=cluster)
+                r["format"] = a.format
                 r["size"] = n
                 if baseline and "rows_per_s" in r and "rows_per_s" in baseline:
                     r["ratio_vs_naive"] = round(r["rows_per_s"] / baseline["rows_per_s"], 1)

@@ -170,7 +170,7 @@ def _cuts(r: RecordReader, shard_bytes: int, shard_rows: int) -> Iterator[tuple[
     if r.fmt == "jsonl" and _cut_bytes(r):
         for start in range(0, size, max(1, shard_bytes)):
             yield "lines", {"start": start, "stop": min(size, start + shard_bytes)}
-    elif _cut_bytes(r) and size > shard_bytes:  # CSV/TSV: true starts filled in by _fill_csv_cuts
+    elif _cut_bytes(r) and size > shard_bytes:  # CSV/TSV: true starts found by _first_pass
         for start in range(0, size, max(1, shard_bytes)):
             yield "csv", {"start": start, "stop": min(size, start + shard_bytes)}
     elif r.fmt == "parquet":
