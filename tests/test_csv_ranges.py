@@ -116,3 +116,20 @@ def test_a_multiline_field_over_the_size_limit_is_caught_not_misread(tmp_path: P
     path.write_text(f'a,b\n1,"{long}"\n2,"z"\n3,w\n', encoding="utf-8")
     with pytest.raises(InputError, match=r"x\.csv: a record read from byte 4 ends at byte \d+, not at the next cut"):
         _sharded(path, "csv", 200, max_record_bytes=250)
+
+
+def test_a_header_over_several_ranges_and_an_overlong_line_inside_a_cell(tmp_path: Path) -> None:
+    """The header (a quoted column name over lines) spans several ranges: no shard starts inside it. A
+    line over the record size limit is read as a blank line (and reported), so a quote on it counts for
+    nothing: the state must not flip on its bytes."""
+    path = tmp_path / "x.csv"
+    name = "\n".join(["col name"] * 20)
+    rows = [f'{i},"cell {i}\nline two"' for i in range(30)]
+    rows[12] = '12,"before\n' + 'x" ' * 100 + '\nafter"'  # a 300-byte line with quotes, over a 250 limit
+    path.write_text(f'id,"{name}"\n' + "\n".join(rows) + "\n", encoding="utf-8")
+    whole = _norm(list(iter_raw_rows(path, "csv", max_record_bytes=250)))
+    assert len(whole) == 30 and "exceeds the record size limit" in whole[12]
+    header = read_header(path, ",", 250)
+    assert header.lines == 20 and header.cells[1] == name
+    for step in (50, 97, 333):
+        assert _norm(_sharded(path, "csv", step, max_record_bytes=250)) == whole, step

@@ -47,6 +47,7 @@ def test_a_folder_expands_to_its_data_files_sorted_by_component(tree: Path) -> N
     # a save_to_disk folder given or found is one input; --format datasets reads any folder as one
     assert expand_inputs([str(tree / "hf")]) == [InputPath(str(tree / "hf"))]
     assert expand_inputs([str(tree / "a")], fmt="datasets") == [InputPath(str(tree / "a"))]
+    assert _paths(expand_inputs([f"{tree}/a*"], fmt="datasets"), tree) == ["a", "a-b", "arr.json"]
 
 
 def test_globs_expand_recursively_and_skip_scratch_entries(tree: Path) -> None:

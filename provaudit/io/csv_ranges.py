@@ -37,8 +37,9 @@ from provaudit.errors import InputError
 from provaudit.io.formats import DEFAULT_MAX_RECORD_BYTES, RawRow, _csv_header, _csv_records, _LineDecoder
 
 OUTSIDE, INSIDE = 0, 1
-#: single-line records :mod:`csv` reads as no cells at all: blank lines, not rows
-_BLANK = (b"\n", b"\r\n", b"\r")
+#: single-line records :mod:`csv` reads as no cells at all: blank lines, not rows (a lone "\r", also
+#: blank, can only be a file's last line, whose count no later shard needs)
+_BLANK = (b"\n", b"\r\n")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ and summary):
   even if its name holds glob characters;
 * a **glob pattern** (``*``, ``?``, ``[...]``; ``**`` matches folders recursively) expands to its
   matching data files; a matching folder expands as below (a file reached twice counts once);
-* a **folder** that is not a ``save_to_disk`` folder expands to the data files under it, recursively;
+* a **folder** that is not a ``save_to_disk`` folder expands to the data files under it, recursively
+  (with ``--format datasets`` or ``hf_disk`` every folder, given or matched, is one input);
 * the data files are those named ``*.jsonl``, ``*.ndjson``, ``*.json``, ``*.csv``, ``*.tsv``,
   ``*.parquet``, each also ``.gz``; names starting with ``.`` or ``_`` (``_SUCCESS``, ``_temporary/``,
   ``.cache/``) are skipped, files and folders alike, below the pattern's or folder's fixed part
@@ -97,8 +98,9 @@ def _below(path: str, base: str) -> tuple[str, ...]:
     return Path(os.path.relpath(path, base or ".")).parts
 
 
-def _glob(pattern: str) -> list[str]:
-    """The data files (and ``save_to_disk`` folders) ``pattern`` matches, folders expanded, sorted."""
+def _glob(pattern: str, fmt: str | None) -> list[str]:
+    """The data files (and ``save_to_disk`` folders) ``pattern`` matches, folders expanded (unless ``fmt``
+    reads a folder as one input), sorted."""
     base = _fixed_part(pattern)
     found: dict[str, None] = {}
     for match in glob.glob(pattern, recursive=True):
@@ -110,7 +112,7 @@ def _glob(pattern: str) -> list[str]:
         if outer is not None:
             found[outer] = None
         elif os.path.isdir(match):
-            if is_save_to_disk(Path(match)):
+            if fmt in FOLDER_FORMATS or is_save_to_disk(Path(match)):
                 found[os.path.normpath(match)] = None
             else:
                 found.update(dict.fromkeys(_walk(match)))
@@ -148,7 +150,7 @@ def expand_one(arg: str | Path, fmt: str | None = None) -> tuple[list[str], str]
             return files, arg
         return [arg], os.path.dirname(arg)
     if has_glob(arg):
-        files = _glob(arg)
+        files = _glob(arg, fmt)
         if not files:
             raise InputError("the pattern matches no data files (*.jsonl, *.ndjson, *.json, *.csv, *.tsv, "
                              "*.parquet, or .gz of these; names starting with . or _ are skipped)", file=arg)
