@@ -133,3 +133,18 @@ def test_a_header_over_several_ranges_and_an_overlong_line_inside_a_cell(tmp_pat
     assert header.lines == 20 and header.cells[1] == name
     for step in (50, 97, 333):
         assert _norm(_sharded(path, "csv", step, max_record_bytes=250)) == whole, step
+
+
+def test_stitch_refuses_a_record_start_inside_the_header() -> None:
+    """Ranges that disagree with the header the driver read (a record start before its end) are not cut:
+    the scan reads that file whole (provaudit.engine.ray_scan._csv_shards)."""
+    header = csv_ranges.Header(cells=["a", "b"], end=40, lines=3, rows=1)
+    f0 = csv_ranges.RangeFacts(lines=2, end=(1, 1), first=(0, None), before=(0, 0), rows=(1, 0))
+    inside = csv_ranges.RangeFacts(lines=2, end=(0, 0), first=(20, 40), before=(0, 1), rows=(2, 1))
+    assert stitch([f0, inside], header, 100) == [csv_ranges.Cut(40, 100, 0, 3)]  # range 1 starts inside: at 40
+    # a third range, entered outside: its first record is row 1 (the header and one row before it) and
+    # starts after line 2 + 2 + 1
+    third = csv_ranges.RangeFacts(lines=3, end=(0, 0), first=(60, 70), before=(1, 2), rows=(2, 1))
+    assert stitch([f0, inside, third], header, 100) == [csv_ranges.Cut(40, 60, 0, 3), csv_ranges.Cut(60, 100, 1, 5)]
+    f0_out = csv_ranges.RangeFacts(lines=2, end=(0, 0), first=(0, None), before=(0, 0), rows=(1, 0))
+    assert stitch([f0_out, inside], header, 100) is None  # outside at range 1: a record would start at 20

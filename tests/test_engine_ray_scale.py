@@ -224,7 +224,7 @@ def _csv_inputs(d: Path) -> tuple[Path, Path]:
 
 
 @pytest.mark.slow
-def test_csv_cut_in_byte_ranges_reads_like_local(tmp_path: Path, cluster, small_shards) -> None:
+def test_csv_cut_in_byte_ranges_reads_like_local(tmp_path: Path, inputs, cluster, small_shards) -> None:
     from provaudit.cli import main
     from provaudit.engine import ray_scan
     from provaudit.io import csv_ranges
@@ -244,14 +244,15 @@ def test_csv_cut_in_byte_ranges_reads_like_local(tmp_path: Path, cluster, small_
     res = CliRunner().invoke(main, ["scan", str(bad_csv), "--catalog", str(tmp_path / "y.duckdb"), "--out",
                                     str(tmp_path / "y"), "--engine", "ray", "--no-origin"])
     assert res.exit_code == 2 and str(local_err.value) in res.output
-    # with it: the same rows, record ids, bad rows and summary
+    # with it: the same rows, record ids, bad rows and summary (JSON lines cut in ranges between the two)
     kw = {"origin": False, "skip_bad": True, "batch_size": 16}
-    local = scan([bad_csv, tsv], catalog=tmp_path / "l.duckdb", out=tmp_path / "l", **kw)
-    dist = scan([bad_csv, tsv], catalog=tmp_path / "r.duckdb", out=tmp_path / "r", engine="ray", **kw)
+    paths = [bad_csv, inputs["pairs"], tsv]
+    local = scan(paths, catalog=tmp_path / "l.duckdb", out=tmp_path / "l", **kw)
+    dist = scan(paths, catalog=tmp_path / "r.duckdb", out=tmp_path / "r", engine="ray", **kw)
     assert (tmp_path / "l" / "summary.json").read_bytes() == (tmp_path / "r" / "summary.json").read_bytes()
     assert dist.summary["input"]["bad_row_list"] == [{"file": str(bad_csv), "line": line, "field": None,
                                                       "reason": "expected 3 columns, found 2"}]
-    assert dist.summary["input"]["rows"] == 2 * 81
+    assert [f["rows"] for f in dist.summary["input"]["files"]][::2] == [81, 81]
     assert_frame_equal(local.records(), dist.records())
-    # both files were read in byte ranges (one records part per shard), not whole
-    assert len(list((tmp_path / "r" / "records.parquet").glob("part-*.parquet"))) >= 2 * (len(cuts) - 2)
+    # every file was read in byte ranges (one records part per shard), not whole
+    assert len(list((tmp_path / "r" / "records.parquet").glob("part-*.parquet"))) >= 2 * (len(cuts) - 2) + 5
