@@ -142,3 +142,31 @@ def test_cli_errors_are_one_line_with_exit_2(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["register", f"{d}/s*/*.jsonl", "--json", *cat])
     assert res.exit_code == 0, res.output
     assert '"dataset": "b"' in res.output
+
+
+def test_a_rerun_over_a_folder_does_not_read_the_last_scans_outputs(tmp_path: Path, monkeypatch) -> None:
+    """--out and the catalog inside the scanned folder: records.parquet, summary.json (a .json) and the
+    catalog's band-key folder are data files by name, but never inputs of the folder."""
+    from provaudit.catalog import store
+    from provaudit.pipeline import scan
+
+    monkeypatch.setattr(store, "BAND_FILE_RECORDS", 0)  # the catalog keeps band keys in Parquet files beside it
+    d = tmp_path / "data"
+    d.mkdir()
+    shutil.copyfile(FIX / "trl_pairs.jsonl", d / "pairs.jsonl")
+    kw = {"origin": False, "catalog": d / "cat.duckdb", "out": d / "scan"}
+    first = scan([d], **kw)
+    assert (d / "scan" / "summary.json").exists() and list((d / "cat.duckdb.bands").glob("*.parquet"))
+    assert len(expand_inputs([d])) == 4  # what the folder holds by name alone
+    again = scan([d], **kw)
+    assert [f["path"] for f in again.summary["input"]["files"]] == [str(d / "pairs.jsonl")]
+    assert again.summary["input"] == first.summary["input"]
+    # the same from a pattern, and for a records.parquet folder (--engine ray writes one)
+    from provaudit.pipeline import _own_folders
+
+    (d / "scan" / "records.parquet").unlink()
+    (d / "scan" / "records.parquet").mkdir()
+    shutil.copyfile(FIX / "hc3_texts.parquet", d / "scan" / "records.parquet" / "part-0.parquet")
+    own = _own_folders(d / "scan", d / "cat.duckdb")
+    assert expand_inputs([f"{d}/**"], exclude=own) == [InputPath(f"{d}/pairs.jsonl")]
+    assert len(expand_inputs([f"{d}/**"])) == 4

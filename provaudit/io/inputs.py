@@ -16,7 +16,11 @@ and summary):
   (the conventions of Spark, Hive and ``pyarrow.dataset``); a ``save_to_disk`` folder found inside
   stays one input;
 * the files of one argument come sorted by path, component by component (``a/x`` before ``a-b/x``);
-  arguments keep their order.
+  arguments keep their order;
+* a scan's own outputs are never inputs of a pattern or folder: ``scan`` excludes what it writes to
+  ``--out`` (``records.parquet``, ``summary.json``, ``summary.md``) and the folders beside the catalog
+  named after it (``catalog.duckdb.bands/``), so scanning ``data/`` again with ``--out data/scan``
+  does not read the last scan's records.
 
 ``--name`` (``names``): one name per argument as typed, or one per expanded file. A name given to an
 argument that expands to several files becomes the prefix of theirs: ``NAME/<path below the
@@ -65,20 +69,35 @@ def _sort_key(path: str) -> tuple[str, ...]:
     return Path(path).parts
 
 
-def _walk(folder: str) -> list[str]:
+class _Excluded:
+    """Whether a path is one of some paths or lies in one of them (compared resolved)."""
+
+    def __init__(self, folders: Sequence[str | Path]) -> None:
+        self.folders = [Path(f).resolve() for f in folders]
+        self.names = {f.name for f in self.folders}
+
+    def __call__(self, path: str) -> bool:
+        if not self.names.intersection(Path(path).parts):  # cheap: most paths resolve nothing
+            return False
+        p = Path(path).resolve()
+        return any(p == f or f in p.parents for f in self.folders)
+
+
+def _walk(folder: str, excluded: _Excluded) -> list[str]:
     """The data files and ``save_to_disk`` folders under ``folder`` (not itself one), sorted."""
     found: list[str] = []
     for root, dirs, files in os.walk(folder):
         keep = []
         for d in dirs:
-            if _skipped(d):
+            if _skipped(d) or excluded(os.path.join(root, d)):
                 continue
             if is_save_to_disk(Path(root) / d):
                 found.append(os.path.join(root, d))
             else:
                 keep.append(d)
         dirs[:] = keep
-        found.extend(os.path.join(root, f) for f in files if not _skipped(f) and is_data_file(f))
+        found.extend(os.path.join(root, f) for f in files if not _skipped(f) and is_data_file(f)
+                     and not excluded(os.path.join(root, f)))
     return sorted(found, key=_sort_key)
 
 
@@ -98,14 +117,14 @@ def _below(path: str, base: str) -> tuple[str, ...]:
     return Path(os.path.relpath(path, base or ".")).parts
 
 
-def _glob(pattern: str, fmt: str | None) -> list[str]:
+def _glob(pattern: str, fmt: str | None, excluded: _Excluded) -> list[str]:
     """The data files (and ``save_to_disk`` folders) ``pattern`` matches, folders expanded (unless ``fmt``
     reads a folder as one input), sorted."""
     base = _fixed_part(pattern)
     found: dict[str, None] = {}
     for match in glob.glob(pattern, recursive=True):
         rel = _below(match, base)
-        if any(_skipped(p) for p in rel):
+        if any(_skipped(p) for p in rel) or excluded(match):
             continue
         # a match inside a save_to_disk folder (``data/**`` reaches its state.json) is that folder
         outer = next((a for a in _ancestors(match, base) if is_save_to_disk(Path(a))), None)
@@ -115,7 +134,7 @@ def _glob(pattern: str, fmt: str | None) -> list[str]:
             if fmt in FOLDER_FORMATS or is_save_to_disk(Path(match)):
                 found[os.path.normpath(match)] = None
             else:
-                found.update(dict.fromkeys(_walk(match)))
+                found.update(dict.fromkeys(_walk(match, excluded)))
         elif is_data_file(os.path.basename(match)):
             found[os.path.normpath(match)] = None
     return sorted(found, key=_sort_key)
@@ -136,13 +155,15 @@ def _stem_below(path: str, base: str) -> str:
     return rel
 
 
-def expand_one(arg: str | Path, fmt: str | None = None) -> tuple[list[str], str]:
-    """The input files of one argument and the fixed part they are named below; raises ``InputError``
-    for a pattern that matches no data file or a folder that holds none."""
+def expand_one(arg: str | Path, fmt: str | None = None,
+               exclude: Sequence[str | Path] = ()) -> tuple[list[str], str]:
+    """The input files of one argument and the fixed part they are named below, none in (or one of) the
+    paths ``exclude``; raises ``InputError`` for a pattern that matches no data file or a folder that holds none."""
     arg = str(arg)
+    excluded = _Excluded(exclude)
     if os.path.exists(arg):
         if os.path.isdir(arg) and fmt not in FOLDER_FORMATS and not is_save_to_disk(Path(arg)):
-            files = _walk(arg)
+            files = _walk(arg, excluded)
             if not files:
                 raise InputError("the folder holds no data files (*.jsonl, *.ndjson, *.json, *.csv, *.tsv, "
                                  "*.parquet, or .gz of these; names starting with . or _ are skipped) and is "
@@ -150,7 +171,7 @@ def expand_one(arg: str | Path, fmt: str | None = None) -> tuple[list[str], str]
             return files, arg
         return [arg], os.path.dirname(arg)
     if has_glob(arg):
-        files = _glob(arg, fmt)
+        files = _glob(arg, fmt, excluded)
         if not files:
             raise InputError("the pattern matches no data files (*.jsonl, *.ndjson, *.json, *.csv, *.tsv, "
                              "*.parquet, or .gz of these; names starting with . or _ are skipped)", file=arg)
@@ -158,12 +179,13 @@ def expand_one(arg: str | Path, fmt: str | None = None) -> tuple[list[str], str]
     raise InputError("no such file or directory", file=arg)
 
 
-def expand_inputs(args: Sequence[str | Path], names: Sequence[str] | None = None,
-                  fmt: str | None = None) -> list[InputPath]:
-    """Every input file of ``args`` in order, each with its dataset name (module docstring for the rules)."""
+def expand_inputs(args: Sequence[str | Path], names: Sequence[str] | None = None, fmt: str | None = None,
+                  exclude: Sequence[str | Path] = ()) -> list[InputPath]:
+    """Every input file of ``args`` in order, each with its dataset name (module docstring for the rules);
+    patterns and folders leave out the paths ``exclude`` and what lies in them."""
     if not args:
         raise UsageError("no input files")
-    expanded = [expand_one(a, fmt) for a in args]
+    expanded = [expand_one(a, fmt, exclude) for a in args]
     total = sum(len(files) for files, _ in expanded)
     if not names:
         return [InputPath(f) for files, _ in expanded for f in files]
