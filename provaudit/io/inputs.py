@@ -122,12 +122,13 @@ def _glob(pattern: str, fmt: str | None, excluded: _Excluded) -> list[str]:
     reads a folder as one input), sorted."""
     base = _fixed_part(pattern)
     found: dict[str, None] = {}
+    hf: dict[str, bool] = {}  # folder -> is a save_to_disk folder (a ** pattern meets each many times)
     for match in glob.glob(pattern, recursive=True):
         rel = _below(match, base)
         if any(_skipped(p) for p in rel) or excluded(match):
             continue
         # a match inside a save_to_disk folder (``data/**`` reaches its state.json) is that folder
-        outer = next((a for a in _ancestors(match, base) if is_save_to_disk(Path(a))), None)
+        outer = next((a for a in _ancestors(match, base) if _hf_folder(a, hf)), None)
         if outer is not None:
             found[outer] = None
         elif os.path.isdir(match):
@@ -138,6 +139,12 @@ def _glob(pattern: str, fmt: str | None, excluded: _Excluded) -> list[str]:
         elif is_data_file(os.path.basename(match)):
             found[os.path.normpath(match)] = None
     return sorted(found, key=_sort_key)
+
+
+def _hf_folder(folder: str, seen: dict[str, bool]) -> bool:
+    if folder not in seen:
+        seen[folder] = is_save_to_disk(Path(folder))
+    return seen[folder]
 
 
 def _ancestors(path: str, base: str) -> list[str]:
