@@ -19,6 +19,14 @@ ROOT = Path(__file__).resolve().parent.parent
 OASST = ROOT / "fixtures" / "scan" / "oasst_prompt_completion.csv"  # 80 rows, 55 with newlines in a cell
 
 
+@pytest.fixture(autouse=True)
+def _csv_limit():
+    """csv.field_size_limit is process-wide and the readers set it: give it back to later tests."""
+    before = csv.field_size_limit()
+    yield
+    csv.field_size_limit(before)
+
+
 def _table() -> list[list[str]]:
     rows = list(csv.reader(OASST.open(newline="", encoding="utf-8")))
     # "" escapes, a quote at a cell's end, a cell that is only a newline, an empty cell
@@ -148,3 +156,13 @@ def test_stitch_refuses_a_record_start_inside_the_header() -> None:
     assert stitch([f0, inside, third], header, 100) == [csv_ranges.Cut(40, 60, 0, 3), csv_ranges.Cut(60, 100, 1, 5)]
     f0_out = csv_ranges.RangeFacts(lines=2, end=(0, 0), first=(0, None), before=(0, 0), rows=(1, 0))
     assert stitch([f0_out, inside], header, 100) is None  # outside at range 1: a record would start at 20
+
+
+def test_the_pass_uses_the_readers_field_limit_not_csvs_default(tmp_path: Path) -> None:
+    """A fresh worker process has csv's default limit (128 kB): a 200 kB quoted field on one line must
+    not end the record there in the pass when the reader (16 MB) reads it whole."""
+    path = tmp_path / "x.csv"
+    path.write_text('a,b\n1,"' + "y" * 200_000 + '\nz"\n2,w\n', encoding="utf-8")
+    csv.field_size_limit(131_072)
+    facts = range_facts(path, 4, path.stat().st_size, ",")
+    assert facts.rows[csv_ranges.OUTSIDE] == 2 and facts.end[csv_ranges.OUTSIDE] == csv_ranges.OUTSIDE

@@ -57,6 +57,7 @@ MIN_SHARD_BYTES = 4 << 20
 #: rows of Parquet / save_to_disk input per shard (``PROVAUDIT_RAY_SHARD_ROWS``)
 SHARD_ROWS = int(os.environ.get("PROVAUDIT_RAY_SHARD_ROWS", "100000"))
 POLL_S = 0.2  # seconds between checks for signals while waiting on Ray
+CANCEL_WAIT_S = 10.0  # at most this long for cancelled tasks to stop (cancel)
 POS_BITS = 32  # _idx = shard << POS_BITS | position of the record in its shard
 
 
@@ -277,7 +278,9 @@ def get_all(refs: list[Any]) -> list[Any]:
 
 def cancel(refs: list[Any]) -> None:
     """Cancel the tasks of ``refs`` that are not finished (cancelling a finished task can crash the
-    Ray 2.x driver: "Tried to complete task that was not pending")."""
+    Ray 2.x driver: "Tried to complete task that was not pending"), and wait, in short polls and at most
+    ``CANCEL_WAIT_S``, until they have stopped: a running task stops at its next Python instruction and
+    may finish writing a part first, which the scan's clean-up of its work folder must not race."""
     import ray
 
     if not refs:
@@ -285,6 +288,9 @@ def cancel(refs: list[Any]) -> None:
     _, running = ray.wait(list(refs), num_returns=len(refs), timeout=0)
     for ref in running:
         ray.cancel(ref)
+    deadline = time.monotonic() + CANCEL_WAIT_S
+    while running and time.monotonic() < deadline:
+        _, running = ray.wait(running, num_returns=len(running), timeout=POLL_S)
 
 
 def _first_pass(ray: Any, specs: list[InputSpec], shards: list[Shard]) -> list[Shard]:

@@ -99,6 +99,7 @@ def _lines_from(fh, start: int) -> int:
 def range_facts(path: str | Path, start: int, stop: int, delim: str,
                 max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> RangeFacts:
     """The pass of one byte range ``[start, stop)`` (module docstring, step 1)."""
+    csv.field_size_limit(max_record_bytes)  # the reader's limit (csv's default is 128 kB), in any process
     state = [OUTSIDE, INSIDE]
     first: list[int | None] = [None, None]
     before = [0, 0]
