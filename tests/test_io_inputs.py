@@ -118,6 +118,12 @@ def test_a_folder_and_a_glob_scan_like_their_files_listed(tmp_path: Path) -> Non
     assert_frame_equal(a.records(), c.records())
     # the second pairs.jsonl is named as when listed (stem, then "-<position>"), so its ids are unique
     assert [f["dataset"] for f in a.summary["input"]["files"]] == ["pairs", "pairs-1", "texts"]
+    # --name for the folder: a prefix of its files' paths (record ids "corpus/sub/pairs:0:prompt", ...)
+    from provaudit.pipeline import _open_readers
+
+    readers = _open_readers([str(d)], ["corpus"], None, False, 100, None)
+    assert [r.name for r in readers] == ["corpus/pairs", "corpus/sub/pairs", "corpus/texts"]
+    assert next(readers[1].batches())["record_id"][0] == "corpus/sub/pairs:0:prompt"
 
 
 def test_cli_errors_are_one_line_with_exit_2(tmp_path: Path) -> None:
