@@ -43,6 +43,24 @@ def test_byte_ranges_give_every_line_to_exactly_one_shard(tmp_path: Path) -> Non
         assert sum(c[1] for c in counts) == 5 + 35 + 1 + 20 == len(rows) + 1
 
 
+def test_an_inflated_copy_holds_what_the_local_reader_reads_of_a_damaged_gzip(tmp_path: Path) -> None:
+    import gzip
+
+    from provaudit.io.formats import inflate_lines
+
+    blob = (FIX / "hh_rlhf.jsonl.gz").read_bytes()
+    path = tmp_path / "cut.jsonl.gz"
+    path.write_bytes(blob[: len(blob) // 2])
+    local: list = []
+    with pytest.raises(InputError) as err:
+        local.extend(iter_raw_rows(path, "jsonl"))
+    copy = tmp_path / "copy.jsonl"
+    assert inflate_lines(path, copy) == err.value.reason and err.value.reason.startswith("cannot read compressed")
+    assert list(iter_raw_rows(copy, "jsonl")) == local and 50 < len(local) < 200
+    assert gzip.decompress(blob).startswith(copy.read_bytes()) and copy.read_bytes().endswith(b"\n")
+    assert inflate_lines(FIX / "hh_rlhf.jsonl.gz", copy) is None and copy.read_bytes() == gzip.decompress(blob)
+
+
 def test_records_output_replaces_a_file_by_a_folder_and_back(tmp_path: Path) -> None:
     from provaudit.pipeline import _replace_output
 
@@ -129,7 +147,8 @@ def test_ray_scan_matches_local_scan(tmp_path: Path, inputs, cluster, small_shar
     paths = [inputs["parquet"], inputs["disk"], inputs["pairs"], inputs["gz"]]
     _specs, shards = ray_scan.plan([RecordReader(p) for p in paths])
     per_input = [sum(s.input == n for s in shards) for n in range(len(paths))]
-    assert per_input[0] == 4 and per_input[1] == 2 and per_input[2] >= 5 and per_input[3] == 1
+    # the gzip file is one shard in the plan: a task inflates it, then its copy is cut like JSON lines
+    assert per_input[0] == 4 and per_input[1] == 2 and per_input[2] >= 5 and shards[-1].kind == "gz"
     kw = {"origin": True, "batch_size": 32}
     local = scan(paths, catalog=_catalog_with_eval(tmp_path, inputs, "l"), out=tmp_path / "l", **kw)
     # on Ray as a folder and a glob pattern: the driver expands them to the same inputs
@@ -145,8 +164,11 @@ def test_ray_scan_matches_local_scan(tmp_path: Path, inputs, cluster, small_shar
     assert last_rows["exact_dup_of"].drop_nulls().to_list() and last_rows["near_dup_of"].drop_nulls().to_list()
     assert dist.summary["overlap"]["by_tag"]["eval"]["eval"]["exact_records"] > 0
     assert dist.summary["input"]["records"] == a.height
-    # written by the workers as a folder of parts (one per shard), and cataloged alike
-    assert len(list((tmp_path / "r" / "records.parquet").glob("part-*.parquet"))) >= sum(per_input) - 2
+    # written by the workers as a folder of parts (one per shard), and cataloged alike; the gzip file's
+    # 262 kB of JSON lines were read in 16 kB ranges
+    parts = sorted((tmp_path / "r" / "records.parquet").glob("part-*.parquet"))
+    gz_parts = [f for f in parts if pl.read_parquet(f, columns=["dataset"])["dataset"][0] == "hh_rlhf"]
+    assert len(parts) >= sum(per_input) - 3 + len(gz_parts) and len(gz_parts) >= 15
     local_cat, ray_cat = catalog_dump(tmp_path / "l.duckdb"), catalog_dump(tmp_path / "r.duckdb")
     assert local_cat["records"] == ray_cat["records"] and local_cat["record_bands"] == ray_cat["record_bands"]
 
@@ -256,3 +278,25 @@ def test_csv_cut_in_byte_ranges_reads_like_local(tmp_path: Path, inputs, cluster
     assert_frame_equal(local.records(), dist.records())
     # every file was read in byte ranges (one records part per shard), not whole
     assert len(list((tmp_path / "r" / "records.parquet").glob("part-*.parquet"))) >= 2 * (len(cuts) - 2) + 5
+
+
+@pytest.mark.slow
+def test_a_damaged_gzip_file_fails_like_local(tmp_path: Path, cluster, small_shards) -> None:
+    """A gzip file cut after inflating: a bad line before the damage is the first error; with --skip-bad
+    the stream error after the rows read (the local reader's), not a bad row of a half line."""
+    import gzip
+
+    lines = gzip.decompress((FIX / "hh_rlhf.jsonl.gz").read_bytes()).split(b"\n")[:150]
+    lines.insert(50, b'{"chosen": "unterminated')
+    blob = gzip.compress(b"\n".join(lines) + b"\n")
+    path = tmp_path / "damaged.jsonl.gz"
+    path.write_bytes(blob[: len(blob) * 3 // 4])
+    for skip in (False, True):
+        kw = {"origin": False, "skip_bad": skip, "catalog": tmp_path / "c.duckdb"}
+        with pytest.raises(InputError) as local_err:
+            scan([path], out=tmp_path / "l", **kw)
+        with pytest.raises(InputError) as ray_err:
+            scan([path], out=tmp_path / "r", engine="ray", **kw)
+        assert str(ray_err.value) == str(local_err.value)
+        assert str(local_err.value).startswith(f"{path}: cannot read compressed stream" if skip else f"{path}:51: malformed")
+    assert not (tmp_path / "c.duckdb").exists() and not list((tmp_path / "r").iterdir())

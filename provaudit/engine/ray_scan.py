@@ -14,8 +14,12 @@ readable row (exactly as :class:`provaudit.io.RecordReader` does on one machine,
   Ray tasks finds, for both states a range may start in (at a record start, inside a quoted field),
   where its first record starts and how many rows and lines it holds, and the driver stitches the
   ranges in order (:mod:`provaudit.io.csv_ranges`); the header is read once by the driver;
-* anything else (gzip: no random access; JSON arrays: no streaming parser in the standard library):
-  one shard per file.
+* gzip JSON lines of at least half a shard: one task inflates the file into the work folder, line by
+  line as the local reader reads it (a damaged stream ends the copy where the local reader stops, and
+  its error follows the copy's rows), and the copy is cut like uncompressed JSON lines; errors name
+  the original file;
+* anything else (smaller gzip files, other gzip formats; JSON arrays: no streaming parser in the
+  standard library): one shard per file.
 
 Each shard is one Ray task (:func:`_read_shard`) that reads its rows, normalizes them into record
 batches, runs :func:`provaudit.stage.process_batch` and writes the processed batches as Parquet
@@ -44,6 +48,7 @@ from provaudit.io.formats import (
     BadRow,
     count_range_rows,
     hf_range_rows,
+    inflate_lines,
     iter_raw_rows,
     jsonl_range_rows,
     parquet_range_rows,
@@ -83,12 +88,14 @@ class InputSpec:
 class Shard:
     seq: int                       # global position of the shard in input order
     input: int
-    kind: str                      # lines | csv | parquet | hf | file
+    kind: str                      # lines | csv | parquet | hf | file | gz (inflated first) | fail
     start: int = 0                 # byte (lines, csv) or row (hf) offset
     stop: int = 0
     row_groups: tuple[int, ...] = ()
     index: int = 0                 # row index of the file at the shard's start
     lineno: int = 0                # physical lines before the shard's start (lines, csv)
+    source: str = ""               # the file read instead of the input's own: an inflated gzip copy
+    fail: str = ""                 # fail: the error that ends the input here (a damaged gzip stream)
 
 
 @dataclass
@@ -174,6 +181,8 @@ def _cuts(r: RecordReader, shard_bytes: int, shard_rows: int) -> Iterator[tuple[
     elif _cut_bytes(r) and size > shard_bytes:  # CSV/TSV: true starts found by _first_pass
         for start in range(0, size, max(1, shard_bytes)):
             yield "csv", {"start": start, "stop": min(size, start + shard_bytes)}
+    elif r.fmt == "jsonl" and 2 * p.stat().st_size >= shard_bytes:  # gzip: inflated, then cut (_inflate_gz)
+        yield "gz", {}
     elif r.fmt == "parquet":
         import pyarrow.parquet as pq
 
@@ -199,7 +208,13 @@ def _cuts(r: RecordReader, shard_bytes: int, shard_rows: int) -> Iterator[tuple[
 # ---------------------------------------------------------------- worker tasks
 
 def _count(spec: InputSpec, shard: Shard) -> tuple[int, int]:
-    return count_range_rows(spec.path, shard.start, shard.stop, spec.max_record_bytes)
+    return count_range_rows(shard.source or spec.path, shard.start, shard.stop, spec.max_record_bytes)
+
+
+def _inflate(spec: InputSpec, dest: str) -> tuple[str, int, str | None]:
+    """The uncompressed copy of a gzip JSON-lines input, its size and the stream error that ended it."""
+    error = inflate_lines(spec.path, dest)
+    return dest, Path(dest).stat().st_size, error
 
 
 def _range_facts(spec: InputSpec, shard: Shard) -> csv_ranges.RangeFacts:
@@ -213,8 +228,8 @@ def _shard_rows(spec: InputSpec, shard: Shard, tail: dict[str, int]):
         return csv_ranges.csv_range_rows(spec.path, csv_ranges.delimiter(spec.fmt), _cut(shard),
                                          spec.csv_header.cells, tail, spec.max_record_bytes)
     if shard.kind == "lines":
-        return jsonl_range_rows(spec.path, shard.start, shard.stop, index=shard.index, lineno=shard.lineno,
-                                max_record_bytes=spec.max_record_bytes)
+        return jsonl_range_rows(shard.source or spec.path, shard.start, shard.stop, index=shard.index,
+                                lineno=shard.lineno, max_record_bytes=spec.max_record_bytes, file=spec.path)
     if shard.kind == "parquet":
         return parquet_range_rows(spec.path, list(shard.row_groups), shard.index)
     if shard.kind == "hf":
@@ -231,6 +246,9 @@ def _read_shard(spec: InputSpec, shard: Shard, options: StageOptions, parts_dir:
     """Read, normalize, fingerprint and tag one shard; write its processed batches as Parquet parts."""
     t0 = time.process_time()
     res = ShardResult(seq=shard.seq, input=shard.input)
+    if shard.kind == "fail":
+        res.error = {"reason": shard.fail, "file": spec.path, "line": None, "field": None}
+        return res
     reader = RecordReader(spec.path, name=spec.name, mapping=spec.mapping, fmt=spec.fmt,
                           schema_name=None if spec.mapping else spec.schema, skip_bad=spec.skip_bad,
                           batch_size=spec.batch_size, max_record_bytes=spec.max_record_bytes, split=spec.split)
@@ -293,6 +311,30 @@ def cancel(refs: list[Any]) -> None:
         _, running = ray.wait(running, num_returns=len(running), timeout=POLL_S)
 
 
+def _inflate_gz(ray: Any, specs: list[InputSpec], shards: list[Shard], work: Path, shard_bytes: int) -> list[Shard]:
+    """Each ``gz`` shard becomes the byte ranges of its input's uncompressed copy in ``work`` (one Ray task
+    per file inflates it), followed by a ``fail`` shard where the stream was damaged."""
+    gz = [s for s in shards if s.kind == "gz"]
+    if not gz:
+        return shards
+    work.mkdir(parents=True, exist_ok=True)
+    task = ray.remote(_inflate).options(num_cpus=1, max_retries=1)
+    copies = dict(zip([s.seq for s in gz], get_all([task.remote(specs[s.input], str(work / f"input-{s.input:04d}.jsonl"))
+                                                    for s in gz])))
+    out = []
+    for s in shards:
+        if s.kind != "gz":
+            out.append(s)
+            continue
+        copy, size, error = copies[s.seq]
+        step = max(1, shard_bytes)
+        out.extend(Shard(seq=0, input=s.input, kind="lines", start=a, stop=min(size, a + step), source=copy)
+                   for a in range(0, size, step))
+        if error is not None:
+            out.append(Shard(seq=0, input=s.input, kind="fail", fail=error))
+    return [replace(s, seq=k) for k, s in enumerate(out)]
+
+
 def _first_pass(ray: Any, specs: list[InputSpec], shards: list[Shard]) -> list[Shard]:
     """Row index and line number at the start of each JSON-lines range of a file cut in several, and the
     true starts (row index, line number) of the ranges of cut CSV/TSV files: one Ray task per range, all
@@ -349,6 +391,7 @@ def read_inputs(readers: Sequence[RecordReader], options: StageOptions, parts_di
     if shard_bytes is None:
         shard_bytes = shard_bytes_for(readers, int(ray.cluster_resources().get("CPU", 1)))
     specs, shards = plan(readers, shard_bytes=shard_bytes, shard_rows=shard_rows)
+    shards = _inflate_gz(ray, specs, shards, Path(parts_dir).parent / "inflated", shard_bytes)
     shards = _first_pass(ray, specs, shards)
     task = ray.remote(_read_shard).options(num_cpus=1, max_retries=1)
     pending = {task.remote(specs[s.input], s, options, str(parts_dir)): s.seq for s in shards}

@@ -117,14 +117,38 @@ def _check_not_empty(path: Path) -> None:
         raise InputError("the file is empty", file=str(path))
 
 
+#: what a damaged gzip stream raises while its lines are read
+STREAM_ERRORS = (EOFError, gzip.BadGzipFile, OSError)
+
+
+def stream_error(exc: BaseException) -> str:
+    return f"cannot read compressed stream ({exc})"
+
+
+def inflate_lines(path: str | Path, dest: str | Path) -> str | None:
+    """Write the lines of the gzip file ``path`` to ``dest``, uncompressed, exactly as far as the local
+    reader reads them (line by line: a damaged stream ends it at the last whole line read before the
+    damage); returns the reason of the error the local reader raises there, or None."""
+    with _open_binary(Path(path)) as fh, open(dest, "wb") as out:
+        lines = iter(fh)
+        while True:
+            try:
+                raw = next(lines)
+            except StopIteration:
+                return None
+            except STREAM_ERRORS as exc:
+                return stream_error(exc)
+            out.write(raw)
+
+
 def _jsonl_rows(path: Path, max_record_bytes: int) -> Iterator[RawRow]:
     _check_not_empty(path)
     seen: list[bool] = []
     with _open_binary(path) as fh:
         try:
             yield from _jsonl_line_rows(fh, path, max_record_bytes, seen=seen)
-        except (EOFError, gzip.BadGzipFile, OSError) as exc:
-            raise InputError(f"cannot read compressed stream ({exc})", file=str(path)) from exc
+        except STREAM_ERRORS as exc:
+            raise InputError(stream_error(exc), file=str(path)) from exc
     if not seen:
         raise InputError("the file holds no records (only blank lines)", file=str(path))
 
@@ -203,10 +227,12 @@ def count_range_rows(path: str | Path, start: int, stop: int,
 
 
 def jsonl_range_rows(path: str | Path, start: int, stop: int, *, index: int, lineno: int,
-                     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[RawRow]:
+                     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES, file: str | Path | None = None
+                     ) -> Iterator[RawRow]:
     """The rows of the lines of a JSON-lines file starting in ``[start, stop)``; ``index`` and ``lineno``
-    are the rows and physical lines before ``start`` (:func:`count_range_rows` of the earlier ranges)."""
-    yield from _jsonl_line_rows(range_lines(path, start, stop), Path(path), max_record_bytes, index=index,
+    are the rows and physical lines before ``start`` (:func:`count_range_rows` of the earlier ranges);
+    errors name ``file`` (default ``path``; the original of an inflated copy, :func:`inflate_lines`)."""
+    yield from _jsonl_line_rows(range_lines(path, start, stop), Path(file or path), max_record_bytes, index=index,
                                 lineno=lineno)
 
 
