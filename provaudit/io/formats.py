@@ -244,7 +244,10 @@ def bad_row(message: str, path: Path, line: int | None, field: str | None = None
 def _json_array_rows(path: Path, max_record_bytes: int) -> Iterator[RawRow]:
     _check_not_empty(path)
     with _open_binary(path) as fh:
-        blob = fh.read()
+        try:
+            blob = fh.read()
+        except STREAM_ERRORS as exc:
+            raise InputError(stream_error(exc), file=str(path)) from exc
     try:
         text = blob.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -321,8 +324,11 @@ def _csv_rows(path: Path, delimiter: str, max_record_bytes: int) -> Iterator[Raw
     with _open_binary(path) as fh:
         lines = _LineDecoder(fh, path, max_record_bytes)
         reader = csv.reader(lines, delimiter=delimiter)
-        header = _csv_header(reader, path)
-        index = yield from _csv_records(lines, reader, header, path)
+        try:
+            header = _csv_header(reader, path)
+            index = yield from _csv_records(lines, reader, header, path)
+        except STREAM_ERRORS as exc:  # a damaged gzip stream (EOFError would read as click's "Aborted!")
+            raise InputError(stream_error(exc), file=str(path)) from exc
         if index == 0:
             raise InputError("the CSV file has a header but no rows", file=str(path))
 
