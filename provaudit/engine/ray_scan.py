@@ -14,12 +14,13 @@ readable row (exactly as :class:`provaudit.io.RecordReader` does on one machine,
   Ray tasks finds, for both states a range may start in (at a record start, inside a quoted field),
   where its first record starts and how many rows and lines it holds, and the driver stitches the
   ranges in order (:mod:`provaudit.io.csv_ranges`); the header is read once by the driver;
-* gzip JSON lines of at least half a shard: one task inflates the file into the work folder, line by
-  line as the local reader reads it (a damaged stream ends the copy where the local reader stops, and
-  its error follows the copy's rows), and the copy is cut like uncompressed JSON lines; errors name
-  the original file;
-* anything else (smaller gzip files, other gzip formats; JSON arrays: no streaming parser in the
-  standard library): one shard per file.
+* gzip JSON lines, CSV and TSV of at least half a shard: one task inflates the file into the work
+  folder, line by line as the local reader reads it, and the copy is cut like an uncompressed file;
+  errors name the original. A damaged stream ends the copy where the local reader stops: for JSON
+  lines its error follows the copy's rows; a CSV/TSV file is then read whole (its last record may be
+  cut short in the copy, which the local reader never yields);
+* anything else (smaller gzip files; JSON arrays: no streaming parser in the standard library): one
+  shard per file.
 
 Each shard is one Ray task (:func:`_read_shard`) that reads its rows, normalizes them into record
 batches, runs :func:`provaudit.stage.process_batch` and writes the processed batches as Parquet
@@ -181,7 +182,7 @@ def _cuts(r: RecordReader, shard_bytes: int, shard_rows: int) -> Iterator[tuple[
     elif _cut_bytes(r) and size > shard_bytes:  # CSV/TSV: true starts found by _first_pass
         for start in range(0, size, max(1, shard_bytes)):
             yield "csv", {"start": start, "stop": min(size, start + shard_bytes)}
-    elif r.fmt == "jsonl" and 2 * p.stat().st_size >= shard_bytes:  # gzip: inflated, then cut (_inflate_gz)
+    elif r.fmt in ("jsonl", "csv", "tsv") and 2 * p.stat().st_size >= shard_bytes:  # gzip: see _inflate_gz
         yield "gz", {}
     elif r.fmt == "parquet":
         import pyarrow.parquet as pq
@@ -211,22 +212,26 @@ def _count(spec: InputSpec, shard: Shard) -> tuple[int, int]:
     return count_range_rows(shard.source or spec.path, shard.start, shard.stop, spec.max_record_bytes)
 
 
-def _inflate(spec: InputSpec, dest: str) -> tuple[str, int, str | None]:
-    """The uncompressed copy of a gzip JSON-lines input, its size and the stream error that ended it."""
+def _inflate(spec: InputSpec, dest: str) -> tuple[str, int, str | None, csv_ranges.Header | None]:
+    """The uncompressed copy of a gzip input, its size, the stream error that ended it and, for CSV/TSV,
+    its header (:func:`csv_ranges.read_header`)."""
     error = inflate_lines(spec.path, dest)
-    return dest, Path(dest).stat().st_size, error
+    header = None
+    if spec.fmt in ("csv", "tsv") and error is None:
+        header = csv_ranges.read_header(dest, csv_ranges.delimiter(spec.fmt), spec.max_record_bytes)
+    return dest, Path(dest).stat().st_size, error, header
 
 
 def _range_facts(spec: InputSpec, shard: Shard) -> csv_ranges.RangeFacts:
-    return csv_ranges.range_facts(spec.path, shard.start, shard.stop, csv_ranges.delimiter(spec.fmt),
+    return csv_ranges.range_facts(shard.source or spec.path, shard.start, shard.stop, csv_ranges.delimiter(spec.fmt),
                                   spec.max_record_bytes)
 
 
 def _shard_rows(spec: InputSpec, shard: Shard, tail: dict[str, int]):
     if shard.kind == "csv":
         assert spec.csv_header is not None
-        return csv_ranges.csv_range_rows(spec.path, csv_ranges.delimiter(spec.fmt), _cut(shard),
-                                         spec.csv_header.cells, tail, spec.max_record_bytes)
+        return csv_ranges.csv_range_rows(shard.source or spec.path, csv_ranges.delimiter(spec.fmt), _cut(shard),
+                                         spec.csv_header.cells, tail, spec.max_record_bytes, file=spec.path)
     if shard.kind == "lines":
         return jsonl_range_rows(shard.source or spec.path, shard.start, shard.stop, index=shard.index,
                                 lineno=shard.lineno, max_record_bytes=spec.max_record_bytes, file=spec.path)
@@ -313,22 +318,30 @@ def cancel(refs: list[Any]) -> None:
 
 def _inflate_gz(ray: Any, specs: list[InputSpec], shards: list[Shard], work: Path, shard_bytes: int) -> list[Shard]:
     """Each ``gz`` shard becomes the byte ranges of its input's uncompressed copy in ``work`` (one Ray task
-    per file inflates it), followed by a ``fail`` shard where the stream was damaged."""
+    per file inflates it): JSON lines followed by a ``fail`` shard where the stream was damaged, CSV/TSV
+    (``specs`` gets its header) or, damaged, one shard reading the whole file as the local reader does."""
     gz = [s for s in shards if s.kind == "gz"]
     if not gz:
         return shards
     work.mkdir(parents=True, exist_ok=True)
     task = ray.remote(_inflate).options(num_cpus=1, max_retries=1)
-    copies = dict(zip([s.seq for s in gz], get_all([task.remote(specs[s.input], str(work / f"input-{s.input:04d}.jsonl"))
+    copies = dict(zip([s.seq for s in gz], get_all([task.remote(specs[s.input], str(work / f"input-{s.input:04d}"))
                                                     for s in gz])))
     out = []
     for s in shards:
         if s.kind != "gz":
             out.append(s)
             continue
-        copy, size, error = copies[s.seq]
+        copy, size, error, header = copies[s.seq]
+        spec = specs[s.input]
+        if spec.fmt in ("csv", "tsv") and error is not None:
+            out.append(Shard(seq=0, input=s.input, kind="file"))
+            continue
+        if header is not None:
+            specs[s.input] = replace(spec, csv_header=header)
         step = max(1, shard_bytes)
-        out.extend(Shard(seq=0, input=s.input, kind="lines", start=a, stop=min(size, a + step), source=copy)
+        kind = "lines" if spec.fmt == "jsonl" else "csv"
+        out.extend(Shard(seq=0, input=s.input, kind=kind, start=a, stop=min(size, a + step), source=copy)
                    for a in range(0, size, step))
         if error is not None:
             out.append(Shard(seq=0, input=s.input, kind="fail", fail=error))
@@ -355,7 +368,8 @@ def _first_pass(ray: Any, specs: list[InputSpec], shards: list[Shard]) -> list[S
     for s in shards:
         if s.kind == "csv":
             if s.start == 0:
-                out.extend(_csv_shards(specs[s.input], [range_facts[r.seq] for r in ranges if r.input == s.input]))
+                out.extend(_csv_shards(specs[s.input], [range_facts[r.seq] for r in ranges if r.input == s.input],
+                                       s.source))
             continue
         if s.kind == "lines" and s.start > 0:
             prev = counts[s.seq - 1]
@@ -367,13 +381,14 @@ def _first_pass(ray: Any, specs: list[InputSpec], shards: list[Shard]) -> list[S
     return [replace(s, seq=k) for k, s in enumerate(out)]
 
 
-def _csv_shards(spec: InputSpec, facts: list[csv_ranges.RangeFacts]) -> list[Shard]:
+def _csv_shards(spec: InputSpec, facts: list[csv_ranges.RangeFacts], source: str) -> list[Shard]:
+    """The shards of a CSV/TSV file (``source``: its inflated copy) cut in ``len(facts)`` ranges."""
     assert spec.csv_header is not None
-    cuts = csv_ranges.stitch(facts, spec.csv_header, Path(spec.path).stat().st_size)
+    cuts = csv_ranges.stitch(facts, spec.csv_header, Path(source or spec.path).stat().st_size)
     if cuts is None:  # the ranges disagree with the header (csv_ranges.stitch): read the file whole
         return [Shard(seq=0, input=spec.n, kind="file")]
-    return [Shard(seq=0, input=spec.n, kind="csv", start=c.start, stop=c.stop, index=c.index, lineno=c.lineno)
-            for c in cuts]
+    return [Shard(seq=0, input=spec.n, kind="csv", start=c.start, stop=c.stop, index=c.index, lineno=c.lineno,
+                  source=source) for c in cuts]
 
 
 def _cut(shard: Shard) -> csv_ranges.Cut:

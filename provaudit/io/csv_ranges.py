@@ -156,16 +156,18 @@ def stitch(facts: list[RangeFacts], header: Header, size: int) -> list[Cut] | No
 
 
 def csv_range_rows(path: str | Path, delim: str, cut: Cut, header: list[str], tail: dict[str, Any],
-                   max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[RawRow]:
+                   max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES, file: str | Path | None = None
+                   ) -> Iterator[RawRow]:
     """The rows of the records starting in ``[cut.start, cut.stop)``, numbered as in the whole file;
     at the end ``tail`` gets ``end`` (the byte after the last record read) and ``index`` (the row
-    index after it)."""
+    index after it). Errors name ``file`` (default ``path``; the original of an inflated gzip copy)."""
     csv.field_size_limit(max_record_bytes)
+    shown = Path(file or path)
     with open(path, "rb") as fh:
         fh.seek(cut.start)
-        lines = _LineDecoder(fh, Path(path), max_record_bytes, lineno=cut.lineno, offset=cut.start)
+        lines = _LineDecoder(fh, shown, max_record_bytes, lineno=cut.lineno, offset=cut.start)
         reader = csv.reader(lines, delimiter=delim)
-        index = yield from _csv_records(lines, reader, header, Path(path), index=cut.index, stop=cut.stop)
+        index = yield from _csv_records(lines, reader, header, shown, index=cut.index, stop=cut.stop)
         tail["end"], tail["index"] = lines.offset, index
 
 
