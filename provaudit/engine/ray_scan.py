@@ -60,6 +60,7 @@ from provaudit.stage import StageOptions, process_batch
 #: ``MIN_SHARD_BYTES``, where that gives each cluster CPU two shards (:func:`shard_bytes_for`)
 SHARD_BYTES = int(os.environ.get("PROVAUDIT_RAY_SHARD_BYTES", str(64 << 20)))
 MIN_SHARD_BYTES = 4 << 20
+GZIP_RATIO = 3  # about what gzip makes of text: sizes the shards of inflated copies (shard_bytes_for)
 #: rows of Parquet / save_to_disk input per shard (``PROVAUDIT_RAY_SHARD_ROWS``)
 SHARD_ROWS = int(os.environ.get("PROVAUDIT_RAY_SHARD_ROWS", "100000"))
 POLL_S = 0.2  # seconds between checks for signals while waiting on Ray
@@ -168,8 +169,10 @@ def _cut_bytes(r: RecordReader) -> bool:
 
 def shard_bytes_for(readers: Sequence[RecordReader], cpus: int) -> int:
     """``SHARD_BYTES``, or less where the text files to cut would give fewer than two shards per CPU
-    (but not under ``MIN_SHARD_BYTES``, or ``SHARD_BYTES`` if that is smaller)."""
-    total = sum(Path(r.path).stat().st_size for r in readers if _cut_bytes(r))
+    (but not under ``MIN_SHARD_BYTES``, or ``SHARD_BYTES`` if that is smaller); a gzip file counts as
+    ``GZIP_RATIO`` times its size (it is cut once inflated)."""
+    total = sum(Path(r.path).stat().st_size * (1 if _cut_bytes(r) else GZIP_RATIO) for r in readers
+                if r.fmt in ("jsonl", "csv", "tsv"))
     return max(min(SHARD_BYTES, MIN_SHARD_BYTES), min(SHARD_BYTES, total // max(1, 2 * cpus)))
 
 
