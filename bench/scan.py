@@ -26,7 +26,8 @@ Configurations (``--configs``, comma separated):
              added to the catalog: the commit's bulk insert is the driver's one O(rows) step)
 
 ``--format csv`` scans the same rows as a CSV file (prompt, chosen, rejected; cut into byte ranges by
-``--engine ray``, docs/scale-out.md) instead of JSON lines; the baseline still reads the JSON lines.
+``--engine ray``, docs/scale-out.md) instead of JSON lines, ``--format jsonl.gz`` as gzip JSON lines
+(inflated by one task, then cut, by ``--engine ray``); the baseline still reads the JSON lines.
 
 Example::
 
@@ -246,6 +247,17 @@ def to_csv(data: Path) -> Path:
     return out
 
 
+def to_gzip(data: Path) -> Path:
+    """A gzip copy of a generated JSON-lines file (written once, next to it)."""
+    import gzip
+
+    out = data.with_name(data.name + ".gz")
+    if not out.exists():
+        with open(data, "rb") as src, gzip.open(out, "wb", compresslevel=6) as dst:
+            shutil.copyfileobj(src, dst)
+    return out
+
+
 def run_baseline(data: Path, work: Path, rows: int) -> dict:
     sub = work / f"baseline-{rows}.jsonl"
     with open(data, encoding="utf-8") as src, open(sub, "w", encoding="utf-8") as dst:
@@ -298,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ray-nodes", type=int, default=2, help="nodes of the simulated cluster (ray configs)")
     ap.add_argument("--ray-cpus", type=int, default=1, help="CPUs per simulated node (ray configs)")
-    ap.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="the file format the scans read")
+    ap.add_argument("--format", choices=("jsonl", "csv", "jsonl.gz"), default="jsonl",
+                    help="the file format the scans read")
     a = ap.parse_args(argv)
     from generate import generate
 
@@ -327,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"naive baseline on {min(n, a.baseline_rows):,} rows", file=sys.stderr)
                 baseline = run_baseline(data, work, min(n, a.baseline_rows))
                 print(f"  {baseline}", file=sys.stderr)
-            scanned = data if a.format == "jsonl" else to_csv(data)
+            scanned = to_csv(data) if a.format == "csv" else to_gzip(data) if a.format == "jsonl.gz" else data
             for c in configs:
                 print(f"scan {n:,} rows [{c}, {a.format}]", file=sys.stderr)
                 r = run_scan(scanned, work, c, cluster=cluster)
