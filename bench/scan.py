@@ -30,6 +30,10 @@ dataset the catalog layout of a big one at any size (records, metadata fields an
 files a Ray worker prepares; docs/lineage.md); ``--catalog-rows N`` first registers the input's first N
 rows as an eval set, so the overlap and erasure checks join against a catalog that is not empty.
 
+``--format csv`` scans the same rows as a CSV file (prompt, chosen, rejected; cut into byte ranges by
+``--engine ray``, docs/scale-out.md) instead of JSON lines, ``--format jsonl.gz`` as gzip JSON lines
+(inflated by one task, then cut, by ``--engine ray``); the baseline still reads the JSON lines.
+
 Example::
 
     python bench/scan.py --rows 100000 --configs no-origin,default,workers2 --baseline-rows 20000
@@ -247,6 +251,32 @@ def run_scan(data: Path, work: Path, config: str, workers: int | None = None, cl
     return res
 
 
+def to_csv(data: Path) -> Path:
+    """The rows of a generated JSON-lines file as CSV (written once, next to it)."""
+    import csv
+
+    out = data.with_suffix(".csv")
+    if not out.exists():
+        with open(data, encoding="utf-8") as src, open(out, "w", encoding="utf-8", newline="") as dst:
+            w = csv.writer(dst)
+            w.writerow(["prompt", "chosen", "rejected"])
+            for line in src:
+                r = json.loads(line)
+                w.writerow([r["prompt"], r["chosen"], r["rejected"]])
+    return out
+
+
+def to_gzip(data: Path) -> Path:
+    """A gzip copy of a generated JSON-lines file (written once, next to it)."""
+    import gzip
+
+    out = data.with_name(data.name + ".gz")
+    if not out.exists():
+        with open(data, "rb") as src, gzip.open(out, "wb", compresslevel=6) as dst:
+            shutil.copyfileobj(src, dst)
+    return out
+
+
 def run_baseline(data: Path, work: Path, rows: int) -> dict:
     sub = work / f"baseline-{rows}.jsonl"
     with open(data, encoding="utf-8") as src, open(sub, "w", encoding="utf-8") as dst:
@@ -302,7 +332,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--catalog-rows", type=int, default=0,
                     help="register the input's first N rows as an eval set in each scan's catalog first (not "
                          "timed), so the scan's overlap and erasure checks join against a catalog of that size")
+    ap.add_argument("--format", choices=("jsonl", "csv", "jsonl.gz"), default="jsonl",
+                    help="the file format the scans read")
     a = ap.parse_args(argv)
+    if a.catalog_rows and a.format != "jsonl":
+        ap.error("--catalog-rows registers JSON lines of the input: use it with --format jsonl")
     from generate import generate
 
     sizes = a.rows or [100_000]
@@ -330,9 +364,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"naive baseline on {min(n, a.baseline_rows):,} rows", file=sys.stderr)
                 baseline = run_baseline(data, work, min(n, a.baseline_rows))
                 print(f"  {baseline}", file=sys.stderr)
+            scanned = to_csv(data) if a.format == "csv" else to_gzip(data) if a.format == "jsonl.gz" else data
             for c in configs:
-                print(f"scan {n:,} rows [{c}]", file=sys.stderr)
-                r = run_scan(data, work, c, cluster=cluster, catalog_rows=a.catalog_rows)
+                print(f"scan {n:,} rows [{c}, {a.format}]", file=sys.stderr)
+                r = run_scan(scanned, work, c, cluster=cluster, catalog_rows=a.catalog_rows)
+                r["format"] = a.format
                 r["size"] = n
                 if baseline and "rows_per_s" in r and "rows_per_s" in baseline:
                     r["ratio_vs_naive"] = round(r["rows_per_s"] / baseline["rows_per_s"], 1)

@@ -127,21 +127,33 @@ def _run_batches(batches: Iterable[pl.DataFrame], options: StageOptions, workers
 
 
 def _open_readers(paths: Sequence[str | Path], names: Sequence[str] | None, mapping, skip_bad: bool,
-                  batch_size: int, fmt: str | None) -> list[RecordReader]:
-    if not paths:
-        raise UsageError("no input files")
-    if names and len(names) != len(paths):
-        raise UsageError(f"--name given {len(names)} times for {len(paths)} inputs")
+                  batch_size: int, fmt: str | None, exclude: Sequence[Path] = ()) -> list[RecordReader]:
+    """One reader per input file; glob patterns and folders of files expand first, leaving out the
+    folders ``exclude`` (:func:`provaudit.io.inputs.expand_inputs`: both engines see the same list)."""
+    from provaudit.io.inputs import expand_inputs
+
     readers = []
     seen: set[str] = set()
-    for i, p in enumerate(paths):
-        r = RecordReader(p, name=names[i] if names else None, mapping=mapping, skip_bad=skip_bad,
-                         batch_size=batch_size, fmt=fmt)
+    for i, inp in enumerate(expand_inputs(paths, names, fmt, exclude)):
+        r = RecordReader(inp.path, name=inp.name, mapping=mapping, skip_bad=skip_bad, batch_size=batch_size,
+                         fmt=fmt)
         if r.name in seen:  # two files with one stem: keep record ids unique
             r.name = f"{r.name}-{i}"
         seen.add(r.name)
         readers.append(r)
     return readers
+
+
+def _own_folders(out: str | Path | None, catalog: Any) -> list[Path]:
+    """What a pattern or folder input must not pick up: the outputs a scan writes to ``out`` (a rerun
+    would read the last scan's ``records.parquet`` and ``summary.json``) and the folders beside the
+    catalog named after it (``catalog.duckdb.bands/``: the catalog's own Parquet files)."""
+    from provaudit.catalog.store import DEFAULT_PATH
+
+    cat = Path(getattr(catalog, "path", catalog)) if catalog is not None else DEFAULT_PATH
+    beside = [p for p in cat.parent.iterdir() if p.name.startswith(cat.name + ".") and p.is_dir()] \
+        if cat.parent.is_dir() else []
+    return ([Path(out) / name for name in OUTPUTS] if out is not None else []) + sorted(beside)
 
 
 AUTO_WORKERS_MIN_ROWS = 50_000  # below this, starting worker processes costs more than it saves
@@ -466,7 +478,7 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
         raise UsageError(f"unknown engine {engine!r}; use local or ray")
     checks = load_gate(gate) if gate is not None else []
     origin_mode = origin_mode or gate_origin_mode(gate) or "fast"
-    readers = _open_readers(paths, names, mapping, skip_bad, batch_size, fmt)
+    readers = _open_readers(paths, names, mapping, skip_bad, batch_size, fmt, exclude=_own_folders(out, catalog))
     catalog_path = check_catalog(catalog, wait=wait)
     options = StageOptions(origin=origin, origin_mode=origin_mode, rules_dirs=tuple(str(d) for d in rules_dirs),
                            device=device, lm_sample=lm_sample)
@@ -767,7 +779,11 @@ def register(path: str | Path, *, tags: Sequence[str] = (), name: str | None = N
     from provaudit.catalog.lock import write_lock
     from provaudit.catalog.store import Catalog, check_catalog
 
-    readers = _open_readers([path], [name] if name else None, mapping, skip_bad, batch_size, fmt)
+    readers = _open_readers([path], [name] if name else None, mapping, skip_bad, batch_size, fmt,
+                            exclude=_own_folders(None, catalog))
+    if len(readers) > 1:
+        raise UsageError(f"register adds one dataset, and {path} holds {len(readers)} data files: register them "
+                         "one by one, or scan them together")
     catalog_path = check_catalog(catalog, wait=wait)
     work = Path(tempfile.mkdtemp(prefix="provaudit-register-"))
     try:

@@ -43,6 +43,24 @@ def test_byte_ranges_give_every_line_to_exactly_one_shard(tmp_path: Path) -> Non
         assert sum(c[1] for c in counts) == 5 + 35 + 1 + 20 == len(rows) + 1
 
 
+def test_an_inflated_copy_holds_what_the_local_reader_reads_of_a_damaged_gzip(tmp_path: Path) -> None:
+    import gzip
+
+    from provaudit.io.formats import inflate_lines
+
+    blob = (FIX / "hh_rlhf.jsonl.gz").read_bytes()
+    path = tmp_path / "cut.jsonl.gz"
+    path.write_bytes(blob[: len(blob) // 2])
+    local: list = []
+    with pytest.raises(InputError) as err:
+        local.extend(iter_raw_rows(path, "jsonl"))
+    copy = tmp_path / "copy.jsonl"
+    assert inflate_lines(path, copy) == err.value.reason and err.value.reason.startswith("cannot read compressed")
+    assert list(iter_raw_rows(copy, "jsonl")) == local and 50 < len(local) < 200
+    assert gzip.decompress(blob).startswith(copy.read_bytes()) and copy.read_bytes().endswith(b"\n")
+    assert inflate_lines(FIX / "hh_rlhf.jsonl.gz", copy) is None and copy.read_bytes() == gzip.decompress(blob)
+
+
 def test_records_output_replaces_a_file_by_a_folder_and_back(tmp_path: Path) -> None:
     from provaudit.pipeline import _replace_output
 
@@ -93,23 +111,26 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     """JSON lines with blank lines and exact and near copies of early rows at the end; Parquet with
     row groups of 40 rows; a save_to_disk folder; a gzip file (one shard); an eval set."""
     d = tmp_path_factory.mktemp("inputs")
+    corpus = d / "corpus"  # pairs, hc3 and hc3_disk: scanned as a folder too
+    corpus.mkdir()
     lines = (FIX / "trl_pairs.jsonl").read_text(encoding="utf-8").splitlines()
     longest = max(range(60), key=lambda i: len(str(json.loads(lines[i])["chosen"])))
     near = json.loads(lines[longest])
     near["chosen"] = str(near["chosen"]).rsplit(" ", 1)[0] + " indeed."  # the last word changed
     body = lines[:10] + [""] + lines[10:] + ["", lines[3], lines[4], json.dumps(near)]
-    (d / "pairs.jsonl").write_text("\n".join(body) + "\n", encoding="utf-8")
+    (corpus / "pairs.jsonl").write_text("\n".join(body) + "\n", encoding="utf-8")
     bad = list(body)
     bad.insert(80, '{"prompt": "unterminated')
     (d / "bad.jsonl").write_text("\n".join(bad) + "\n", encoding="utf-8")
     hc3 = pl.read_parquet(FIX / "hc3_texts.parquet")
-    hc3.write_parquet(d / "hc3.parquet", row_group_size=40)
+    hc3.write_parquet(corpus / "hc3.parquet", row_group_size=40)
     import datasets
 
-    datasets.Dataset.from_list(hc3.head(30).to_dicts()).save_to_disk(str(d / "hc3_disk"))
+    datasets.Dataset.from_list(hc3.head(30).to_dicts()).save_to_disk(str(corpus / "hc3_disk"))
     (d / "eval.jsonl").write_text("\n".join(lines[20:40]) + "\n", encoding="utf-8")
-    return {"pairs": d / "pairs.jsonl", "bad": d / "bad.jsonl", "parquet": d / "hc3.parquet",
-            "disk": d / "hc3_disk", "gz": FIX / "hh_rlhf.jsonl.gz", "eval": d / "eval.jsonl"}
+    return {"pairs": corpus / "pairs.jsonl", "bad": d / "bad.jsonl", "parquet": corpus / "hc3.parquet",
+            "disk": corpus / "hc3_disk", "gz": FIX / "hh_rlhf.jsonl.gz", "eval": d / "eval.jsonl",
+            "corpus": corpus}
 
 
 def _catalog_with_eval(tmp_path: Path, inputs: dict[str, Path], name: str) -> Path:
@@ -122,13 +143,17 @@ def _catalog_with_eval(tmp_path: Path, inputs: dict[str, Path], name: str) -> Pa
 def test_ray_scan_matches_local_scan(tmp_path: Path, inputs, cluster, small_shards, catalog_dump) -> None:
     from provaudit.engine import ray_scan
 
-    paths = [inputs["pairs"], inputs["parquet"], inputs["disk"], inputs["gz"]]
+    # the files of the corpus folder (sorted by name), then the gzip file
+    paths = [inputs["parquet"], inputs["disk"], inputs["pairs"], inputs["gz"]]
     _specs, shards = ray_scan.plan([RecordReader(p) for p in paths])
     per_input = [sum(s.input == n for s in shards) for n in range(len(paths))]
-    assert per_input[0] >= 5 and per_input[1] == 4 and per_input[2] == 2 and per_input[3] == 1
+    # the gzip file is one shard in the plan: a task inflates it, then its copy is cut like JSON lines
+    assert per_input[0] == 4 and per_input[1] == 2 and per_input[2] >= 5 and shards[-1].kind == "gz"
     kw = {"origin": True, "batch_size": 32}
     local = scan(paths, catalog=_catalog_with_eval(tmp_path, inputs, "l"), out=tmp_path / "l", **kw)
-    dist = scan(paths, catalog=_catalog_with_eval(tmp_path, inputs, "r"), out=tmp_path / "r", engine="ray", **kw)
+    # on Ray as a folder and a glob pattern: the driver expands them to the same inputs
+    dist = scan([str(inputs["corpus"]), str(FIX / "hh_rlhf.*.gz")], catalog=_catalog_with_eval(tmp_path, inputs, "r"),
+                out=tmp_path / "r", engine="ray", **kw)
     assert (tmp_path / "l" / "summary.json").read_bytes() == (tmp_path / "r" / "summary.json").read_bytes()
     a = local.records().sort("record_id")
     b = dist.records().sort("record_id")
@@ -139,8 +164,11 @@ def test_ray_scan_matches_local_scan(tmp_path: Path, inputs, cluster, small_shar
     assert last_rows["exact_dup_of"].drop_nulls().to_list() and last_rows["near_dup_of"].drop_nulls().to_list()
     assert dist.summary["overlap"]["by_tag"]["eval"]["eval"]["exact_records"] > 0
     assert dist.summary["input"]["records"] == a.height
-    # written by the workers as a folder of parts (one per shard), and cataloged alike
-    assert len(list((tmp_path / "r" / "records.parquet").glob("part-*.parquet"))) >= sum(per_input) - 2
+    # written by the workers as a folder of parts (one per shard), and cataloged alike; the gzip file's
+    # 262 kB of JSON lines were read in 16 kB ranges
+    parts = sorted((tmp_path / "r" / "records.parquet").glob("part-*.parquet"))
+    gz_parts = [f for f in parts if pl.read_parquet(f, columns=["dataset"])["dataset"][0] == "hh_rlhf"]
+    assert len(parts) >= sum(per_input) - 3 + len(gz_parts) and len(gz_parts) >= 15
     local_cat, ray_cat = catalog_dump(tmp_path / "l.duckdb"), catalog_dump(tmp_path / "r.duckdb")
     assert local_cat["records"] == ray_cat["records"] and local_cat["record_bands"] == ray_cat["record_bands"]
 
@@ -198,3 +226,90 @@ def test_workers_prepare_band_files_for_the_catalog(tmp_path: Path, inputs, clus
                     "SELECT * FROM records ORDER BY rid", "SELECT * FROM record_fields ORDER BY ALL"):
             assert r.con.execute(sql).fetchall() == loc.con.execute(sql).fetchall()
 
+
+
+def _csv_inputs(d: Path) -> tuple[Path, Path]:
+    """The real CSV fixture (prompt/completion cells over several lines) with "" escapes, a stray quote in an
+    unquoted cell and CRLF line ends, and a row with a missing column near its end; the same as a TSV."""
+    import csv
+    import io
+
+    rows = list(csv.reader((FIX / "oasst_prompt_completion.csv").open(newline="", encoding="utf-8")))
+    rows.insert(3, ['Is 5" tall?', 'He said "no"\nand left', "x"])
+    out = []
+    for delim, end, name in ((",", "\r\n", "cells.csv"), ("\t", "\n", "cells.tsv")):
+        buf = io.StringIO(newline="")
+        csv.writer(buf, delimiter=delim, lineterminator=end).writerows(rows)
+        text = buf.getvalue().replace('"Is 5"" tall?"', 'Is 5" tall?')  # a stray quote: odd parity
+        if delim == ",":
+            cut = text.rindex(end + "Write")
+            text = text[:cut] + end + "only,two" + text[cut:]
+        (d / name).write_text(text, encoding="utf-8", newline="")
+        out.append(d / name)
+    return out[0], out[1]
+
+
+@pytest.mark.slow
+def test_csv_cut_in_byte_ranges_reads_like_local(tmp_path: Path, inputs, cluster, small_shards) -> None:
+    from provaudit.cli import main
+    from provaudit.engine import ray_scan
+    from provaudit.io import csv_ranges
+
+    bad_csv, tsv = _csv_inputs(tmp_path)
+    size = bad_csv.stat().st_size
+    # 16 kB ranges, and at least one cut falls inside a quoted multi-line cell
+    cuts = [*range(0, size, ray_scan.SHARD_BYTES), size]
+    facts = [csv_ranges.range_facts(bad_csv, a, b, ",") for a, b in itertools.pairwise(cuts)]
+    states = list(itertools.accumulate(facts[:-1], lambda s, f: f.end[s], initial=csv_ranges.OUTSIDE))
+    assert len(cuts) >= 7 and csv_ranges.INSIDE in states
+    # without --skip-bad: the row with a missing column, read by a worker in a later shard, fails alike
+    with pytest.raises(InputError) as local_err:
+        scan([bad_csv], catalog=tmp_path / "x.duckdb", out=tmp_path / "x", origin=False)
+    line = bad_csv.read_bytes().split(b"\n").index(b"only,two\r") + 1
+    assert str(local_err.value) == f"{bad_csv}:{line}: expected 3 columns, found 2"
+    res = CliRunner().invoke(main, ["scan", str(bad_csv), "--catalog", str(tmp_path / "y.duckdb"), "--out",
+                                    str(tmp_path / "y"), "--engine", "ray", "--no-origin"])
+    assert res.exit_code == 2 and str(local_err.value) in res.output
+    # with it: the same rows, record ids, bad rows and summary (JSON lines cut in ranges between the two,
+    # and the TSV again as gzip: inflated by a task, then cut)
+    import gzip
+
+    tsv_gz = tmp_path / "cells2.tsv.gz"
+    tsv_gz.write_bytes(gzip.compress(tsv.read_bytes()))
+    kw = {"origin": False, "skip_bad": True, "batch_size": 16}
+    paths = [bad_csv, inputs["pairs"], tsv, tsv_gz]
+    local = scan(paths, catalog=tmp_path / "l.duckdb", out=tmp_path / "l", **kw)
+    dist = scan(paths, catalog=tmp_path / "r.duckdb", out=tmp_path / "r", engine="ray", **kw)
+    assert (tmp_path / "l" / "summary.json").read_bytes() == (tmp_path / "r" / "summary.json").read_bytes()
+    assert dist.summary["input"]["bad_row_list"] == [{"file": str(bad_csv), "line": line, "field": None,
+                                                      "reason": "expected 3 columns, found 2"}]
+    assert [f["rows"] for f in dist.summary["input"]["files"]] == [81, local.summary["input"]["files"][1]["rows"], 81, 81]
+    assert_frame_equal(local.records(), dist.records())
+    # every file was read in byte ranges (one records part per shard), not whole
+    assert len(list((tmp_path / "r" / "records.parquet").glob("part-*.parquet"))) >= 3 * (len(cuts) - 2) + 5
+
+
+@pytest.mark.slow
+def test_a_damaged_gzip_file_fails_like_local(tmp_path: Path, cluster, small_shards) -> None:
+    """A gzip file cut after inflating: a bad line before the damage is the first error; with --skip-bad
+    the stream error after the rows read (the local reader's), not a bad row of a half line."""
+    import gzip
+
+    lines = gzip.decompress((FIX / "hh_rlhf.jsonl.gz").read_bytes()).split(b"\n")[:150]
+    lines.insert(50, b'{"chosen": "unterminated')
+    blob = gzip.compress(b"\n".join(lines) + b"\n")
+    path = tmp_path / "damaged.jsonl.gz"
+    path.write_bytes(blob[: len(blob) * 3 // 4])
+    # a damaged CSV: its copy may end inside a record the local reader never yields; read whole instead
+    csv_blob = gzip.compress((FIX / "oasst_prompt_completion.csv").read_bytes())
+    csv_path = tmp_path / "damaged.csv.gz"
+    csv_path.write_bytes(csv_blob[: len(csv_blob) * 3 // 4])
+    for p, skip in ((path, False), (path, True), (csv_path, True)):
+        kw = {"origin": False, "skip_bad": skip, "catalog": tmp_path / "c.duckdb"}
+        with pytest.raises(InputError) as local_err:
+            scan([p], out=tmp_path / "l", **kw)
+        with pytest.raises(InputError) as ray_err:
+            scan([p], out=tmp_path / "r", engine="ray", **kw)
+        assert str(ray_err.value) == str(local_err.value)
+        assert str(local_err.value).startswith(f"{p}: cannot read compressed stream" if skip else f"{p}:51: malformed")
+    assert not (tmp_path / "c.duckdb").exists() and not list((tmp_path / "r").iterdir())

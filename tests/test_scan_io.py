@@ -172,3 +172,21 @@ def test_csv_with_wrong_column_count(tmp_path: Path) -> None:
     with pytest.raises(InputError) as err:
         read_table(bad)
     assert err.value.line == 3
+
+
+@pytest.mark.parametrize("name", ["hh_rlhf.jsonl.gz", "oasst_prompt_completion.csv", "alpaca_farm_sft.json"])
+def test_a_damaged_gzip_file_is_a_one_line_error_with_exit_2(tmp_path: Path, name: str) -> None:
+    """Cut in half: every text format names the file and the stream error (EOFError used to reach click
+    from CSV and JSON arrays, which printed "Aborted!" with exit 1)."""
+    from click.testing import CliRunner
+
+    from provaudit.cli import main
+
+    blob = (SCAN / name).read_bytes()
+    blob = blob if name.endswith(".gz") else gzip.compress(blob)
+    path = tmp_path / (name if name.endswith(".gz") else name + ".gz")
+    path.write_bytes(blob[: len(blob) // 2])
+    res = CliRunner().invoke(main, ["scan", str(path), "--catalog", str(tmp_path / "c.duckdb"), "--no-origin"])
+    assert res.exit_code == 2
+    assert res.output.strip() == (f"error: {path}: cannot read compressed stream (Compressed file ended before the "
+                                  "end-of-stream marker was reached)")

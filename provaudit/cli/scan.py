@@ -60,7 +60,9 @@ def _print_human(result, kept: bool) -> None:
                                               "instead of stopping with exit 2.")
 @MAP_OPTION
 @FORMAT_OPTION
-@click.option("--name", "names", multiple=True, help="Dataset name for each FILE, in order (default: file stem).")
+@click.option("--name", "names", multiple=True,
+              help="Dataset name for each FILE argument, or each file they expand to, in order (default: file "
+                   "stem; a pattern or folder of several files named N: N/<path below it>).")
 @click.option("--tag", "tags", multiple=True, default=("scan",), show_default=True,
               help="Tags for the scanned batch when it is recorded in the catalog.")
 @click.option("--no-record", is_flag=True, help="Do not add the scanned files to the catalog as datasets.")
@@ -93,6 +95,8 @@ def scan_cmd(files, catalog_path, out, as_json, gate, strict, skip_bad, mapping,
              origin_mode, device, lm_sample, rules_dirs, teacher, human, workers, engine, batch_size, progress, wait) -> None:
     """Scan preference or fine-tune FILES: fingerprint every record, find duplicates and overlap
     with the catalog (e.g. a registered eval set), tag each record's origin, and gate the batch.
+    A FILE may be a quoted glob pattern ('shards/*.jsonl', 'corpus/**/*.parquet') or a folder of
+    data files: each file it holds is one input, sorted by path.
 
     Exit codes: 0 pass, 1 gate failed, 2 bad input or usage, 3 catalog busy past --wait,
     130 / 143 interrupted by SIGINT / SIGTERM (nothing recorded, no outputs written).

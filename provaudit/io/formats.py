@@ -45,13 +45,18 @@ def _open_binary(path: Path):
     return open(path, "rb")
 
 
+def is_save_to_disk(path: Path) -> bool:
+    """A folder ``datasets.save_to_disk`` wrote (a Dataset or a DatasetDict): read as one input."""
+    return any((path / marker).is_file() for marker in ("dataset_info.json", "dataset_dict.json", "state.json"))
+
+
 def detect_format(path: str | Path) -> str:
     """Name the format of ``path`` from its name, or its first bytes when the name is ambiguous."""
     p = Path(path)
     if not p.exists():
         raise InputError("no such file or directory", file=str(path))
     if p.is_dir():
-        if (p / "dataset_info.json").exists() or (p / "dataset_dict.json").exists() or (p / "state.json").exists():
+        if is_save_to_disk(p):
             return "hf_disk"
         raise InputError("a directory that is not a datasets.save_to_disk folder "
                          "(no dataset_info.json / dataset_dict.json)", file=str(path))
@@ -112,14 +117,38 @@ def _check_not_empty(path: Path) -> None:
         raise InputError("the file is empty", file=str(path))
 
 
+#: what a damaged gzip stream raises while its lines are read
+STREAM_ERRORS = (EOFError, gzip.BadGzipFile, OSError)
+
+
+def stream_error(exc: BaseException) -> str:
+    return f"cannot read compressed stream ({exc})"
+
+
+def inflate_lines(path: str | Path, dest: str | Path) -> str | None:
+    """Write the lines of the gzip file ``path`` to ``dest``, uncompressed, exactly as far as the local
+    reader reads them (line by line: a damaged stream ends it at the last whole line read before the
+    damage); returns the reason of the error the local reader raises there, or None."""
+    with _open_binary(Path(path)) as fh, open(dest, "wb") as out:
+        lines = iter(fh)
+        while True:
+            try:
+                raw = next(lines)
+            except StopIteration:
+                return None
+            except STREAM_ERRORS as exc:
+                return stream_error(exc)
+            out.write(raw)
+
+
 def _jsonl_rows(path: Path, max_record_bytes: int) -> Iterator[RawRow]:
     _check_not_empty(path)
     seen: list[bool] = []
     with _open_binary(path) as fh:
         try:
             yield from _jsonl_line_rows(fh, path, max_record_bytes, seen=seen)
-        except (EOFError, gzip.BadGzipFile, OSError) as exc:
-            raise InputError(f"cannot read compressed stream ({exc})", file=str(path)) from exc
+        except STREAM_ERRORS as exc:
+            raise InputError(stream_error(exc), file=str(path)) from exc
     if not seen:
         raise InputError("the file holds no records (only blank lines)", file=str(path))
 
@@ -198,10 +227,12 @@ def count_range_rows(path: str | Path, start: int, stop: int,
 
 
 def jsonl_range_rows(path: str | Path, start: int, stop: int, *, index: int, lineno: int,
-                     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[RawRow]:
+                     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES, file: str | Path | None = None
+                     ) -> Iterator[RawRow]:
     """The rows of the lines of a JSON-lines file starting in ``[start, stop)``; ``index`` and ``lineno``
-    are the rows and physical lines before ``start`` (:func:`count_range_rows` of the earlier ranges)."""
-    yield from _jsonl_line_rows(range_lines(path, start, stop), Path(path), max_record_bytes, index=index,
+    are the rows and physical lines before ``start`` (:func:`count_range_rows` of the earlier ranges);
+    errors name ``file`` (default ``path``; the original of an inflated copy, :func:`inflate_lines`)."""
+    yield from _jsonl_line_rows(range_lines(path, start, stop), Path(file or path), max_record_bytes, index=index,
                                 lineno=lineno)
 
 
@@ -213,7 +244,10 @@ def bad_row(message: str, path: Path, line: int | None, field: str | None = None
 def _json_array_rows(path: Path, max_record_bytes: int) -> Iterator[RawRow]:
     _check_not_empty(path)
     with _open_binary(path) as fh:
-        blob = fh.read()
+        try:
+            blob = fh.read()
+        except STREAM_ERRORS as exc:
+            raise InputError(stream_error(exc), file=str(path)) from exc
     try:
         text = blob.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -245,16 +279,18 @@ def _json_array_rows(path: Path, max_record_bytes: int) -> Iterator[RawRow]:
 
 
 class _LineDecoder:
-    """Feeds decoded lines to csv.reader, remembering the physical line number and bad lines."""
+    """Feeds decoded lines to csv.reader, remembering the physical line number, the bytes read and bad
+    lines; ``lineno`` and ``offset`` are the lines and bytes before the first line it reads."""
 
-    def __init__(self, fh, path: Path, max_record_bytes: int) -> None:
+    def __init__(self, fh, path: Path, max_record_bytes: int, lineno: int = 0, offset: int = 0) -> None:
         self.fh, self.path, self.max = fh, path, max_record_bytes
-        self.lineno = 0
+        self.lineno, self.offset = lineno, offset
         self.problems: dict[int, str] = {}  # physical line -> what is wrong with it
 
     def __iter__(self):
         for raw in self.fh:
             self.lineno += 1
+            self.offset += len(raw)
             if len(raw) > self.max:
                 self.problems[self.lineno] = f"line of {len(raw) / 1e6:.1f} MB exceeds the record size limit"
                 yield "\n"
@@ -272,6 +308,16 @@ class _LineDecoder:
         return None
 
 
+def _csv_header(reader, path: Path) -> list[str]:
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise InputError("the file is empty", file=str(path)) from None
+    except csv.Error as exc:
+        raise InputError(f"malformed CSV header ({exc})", file=str(path), line=1) from exc
+    return [h.lstrip("\ufeff") for h in header]
+
+
 def _csv_rows(path: Path, delimiter: str, max_record_bytes: int) -> Iterator[RawRow]:
     _check_not_empty(path)
     csv.field_size_limit(max_record_bytes)
@@ -279,38 +325,42 @@ def _csv_rows(path: Path, delimiter: str, max_record_bytes: int) -> Iterator[Raw
         lines = _LineDecoder(fh, path, max_record_bytes)
         reader = csv.reader(lines, delimiter=delimiter)
         try:
-            header = next(reader)
-        except StopIteration:
-            raise InputError("the file is empty", file=str(path)) from None
-        except csv.Error as exc:
-            raise InputError(f"malformed CSV header ({exc})", file=str(path), line=1) from exc
-        header = [h.lstrip("\ufeff") for h in header]
-        index = 0
-        while True:
-            start = lines.lineno + 1
-            try:
-                cells = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                index += 1
-                yield bad_row(f"malformed CSV ({exc})", path, start)
-                continue
-            problem = lines.problem_between(start, lines.lineno)
-            if problem is not None:
-                index += 1
-                yield bad_row(problem[1], path, problem[0])
-                continue
-            if not cells:
-                continue
-            if len(cells) != len(header):
-                index += 1
-                yield bad_row(f"expected {len(header)} columns, found {len(cells)}", path, start)
-                continue
-            yield RawRow(index, start, dict(zip(header, cells)))
-            index += 1
+            header = _csv_header(reader, path)
+            index = yield from _csv_records(lines, reader, header, path)
+        except STREAM_ERRORS as exc:  # a damaged gzip stream (EOFError would read as click's "Aborted!")
+            raise InputError(stream_error(exc), file=str(path)) from exc
         if index == 0:
             raise InputError("the CSV file has a header but no rows", file=str(path))
+
+
+def _csv_records(lines: _LineDecoder, reader, header: list[str], path: Path, index: int = 0,
+                 stop: int | None = None) -> Iterator[RawRow]:
+    """The rows of ``reader`` (over ``lines``) that start before byte ``stop``; returns the row index
+    after the last (blank lines are not rows; bad rows are)."""
+    while stop is None or lines.offset < stop:
+        start = lines.lineno + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            index += 1
+            yield bad_row(f"malformed CSV ({exc})", path, start)
+            continue
+        problem = lines.problem_between(start, lines.lineno)
+        if problem is not None:
+            index += 1
+            yield bad_row(problem[1], path, problem[0])
+            continue
+        if not cells:
+            continue
+        if len(cells) != len(header):
+            index += 1
+            yield bad_row(f"expected {len(header)} columns, found {len(cells)}", path, start)
+            continue
+        yield RawRow(index, start, dict(zip(header, cells)))
+        index += 1
+    return index
 
 
 def _parquet_rows(path: Path) -> Iterator[RawRow]:
