@@ -165,3 +165,64 @@ def test_each_human_domain_of_30_long_texts_raises_the_threshold_to_its_own_2fpr
     assert det.meta["pooled_threshold"] == pytest.approx(pooled, abs=1e-6)
     assert det.threshold_model == pytest.approx(max(pooled, *want.values()))
     assert det.meta["unseen_domain_thresholds"] == {}
+
+
+def test_every_load_error_names_the_file_and_field_exactly(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    with pytest.raises(InputError) as e:
+        Detector.load(missing)
+    assert (str(e.value), e.value.file, e.value.field) == (
+        f"{missing}: detector file not found", str(missing), None)
+    d = _det(min_words=40)
+    path = d.save(tmp_path / "det")
+    blob = json.loads(path.read_text())
+    bad = tmp_path / "bad.json"
+    cases = [("{not json", "not a detector file (Expecting property name enclosed in double quotes)", None),
+             ("[]", "not a provaudit detector", "kind"),
+             (json.dumps({**blob, "kind": "other"}), "not a provaudit detector", "kind"),
+             (json.dumps({**blob, "feature_names": blob["feature_names"][:-1]}),
+              "detector was built for another feature set; retrain it", "feature_names")]
+    for text, reason, field in cases:
+        bad.write_text(text)
+        with pytest.raises(InputError) as e:
+            Detector.load(bad)
+        where = f"{bad}: " + (f"field '{field}': " if field else "")
+        assert (str(e.value), e.value.reason, e.value.file, e.value.field) == (where + reason, reason, str(bad), field)
+    # min_words is read from the file (40, not the class default); a file without "meta" loads with {}
+    assert Detector.load(path).min_words == 40
+    bad.write_text(json.dumps({k: v for k, v in blob.items() if k != "meta"}))
+    assert Detector.load(bad).meta == {}
+
+
+def test_features_and_probabilities_pass_the_device_and_progress_to_the_language_model(monkeypatch) -> None:
+    """Wiring only (the model itself is pinned in test_origin_lm.py): a full detector asks the language model
+    for its columns on the given device with the given progress callback; a fast one never does."""
+    import provaudit.origin.lm as lm_mod
+
+    calls = []
+
+    def fake_lm_features(texts, *, device="cpu", progress=None, **_):
+        calls.append((list(texts), device, progress))
+        return np.arange(len(texts) * len(lm_mod.LM_FEATURES), dtype=float).reshape(len(texts), -1)
+
+    monkeypatch.setattr(lm_mod, "lm_features", fake_lm_features)
+    k = len(FULL_FEATURE_NAMES)
+    full = _det(feature_names=list(FULL_FEATURE_NAMES), mean=np.zeros(k), scale=np.ones(k), coef=np.full(k, 0.01))
+    texts = ["one two three four", "five six seven"]
+    tick = calls.append
+    x, nw = full.features(texts, device="cuda:3", progress=tick)
+    assert x.shape == (2, k) and list(nw) == [4, 3]
+    assert calls == [(texts, "cuda:3", tick)]
+    lm_cols = lm_mod.detector_columns(fake_lm_features(texts))
+    assert np.array_equal(x[:, len(FEATURE_NAMES):], lm_cols)
+    calls.clear()
+    p = full.predict_proba(texts, device="cuda:5")
+    assert calls[0][1] == "cuda:5" and p.shape == (2,)
+    assert np.allclose(p, _sigmoid_ref(full.calibrated_logit(x)))
+    calls.clear()
+    fx, _ = _det().features(texts, device="cuda:3", progress=tick)
+    assert calls == [] and fx.shape == (2, len(FEATURE_NAMES))
+
+
+def _sigmoid_ref(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
