@@ -87,8 +87,22 @@ def test_top_k_order_matches_its_definition_with_ties_and_nan() -> None:
         assert np.array_equal(a, before, equal_nan=True)     # the input is left unchanged
     distinct = rng.permutation(np.arange(28, dtype=float)).reshape(4, 7)
     assert np.array_equal(_top_k_order(distinct, 3), np.argsort(-distinct, axis=1)[:, :3])
-    assert _top_k_order(distinct, 0).shape == (4, 0)
-    assert _top_k_order(np.zeros((0, 7)), 3).shape == (0, 3)
+    assert _top_k_order(distinct, 0).shape == (4, 0) and _top_k_order(distinct, 0).dtype == np.int64
+    assert _top_k_order(np.zeros((0, 7)), 3).shape == (0, 3) and _top_k_order(np.zeros((0, 7)), 3).dtype == np.int64
+
+
+def test_top_k_order_on_wide_rows_that_take_the_exact_path() -> None:
+    """40 columns: rows with a NaN far below the top (distinct values otherwise) go to the argpartition path,
+    whose k-th pick must be the k-th largest; with k = 20 and many ties, the stable sort decides the order."""
+    rng = np.random.default_rng(11)
+    a = np.stack([rng.permutation(40).astype(float) for _ in range(50)])
+    a[:, 0] = np.where(a[:, 0] < 30, np.nan, a[:, 0])      # a NaN (never in the top 3) in most rows
+    for k in (2, 3, 5):
+        got = _top_k_order(a, k)
+        assert np.array_equal(got, np.argsort(-np.nan_to_num(a, nan=-1.0), axis=1, kind="stable")[:, :k]), k
+        assert np.array_equal(got, _reference_order(a, k)), k
+    ties = np.round(rng.uniform(0, 1, size=(200, 40)), 1)
+    assert np.array_equal(_top_k_order(ties, 20), _reference_order(ties, 20))
 
 
 def _tagged(origin: list[str], p: list[float], fired: list[list[str]], role: list[str | None]) -> pl.DataFrame:
