@@ -43,6 +43,7 @@ from provaudit.io.formats import (
     jsonl_range_rows,
     parquet_range_rows,
 )
+from provaudit.io.fs import location, parquet_file
 from provaudit.stage import StageOptions, process_batch
 
 #: most bytes of JSON lines per shard (``PROVAUDIT_RAY_SHARD_BYTES``); smaller, down to
@@ -145,21 +146,19 @@ def plan(readers: Sequence[RecordReader], *, shard_bytes: int | None = None,
 def shard_bytes_for(readers: Sequence[RecordReader], cpus: int) -> int:
     """``SHARD_BYTES``, or less where the JSON lines to cut would give fewer than two shards per CPU
     (but not under ``MIN_SHARD_BYTES``, or ``SHARD_BYTES`` if that is smaller)."""
-    total = sum(Path(r.path).stat().st_size for r in readers
-                if r.fmt == "jsonl" and not Path(r.path).name.endswith(".gz"))
+    total = sum(location(r.path).stat().st_size for r in readers
+                if r.fmt == "jsonl" and not location(r.path).name.endswith(".gz"))
     return max(min(SHARD_BYTES, MIN_SHARD_BYTES), min(SHARD_BYTES, total // max(1, 2 * cpus)))
 
 
 def _cuts(r: RecordReader, shard_bytes: int, shard_rows: int) -> Iterator[tuple[str, dict[str, Any]]]:
-    p = Path(r.path)
+    p = location(r.path)
     if r.fmt == "jsonl" and not p.name.endswith(".gz"):
         size = p.stat().st_size
         for start in range(0, size, max(1, shard_bytes)):
             yield "lines", {"start": start, "stop": min(size, start + shard_bytes)}
     elif r.fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        meta = pq.ParquetFile(p).metadata
+        meta = parquet_file(p).metadata
         groups: list[int] = []
         first = rows = 0
         for g in range(meta.num_row_groups):
