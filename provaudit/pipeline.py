@@ -100,6 +100,9 @@ def _estimate_rows(reader: RecordReader) -> int | None:
             with p.open("rb") as fh:
                 for chunk in iter(lambda: fh.read(1 << 22), b""):
                     n += chunk.count(b"\n")
+                    if isinstance(p, URIPath):  # remote: scale the first 4 MiB's lines, not a full download
+                        n = n * max(1, p.stat().st_size) // max(1, len(chunk))
+                        break
             return max(n - (1 if reader.fmt != "jsonl" else 0), 1)
     except OSError:
         return None
@@ -570,7 +573,8 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
         _commit(catalog_path, datasets, tags, scan_row, staged, placed, wait)
         if isinstance(out_dir, URIPath):
             progress_display.step(f"writing the outputs to {out_dir}")
-            publish(placed, out_dir, records=remote_records / "records.parquet" if remote_records else None)
+            with interrupt.critical(f"writing the outputs to {out_dir}"):
+                publish(placed, out_dir, records=remote_records / "records.parquet" if remote_records else None)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         if remote_records is not None:
