@@ -495,8 +495,12 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
         out_dir if isinstance(out_dir, Path) else Path(tempfile.gettempdir()))
     work_base.mkdir(parents=True, exist_ok=True)
     _remove_stale_work(work_base)
+    if isinstance(out_dir, Path) and out_dir != work_base:
+        _remove_stale_work(out_dir)  # output staging folders of killed scans
     work = Path(tempfile.mkdtemp(prefix=f".provaudit-work-{os.getpid()}-", dir=work_base))
     # a URI out: the Ray workers write records.parquet under a staging prefix there (moved after the commit)
+    stage_root = (Path(tempfile.mkdtemp(prefix=f".provaudit-work-{os.getpid()}-", dir=out_dir))
+                  if isinstance(out_dir, Path) and work_base != out_dir else None)
     remote_records = (out_dir / f".provaudit-staging-{work.name.removeprefix('.provaudit-work-')}"
                       if isinstance(out_dir, URIPath) and engine == "ray" else None)
     try:
@@ -505,7 +509,9 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
         workers = _auto_workers(readers) if workers <= 0 else workers
         interrupt.phase("reading and fingerprinting the input")
         infos = _stream_inputs(readers, options, parts, workers=workers, engine=engine, progress=progress)
-        staged = work / "outputs"  # the outputs are complete here before the commit renames them into out
+        # the outputs are complete here before the commit renames them into out: on out's filesystem (a
+        # local out with a --work-dir elsewhere gets a folder of its own there: rename, not copy, at commit)
+        staged = (stage_root if stage_root is not None else work) / "outputs"
         staged.mkdir()
         progress_display.step("duplicate grouping: starting")
         glob = str(parts / "*.parquet")
@@ -577,6 +583,8 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
                 publish(placed, out_dir, records=remote_records / "records.parquet" if remote_records else None)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if stage_root is not None:
+            shutil.rmtree(stage_root, ignore_errors=True)
         if remote_records is not None:
             _remove_quietly(remote_records)
     return ScanResult(summary=summary, gate=results, records_path=out_dir / "records.parquet", out_dir=out_dir,

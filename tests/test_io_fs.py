@@ -115,6 +115,16 @@ def test_out_uri_without_work_dir_uses_a_local_temporary_folder(mem, tmp_path: P
     assert not list(tmp_path.glob(".provaudit-work-*"))  # made there during the scan, removed after it
 
 
+def test_a_local_out_with_a_work_dir_elsewhere(tmp_path: Path) -> None:
+    plain = scan([FIX / "trl_pairs.jsonl"], catalog=tmp_path / "a.duckdb", out=tmp_path / "a", origin=False)
+    res = scan([FIX / "trl_pairs.jsonl"], catalog=tmp_path / "b.duckdb", out=tmp_path / "b", origin=False,
+               work_dir=tmp_path / "scratch")
+    assert sorted(f.name for f in (tmp_path / "b").iterdir()) == ["records.parquet", "summary.json", "summary.md"]
+    assert list((tmp_path / "scratch").iterdir()) == []
+    assert (tmp_path / "a" / "summary.json").read_bytes() == (tmp_path / "b" / "summary.json").read_bytes()
+    assert_frame_equal(plain.records(), res.records())
+
+
 def test_a_failing_scan_leaves_nothing_at_the_uri_out(mem, tmp_path: Path, catalog_dump) -> None:
     fs, root = mem
     lines = (FIX / "trl_pairs.jsonl").read_text(encoding="utf-8").splitlines()
