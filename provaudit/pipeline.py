@@ -491,18 +491,7 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
         if isinstance(out_dir, Path):
             out_dir.mkdir(parents=True, exist_ok=True)
     started = datetime.now(UTC)
-    work_base = Path(work_dir) if work_dir is not None else (
-        out_dir if isinstance(out_dir, Path) else Path(tempfile.gettempdir()))
-    work_base.mkdir(parents=True, exist_ok=True)
-    _remove_stale_work(work_base)
-    if isinstance(out_dir, Path) and out_dir != work_base:
-        _remove_stale_work(out_dir)  # output staging folders of killed scans
-    work = Path(tempfile.mkdtemp(prefix=f".provaudit-work-{os.getpid()}-", dir=work_base))
-    # a URI out: the Ray workers write records.parquet under a staging prefix there (moved after the commit)
-    stage_root = (Path(tempfile.mkdtemp(prefix=f".provaudit-work-{os.getpid()}-", dir=out_dir))
-                  if isinstance(out_dir, Path) and work_base != out_dir else None)
-    remote_records = (out_dir / f".provaudit-staging-{work.name.removeprefix('.provaudit-work-')}"
-                      if isinstance(out_dir, URIPath) and engine == "ray" else None)
+    work, stage_root, remote_records = _work_folders(out_dir, work_dir, engine)
     try:
         parts = work / "parts"
         parts.mkdir()
@@ -521,8 +510,8 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
         # catalog commits only once records.parquet is written.
         if engine == "ray":
             summary, results = _finalize_ray(
-                infos, parts, work, remote_records or staged, catalog_path, checks, strict=strict, origin=origin, teacher=teacher,
-                human=human, seed=seed, options=options, wait=wait)
+                infos, parts, work, remote_records or staged, catalog_path, checks, strict=strict, origin=origin,
+                teacher=teacher, human=human, seed=seed, options=options, wait=wait)
             passed = summary["gate"]["passed"]
             summary["catalog"] = {"recorded": bool(record and passed)}
             datasets = _dataset_parts_ray(infos, glob, work) if record and passed else []
@@ -592,6 +581,30 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
 
 
 OUTPUTS = ("records.parquet", "summary.json", "summary.md")
+
+
+def _work_folders(out_dir: Path | URIPath, work_dir: str | Path | None,
+                  engine: str) -> tuple[Path, Path | None, URIPath | None]:
+    """The scan's scratch folder (in ``work_dir``; default: ``out_dir`` if local, else the temporary
+    folder), a folder on a local ``out_dir`` for the staged outputs when the scratch is elsewhere (so the
+    commit renames them, never copies across filesystems), and, for ``engine="ray"`` with a URI
+    ``out_dir``, the staging prefix there that the workers write ``records.parquet`` under."""
+    local_out = isinstance(out_dir, Path)
+    base = Path(work_dir) if work_dir is not None else (out_dir if local_out else Path(tempfile.gettempdir()))
+    base.mkdir(parents=True, exist_ok=True)
+    _remove_stale_work(base)
+    if local_out and out_dir != base:
+        _remove_stale_work(out_dir)  # output folders of killed scans
+    work = Path(tempfile.mkdtemp(prefix=f".provaudit-work-{os.getpid()}-", dir=base))
+    try:
+        stage_root = (Path(tempfile.mkdtemp(prefix=f".provaudit-work-{os.getpid()}-", dir=out_dir))
+                      if local_out and out_dir != base else None)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    remote = (out_dir / f".provaudit-staging-{work.name.removeprefix('.provaudit-work-')}"
+              if not local_out and engine == "ray" else None)
+    return work, stage_root, remote
 
 
 def _finalize_ray(infos: list[InputInfo], parts: Path, work: Path, staged: Path, catalog_path: Path,
@@ -705,10 +718,10 @@ def _commit(catalog: Path, datasets: list[tuple[InputInfo, Path]], tags: Sequenc
 
 def _remove_quietly(loc: URIPath) -> None:
     """Remove a staging prefix at a URI, best effort (the scan's own error, if any, is the one to report)."""
-    try:
+    import contextlib
+
+    with contextlib.suppress(Exception):  # any filesystem driver's error: cleanup must not mask the scan's own
         loc.remove()
-    except OSError:
-        pass
 
 
 def _replace_output(src: Path, dst: Path) -> None:

@@ -26,7 +26,8 @@ class ParquetSink:
             from provaudit.io.fs import is_uri, open_output
 
             self.stream = open_output(self.dest) if is_uri(self.dest) else None
-            self.writer = pq.ParquetWriter(self.stream or self.dest, table.schema, compression="zstd", compression_level=1)
+            self.writer = pq.ParquetWriter(self.dest if self.stream is None else self.stream, table.schema,
+                                           compression="zstd", compression_level=1)
         elif table.schema != self.writer.schema:
             table = table.cast(self.writer.schema)
         self.writer.write_table(table)
