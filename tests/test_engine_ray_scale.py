@@ -185,11 +185,40 @@ def test_skip_bad_lists_the_same_bad_rows_with_uris(tmp_path: Path, inputs, clus
     assert want == (tmp_path / "r" / "summary.json").read_text(encoding="utf-8")
     assert dist.summary["input"]["bad_row_list"][0] == {"file": uris[0], "line": 81, "field": None,
                                                          "reason": dist.summary["input"]["bad_row_list"][0]["reason"]}
-    assert_frame_equal(local.records().drop("source_file"), dist.records().drop("source_file"))
+    first = dist.records()
+    assert_frame_equal(local.records().drop("source_file"), first.drop("source_file"))
     assert sorted(f.name for f in (tmp_path / "r").iterdir()) == ["records.parquet", "summary.json", "summary.md"]
     assert len(list((tmp_path / "r" / "records.parquet").glob("part-*.parquet"))) >= 4
     assert list((tmp_path / "work").iterdir()) == []
     shutil.rmtree(tmp_path / "l")
+    # a scan to the same URI that fails after the workers wrote its records (the catalog stays busy):
+    # the URI out keeps the first scan's outputs, and the staging prefix is gone
+    import threading
+
+    from provaudit.catalog.lock import write_lock
+    from provaudit.errors import CatalogBusy
+
+    before = {f.name: f.read_bytes() for f in (tmp_path / "r").iterdir() if f.is_file()}
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with write_lock(tmp_path / "r.duckdb"):
+            held.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(30)
+        with pytest.raises(CatalogBusy):
+            scan(uris[:1], catalog=tmp_path / "r.duckdb", out=f"file://{tmp_path}/r", work_dir=tmp_path / "work",
+                 engine="ray", wait=0.5, **kw)
+    finally:
+        release.set()
+        holder.join()
+    assert sorted(f.name for f in (tmp_path / "r").iterdir()) == ["records.parquet", "summary.json", "summary.md"]
+    assert {f.name: f.read_bytes() for f in (tmp_path / "r").iterdir() if f.is_file()} == before
+    assert_frame_equal(dist.records(), first)
 
 
 @pytest.mark.slow
