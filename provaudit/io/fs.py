@@ -185,7 +185,8 @@ def publish(staged: Path, out: URIPath, *, records: URIPath | None = None) -> No
         if name == "records.parquet":
             dst.remove()
             if records is not None:
-                out.fs.mv(records.path, dst.path, recursive=True)
+                if records.exists():  # an object store has no empty folders: no parts, nothing to move
+                    out.fs.mv(records.path, dst.path, recursive=True)
                 continue
         src = staged / name
         if src.is_dir():
