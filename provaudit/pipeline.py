@@ -31,6 +31,7 @@ from provaudit.errors import InputError, UsageError
 from provaudit.fingerprint import DatasetDigest
 from provaudit.gate import CheckResult, evaluate_gate, gate_origin_mode, gate_summary, load_gate
 from provaudit.io import RecordReader
+from provaudit.io.fs import URIPath, location, output_location, parquet_file, publish, read_parquet_frames
 from provaudit.stage import StageOptions, _rules, process_batch
 
 SUMMARY_VERSION = 1
@@ -66,8 +67,8 @@ class ScanResult:
 
     summary: dict[str, Any]
     gate: list[CheckResult]
-    records_path: Path
-    out_dir: Path
+    records_path: Path | URIPath  # a URIPath where ``out`` was a URI (provaudit.io.fs)
+    out_dir: Path | URIPath
     _tmp: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
 
     @property
@@ -77,10 +78,7 @@ class ScanResult:
     def records(self) -> pl.DataFrame:
         """The per-record table (every computed column), as written to ``records.parquet`` (a folder of
         parts in input order after ``engine="ray"``)."""
-        if self.records_path.is_dir():
-            return pl.concat([pl.read_parquet(f) for f in sorted(self.records_path.glob("*.parquet"))],
-                             how="vertical")
-        return pl.read_parquet(self.records_path)
+        return read_parquet_frames(self.records_path)
 
     @property
     def exit_code(self) -> int:
@@ -93,17 +91,18 @@ def _progress(enabled: bool, unit: str = "rows"):
 
 def _estimate_rows(reader: RecordReader) -> int | None:
     """A cheap row count for the progress bar's ETA (None when it would cost a full parse)."""
-    p = Path(reader.path)
+    p = location(reader.path)
     try:
         if reader.fmt == "parquet":
-            import pyarrow.parquet as pq
-
-            return pq.ParquetFile(p).metadata.num_rows
+            return parquet_file(p).metadata.num_rows
         if reader.fmt in ("jsonl", "csv", "tsv") and not p.name.endswith(".gz"):
             n = 0
-            with open(p, "rb") as fh:
+            with p.open("rb") as fh:
                 for chunk in iter(lambda: fh.read(1 << 22), b""):
                     n += chunk.count(b"\n")
+                    if isinstance(p, URIPath):  # remote: scale the first 4 MiB's lines, not a full download
+                        n = n * max(1, p.stat().st_size) // max(1, len(chunk))
+                        break
             return max(n - (1 if reader.fmt != "jsonl" else 0), 1)
     except OSError:
         return None
@@ -190,7 +189,7 @@ def _stream_inputs(readers: list[RecordReader], options: StageOptions, parts_dir
     offset = 0
     with _progress(progress) as bar:
         for n_in, reader in enumerate(readers):
-            task = bar.add_task(f"reading, fingerprinting, tagging {Path(reader.path).name}",
+            task = bar.add_task(f"reading, fingerprinting, tagging {location(reader.path).name}",
                                 total=_estimate_rows(reader))
             digest = DatasetDigest()
             for part, out in enumerate(_run_batches(reader.batches(), options, workers, engine)):
@@ -451,7 +450,8 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
          origin_mode: str | None = None, rules_dirs: Sequence[str | Path] = (), teacher: str | Path | None = None,
          human: str | Path | None = None, batch_size: int = 10_000, workers: int = 0, engine: str = "local",
          progress: bool = False, seed: int = 0, wait: float | None = None,
-         strict: bool = False, device: str = "cpu", lm_sample: int = 400) -> ScanResult:
+         strict: bool = False, device: str = "cpu", lm_sample: int = 400,
+         work_dir: str | Path | None = None) -> ScanResult:
     """Scan label or fine-tune files: fingerprint, duplicates, overlap with the catalog, origin, gate.
 
     Writes ``records.parquet``, ``summary.json`` and ``summary.md`` to ``out`` (a temporary
@@ -464,6 +464,12 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
     read-only during the work, and written once at the end under its write lock (queueing up to
     ``wait`` seconds behind other writers; see :mod:`provaudit.catalog.lock`). The outputs are
     written under the work folder and renamed into ``out`` only after that commit.
+
+    ``paths`` and ``out`` may be URIs of any installed fsspec filesystem (``file://``, ``s3://``, ...;
+    :mod:`provaudit.io.fs`). The scratch work folder (parts, shuffle files, DuckDB spill) is made in
+    ``work_dir``: by default under ``out`` when ``out`` is a local folder, in the system's temporary
+    folder when it is a URI; ``engine="ray"`` with a URI ``out`` needs ``work_dir`` on storage every
+    node sees. Outputs go to a URI ``out`` after the commit, ``summary.json`` last (its completion marker).
     ``strict`` fails every gate check whose metric the summary lacks (a stage that did not run).
     ``origin_mode``: ``fast`` (stylometric), ``full`` (+ the bundled language model on every record of
     50+ words, on ``device``), ``sampled`` (fast tags; the language model on ``lm_sample`` output records
@@ -476,6 +482,10 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
         paths = [paths]
     if engine not in ("local", "ray"):
         raise UsageError(f"unknown engine {engine!r}; use local or ray")
+    out_loc = output_location(out) if out is not None else None
+    if isinstance(out_loc, URIPath) and engine == "ray" and work_dir is None:
+        raise UsageError(f"--out {out} is a URI: a Ray scan needs --work-dir, a folder at the same path on every "
+                         "node (the scratch parts and shuffle files)")
     checks = load_gate(gate) if gate is not None else []
     origin_mode = origin_mode or gate_origin_mode(gate) or "fast"
     readers = _open_readers(paths, names, mapping, skip_bad, batch_size, fmt, exclude=_own_folders(out, catalog))
@@ -489,18 +499,20 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
         tmp_holder = tempfile.TemporaryDirectory(prefix="provaudit-scan-")
         out_dir = Path(tmp_holder.name)
     else:
-        out_dir = Path(out)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        out_dir = out_loc
+        if isinstance(out_dir, Path):
+            out_dir.mkdir(parents=True, exist_ok=True)
     started = datetime.now(UTC)
-    _remove_stale_work(out_dir)
-    work = Path(tempfile.mkdtemp(prefix=f".provaudit-work-{os.getpid()}-", dir=out_dir))
+    work, stage_root, remote_records = _work_folders(out_dir, work_dir, engine)
     try:
         parts = work / "parts"
         parts.mkdir()
         workers = _auto_workers(readers) if workers <= 0 else workers
         interrupt.phase("reading and fingerprinting the input")
         infos = _stream_inputs(readers, options, parts, workers=workers, engine=engine, progress=progress)
-        staged = work / "outputs"  # the outputs are complete here before the commit renames them into out
+        # the outputs are complete here before the commit renames them into out: on out's filesystem (a
+        # local out with a --work-dir elsewhere gets a folder of its own there: rename, not copy, at commit)
+        staged = (stage_root if stage_root is not None else work) / "outputs"
         staged.mkdir()
         progress_display.step("duplicate grouping: starting")
         glob = str(parts / "*.parquet")
@@ -510,8 +522,8 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
         # catalog commits only once records.parquet is written.
         if engine == "ray":
             summary, results = _finalize_ray(
-                infos, parts, work, staged, catalog_path, checks, strict=strict, origin=origin, teacher=teacher,
-                human=human, seed=seed, options=options, wait=wait)
+                infos, parts, work, remote_records or staged, catalog_path, checks, strict=strict, origin=origin,
+                teacher=teacher, human=human, seed=seed, options=options, wait=wait)
             passed = summary["gate"]["passed"]
             summary["catalog"] = {"recorded": bool(record and passed)}
             datasets = _dataset_parts_ray(infos, glob, work) if record and passed else []
@@ -563,14 +575,48 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
         scan_row = {"inputs": [i.to_dict() for i in infos],
                     "summary": {**summary, "run": {"started_at": started.isoformat(timespec="seconds")}},
                     "passed": passed}
-        _commit(catalog_path, datasets, tags, scan_row, staged, out_dir, wait)
+        placed = out_dir if isinstance(out_dir, Path) else work / "publish"
+        placed.mkdir(exist_ok=True)
+        _commit(catalog_path, datasets, tags, scan_row, staged, placed, wait)
+        if isinstance(out_dir, URIPath):
+            progress_display.step(f"writing the outputs to {out_dir}")
+            with interrupt.critical(f"writing the outputs to {out_dir}"):
+                publish(placed, out_dir, records=remote_records / "records.parquet" if remote_records else None)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if stage_root is not None:
+            shutil.rmtree(stage_root, ignore_errors=True)
+        if remote_records is not None:
+            _remove_quietly(remote_records)
     return ScanResult(summary=summary, gate=results, records_path=out_dir / "records.parquet", out_dir=out_dir,
                       _tmp=tmp_holder)
 
 
 OUTPUTS = ("records.parquet", "summary.json", "summary.md")
+
+
+def _work_folders(out_dir: Path | URIPath, work_dir: str | Path | None,
+                  engine: str) -> tuple[Path, Path | None, URIPath | None]:
+    """The scan's scratch folder (in ``work_dir``; default: ``out_dir`` if local, else the temporary
+    folder), a folder on a local ``out_dir`` for the staged outputs when the scratch is elsewhere (so the
+    commit renames them, never copies across filesystems), and, for ``engine="ray"`` with a URI
+    ``out_dir``, the staging prefix there that the workers write ``records.parquet`` under."""
+    local_out = isinstance(out_dir, Path)
+    base = Path(work_dir) if work_dir is not None else (out_dir if local_out else Path(tempfile.gettempdir()))
+    base.mkdir(parents=True, exist_ok=True)
+    _remove_stale_work(base)
+    if local_out and out_dir != base:
+        _remove_stale_work(out_dir)  # output folders of killed scans
+    work = Path(tempfile.mkdtemp(prefix=f".provaudit-work-{os.getpid()}-", dir=base))
+    try:
+        stage_root = (Path(tempfile.mkdtemp(prefix=f".provaudit-work-{os.getpid()}-", dir=out_dir))
+                      if local_out and out_dir != base else None)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    remote = (out_dir / f".provaudit-staging-{work.name.removeprefix('.provaudit-work-')}"
+              if not local_out and engine == "ray" else None)
+    return work, stage_root, remote
 
 
 def _finalize_ray(infos: list[InputInfo], parts: Path, work: Path, staged: Path, catalog_path: Path,
@@ -708,8 +754,18 @@ def _commit(catalog: Path, datasets: list[tuple[InputInfo, Path]], tags: Sequenc
             _replace_output(staged / name, out_dir / name)
 
 
+def _remove_quietly(loc: URIPath) -> None:
+    """Remove a staging prefix at a URI, best effort (the scan's own error, if any, is the one to report)."""
+    import contextlib
+
+    with contextlib.suppress(Exception):  # any filesystem driver's error: cleanup must not mask the scan's own
+        loc.remove()
+
+
 def _replace_output(src: Path, dst: Path) -> None:
     """``os.replace``, also where ``records.parquet`` is a folder of parts (``engine="ray"``) on either side."""
+    if not os.path.lexists(src):  # engine="ray" with a URI out: the workers wrote records.parquet there
+        return
     if dst.is_dir() or (src.is_dir() and dst.exists()):
         old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
         os.replace(dst, old)
@@ -759,7 +815,7 @@ def _dataset_parts(infos: list[InputInfo], source: str, work: Path) -> list[tupl
 
 def _store_datasets(cat, datasets: list[tuple[InputInfo, Path]], tags: Sequence[str]) -> list[int]:
     """Add each prepared input to the (open, write-locked) catalog; returns the dataset ids."""
-    return [cat.add_dataset(name=info.dataset, fingerprint=info.fingerprint, path=str(Path(info.path).resolve()),
+    return [cat.add_dataset(name=info.dataset, fingerprint=info.fingerprint, path=str(location(info.path).resolve()),
                             fmt=info.format, schema=info.schema, tags=list(tags),
                             n_records=info.records, records=part,
                             meta={"columns": info.columns, "rows": info.rows, "mapping": info.mapping},

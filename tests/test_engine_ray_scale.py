@@ -193,16 +193,60 @@ def test_bad_row_in_a_worker_shard_fails_like_local(tmp_path: Path, inputs, clus
 
 
 @pytest.mark.slow
-def test_skip_bad_lists_the_same_bad_rows(tmp_path: Path, inputs, cluster, small_shards, monkeypatch) -> None:
+def test_skip_bad_lists_the_same_bad_rows_with_uris(tmp_path: Path, inputs, cluster, small_shards,
+                                                    monkeypatch) -> None:
+    """Also: inputs and out as file:// URIs (provaudit.io.fs): the workers open the inputs themselves (JSON
+    lines by byte range, Parquet row groups through a pyarrow filesystem) and write records.parquet to
+    the URI (a staging prefix, moved after the commit); the scratch parts go to --work-dir."""
     from provaudit.engine import ray_dups
 
     monkeypatch.setattr(ray_dups, "PARTITIONS", 1)  # results do not depend on the shuffle's partitions
     kw = {"origin": False, "skip_bad": True, "batch_size": 50}
-    scan([inputs["bad"]], catalog=tmp_path / "l.duckdb", out=tmp_path / "l", **kw)
-    dist = scan([inputs["bad"]], catalog=tmp_path / "r.duckdb", out=tmp_path / "r", engine="ray", **kw)
-    assert (tmp_path / "l" / "summary.json").read_bytes() == (tmp_path / "r" / "summary.json").read_bytes()
-    assert dist.summary["input"]["bad_row_list"][0]["line"] == 81
+    paths = [inputs["bad"], inputs["parquet"]]
+    local = scan(paths, catalog=tmp_path / "l.duckdb", out=tmp_path / "l", **kw)
+    uris = [f"file://{p}" for p in paths]
+    dist = scan(uris, catalog=tmp_path / "r.duckdb", out=f"file://{tmp_path}/r", work_dir=tmp_path / "work",
+                engine="ray", **kw)
+    want = (tmp_path / "l" / "summary.json").read_text(encoding="utf-8")
+    for p, u in zip(paths, uris):
+        want = want.replace(str(p), u)
+    assert want == (tmp_path / "r" / "summary.json").read_text(encoding="utf-8")
+    assert dist.summary["input"]["bad_row_list"][0] == {"file": uris[0], "line": 81, "field": None,
+                                                         "reason": dist.summary["input"]["bad_row_list"][0]["reason"]}
+    first = dist.records()
+    assert_frame_equal(local.records().drop("source_file"), first.drop("source_file"))
+    assert sorted(f.name for f in (tmp_path / "r").iterdir()) == ["records.parquet", "summary.json", "summary.md"]
+    assert len(list((tmp_path / "r" / "records.parquet").glob("part-*.parquet"))) >= 4
+    assert list((tmp_path / "work").iterdir()) == []
     shutil.rmtree(tmp_path / "l")
+    # a scan to the same URI that fails after the workers wrote its records (the catalog stays busy):
+    # the URI out keeps the first scan's outputs, and the staging prefix is gone
+    import threading
+
+    from provaudit.catalog.lock import write_lock
+    from provaudit.errors import CatalogBusy
+
+    before = {f.name: f.read_bytes() for f in (tmp_path / "r").iterdir() if f.is_file()}
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with write_lock(tmp_path / "r.duckdb"):
+            held.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(30)
+        with pytest.raises(CatalogBusy):
+            scan(uris[:1], catalog=tmp_path / "r.duckdb", out=f"file://{tmp_path}/r", work_dir=tmp_path / "work",
+                 engine="ray", wait=0.5, **kw)
+    finally:
+        release.set()
+        holder.join()
+    assert sorted(f.name for f in (tmp_path / "r").iterdir()) == ["records.parquet", "summary.json", "summary.md"]
+    assert {f.name: f.read_bytes() for f in (tmp_path / "r").iterdir() if f.is_file()} == before
+    assert_frame_equal(dist.records(), first)
 
 
 @pytest.mark.slow

@@ -50,7 +50,12 @@ def _print_human(result, kept: bool) -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @CATALOG_OPTION
 @click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Write records.parquet, summary.json and summary.md here.")
+              help="Write records.parquet, summary.json and summary.md here: a folder, or a URI of any installed "
+                   "fsspec filesystem (file://, s3://, gs://, ...); summary.json is written last.")
+@click.option("--work-dir", type=click.Path(file_okay=False), default=None,
+              help="Scratch folder (parts, shuffle files, DuckDB spill) on a local/shared POSIX path [default: "
+                   "under --out, or the temporary folder when --out is a URI; --engine ray with a URI --out "
+                   "needs one every node sees].")
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout instead of the readable summary.")
 @click.option("--gate", type=click.Path(dir_okay=False), default=None,
               help="Gate thresholds (e.g. rules/gate.yaml): exit 1 when a check fails.")
@@ -91,7 +96,7 @@ def _print_human(result, kept: bool) -> None:
 @WAIT_OPTION
 @handle_errors
 @interruptible("nothing was recorded in the catalog (unchanged) and no outputs were written")
-def scan_cmd(files, catalog_path, out, as_json, gate, strict, skip_bad, mapping, fmt, names, tags, no_record, no_origin,
+def scan_cmd(files, catalog_path, out, work_dir, as_json, gate, strict, skip_bad, mapping, fmt, names, tags, no_record, no_origin,
              origin_mode, device, lm_sample, rules_dirs, teacher, human, workers, engine, batch_size, progress, wait) -> None:
     """Scan preference or fine-tune FILES: fingerprint every record, find duplicates and overlap
     with the catalog (e.g. a registered eval set), tag each record's origin, and gate the batch.
@@ -114,7 +119,7 @@ def scan_cmd(files, catalog_path, out, as_json, gate, strict, skip_bad, mapping,
                   mapping=parse_map(mapping), fmt=fmt, skip_bad=skip_bad, tags=tags, record=not no_record,
                   origin=not no_origin, origin_mode=origin_mode, rules_dirs=rules_dirs, teacher=teacher,
                   human=human, workers=workers, engine=engine, batch_size=batch_size, progress=progress, wait=wait,
-                  strict=strict, device=device, lm_sample=lm_sample)
+                  strict=strict, device=device, lm_sample=lm_sample, work_dir=work_dir)
     if as_json:
         echo_json(result.summary)
     else:

@@ -145,7 +145,7 @@ def _write_shard(files: Sequence[str], shard: int, pos_bits: int, root: str, rec
                    pl.coalesce("boiler", "boiler_near").alias("_boiler")))
     facts: dict[str, Any] = {"roles": {}, "examples": {}}
     frames = []
-    with ParquetSink(Path(records_dir) / f"part-{shard:08d}.parquet") as sink:
+    with ParquetSink(f"{records_dir}/part-{shard:08d}.parquet") as sink:  # records_dir: a path or a URI
         for f in files:
             frame = pl.read_parquet(f)
             if frame.height == 0:

@@ -54,6 +54,7 @@ from provaudit.io.formats import (
     jsonl_range_rows,
     parquet_range_rows,
 )
+from provaudit.io.fs import location, parquet_file
 from provaudit.stage import StageOptions, process_batch
 
 #: most bytes of JSON lines per shard (``PROVAUDIT_RAY_SHARD_BYTES``); smaller, down to
@@ -151,7 +152,7 @@ def plan(readers: Sequence[RecordReader], *, shard_bytes: int | None = None,
     for n, r in enumerate(readers):
         schema, columns = decide(r)
         header = None
-        if _cut_bytes(r) and r.fmt in ("csv", "tsv") and Path(r.path).stat().st_size > shard_bytes:
+        if _cut_bytes(r) and r.fmt in ("csv", "tsv") and location(r.path).stat().st_size > shard_bytes:
             header = csv_ranges.read_header(r.path, csv_ranges.delimiter(str(r.fmt)), r.max_record_bytes)
         specs.append(InputSpec(n=n, path=str(r.path), name=str(r.name), fmt=str(r.fmt), schema=schema,
                                mapping=dict(r.mapping) if r.mapping else None, columns=columns,
@@ -164,20 +165,20 @@ def plan(readers: Sequence[RecordReader], *, shard_bytes: int | None = None,
 
 def _cut_bytes(r: RecordReader) -> bool:
     """Files cut into byte ranges: uncompressed JSON lines, CSV and TSV."""
-    return r.fmt in ("jsonl", "csv", "tsv") and not Path(r.path).name.endswith(".gz")
+    return r.fmt in ("jsonl", "csv", "tsv") and not location(r.path).name.endswith(".gz")
 
 
 def shard_bytes_for(readers: Sequence[RecordReader], cpus: int) -> int:
     """``SHARD_BYTES``, or less where the text files to cut would give fewer than two shards per CPU
     (but not under ``MIN_SHARD_BYTES``, or ``SHARD_BYTES`` if that is smaller); a gzip file counts as
     ``GZIP_RATIO`` times its size (it is cut once inflated)."""
-    total = sum(Path(r.path).stat().st_size * (1 if _cut_bytes(r) else GZIP_RATIO) for r in readers
+    total = sum(location(r.path).stat().st_size * (1 if _cut_bytes(r) else GZIP_RATIO) for r in readers
                 if r.fmt in ("jsonl", "csv", "tsv"))
     return max(min(SHARD_BYTES, MIN_SHARD_BYTES), min(SHARD_BYTES, total // max(1, 2 * cpus)))
 
 
 def _cuts(r: RecordReader, shard_bytes: int, shard_rows: int) -> Iterator[tuple[str, dict[str, Any]]]:
-    p = Path(r.path)
+    p = location(r.path)
     size = p.stat().st_size if _cut_bytes(r) else 0
     if r.fmt == "jsonl" and _cut_bytes(r):
         for start in range(0, size, max(1, shard_bytes)):
@@ -188,9 +189,7 @@ def _cuts(r: RecordReader, shard_bytes: int, shard_rows: int) -> Iterator[tuple[
     elif r.fmt in ("jsonl", "csv", "tsv") and 2 * p.stat().st_size >= shard_bytes:  # gzip: see _inflate_gz
         yield "gz", {}
     elif r.fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        meta = pq.ParquetFile(p).metadata
+        meta = parquet_file(p).metadata
         groups: list[int] = []
         first = rows = 0
         for g in range(meta.num_row_groups):
@@ -387,7 +386,7 @@ def _first_pass(ray: Any, specs: list[InputSpec], shards: list[Shard]) -> list[S
 def _csv_shards(spec: InputSpec, facts: list[csv_ranges.RangeFacts], source: str) -> list[Shard]:
     """The shards of a CSV/TSV file (``source``: its inflated copy) cut in ``len(facts)`` ranges."""
     assert spec.csv_header is not None
-    cuts = csv_ranges.stitch(facts, spec.csv_header, Path(source or spec.path).stat().st_size)
+    cuts = csv_ranges.stitch(facts, spec.csv_header, location(source or spec.path).stat().st_size)
     if cuts is None:  # the ranges disagree with the header (csv_ranges.stitch): read the file whole
         return [Shard(seq=0, input=spec.n, kind="file")]
     return [Shard(seq=0, input=spec.n, kind="csv", start=c.start, stop=c.stop, index=c.index, lineno=c.lineno,

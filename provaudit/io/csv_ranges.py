@@ -35,6 +35,7 @@ from typing import Any
 
 from provaudit.errors import InputError
 from provaudit.io.formats import DEFAULT_MAX_RECORD_BYTES, RawRow, _csv_header, _csv_records, _LineDecoder
+from provaudit.io.fs import location, open_binary
 
 OUTSIDE, INSIDE = 0, 1
 #: single-line records :mod:`csv` reads as no cells at all: blank lines, not rows (a lone "\r", also
@@ -68,9 +69,9 @@ def delimiter(fmt: str) -> str:
 def read_header(path: str | Path, delim: str, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Header:
     """The header record as the local reader reads it, and where it ends."""
     csv.field_size_limit(max_record_bytes)
-    with open(path, "rb") as fh:
-        lines = _LineDecoder(fh, Path(path), max_record_bytes)
-        cells = _csv_header(csv.reader(lines, delimiter=delim), Path(path))
+    with open_binary(location(path)) as fh:
+        lines = _LineDecoder(fh, location(path), max_record_bytes)
+        cells = _csv_header(csv.reader(lines, delimiter=delim), location(path))
         return Header(cells, lines.offset, lines.lineno, 1 if cells else 0)
 
 
@@ -105,7 +106,7 @@ def range_facts(path: str | Path, start: int, stop: int, delim: str,
     before = [0, 0]
     rows = [0, 0]
     n = 0
-    with open(path, "rb") as fh:
+    with open_binary(location(path)) as fh:
         pos = _lines_from(fh, start)
         while pos < stop:
             raw = fh.readline()
@@ -162,8 +163,8 @@ def csv_range_rows(path: str | Path, delim: str, cut: Cut, header: list[str], ta
     at the end ``tail`` gets ``end`` (the byte after the last record read) and ``index`` (the row
     index after it). Errors name ``file`` (default ``path``; the original of an inflated gzip copy)."""
     csv.field_size_limit(max_record_bytes)
-    shown = Path(file or path)
-    with open(path, "rb") as fh:
+    shown = location(file or path)
+    with open_binary(location(path)) as fh:
         fh.seek(cut.start)
         lines = _LineDecoder(fh, shown, max_record_bytes, lineno=cut.lineno, offset=cut.start)
         reader = csv.reader(lines, delimiter=delim)

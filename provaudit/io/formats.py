@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from provaudit.errors import InputError
+from provaudit.io.fs import location, open_binary, parquet_file
 
 FORMATS = ("jsonl", "json", "csv", "tsv", "parquet", "hf_disk", "datasets")
 
@@ -40,9 +41,7 @@ class BadRow(Exception):
 
 
 def _open_binary(path: Path):
-    if path.name.endswith(".gz"):
-        return gzip.open(path, "rb")
-    return open(path, "rb")
+    return open_binary(location(path))
 
 
 def is_save_to_disk(path: Path) -> bool:
@@ -52,7 +51,7 @@ def is_save_to_disk(path: Path) -> bool:
 
 def detect_format(path: str | Path) -> str:
     """Name the format of ``path`` from its name, or its first bytes when the name is ambiguous."""
-    p = Path(path)
+    p = location(path)
     if not p.exists():
         raise InputError("no such file or directory", file=str(path))
     if p.is_dir():
@@ -95,7 +94,7 @@ def _sniff_json(path: Path) -> str:
 def iter_raw_rows(path: str | Path, fmt: str, *, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
                   split: str | None = None) -> Iterator[RawRow]:
     """Yield the rows of ``path`` in file order; a malformed row comes as a ``BadRow`` in its place."""
-    p = Path(path)
+    p = location(path)
     if fmt == "jsonl":
         yield from _jsonl_rows(p, max_record_bytes)
     elif fmt == "json":
@@ -129,7 +128,7 @@ def inflate_lines(path: str | Path, dest: str | Path) -> str | None:
     """Write the lines of the gzip file ``path`` to ``dest``, uncompressed, exactly as far as the local
     reader reads them (line by line: a damaged stream ends it at the last whole line read before the
     damage); returns the reason of the error the local reader raises there, or None."""
-    with _open_binary(Path(path)) as fh, open(dest, "wb") as out:
+    with _open_binary(path) as fh, open(dest, "wb") as out:
         lines = iter(fh)
         while True:
             try:
@@ -191,7 +190,7 @@ def _jsonl_line_rows(lines: Iterable[bytes], path: Path, max_record_bytes: int, 
 def range_lines(path: str | Path, start: int, stop: int) -> Iterator[bytes]:
     """The physical lines of an uncompressed file that start at a byte offset in ``[start, stop)``: byte
     ranges cut anywhere give every line to exactly one range (the one holding its first byte)."""
-    with open(path, "rb") as fh:
+    with open_binary(location(path)) as fh:
         if start > 0:
             fh.seek(start - 1)
             if fh.read(1) != b"\n":
@@ -232,7 +231,7 @@ def jsonl_range_rows(path: str | Path, start: int, stop: int, *, index: int, lin
     """The rows of the lines of a JSON-lines file starting in ``[start, stop)``; ``index`` and ``lineno``
     are the rows and physical lines before ``start`` (:func:`count_range_rows` of the earlier ranges);
     errors name ``file`` (default ``path``; the original of an inflated copy, :func:`inflate_lines`)."""
-    yield from _jsonl_line_rows(range_lines(path, start, stop), Path(file or path), max_record_bytes, index=index,
+    yield from _jsonl_line_rows(range_lines(path, start, stop), location(file or path), max_record_bytes, index=index,
                                 lineno=lineno)
 
 
@@ -364,11 +363,9 @@ def _csv_records(lines: _LineDecoder, reader, header: list[str], path: Path, ind
 
 
 def _parquet_rows(path: Path) -> Iterator[RawRow]:
-    import pyarrow.parquet as pq
-
     _check_not_empty(path)
     try:
-        pf = pq.ParquetFile(path)
+        pf = parquet_file(path)
     except Exception as exc:  # pyarrow raises several types for corrupt files
         raise InputError(f"not a readable Parquet file ({exc})", file=str(path)) from exc
     if pf.metadata.num_rows == 0:
@@ -382,9 +379,7 @@ def _parquet_rows(path: Path) -> Iterator[RawRow]:
 
 def parquet_range_rows(path: str | Path, row_groups: list[int], index: int) -> Iterator[RawRow]:
     """The rows of some row groups of a Parquet file, the first being row ``index`` of the file."""
-    import pyarrow.parquet as pq
-
-    pf = pq.ParquetFile(path)
+    pf = parquet_file(path)
     for batch in pf.iter_batches(batch_size=4096, row_groups=row_groups):
         for row in batch.to_pylist():
             yield RawRow(index, index + 1, row, unit="record")
@@ -393,8 +388,8 @@ def parquet_range_rows(path: str | Path, row_groups: list[int], index: int) -> I
 
 def hf_range_rows(path: str | Path, start: int, stop: int, split: str | None) -> Iterator[RawRow]:
     """Rows ``[start, stop)`` of a ``datasets.save_to_disk`` folder (memory-mapped Arrow shards)."""
-    ds = _load_from_disk(Path(path), split)
-    yield from _hf_rows(ds.select(range(start, stop)), Path(path), index=start)
+    ds = _load_from_disk(location(path), split)
+    yield from _hf_rows(ds.select(range(start, stop)), location(path), index=start)
 
 
 def _load_from_disk(path: Path, split: str | None):
@@ -454,7 +449,7 @@ def _hf_rows(ds, path: Path, index: int = 0) -> Iterator[RawRow]:
 
 def read_text_bytes(path: str | Path) -> str:
     """Whole file as text (small reference files); names the file on bad UTF-8."""
-    p = Path(path)
+    p = location(path)
     with _open_binary(p) as fh:
         blob = fh.read()
     try:

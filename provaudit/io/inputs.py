@@ -37,6 +37,7 @@ from pathlib import Path
 
 from provaudit.errors import InputError, UsageError
 from provaudit.io.formats import is_save_to_disk
+from provaudit.io.fs import is_uri, resolve
 
 #: the names of data files a pattern or folder expands to (lower-cased; each may end in .gz as well)
 DATA_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet")
@@ -141,6 +142,21 @@ def _glob(pattern: str, fmt: str | None, excluded: _Excluded) -> list[str]:
     return sorted(found, key=_sort_key)
 
 
+def _expand_uri(uri: str) -> list[str]:
+    """A URI as given, or the data files a URI pattern (``s3://bucket/shards/*.jsonl``) matches through its
+    fsspec filesystem, sorted, names starting with ``.`` or ``_`` skipped. A URI folder is not walked."""
+    if not has_glob(uri):
+        return [uri]
+    fs, pattern = resolve(uri)
+    files = sorted(fs.unstrip_protocol(m) for m in fs.glob(pattern)
+                   if not any(_skipped(part) for part in m.split("/")[len(_fixed_part(pattern).split("/")):])
+                   and is_data_file(m.rsplit("/", 1)[-1]) and not fs.isdir(m))
+    if not files:
+        raise InputError("the pattern matches no data files (*.jsonl, *.ndjson, *.json, *.csv, *.tsv, "
+                         "*.parquet, or .gz of these; names starting with . or _ are skipped)", file=uri)
+    return files
+
+
 def _hf_folder(folder: str, seen: dict[str, bool]) -> bool:
     if folder not in seen:
         seen[folder] = is_save_to_disk(Path(folder))
@@ -167,6 +183,8 @@ def expand_one(arg: str | Path, fmt: str | None = None,
     """The input files of one argument and the fixed part they are named below, none in (or one of) the
     paths ``exclude``; raises ``InputError`` for a pattern that matches no data file or a folder that holds none."""
     arg = str(arg)
+    if is_uri(arg):
+        return _expand_uri(arg), ""
     excluded = _Excluded(exclude)
     if os.path.exists(arg):
         if os.path.isdir(arg) and fmt not in FOLDER_FORMATS and not is_save_to_disk(Path(arg)):

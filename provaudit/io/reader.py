@@ -11,6 +11,7 @@ import polars as pl
 
 from provaudit.errors import InputError, UsageError
 from provaudit.io.formats import DEFAULT_MAX_RECORD_BYTES, BadRow, RawRow, detect_format, iter_raw_rows
+from provaudit.io.fs import location
 from provaudit.io.schemas import (
     FieldError,
     Schema,
@@ -91,7 +92,7 @@ class RecordReader:
     schema: Schema | None = None
 
     def __post_init__(self) -> None:
-        p = Path(self.path)
+        p = location(self.path)
         self.file = str(self.path)
         if self.fmt is None:
             self.fmt = detect_format(p)

@@ -13,6 +13,7 @@ class ParquetSink:
     def __init__(self, dest: str | Path) -> None:
         self.dest = dest
         self.writer: Any = None
+        self.stream: Any = None  # the output stream of a URI ``dest`` (provaudit.io.fs)
 
     @property
     def written(self) -> bool:
@@ -22,7 +23,11 @@ class ParquetSink:
         import pyarrow.parquet as pq
 
         if self.writer is None:
-            self.writer = pq.ParquetWriter(self.dest, table.schema, compression="zstd", compression_level=1)
+            from provaudit.io.fs import is_uri, open_output
+
+            self.stream = open_output(self.dest) if is_uri(self.dest) else None
+            self.writer = pq.ParquetWriter(self.dest if self.stream is None else self.stream, table.schema,
+                                           compression="zstd", compression_level=1)
         elif table.schema != self.writer.schema:
             table = table.cast(self.writer.schema)
         self.writer.write_table(table)
@@ -33,3 +38,5 @@ class ParquetSink:
     def __exit__(self, *exc: object) -> None:
         if self.writer is not None:
             self.writer.close()
+        if self.stream is not None:
+            self.stream.close()
