@@ -49,6 +49,7 @@ MODULES: dict[str, tuple[str, list[str], list[str] | None]] = {
                     "*.x__p_one_sided__*"]),
     "tagging": ("provaudit/origin/tagging.py",
                 ["tests/test_pin_origin.py", "tests/test_pin_origin_fallback.py", "tests/test_pin_origin_summary.py",
+                 "tests/test_pin_origin_modes.py",
                  "tests/test_origin_tagging.py"],
                 [f"*.x_{f}__*" for f in ("tag_origin", "_tag", "_evidence", "_top_k_order", "summarize_origin")]),
     "detector": ("provaudit/origin/detector.py",
