@@ -105,3 +105,9 @@ def test_the_word_mixture_block_is_the_estimate_against_the_given_reference() ->
     default = summarize_origin(tab, n_boot=60, seed=7)["word_mixture"]
     assert not math.isclose(default["alpha"], wm["alpha"], abs_tol=1e-4)
     assert summarize_origin(tab.drop("text"), n_boot=0)["word_mixture"] is None
+    # the defaults are 200 resamples and seed 0
+    dflt = summarize_origin(tab, reference=ref)["word_mixture"]
+    assert {k: dflt[k] for k in want} == estimate_mixture([t or "" for t in texts], ref, n_boot=200, seed=0).to_dict()
+    for n_boot, seed in ((201, 0), (200, 1)):
+        moved = estimate_mixture([t or "" for t in texts], ref, n_boot=n_boot, seed=seed).to_dict()
+        assert (moved["ci_low"], moved["ci_high"]) != (dflt["ci_low"], dflt["ci_high"]), (n_boot, seed)
