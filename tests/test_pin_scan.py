@@ -246,3 +246,32 @@ def test_duplicate_groups_follow_their_definition(tmp_path: Path) -> None:
                                      {"record_id": "d:4:response", "duplicate_of": "d:2:response"}]
     assert dup["near_examples"] == [{"record_id": "d:2:response", "near_duplicate_of": "d:0:response"},
                                     {"record_id": "d:6:response", "near_duplicate_of": "d:1:response"}]
+
+
+def test_the_duplicate_step_reports_each_of_its_sql_steps_in_order(tmp_path: Path, monkeypatch) -> None:
+    """The progress bar of the cross-batch step advances once per SQL step, each named (FINALIZE_STEPS)."""
+    import contextlib
+
+    from provaudit import pipeline
+
+    seen: list[tuple[str, int]] = []
+
+    class Bar:
+        def add_task(self, desc, total):
+            seen.append((desc, total))
+            return 0
+
+        def update(self, task, advance=0, description=None, **_):
+            if description is not None:
+                seen.append((description, advance))
+
+    real = pipeline._progress
+
+    def fake(enabled, unit="rows"):
+        return contextlib.nullcontext(Bar()) if unit == "steps" else real(False, unit)
+
+    monkeypatch.setattr(pipeline, "_progress", fake)
+    pipeline.scan(ROOT / "fixtures" / "scan" / "trl_pairs.jsonl", record=False, origin=False, out=tmp_path / "o")
+    assert seen == [("finalize: duplicate groups", pipeline.FINALIZE_STEPS)] + [
+        (f"finalize: {d}", 1) for d in ("exact groups", "band keys", "shared band keys", "near-duplicate groups",
+                                         "near-duplicate representatives", "duplicate table")]
