@@ -226,3 +226,60 @@ def test_features_and_probabilities_pass_the_device_and_progress_to_the_language
 
 def _sigmoid_ref(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
+
+
+def test_score_metrics_counts_each_class_and_names_every_rate() -> None:
+    y = np.array([0, 0, 0, 1, 1, 1, 1, 1])                     # 3 human, 5 model: the counts differ
+    p = np.array([0.1, 0.2, 0.7, 0.25, 0.6, 0.8, 0.9, 0.95])
+    m = score_metrics(y, p, threshold=0.7)
+    assert (m["n_human"], m["n_model"]) == (3, 5)
+    # (1 - 0.01) and (1 - 0.05) "higher" quantiles of the human scores are both 0.7: model scores above it
+    assert m["tpr_at_1pct_fpr"] == m["tpr_at_5pct_fpr"] == round(3 / 5, 4)
+    assert m["fpr_at_threshold"] == round(1 / 3, 4) and m["tpr_at_threshold"] == round(3 / 5, 4)
+    only_model = score_metrics(np.ones(3, dtype=int), np.array([0.2, 0.8, 0.9]), threshold=0.5)
+    assert only_model["fpr_at_threshold"] is None and only_model["tpr_at_threshold"] == round(2 / 3, 4)
+    assert only_model["n_human"] == 0 and only_model["tpr_at_1pct_fpr"] is None
+    only_human = score_metrics(np.zeros(3, dtype=int), np.array([0.2, 0.8, 0.9]), threshold=0.5)
+    assert only_human["tpr_at_threshold"] is None and only_human["fpr_at_threshold"] == round(2 / 3, 4)
+    assert tpr_at_fpr(np.array([0, 1]), np.array([0.2, 0.9]), 0.05) == 1.0   # one text of each class is enough
+
+
+def test_the_shipped_detectors_by_mode_and_the_cache_by_file(tmp_path: Path) -> None:
+    assert load_detector(mode="full").feature_names == list(FULL_FEATURE_NAMES)
+    assert load_detector(mode="fast").feature_names == list(FEATURE_NAMES)
+    a = _det(threshold_model=0.91).save(tmp_path / "a")
+    b = _det(threshold_model=0.81).save(tmp_path / "b")
+    assert (load_detector(a).threshold_model, load_detector(b).threshold_model) == (0.91, 0.81)
+
+
+def test_save_writes_sorted_indented_json_rounded_to_10_digits_via_a_temporary_file(tmp_path: Path) -> None:
+    v = 0.123456789012345
+    d = _det(intercept=v, platt_a=v, platt_b=-v, threshold_model=v, threshold_human=v / 2,
+             coef=np.full(len(FEATURE_NAMES), v))
+    path = d.save(tmp_path / "deep" / "er" / "det")           # parents are created
+    text = path.read_text()
+    blob = json.loads(text)
+    assert text == json.dumps(blob, indent=1, sort_keys=True)
+    for key in ("intercept", "platt_a", "threshold_model"):
+        assert blob[key] == round(v, 10) != v
+    assert blob["platt_b"] == round(-v, 10) and blob["threshold_human"] == round(v / 2, 10)
+    assert blob["coef"] == [round(v, 10)] * len(FEATURE_NAMES)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["detector.json"]
+
+
+def test_fit_detector_defaults_errors_and_group_weights() -> None:
+    x, y, n_words, groups = _training()
+    base, p0 = fit_detector(x, y, n_words=n_words)
+    same, p1 = fit_detector(x, y, n_words=n_words, c=0.3, seed=0, min_words=50)
+    assert np.array_equal(p0, p1) and np.array_equal(base.coef, same.coef) and base.min_words == 50
+    assert not np.array_equal(fit_detector(x, y, n_words=n_words, seed=1)[1], p0)
+    assert not np.allclose(fit_detector(x, y, n_words=n_words, c=1.3)[0].coef, base.coef)
+    with pytest.raises(InputError) as e:
+        fit_detector(x[:5], np.zeros(5, dtype=int))
+    assert (str(e.value), e.value.field) == ("field 'label': training needs both human and model texts", "label")
+    # groups weigh every (group, label) cell equally: one group for all is the same as none; real groups differ
+    keep = np.flatnonzero((y == 1) | (np.arange(len(y)) % 3 == 0))    # fewer human texts: labels imbalanced
+    xs, ys, gs = x[keep], y[keep], [groups[i] for i in keep]
+    plain = fit_detector(xs, ys)[0].coef
+    assert np.allclose(fit_detector(xs, ys, groups=["one"] * len(ys))[0].coef, plain)
+    assert not np.allclose(fit_detector(xs, ys, groups=gs)[0].coef, plain)
