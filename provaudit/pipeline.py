@@ -109,13 +109,9 @@ def _estimate_rows(reader: RecordReader) -> int | None:
     return None
 
 
-def _run_batches(batches: Iterable[pl.DataFrame], options: StageOptions, workers: int,
-                 engine: str) -> Iterator[pl.DataFrame]:
-    if engine == "ray":
-        from provaudit.engine.ray_engine import run_ray
-
-        yield from run_ray(batches, options)
-        return
+def _run_batches(batches: Iterable[pl.DataFrame], options: StageOptions, workers: int) -> Iterator[pl.DataFrame]:
+    """The local engine's per-batch stage: in this process, or a pool of ``workers`` processes (``--engine ray``
+    reads and processes whole shards on the workers instead: :mod:`provaudit.engine.ray_scan`)."""
     if workers <= 1:
         for b in batches:
             yield process_batch(b, options)
@@ -192,7 +188,7 @@ def _stream_inputs(readers: list[RecordReader], options: StageOptions, parts_dir
             task = bar.add_task(f"reading, fingerprinting, tagging {location(reader.path).name}",
                                 total=_estimate_rows(reader))
             digest = DatasetDigest()
-            for part, out in enumerate(_run_batches(reader.batches(), options, workers, engine)):
+            for part, out in enumerate(_run_batches(reader.batches(), options, workers)):
                 out = out.with_columns(pl.int_range(offset, offset + out.height, dtype=pl.Int64).alias("_idx"))
                 offset += out.height
                 digest.update(out)

@@ -46,11 +46,6 @@ def _compare(tmp_path: Path, origin: bool) -> None:
 
 
 @pytest.mark.slow
-def test_ray_scan_identical_to_local(tmp_path: Path, local_cluster) -> None:
-    _compare(tmp_path, origin=False)
-
-
-@pytest.mark.slow
 def test_ray_scan_with_origin_identical_to_local(tmp_path: Path, local_cluster) -> None:
     if not _origin_available():
         pytest.skip("provaudit.origin.tag_origin has not landed yet")
