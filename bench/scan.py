@@ -24,6 +24,8 @@ Configurations (``--configs``, comma separated):
              process of the cluster: raylets, GCS, workers, sampled every 50 ms) and the driver's share
   ray-no-origin  the same with ``--no-origin``; ray-no-record: with ``--no-record`` (no records are
              added to the catalog: the commit's bulk insert is the driver's one O(rows) step)
+  ray-overlap-driver  ``--engine ray`` with the overlap and erasure checks run by DuckDB on the driver
+             (``PROVAUDIT_RAY_OVERLAP=driver``, the way before they moved to the workers)
 
 ``PROVAUDIT_RECORD_FILE_RECORDS=0 PROVAUDIT_BAND_FILE_RECORDS=0`` in the environment gives the scanned
 dataset the catalog layout of a big one at any size (records, metadata fields and band keys in Parquet
@@ -65,7 +67,10 @@ CONFIGS = {
     "ray": ["--engine", "ray"],                       # on the simulated cluster (--ray-nodes)
     "ray-no-origin": ["--engine", "ray", "--no-origin"],
     "ray-no-record": ["--engine", "ray", "--no-record"],  # without the catalog commit of the records
+    "ray-overlap-driver": ["--engine", "ray"],  # the catalog checks by DuckDB on the driver (CONFIG_ENV)
 }
+#: environment of a configuration's scan
+CONFIG_ENV = {"ray-overlap-driver": {"PROVAUDIT_RAY_OVERLAP": "driver"}}
 
 
 def _tree_rss(proc) -> int:
@@ -222,7 +227,8 @@ def run_scan(data: Path, work: Path, config: str, workers: int | None = None, cl
     meter = ClusterMeter() if config.startswith("ray") else None
     if meter:
         meter.start()
-    m = measure(cmd, env={"RAY_ADDRESS": cluster.address} if meter and cluster else None)
+    m = measure(cmd, env={**({"RAY_ADDRESS": cluster.address} if meter and cluster else {}),
+                          **CONFIG_ENV.get(config, {})})
     extra = meter.stop() if meter else {}
     if meter:  # the scan process is the driver: its CPU next to the cluster's
         extra["driver_cpu_seconds"] = round(m["cpu_seconds"], 1)
@@ -244,7 +250,10 @@ def run_scan(data: Path, work: Path, config: str, workers: int | None = None, cl
     res.update(rows=rows, records=summary["input"]["records"], rows_per_s=round(rows / m["seconds"]),
                rows_per_cpu_s=round(rows / max(m["cpu_seconds"], 1e-9)),
                records_per_s=round(summary["input"]["records"] / m["seconds"]),
-               exact_rate=summary["duplicates"]["exact_rate"], near_rate=summary["duplicates"]["near_rate"])
+               exact_rate=summary["duplicates"]["exact_rate"], near_rate=summary["duplicates"]["near_rate"],
+               # per catalog dataset: exact, near, trivial and reused records (equal between the engines)
+               overlap=[[o["exact_records"], o["near_records"], o["trivial_records"], o["reused_records"]]
+                        for o in summary.get("overlap", {}).get("datasets", [])])
     shutil.rmtree(out, ignore_errors=True)
     for p in _catalog_paths(cat):
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)

@@ -60,3 +60,41 @@ def test_partitioned_rounds_give_the_catalogs_overlap_and_erased_matches(
         ("batch:0:response", "boilerplate")}
     assert by["reused_eval"]["reused_records"] == 1 and by["reused_eval"]["exact_records"] == 0
     assert {"record_id": "batch:2:response", "erasure_id": 1, "match": "exact"} in want_erased
+
+
+def test_the_cached_export_is_reused_until_the_catalog_changes(overlap_world: dict[str, Any], scanned: pl.DataFrame,
+                                                                tmp_path: Path) -> None:
+    import shutil
+
+    from provaudit.pipeline import register
+
+    cat_path = tmp_path / "c.duckdb"
+    shutil.copy(overlap_world["catalog"], cat_path)
+    with Catalog(cat_path, read_only=True) as cat:
+        first, meta = ray_overlap.cached_catalog_keys(cat, 3)
+        stamp = (first / ray_overlap.MANIFEST).stat().st_mtime_ns
+        again, meta_again = ray_overlap.cached_catalog_keys(cat, 3)
+        want = cat.overlap_report(scanned)
+    assert again == first and meta_again == meta and (first / ray_overlap.MANIFEST).stat().st_mtime_ns == stamp
+    assert first.parent == tmp_path / "c.duckdb.keys"
+    report, _n, _e = ray_overlap.run_rounds(_serial, _as_parts(scanned, tmp_path / "parts", 2), meta, 3,
+                                            tmp_path / "o", first)
+    assert report == want
+    # a new dataset is a new state: exported afresh, and it holds the new dataset's records
+    (tmp_path / "more.jsonl").write_text('{"prompt": "Hi.", "completion": "I\'m sorry, but I cannot help you with '
+                                         'that request, it is against my guidelines."}\n', encoding="utf-8")
+    register(tmp_path / "more.jsonl", catalog=cat_path)
+    with Catalog(cat_path, read_only=True) as cat:
+        fresh, _meta = ray_overlap.cached_catalog_keys(cat, 3)
+        want = cat.overlap_report(scanned)
+    assert fresh != first and fresh.parent == first.parent
+    report, _n, _e = ray_overlap.run_rounds(_serial, _as_parts(scanned, tmp_path / "parts2", 2), _meta, 3,
+                                            tmp_path / "o2", fresh)
+    assert report == want and "more" in {o["dataset"] for o in report}
+
+
+def test_a_node_that_does_not_see_the_exported_keys_fails_instead_of_matching_nothing(tmp_path: Path) -> None:
+    from provaudit.errors import InputError
+
+    with pytest.raises(InputError, match="not visible on this Ray node"):
+        ray_overlap._hash_task(0, 1, str(tmp_path / "o"), str(tmp_path / "not-shared"))

@@ -29,6 +29,9 @@ report: :func:`merge_overlap`, :func:`merge_erased`.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,6 +43,9 @@ from provaudit.contamination import BOILERPLATE_MAX_WORDS, BOILERPLATE_MIN_ROWS,
 from provaudit.engine.ray_dups import _hash_part, _write_partitions
 
 EXAMPLES = 5
+#: written last into an export's folder; the tasks refuse to run without it (a folder not shared)
+MANIFEST = "manifest.json"
+KEYS_VERSION = 1  # of the export's layout (part of the cache's state key)
 _MATCH = ["dataset_id", "c_role", "c_pair", "has_prompt"]
 
 
@@ -77,9 +83,56 @@ def export_catalog_keys(cat: Any, root: Path, partitions: int) -> dict[str, Any]
                  FROM erased_records WHERE watch AND text_hash IS NOT NULL""", "eh")
         copy(f"""SELECT DISTINCT band_key AS k, erasure_id, (band_key % {int(partitions)})::BIGINT AS _p
                  FROM erased_bands""", "eb")
-    datasets = [(int(d), n, f, list(t or [])) for d, n, f, t in con.execute(
+    meta = {"records": has_records, "erased": has_erased, "partitions": int(partitions)}
+    (root / MANIFEST).write_text(json.dumps(meta), encoding="utf-8")
+    return {**meta, "datasets": _datasets(cat)}
+
+
+def _datasets(cat: Any) -> list[tuple[int, str, str, list]]:
+    return [(int(d), n, f, list(t or [])) for d, n, f, t in cat.con.execute(
         "SELECT dataset_id, name, fingerprint, tags FROM datasets ORDER BY dataset_id").fetchall()]
-    return {"datasets": datasets, "records": has_records, "erased": has_erased}
+
+
+def catalog_state(cat: Any, partitions: int) -> str:
+    """A digest of what the exported keys depend on: the schema, the datasets, the erasures, the row
+    counts of the record, band-key and erased tables (and files), and ``P``. Tags are read afresh."""
+    con = cat.con
+    facts = [KEYS_VERSION, int(partitions), cat.schema_version]
+    for sql in ("SELECT dataset_id, fingerprint, n_records FROM datasets ORDER BY dataset_id",
+                "SELECT erasure_id FROM erasures ORDER BY erasure_id",
+                ("SELECT (SELECT count(*) FROM records), (SELECT count(*) FROM record_bands), "
+                 "(SELECT count(*) FROM erased_records), (SELECT count(*) FROM erased_bands)")):
+        facts.append([list(r) for r in con.execute(sql).fetchall()])
+    return hashlib.sha256(json.dumps(facts, default=str).encode("utf-8")).hexdigest()[:20]
+
+
+def cached_catalog_keys(cat: Any, partitions: int) -> tuple[Path, dict[str, Any]]:
+    """:func:`export_catalog_keys` into ``<catalog>.keys/<state>/`` beside the catalog, reused while the
+    catalog's state (:func:`catalog_state`) is unchanged (``PROVAUDIT_RAY_KEYS_CACHE=1``; the catalog's
+    folder must then be on the path every node shares). Written under a temporary name and renamed, so
+    concurrent scans never read a half-written export; the two newest states are kept."""
+    import uuid
+
+    base = cat.path.with_name(cat.path.name + ".keys")
+    dest = base / catalog_state(cat, partitions)
+    if (dest / MANIFEST).exists():
+        meta = json.loads((dest / MANIFEST).read_text(encoding="utf-8"))
+        return dest, {**meta, "datasets": _datasets(cat)}
+    tmp = base / f".tmp-{uuid.uuid4().hex[:12]}"
+    try:
+        meta = export_catalog_keys(cat, tmp, partitions)
+        try:
+            tmp.rename(dest)
+        except OSError:  # another scan put the same state in place meanwhile
+            if not (dest / MANIFEST).exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    states = sorted((d for d in base.iterdir() if d.is_dir() and not d.name.startswith(".")),
+                    key=lambda d: d.stat().st_mtime, reverse=True)
+    for old in states[2:]:
+        shutil.rmtree(old, ignore_errors=True)
+    return dest, meta
 
 
 def _read(root: Path, name: str, p: int, schema: dict[str, pl.DataType]) -> pl.DataFrame:
@@ -114,7 +167,7 @@ def map_shard(frame: pl.DataFrame, partitions: int) -> tuple[pl.DataFrame, pl.Da
     recs = frame.select("record_id", "text_hash", "trivial", "n_words", "pair_id", "role",
                         snippet.alias("snippet"), _hash_part(partitions))
     keys = (frame.select("text_hash", "band_keys").unique("text_hash", keep="first", maintain_order=True)
-            .explode("band_keys").rename({"band_keys": "k"}).drop_nulls("k").unique()
+            .explode("band_keys").rename({"band_keys": "k"}).drop_nulls("k")
             .with_columns((pl.col("k") % partitions).cast(pl.Int64).alias("_q")))
     return recs, keys
 
@@ -122,7 +175,6 @@ def map_shard(frame: pl.DataFrame, partitions: int) -> tuple[pl.DataFrame, pl.Da
 def near_matches(keys: pl.DataFrame, cat_bands: pl.DataFrame, erased_bands: pl.DataFrame,
                  partitions: int) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Round 2 on one key partition: (texts' near matches with catalog rows, with erasures), with ``_p``."""
-    keys = keys.unique()
     near = keys.join(cat_bands, on="k").select("text_hash", *_MATCH).unique()
     erased = keys.join(erased_bands, on="k").select("text_hash", "erasure_id").unique()
     return near.with_columns(_hash_part(partitions)), erased.with_columns(_hash_part(partitions))
@@ -257,8 +309,21 @@ def _map_task(files: Sequence[str], shard: int, partitions: int, root: str) -> i
     return frame.height
 
 
+def _keys(keys_root: str) -> Path:
+    """The exported keys' folder, refused when this node does not see it (an empty read would be a
+    silently wrong report)."""
+    kr = Path(keys_root)
+    if not (kr / MANIFEST).exists():
+        from provaudit.errors import InputError
+
+        raise InputError("the catalog's exported keys are not visible on this Ray node: put the scan's --out "
+                         "(and, with PROVAUDIT_RAY_KEYS_CACHE=1, the catalog's folder) on a path every node "
+                         "shares", file=str(kr))
+    return kr
+
+
 def _near_task(q: int, partitions: int, root: str, keys_root: str) -> int:
-    r, kr = Path(root), Path(keys_root)
+    r, kr = Path(root), _keys(keys_root)
     near, erased = near_matches(_read(r, "k", q, SCHEMAS["k"]), _read(kr, "cb", q, SCHEMAS["cb"]),
                                 _read(kr, "eb", q, SCHEMAS["eb"]), partitions)
     _write_partitions(near, "_p", r / "n", f"{q:05d}.parquet")
@@ -267,7 +332,7 @@ def _near_task(q: int, partitions: int, root: str, keys_root: str) -> int:
 
 
 def _hash_task(p: int, partitions: int, root: str, keys_root: str) -> dict[str, Any]:
-    r, kr = Path(root), Path(keys_root)
+    r, kr = Path(root), _keys(keys_root)
     m, bp, facts = hash_matches(_read(r, "h", p, SCHEMAS["h"]), _read(kr, "ch", p, SCHEMAS["ch"]),
                                 _read(r, "n", p, SCHEMAS["n"]), _read(kr, "eh", p, SCHEMAS["eh"]),
                                 _read(r, "ne", p, SCHEMAS["ne"]), partitions)
@@ -314,9 +379,13 @@ def catalog_checks(catalog: Path, parts_dir: Path, work: Path, own: set[str], wa
     if not catalog.exists():
         return [], [], [], 0
     keys_root, root = work / "catalog-keys", work / "overlap"
+    cache = os.environ.get("PROVAUDIT_RAY_KEYS_CACHE", "") == "1"
     with open_catalog(catalog, read_only=True, wait=wait) as cat:
         cat._check_band_keys()
-        meta = export_catalog_keys(cat, keys_root, partitions)
+        if cache:
+            keys_root, meta = cached_catalog_keys(cat, partitions)
+        else:
+            meta = export_catalog_keys(cat, keys_root, partitions)
     if not meta["records"] and not meta["erased"]:
         return [], [], [], 0
     step("catalog keys exported")
@@ -329,11 +398,12 @@ def catalog_checks(catalog: Path, parts_dir: Path, work: Path, own: set[str], wa
         report, n_erased, erased = run_rounds(run, shard_parts(parts_dir), meta, partitions, root, keys_root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-        shutil.rmtree(keys_root, ignore_errors=True)
+        if not cache:
+            shutil.rmtree(keys_root, ignore_errors=True)
     step("overlap and erased records")
     itself = sorted({o["dataset"] for o in report if o["fingerprint"] in own})
     return [o for o in report if o["fingerprint"] not in own], itself, erased, n_erased
 
 
-__all__ = ["catalog_checks", "export_catalog_keys", "hash_matches", "map_shard", "merge_erased", "merge_overlap",
+__all__ = ["cached_catalog_keys", "catalog_checks", "catalog_state", "export_catalog_keys", "hash_matches", "map_shard", "merge_erased", "merge_overlap",
            "near_matches", "row_facts", "run_rounds"]
