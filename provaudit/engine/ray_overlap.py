@@ -40,7 +40,7 @@ from typing import Any
 import polars as pl
 
 from provaudit.contamination import BOILERPLATE_MAX_WORDS, BOILERPLATE_MIN_ROWS, OUTPUT_ROLES
-from provaudit.engine.ray_dups import _hash_part, _write_partitions
+from provaudit.engine.ray_dups import PARTITION_RECORDS, _hash_part, _write_partitions
 
 EXAMPLES = 5
 #: written last into an export's folder; the tasks refuse to run without it (a folder not shared)
@@ -368,7 +368,9 @@ def catalog_checks(catalog: Path, parts_dir: Path, work: Path, own: set[str], wa
                    partitions: int, step: Callable[[str], None] | None = None
                    ) -> tuple[list[dict], list[str], list[dict], int]:
     """What ``pipeline._catalog_checks`` returns (overlap, datasets skipped as this very input, the first
-    five erased matches) plus the number of erased matches, computed on the cluster."""
+    five erased matches) plus the number of erased matches, computed on the cluster in ``partitions``
+    partitions (the duplicate grouping's), or more for a catalog of more than ``PARTITION_RECORDS``
+    records per partition."""
     import ray
 
     from provaudit.catalog.store import open_catalog
@@ -382,6 +384,9 @@ def catalog_checks(catalog: Path, parts_dir: Path, work: Path, own: set[str], wa
     cache = os.environ.get("PROVAUDIT_RAY_KEYS_CACHE", "") == "1"
     with open_catalog(catalog, read_only=True, wait=wait) as cat:
         cat._check_band_keys()
+        # a reducer holds a slice of the catalog's keys too: at least one partition per PARTITION_RECORDS of them
+        n_catalog = int(cat.con.execute("SELECT count(*) FROM records").fetchone()[0])
+        partitions = max(partitions, -(-n_catalog // PARTITION_RECORDS))
         if cache:
             keys_root, meta = cached_catalog_keys(cat, partitions)
         else:
