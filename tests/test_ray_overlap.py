@@ -98,3 +98,17 @@ def test_a_node_that_does_not_see_the_exported_keys_fails_instead_of_matching_no
 
     with pytest.raises(InputError, match="not visible on this Ray node"):
         ray_overlap._hash_task(0, 1, str(tmp_path / "o"), str(tmp_path / "not-shared"))
+
+
+def test_examples_are_ordered_as_duckdb_orders_them() -> None:
+    import duckdb
+
+    ids = ["b:1", "Z:2", "é:3", "a:4", "ß:5", "e\u0301:6", "日本:7", "A:8", "~:9", "z:10"]
+    frame = pl.DataFrame({"kind": [i % 2 for i in range(len(ids))], "record_id": ids})
+    want = duckdb.sql("SELECT kind, record_id FROM frame ORDER BY kind, record_id LIMIT 5").fetchall()
+    assert ray_overlap._first(frame, ["kind", "record_id"]) == want
+    # and the driver's merge of per-partition lists keeps that order
+    halves = [frame.slice(0, 5), frame.slice(5)]
+    merged = sorted((r for h in halves for r in ray_overlap._first(h, ["kind", "record_id"])),
+                    key=ray_overlap._by_kind_then_id)[:5]
+    assert merged == want

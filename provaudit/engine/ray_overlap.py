@@ -209,7 +209,7 @@ def hash_matches(recs: pl.DataFrame, cat_hashes: pl.DataFrame, near: pl.DataFram
                      recs.join(erased_near, on="text_hash").select("record_id", "erasure_id",
                                                                      pl.lit(1, pl.Int64).alias("kind"))], how="vertical")
           .group_by("record_id", "erasure_id").agg(pl.col("kind").min()))
-    first = sorted(er.rows(), key=lambda r: (r[0].encode("utf-8"), r[1]))[:EXAMPLES]
+    first = er.sort(pl.col("record_id").cast(pl.Binary), "erasure_id").head(EXAMPLES).rows()
     facts = {"records": int(recs["record_id"].n_unique()), "erased": er.height, "erased_first": first}
     return m, bp, facts
 
@@ -220,7 +220,8 @@ def _by_kind_then_id(r: Sequence) -> tuple:
 
 
 def _first(frame: pl.DataFrame, cols: list[str]) -> list[tuple]:
-    return sorted(frame.select(cols).rows(), key=_by_kind_then_id)[:EXAMPLES]
+    """The first five rows of ``cols`` (kind, record id, ...) in that order (ids by their UTF-8 bytes)."""
+    return frame.sort(cols[0], pl.col(cols[1]).cast(pl.Binary)).head(EXAMPLES).select(cols).rows()
 
 
 def row_facts(m: pl.DataFrame, bp: pl.DataFrame) -> dict[int, list]:
