@@ -606,9 +606,9 @@ def _finalize_ray(infos: list[InputInfo], parts: Path, work: Path, staged: Path,
         from provaudit.engine.ray_dups import partition_count
         from provaudit.engine.ray_overlap import catalog_checks
 
-        overlap, itself, erased, n_erased = catalog_checks(
-            catalog_path, parts, work, own, wait, partitions=partition_count(sum(i.records for i in infos)),
-            step=progress_display.step)
+        n = sum(i.records for i in infos)
+        overlap, itself, erased, n_erased = catalog_checks(catalog_path, parts, work, own, wait, records=n,
+                                                           partitions=partition_count(n), step=progress_display.step)
     summary["overlap"] = {**_overlap_summary(overlap), "skipped_identical": itself}
     summary["erased"] = {"reintroduced": n_erased, "examples": erased[:5]}
     results = evaluate_gate(summary, checks, strict=strict)

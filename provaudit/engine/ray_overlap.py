@@ -40,12 +40,15 @@ from typing import Any
 import polars as pl
 
 from provaudit.contamination import BOILERPLATE_MAX_WORDS, BOILERPLATE_MIN_ROWS, OUTPUT_ROLES
-from provaudit.engine.ray_dups import PARTITION_RECORDS, _hash_part, _write_partitions
+from provaudit.engine.ray_dups import _hash_part, _write_partitions
 
 EXAMPLES = 5
 #: written last into an export's folder; the tasks refuse to run without it (a folder not shared)
 MANIFEST = "manifest.json"
 KEYS_VERSION = 1  # of the export's layout (part of the cache's state key)
+#: at most this many scanned and this many catalog records per partition (a key-partition task peaks near
+#: 350 MB at 75,000 scanned and 60,000 catalog records), so a reducer's memory stays flat in both sizes
+PARTITION_RECORDS = 100_000
 _MATCH = ["dataset_id", "c_role", "c_pair", "has_prompt"]
 
 
@@ -175,7 +178,9 @@ def map_shard(frame: pl.DataFrame, partitions: int) -> tuple[pl.DataFrame, pl.Da
 def near_matches(keys: pl.DataFrame, cat_bands: pl.DataFrame, erased_bands: pl.DataFrame,
                  partitions: int) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Round 2 on one key partition: (texts' near matches with catalog rows, with erasures), with ``_p``."""
-    near = keys.join(cat_bands, on="k").select("text_hash", *_MATCH).unique()
+    # streamed: the join holds a row per shared band key before the unique (16 for a text in the catalog)
+    near = (keys.lazy().join(cat_bands.lazy(), on="k").select("text_hash", *_MATCH).unique()
+            .collect(engine="streaming"))
     erased = keys.join(erased_bands, on="k").select("text_hash", "erasure_id").unique()
     return near.with_columns(_hash_part(partitions)), erased.with_columns(_hash_part(partitions))
 
@@ -366,12 +371,12 @@ def run_rounds(run: Callable[[Callable, list[tuple]], list[Any]], shards: Sequen
 
 
 def catalog_checks(catalog: Path, parts_dir: Path, work: Path, own: set[str], wait: float | None, *,
-                   partitions: int, step: Callable[[str], None] | None = None
+                   partitions: int, records: int = 0, step: Callable[[str], None] | None = None
                    ) -> tuple[list[dict], list[str], list[dict], int]:
     """What ``pipeline._catalog_checks`` returns (overlap, datasets skipped as this very input, the first
     five erased matches) plus the number of erased matches, computed on the cluster in ``partitions``
-    partitions (the duplicate grouping's), or more for a catalog of more than ``PARTITION_RECORDS``
-    records per partition."""
+    partitions (the duplicate grouping's), or more where the scan's ``records`` or the catalog's would
+    put more than ``PARTITION_RECORDS`` in one."""
     import ray
 
     from provaudit.catalog.store import open_catalog
@@ -385,9 +390,9 @@ def catalog_checks(catalog: Path, parts_dir: Path, work: Path, own: set[str], wa
     cache = os.environ.get("PROVAUDIT_RAY_KEYS_CACHE", "") == "1"
     with open_catalog(catalog, read_only=True, wait=wait) as cat:
         cat._check_band_keys()
-        # a reducer holds a slice of the catalog's keys too: at least one partition per PARTITION_RECORDS of them
+        # a reducer's memory stays flat: at most PARTITION_RECORDS scanned and catalog records per partition
         n_catalog = int(cat.con.execute("SELECT count(*) FROM records").fetchone()[0])
-        partitions = max(partitions, -(-n_catalog // PARTITION_RECORDS))
+        partitions = max(partitions, -(-n_catalog // PARTITION_RECORDS), -(-records // PARTITION_RECORDS))
         if cache:
             keys_root, meta = cached_catalog_keys(cat, partitions)
         else:
