@@ -4,8 +4,9 @@ The same results as :meth:`provaudit.catalog.store.Catalog.overlap_report` and
 :meth:`~provaudit.catalog.store.Catalog.erased_matches` over the scan's parts (the same numbers,
 examples, order and verdicts: substantive texts only, boilerplate counted over the scan and the
 catalog, a response reused under another question apart from a leak), computed as shuffle rounds
-through files in the scan's work folder, partitioned like the duplicate grouping
-(:mod:`provaudit.engine.ray_dups`: ``P`` partitions, ``int(text_hash[:8], 16) % P`` and ``key % P``):
+through files in the scan's work folder, partitioned as the duplicate grouping partitions
+(:mod:`provaudit.engine.ray_dups`: ``int(text_hash[:8], 16) % P`` and ``key % P``; ``P`` at least the
+duplicate grouping's, and at least one per ``PARTITION_RECORDS`` scanned or catalog records):
 
 0. export (driver, one read-only open of the catalog, O(catalog)): the catalog's distinct
    ``(text_hash, dataset_id, role, pair_id, has_prompt)`` into hash partitions and
