@@ -24,6 +24,10 @@ Configurations (``--configs``, comma separated):
              process of the cluster: raylets, GCS, workers, sampled every 50 ms) and the driver's share
   ray-no-origin  the same with ``--no-origin``; ray-no-record: with ``--no-record`` (no records are
              added to the catalog: the commit's bulk insert is the driver's one O(rows) step)
+  ray-overlap-driver  ``--engine ray`` with the overlap and erasure checks run by DuckDB on the driver
+             (``PROVAUDIT_RAY_OVERLAP=driver``, the way before they moved to the workers)
+  ray-cached-keys  ``--engine ray`` with ``PROVAUDIT_RAY_KEYS_CACHE=1``, timed on a second scan against
+             the same catalog (the first, untimed, ``--no-record``, exports the catalog's keys beside it)
 
 ``PROVAUDIT_RECORD_FILE_RECORDS=0 PROVAUDIT_BAND_FILE_RECORDS=0`` in the environment gives the scanned
 dataset the catalog layout of a big one at any size (records, metadata fields and band keys in Parquet
@@ -65,7 +69,12 @@ CONFIGS = {
     "ray": ["--engine", "ray"],                       # on the simulated cluster (--ray-nodes)
     "ray-no-origin": ["--engine", "ray", "--no-origin"],
     "ray-no-record": ["--engine", "ray", "--no-record"],  # without the catalog commit of the records
+    "ray-overlap-driver": ["--engine", "ray"],  # the catalog checks by DuckDB on the driver (CONFIG_ENV)
+    "ray-cached-keys": ["--engine", "ray"],  # the catalog's keys exported by an earlier scan (CONFIG_ENV)
 }
+#: environment of a configuration's scan
+CONFIG_ENV = {"ray-overlap-driver": {"PROVAUDIT_RAY_OVERLAP": "driver"},
+              "ray-cached-keys": {"PROVAUDIT_RAY_KEYS_CACHE": "1"}}
 
 
 def _tree_rss(proc) -> int:
@@ -202,7 +211,7 @@ def start_cluster(nodes: int, cpus: int):
 def _catalog_paths(cat: Path) -> list[Path]:
     """The catalog file and the folders of Parquet files it references (docs/lineage.md)."""
     return [cat, cat.with_name(cat.name + ".wal"), cat.with_name(cat.name + ".bands"),
-            cat.with_name(cat.name + ".records")]
+            cat.with_name(cat.name + ".records"), cat.with_name(cat.name + ".keys")]
 
 
 def run_scan(data: Path, work: Path, config: str, workers: int | None = None, cluster=None,
@@ -219,10 +228,15 @@ def run_scan(data: Path, work: Path, config: str, workers: int | None = None, cl
                        stdout=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     cmd = provaudit_cmd() + ["scan", str(data), "--catalog", str(cat), "--out", str(out), "--json",
                              "--no-progress"] + CONFIGS[config]
+    env = {**({"RAY_ADDRESS": cluster.address} if config.startswith("ray") and cluster else {}),
+           **CONFIG_ENV.get(config, {})}
+    if config == "ray-cached-keys":  # an untimed scan first, which exports the catalog's keys into the cache
+        subprocess.run(cmd + ["--no-record"], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       env={**os.environ, "HF_HUB_OFFLINE": "1", **env})
     meter = ClusterMeter() if config.startswith("ray") else None
     if meter:
         meter.start()
-    m = measure(cmd, env={"RAY_ADDRESS": cluster.address} if meter and cluster else None)
+    m = measure(cmd, env=env)
     extra = meter.stop() if meter else {}
     if meter:  # the scan process is the driver: its CPU next to the cluster's
         extra["driver_cpu_seconds"] = round(m["cpu_seconds"], 1)
@@ -244,7 +258,10 @@ def run_scan(data: Path, work: Path, config: str, workers: int | None = None, cl
     res.update(rows=rows, records=summary["input"]["records"], rows_per_s=round(rows / m["seconds"]),
                rows_per_cpu_s=round(rows / max(m["cpu_seconds"], 1e-9)),
                records_per_s=round(summary["input"]["records"] / m["seconds"]),
-               exact_rate=summary["duplicates"]["exact_rate"], near_rate=summary["duplicates"]["near_rate"])
+               exact_rate=summary["duplicates"]["exact_rate"], near_rate=summary["duplicates"]["near_rate"],
+               # per catalog dataset: exact, near, trivial and reused records (equal between the engines)
+               overlap=[[o["exact_records"], o["near_records"], o["trivial_records"], o["reused_records"]]
+                        for o in summary.get("overlap", {}).get("datasets", [])])
     shutil.rmtree(out, ignore_errors=True)
     for p in _catalog_paths(cat):
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)

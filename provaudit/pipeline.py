@@ -640,9 +640,19 @@ def _finalize_ray(infos: list[InputInfo], parts: Path, work: Path, staged: Path,
     except BaseException:
         cancel([corpus])
         raise
-    overlap, itself, erased = _catalog_checks(catalog_path, glob, {i.fingerprint for i in infos}, wait)
+    own = {i.fingerprint for i in infos}
+    if os.environ.get("PROVAUDIT_RAY_OVERLAP", "cluster") == "driver":  # the DuckDB check on the driver
+        overlap, itself, erased = _catalog_checks(catalog_path, glob, own, wait)
+        n_erased = len(erased)
+    else:  # on the cluster (provaudit.engine.ray_overlap): the driver merges per-partition facts
+        from provaudit.engine.ray_dups import partition_count
+        from provaudit.engine.ray_overlap import catalog_checks
+
+        n = sum(i.records for i in infos)
+        overlap, itself, erased, n_erased = catalog_checks(catalog_path, parts, work, own, wait, records=n,
+                                                           partitions=partition_count(n), step=progress_display.step)
     summary["overlap"] = {**_overlap_summary(overlap), "skipped_identical": itself}
-    summary["erased"] = {"reintroduced": len(erased), "examples": erased[:5]}
+    summary["erased"] = {"reintroduced": n_erased, "examples": erased[:5]}
     results = evaluate_gate(summary, checks, strict=strict)
     summary["gate"] = gate_summary(results, strict=strict)
     return summary, results

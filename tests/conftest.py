@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import Phase, settings
@@ -65,6 +66,60 @@ def query_catalog(path: Path, sql: str) -> list[tuple]:
 def raw_catalog():
     """:func:`query_catalog`."""
     return query_catalog
+
+
+def _hh_last_turn(transcript: str) -> str:
+    return transcript.rsplit("\n\nAssistant:", 1)[-1].strip()
+
+
+@pytest.fixture(scope="module")
+def overlap_world(tmp_path_factory) -> dict[str, Any]:
+    """A catalog and a batch with every kind of catalog match a scan reports (docs/overlap.md), for
+    comparing the cluster's catalog checks with the catalog's DuckDB ones: HH-RLHF test rows as an eval
+    set (exact and short trivial matches from later HH-RLHF rows), a 15-word refusal in 6 eval rows
+    (boilerplate), an HH-RLHF answer reused under another question (reused, not a leak), a long eval
+    answer with its last word changed (near), and an erased training record brought back."""
+    import gzip
+    import json
+    import re
+
+    from provaudit.catalog.erase import erase
+    from provaudit.pipeline import register
+
+    d = tmp_path_factory.mktemp("overlap-world")
+    cat = d / "c.duckdb"
+    def jl(path: Path, rows: list[dict]) -> Path:
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        return path
+
+    with gzip.open(FIXTURES / "scan" / "hh_rlhf.jsonl.gz", "rt", encoding="utf-8") as fh:
+        hh = [json.loads(line) for line in fh if line.strip()]
+    words = lambda t: len(re.findall(r"\w+", t))
+    register(FIXTURES / "scan" / "hh_rlhf.jsonl.gz", tags=["eval"], catalog=cat)
+    refusal = "I'm sorry, but I cannot help you with that request, it is against my guidelines."
+    answer = next(t for r in hh if 13 <= words(t := _hh_last_turn(r["chosen"])) < 20)
+    register(jl(d / "refusals.jsonl", [{"prompt": f"question number {i} about chemistry homework please",
+                                        "completion": refusal} for i in range(6)]
+                + [{"prompt": "unrelated prompt with enough words to be substantive here", "completion": answer}]),
+             tags=["eval", "refusals"], catalog=cat)
+    first, second = (json.loads(line) for line in
+                     (FIXTURES / "overlap" / "hh_rlhf_reused_answer.jsonl").read_text(encoding="utf-8").splitlines())
+    register(jl(d / "reused_eval.jsonl", [first]), tags=["eval"], catalog=cat)
+    pairs = [json.loads(line) for line in (FIXTURES / "scan" / "trl_pairs.jsonl").read_text(encoding="utf-8").splitlines()]
+    erased_text = str(pairs[5]["chosen"])
+    train = d / "train.jsonl"
+    jl(train, [{"prompt": "Write an essay.", "completion": erased_text, "user_id": "u1"},
+               {"prompt": "Say hi.", "completion": str(pairs[6]["chosen"]), "user_id": "u2"}])
+    register(train, tags=["train"], catalog=cat)
+    erase(field="user_id=u1", out=d / "redacted", catalog=cat)
+    longest = max((_hh_last_turn(r["chosen"]) for r in hh), key=words)
+    near = longest.rsplit(" ", 1)[0] + " indeed."
+    batch = jl(d / "batch.jsonl", [{"prompt": "Hi.", "completion": refusal}, {"prompt": "Hello.", "completion": answer},
+                                   {"prompt": "Write something.", "completion": erased_text},
+                                   {"prompt": "Continue.", "completion": near}])
+    reused = jl(d / "reused.jsonl", [second])
+    inputs = [FIXTURES / "overlap" / "hh_rlhf_1001_1600.jsonl.gz", batch, reused]
+    return {"catalog": cat, "inputs": inputs, "dir": d}
 
 
 def pytest_collection_modifyitems(config, items) -> None:

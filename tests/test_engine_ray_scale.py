@@ -357,3 +357,26 @@ def test_a_damaged_gzip_file_fails_like_local(tmp_path: Path, cluster, small_sha
         assert str(ray_err.value) == str(local_err.value)
         assert str(local_err.value).startswith(f"{p}: cannot read compressed stream" if skip else f"{p}:51: malformed")
     assert not (tmp_path / "c.duckdb").exists() and not list((tmp_path / "r").iterdir())
+
+
+@pytest.mark.slow
+def test_catalog_checks_on_the_cluster_give_the_local_summary(tmp_path: Path, overlap_world, cluster,
+                                                              small_shards, monkeypatch) -> None:
+    # eval overlap (exact, near, short trivial), boilerplate, a reused response and an erased record
+    # brought back, checked by the workers (provaudit.engine.ray_overlap) and by DuckDB on one machine
+    from provaudit.catalog.store import Catalog
+
+    kw = {"catalog": overlap_world["catalog"], "origin": False, "record": False, "gate": ROOT / "rules" / "gate.yaml"}
+    scan(overlap_world["inputs"], out=tmp_path / "l", **kw)
+
+    def on_the_driver(*_a, **_k):
+        raise AssertionError("the driver ran a per-record catalog check")
+
+    monkeypatch.setattr(Catalog, "overlap_report", on_the_driver)
+    monkeypatch.setattr(Catalog, "erased_matches", on_the_driver)
+    dist = scan(overlap_world["inputs"], out=tmp_path / "r", engine="ray", **kw)
+    assert (tmp_path / "l" / "summary.json").read_bytes() == (tmp_path / "r" / "summary.json").read_bytes()
+    by = {o["dataset"]: o for o in dist.summary["overlap"]["datasets"]}
+    assert by["hh_rlhf"]["exact_records"] and by["hh_rlhf"]["near_records"] and by["reused_eval"]["reused_records"]
+    assert [e["reason"] for e in by["refusals"]["trivial_examples"]] == ["boilerplate"]
+    assert dist.summary["erased"]["reintroduced"] >= 1 and "no_erased_records" in dist.summary["gate"]["failed"]

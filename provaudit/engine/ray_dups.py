@@ -59,6 +59,14 @@ def shard_parts(parts_dir: Path) -> list[tuple[int, list[str]]]:
     return sorted(by.items())
 
 
+def partition_count(records: int) -> int:
+    """``P``: ``PROVAUDIT_RAY_PARTITIONS``, else two per cluster CPU and at least one per
+    ``PARTITION_RECORDS`` records (needs a Ray session)."""
+    import ray
+
+    return PARTITIONS or max(1, 2 * int(ray.cluster_resources().get("CPU", 1)), -(-records // PARTITION_RECORDS))
+
+
 def _hash_part(p: int) -> pl.Expr:
     return (pl.col("text_hash").str.slice(0, 8).str.to_integer(base=16) % p).cast(pl.Int64).alias("_p")
 
@@ -222,8 +230,7 @@ def finalize(parts_dir: Path, shuffle_dir: Path, records_dir: Path, *, pos_bits:
 
     step = step or (lambda _d: None)
     shards = shard_parts(parts_dir)
-    partitions = partitions or PARTITIONS or max(1, 2 * int(ray.cluster_resources().get("CPU", 1)),
-                                                 -(-records // PARTITION_RECORDS))
+    partitions = partitions or partition_count(records)
     records_dir.mkdir(parents=True, exist_ok=True)
     root = str(shuffle_dir)
 
@@ -242,4 +249,4 @@ def finalize(parts_dir: Path, shuffle_dir: Path, records_dir: Path, *, pos_bits:
     return merge_dup_facts(facts)
 
 
-__all__ = ["finalize", "merge_dup_facts", "shard_parts"]
+__all__ = ["finalize", "merge_dup_facts", "partition_count", "shard_parts"]
