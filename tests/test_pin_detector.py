@@ -283,3 +283,66 @@ def test_fit_detector_defaults_errors_and_group_weights() -> None:
     plain = fit_detector(xs, ys)[0].coef
     assert np.allclose(fit_detector(xs, ys, groups=["one"] * len(ys))[0].coef, plain)
     assert not np.allclose(fit_detector(xs, ys, groups=gs)[0].coef, plain)
+
+
+def _reference_fit(x, y, groups, c, folds, seed):
+    """fit_detector's weights and calibration from their definition, with sklearn and numpy: signed-log1p
+    features, standardised on the training rows (a constant column's scale 1), a weighted L2 logistic
+    regression (C = c) with every (group, label) cell of equal total weight, stratified out-of-fold scores
+    (n_splits = max(2, min(folds, smallest class))), then a weighted Platt fit (C = 1e6) on those scores."""
+    from collections import Counter
+
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    cells = list(zip(groups, y)) if groups is not None else list(y)
+    cnt = Counter(cells)
+    w = np.array([1.0 / cnt[g] for g in cells])
+    w = w * len(w) / w.sum()
+    z = np.sign(x) * np.log1p(np.abs(x))
+
+    def fit(idx):
+        mu, sd = z[idx].mean(0), z[idx].std(0)
+        sd = np.where(sd < 1e-9, 1.0, sd)
+        lr = LogisticRegression(C=c, max_iter=5000).fit((z[idx] - mu) / sd, y[idx], sample_weight=w[idx])
+        return mu, sd, lr.coef_[0], lr.intercept_[0]
+
+    k = max(2, min(folds, int(np.bincount(y).min())))
+    oof = np.zeros(len(y))
+    for tr, te in StratifiedKFold(k, shuffle=True, random_state=seed).split(z, y):
+        mu, sd, cf, b = fit(tr)
+        oof[te] = ((z[te] - mu) / sd) @ cf + b
+    platt = LogisticRegression(C=1e6, max_iter=1000).fit(oof[:, None], y, sample_weight=w)
+    a, bb = platt.coef_[0, 0], platt.intercept_[0]
+    return fit(np.arange(len(y))), (a, bb), 1 / (1 + np.exp(-(a * oof + bb))), k
+
+
+@pytest.mark.parametrize(("n_human", "folds", "with_groups"), [(120, 5, True), (3, 5, False), (2, 5, True)])
+def test_fit_detector_weights_and_calibration_equal_the_definition(n_human: int, folds: int, with_groups: bool) -> None:
+    x, y, n_words, groups = _training()
+    keep = np.concatenate([np.flatnonzero(y == 0)[:n_human], np.flatnonzero(y == 1)])
+    x, y, n_words = x[keep].copy(), y[keep], n_words[keep]
+    x[:, 5] = 2.0                                                   # a constant feature: scale 1, weight 0
+    g = [groups[i] for i in keep] if with_groups else None
+    det, p = fit_detector(x, y, groups=g, n_words=n_words, c=0.7, folds=folds, seed=3)
+    (mu, sd, cf, b), (a, bb), p_ref, k = _reference_fit(x, y, g, 0.7, folds, 3)
+    assert det.meta["folds"] == k and det.scale[5] == 1.0
+    assert np.allclose(det.mean, mu) and np.allclose(det.scale, sd)
+    assert np.allclose(det.coef, cf, atol=1e-6) and det.intercept == pytest.approx(b, abs=1e-6)
+    assert (det.platt_a, det.platt_b) == (pytest.approx(a, rel=1e-5), pytest.approx(bb, rel=1e-5, abs=1e-6))
+    assert np.allclose(p, p_ref, atol=1e-6)
+
+
+@pytest.mark.parametrize("n_long", [19, 20])
+def test_the_model_side_quantile_uses_long_texts_from_20_on(n_long: int) -> None:
+    """threshold_human is the human_miss quantile of the long model texts when there are 20 or more of them,
+    else of every model text (and the human side likewise for threshold_model)."""
+    x, y, _, _ = _training()
+    n_words = np.where(np.arange(len(y)) % 120 < n_long, 100, 10)     # n_long long texts of each class
+    det, p = fit_detector(x, y, n_words=n_words, human_miss=0.3, nominal_fpr=0.05)
+    long = n_words >= 50
+    pm = p[(y == 1) & long] if n_long >= 20 else p[y == 1]
+    ph = p[(y == 0) & long] if n_long >= 20 else p[y == 0]
+    t_model = np.quantile(ph, 0.95, method="higher")
+    assert det.threshold_model == pytest.approx(t_model)
+    assert det.threshold_human == pytest.approx(min(np.quantile(pm, 0.3), t_model))
