@@ -3,6 +3,7 @@
     PYTHONPATH=$PWD python bench/mutation.py                 # every module below
     PYTHONPATH=$PWD python bench/mutation.py gate mixture    # some of them
     PYTHONPATH=$PWD python bench/mutation.py --list          # the modules and their tests
+    PYTHONPATH=$PWD python bench/mutation.py tagging --recheck tests/test_pin_origin_summary.py  # survivors vs new tests
 
 For each module the project (``provaudit/``, ``tests/``, ``fixtures/``, ``rules/``, ``pyproject.toml``)
 is copied into ``build/mutation/<module>/`` with a ``[tool.mutmut]`` section that mutates only that
@@ -64,7 +65,8 @@ MODULES: dict[str, tuple[str, list[str], list[str] | None]] = {
               [f"*.x_{f}__*" for f in ("_copy_except", "_is_blank", "_line_units", "_redact_lines", "_redact_json",
                                        "_redact", "_concrete_format", "_same_value", "_kept_units_identical",
                                        "_rows_with_field", "_targets")] + ["*.xǁ_CapturingLinesǁ*"]),
-    "pipeline": ("provaudit/pipeline.py", ["tests/test_pin_scan.py", "tests/test_scan_pipeline.py"],
+    "pipeline": ("provaudit/pipeline.py", ["tests/test_pin_scan.py", "tests/test_scan_pipeline.py",
+                                          "tests/test_safety.py::test_writer_past_the_wait_exits_3"],
                  [f"*.x_{f}__*" for f in ("_duplicate_tables", "_duplicate_summary", "_rate", "_store_datasets",
                                           "_commit", "_dataset_parts")]),
 }
@@ -160,6 +162,35 @@ def run_module(name: str, jobs: int, only: list[str] | None = None) -> dict:
     return result
 
 
+def recheck(name: str, tests: list[str], only: list[str] | None) -> dict:
+    """Run the module's surviving non-equivalent mutants (or those matching ``only``) again, each against
+    ``tests`` as they are now (copied into the last run's ``mutants/`` folder), through mutmut's trampoline
+    (``MUTANT_UNDER_TEST``); a failing test kills the mutant. Confirms that tests written after a run kill
+    its survivors without running the whole module again. Statuses are merged into the saved results."""
+    import fnmatch
+
+    prior = load_results(name)
+    mutants = ROOT / "build" / "mutation" / name / "mutants"
+    if prior is None or not mutants.is_dir():
+        raise SystemExit(f"no earlier run of {name} (build/mutation/{name}/mutants) to re-check")
+    equiv = equivalent_mutants()
+    todo = sorted(k for k, v in prior["statuses"].items() if v == "survived" and k not in equiv
+                  and (not only or any(fnmatch.fnmatchcase(k, g) or k == g for g in only)))
+    shutil.rmtree(mutants / "tests")
+    shutil.copytree(ROOT / "tests", mutants / "tests", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(mutants))
+    statuses = dict(prior["statuses"])
+    for k in todo:
+        done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                               "--hypothesis-profile=mutation", *tests], cwd=mutants,
+                              env={**env, "MUTANT_UNDER_TEST": k}, capture_output=True, text=True, check=False)
+        statuses[k] = {0: "survived", 1: "killed"}.get(done.returncode, f"exit {done.returncode}")
+        print(f"{k}: {statuses[k]}", flush=True)
+    result = {**prior, "statuses": statuses, "rechecked": sorted(set(prior.get("rechecked", [])) | set(todo))}
+    (ROOT / "build" / "mutation" / f"{name}.json").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+    return result
+
+
 def tabulate(results: list[dict]) -> str:
     equiv = equivalent_mutants()
     lines = ["| module | file | mutants | killed | survived | equivalent | other | score |",
@@ -186,6 +217,9 @@ def main() -> None:
     ap.add_argument("--only", nargs="+", help="re-run only these mutants (names or globs; one module) and merge "
                                               "into that module's last results")
     ap.add_argument("--table", action="store_true", help="print the table of the last results, run nothing")
+    ap.add_argument("--recheck", nargs="+", metavar="TEST",
+                    help="re-run the last run's surviving non-equivalent mutants (one module; --only narrows them) "
+                         "against these test files as they are now, and merge the statuses")
     args = ap.parse_args()
     if args.list:
         for k, (p, t, f) in MODULES.items():
@@ -199,8 +233,11 @@ def main() -> None:
     if args.table:
         print(tabulate([r for r in map(load_results, names) if r]))
         return
-    if args.only and len(names) != 1:
-        sys.exit("--only needs exactly one module")
+    if (args.only or args.recheck) and len(names) != 1:
+        sys.exit("--only and --recheck need exactly one module")
+    if args.recheck:
+        print(tabulate([recheck(names[0], args.recheck, args.only)]))
+        return
     results = []
     for n in names:
         r = run_module(n, args.jobs, args.only)

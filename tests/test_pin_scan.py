@@ -275,3 +275,42 @@ def test_the_duplicate_step_reports_each_of_its_sql_steps_in_order(tmp_path: Pat
     assert seen == [("finalize: duplicate groups", pipeline.FINALIZE_STEPS)] + [
         (f"finalize: {d}", 1) for d in ("exact groups", "band keys", "shared band keys", "near-duplicate groups",
                                          "near-duplicate representatives", "duplicate table")]
+
+
+def test_boilerplate_empty_and_prompt_duplicates_in_the_duplicate_summary(tmp_path: Path) -> None:
+    """By the contamination rule: a 16-word text (13+ words: substantive alone) recurring in 5+ rows is
+    boilerplate, its copies trivial, not duplicates; the same length in 4 rows and a 23-word text in any
+    number of rows are duplicates; an empty output is an empty record; prompt copies are counted under
+    their role but kept out of the headline and its examples; a role without any duplicate has zeros."""
+    boiler = "Please call the Acme support desk at 555 0100 before you reset the account password today"
+    four = "Our team will review the attached invoice from March and reply to you within two days"
+    long = ("The committee reviewed every proposal submitted this year and selected the three projects that best "
+            "matched the criteria published in the spring call")
+    assert (len(boiler.split()), len(four.split()), len(long.split())) == (16, 16, 23)
+    rows = ([{"prompt": f"Write reply number {i} for the customer about the billing issue", "completion": boiler}
+             for i in range(6)]
+            + [{"prompt": f"Summarise memo number {i} for the board in plain words please", "completion": four}
+               for i in range(4)]
+            + [{"prompt": "Describe in detail the selection process of the committee for the annual research grants",
+                "completion": long} for _ in range(3)]
+            + [{"prompt": "An empty answer follows for this question about the weather in Paris", "completion": ""}])
+    res = provaudit.scan([_jsonl(tmp_path / "d.jsonl", rows)], catalog=tmp_path / "c.duckdb", out=tmp_path / "o",
+                         origin=False)
+    dup = res.summary["duplicates"]
+    resp = dup["by_role"]["response"]
+    assert (resp["records"], resp["exact_duplicates"], resp["trivial_records"], resp["empty_records"]) == (14, 3 + 2, 5, 1)
+    prm = dup["by_role"]["prompt"]
+    assert (prm["records"], prm["exact_duplicates"], prm["trivial_records"]) == (14, 2, 0)
+    assert (dup["records"], dup["exact_duplicates"], dup["trivial_records"], dup["empty_records"]) == (14, 5, 5, 1)
+    assert [e["record_id"] for e in dup["exact_examples"]] == sorted(
+        [f"d:{i}:response" for i in (7, 8, 9, 11, 12)])                    # outputs only: no "d:11:prompt"
+    assert {e["reason"] for e in dup["trivial_examples"]} == {"boilerplate"} and len(dup["trivial_examples"]) == 5
+    assert all(e["duplicate_of"] == "d:0:response" for e in dup["trivial_examples"])
+    assert dup["empty_examples"] == ["d:13:response"]
+    # every prompt distinct: the prompt role reports zeros
+    uniq = [{"prompt": f"Distinct question number {i} about the history of the region", "completion": long + f" {i}"}
+            for i in range(3)]
+    zero = provaudit.scan([_jsonl(tmp_path / "u.jsonl", uniq)], catalog=tmp_path / "c2.duckdb", out=tmp_path / "o2",
+                          origin=False).summary["duplicates"]["by_role"]["prompt"]
+    assert (zero["exact_duplicates"], zero["near_duplicates"], zero["trivial_records"], zero["empty_records"]) == (
+        0, 0, 0, 0)
