@@ -67,7 +67,7 @@ MODULES: dict[str, tuple[str, list[str], list[str] | None]] = {
                                        "_rows_with_field", "_targets")] + ["*.xǁ_CapturingLinesǁ*"]),
     "pipeline": ("provaudit/pipeline.py", ["tests/test_pin_scan.py", "tests/test_scan_pipeline.py",
                                           "tests/test_safety.py::test_writer_past_the_wait_exits_3"],
-                 [f"*.x_{f}__*" for f in ("_duplicate_tables", "_duplicate_summary", "_rate", "_store_datasets",
+                 [f"*.x_{f}__*" for f in ("_duplicate_tables", "_duplicate_summary", "_store_datasets",
                                           "_commit", "_dataset_parts")]),
 }
 
