@@ -314,3 +314,12 @@ def test_boilerplate_empty_and_prompt_duplicates_in_the_duplicate_summary(tmp_pa
                           origin=False).summary["duplicates"]["by_role"]["prompt"]
     assert (zero["exact_duplicates"], zero["near_duplicates"], zero["trivial_records"], zero["empty_records"]) == (
         0, 0, 0, 0)
+
+
+def test_an_input_of_prompts_only_counts_and_shows_its_prompt_duplicates(tmp_path: Path) -> None:
+    q = "What is the capital city of France and why is it famous around the world today"
+    src = _jsonl(tmp_path / "p.jsonl", [{"prompt": q}, {"prompt": q}, {"prompt": q + " exactly"}])
+    dup = provaudit.scan([src], catalog=tmp_path / "c.duckdb", out=tmp_path / "o", origin=False,
+                         mapping={"prompt": "prompt"}).summary["duplicates"]
+    assert (dup["records"], dup["exact_duplicates"], dup["exact_rate"]) == (3, 1, round(1 / 3, 6))
+    assert dup["exact_examples"] == [{"record_id": "p:1:prompt", "duplicate_of": "p:0:prompt"}]
