@@ -26,7 +26,7 @@ import polars as pl
 
 from provaudit import dup_summary, interrupt
 from provaudit import progress as progress_display
-from provaudit.duck import connect
+from provaudit.duck import SPILL_MEMORY_LIMIT, connect
 from provaudit.errors import InputError, UsageError
 from provaudit.fingerprint import DatasetDigest
 from provaudit.gate import CheckResult, evaluate_gate, gate_origin_mode, gate_summary, load_gate
@@ -39,7 +39,7 @@ SUMMARY_VERSION = 1
 SUMMARY_MEMORY_LIMIT = "128MB"
 ORIGIN_SAMPLE = 20_000  # records used for the corpus-level (distributional) estimates
 # DuckDB memory cap for the cross-batch finalize step; beyond it DuckDB spills to the work dir
-DUCKDB_MEMORY_LIMIT = os.environ.get("PROVAUDIT_DUCKDB_MEMORY", "384MB")
+DUCKDB_MEMORY_LIMIT = SPILL_MEMORY_LIMIT
 
 
 @dataclass

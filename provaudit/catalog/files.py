@@ -77,13 +77,10 @@ def write_record_files(records: str | Path, dests: list[Path] | tuple[Path, ...]
     """Write the records, metadata key/value and text-hash files (:data:`KINDS`) of a catalog part (the
     Parquet file ``add_dataset`` will get) to ``dests``, e.g. on a Ray worker before the commit; returns
     their row counts."""
-    from provaudit.duck import connect
+    from provaudit.duck import spilling
 
-    con = connect()
-    try:
+    with spilling(dests[0]) as con:  # sorts of a whole dataset spill past the cap: memory flat in its size
         return [copy_to(con, sql, dest) for sql, dest in zip(file_sqls(part_source(records)), dests, strict=True)]
-    finally:
-        con.close()
 
 
 def place(prepared: Path, dest: Path) -> None:

@@ -46,13 +46,10 @@ _BANDS_SQL = """SELECT band_key, row FROM (
 def write_band_file(records: str | Path, dest: str | Path) -> int:
     """Write the band-key file of a catalog records Parquet file (the one ``add_dataset`` will get) to
     ``dest``, e.g. on a Ray worker before the commit; returns its rows."""
-    from provaudit.duck import connect as duck_connect
+    from provaudit.duck import spilling
 
-    con = duck_connect()
-    try:
+    with spilling(dest) as con:  # the sort of a billion-record dataset's keys spills: memory stays capped
         return catalog_files.copy_to(con, _BANDS_SQL.format(src=catalog_files.part_source(records)), dest)
-    finally:
-        con.close()
 
 
 def _now() -> datetime:
