@@ -314,6 +314,7 @@ def _reference_fit(x, y, groups, c, folds, seed):
         oof[te] = ((z[te] - mu) / sd) @ cf + b
     platt = LogisticRegression(C=1e6, max_iter=1000).fit(oof[:, None], y, sample_weight=w)
     a, bb = platt.coef_[0, 0], platt.intercept_[0]
+    _reference_fit.last = (fit, z, a, bb)  # for the unseen-domain rule below
     return fit(np.arange(len(y))), (a, bb), 1 / (1 + np.exp(-(a * oof + bb))), k
 
 
@@ -346,3 +347,76 @@ def test_the_model_side_quantile_uses_long_texts_from_20_on(n_long: int) -> None
     t_model = np.quantile(ph, 0.95, method="higher")
     assert det.threshold_model == pytest.approx(t_model)
     assert det.threshold_human == pytest.approx(min(np.quantile(pm, 0.3), t_model))
+
+
+def test_unseen_domain_thresholds_score_each_big_human_domain_with_a_model_trained_without_it() -> None:
+    """With ``domain_holdout_threshold``: a human domain of UNSEEN_DOMAIN_MIN_HUMAN (50)+ long texts is scored
+    by a model fitted on every other row (same weights, same Platt map), and its (1 - 2 FPR) "higher" quantile
+    joins the threshold; a domain of 30-49 long human texts gets only the in-fold rule; a domain of human texts
+    only is found too."""
+    from provaudit.origin.detector import UNSEEN_DOMAIN_MIN_HUMAN
+
+    rng = np.random.default_rng(7)
+    k = len(FEATURE_NAMES)
+    sizes = {"big": (UNSEEN_DOMAIN_MIN_HUMAN, 60), "edge": (UNSEEN_DOMAIN_MIN_HUMAN - 1, 40), "thirty": (30, 30),
+             "human_only": (UNSEEN_DOMAIN_MIN_HUMAN, 0), "small": (29, 30)}
+    groups, ys = [], []
+    for g, (h, m) in sizes.items():
+        groups += [g] * (h + m)
+        ys += [0] * h + [1] * m
+    y = np.array(ys)
+    x = np.abs(rng.normal(size=(len(y), k)))
+    x[:, 0] += 1.0 * y
+    x[:, 2] += 0.5 * (np.array(groups) == "big")                   # domains differ, so holding one out matters
+    det, p = fit_detector(x, y, groups=groups, nominal_fpr=0.05, c=0.3, seed=0)
+    _reference_fit(x, y, groups, 0.3, 5, 0)
+    fit, z, a, bb = _reference_fit.last
+    g_arr = np.array(groups)
+    want_unseen, want_domain = {}, {}
+    for g, (h, _) in sizes.items():
+        sel = (y == 0) & (g_arr == g)
+        if h >= 30:
+            want_domain[g] = float(np.quantile(p[sel], 0.90, method="higher"))
+        if h >= UNSEEN_DOMAIN_MIN_HUMAN:
+            mu, sd, cf, b = fit(np.flatnonzero(g_arr != g))
+            pu = 1 / (1 + np.exp(-(a * (((z[sel] - mu) / sd) @ cf + b) + bb)))
+            want_unseen[g] = float(np.quantile(pu, 0.90, method="higher"))
+    assert set(want_unseen) == {"big", "human_only"} and set(want_domain) == {"big", "edge", "thirty", "human_only"}
+    assert det.meta["domain_thresholds"] == pytest.approx(want_domain, abs=1e-6)
+    assert det.meta["unseen_domain_thresholds"] == pytest.approx(want_unseen, abs=1e-5)
+    pooled = float(np.quantile(p[y == 0], 0.95, method="higher"))
+    assert det.threshold_model == pytest.approx(max(pooled, *want_domain.values(), *want_unseen.values()), abs=1e-5)
+
+
+@pytest.mark.parametrize(("human_long", "model_long"), [(25, 15), (15, 25)])
+def test_each_side_decides_its_own_20_long_text_rule(human_long: int, model_long: int) -> None:
+    x, y, _, _ = _training()
+    pos = np.arange(len(y)) % 120
+    n_words = np.where(((y == 0) & (pos < human_long)) | ((y == 1) & (pos < model_long)), 100, 10)
+    det, p = fit_detector(x, y, n_words=n_words, human_miss=0.3, nominal_fpr=0.05)
+    long = n_words >= 50
+    ph = p[(y == 0) & long] if human_long >= 20 else p[y == 0]
+    pm = p[(y == 1) & long] if model_long >= 20 else p[y == 1]
+    t_model = np.quantile(ph, 0.95, method="higher")
+    assert det.threshold_model == pytest.approx(t_model)
+    assert det.threshold_human == pytest.approx(min(np.quantile(pm, 0.3), t_model))
+
+
+def test_fit_detector_names_its_features_by_width_or_as_given(monkeypatch) -> None:
+    import provaudit.origin.lm as lm_mod
+
+    x, y, _, _ = _training(n=40)
+    wide = np.hstack([x, np.abs(np.random.default_rng(1).normal(size=(len(y), len(FULL_FEATURE_NAMES) - x.shape[1])))])
+    assert fit_detector(wide, y)[0].feature_names == list(FULL_FEATURE_NAMES)
+    assert fit_detector(x, y)[0].feature_names == list(FEATURE_NAMES)
+    given = [f"f{i}" for i in range(x.shape[1])]
+    assert fit_detector(x, y, feature_names=given)[0].feature_names == given
+    # a full detector's default device is the CPU
+    calls = []
+    monkeypatch.setattr(lm_mod, "lm_features", lambda texts, *, device="?", progress=None, **_: calls.append(device)
+                        or np.zeros((len(texts), len(lm_mod.LM_FEATURES))))
+    k = len(FULL_FEATURE_NAMES)
+    full = _det(feature_names=list(FULL_FEATURE_NAMES), mean=np.zeros(k), scale=np.ones(k), coef=np.zeros(k))
+    full.features(["a b c"])
+    full.predict_proba(["a b c"])
+    assert calls == ["cpu", "cpu"]
