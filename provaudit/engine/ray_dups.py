@@ -45,7 +45,7 @@ EXAMPLES = 5
 #: shuffle partitions (``PROVAUDIT_RAY_PARTITIONS``; default: two per cluster CPU, and at least one per
 #: ``PARTITION_RECORDS`` records so that a reducer's memory stays flat in the input size)
 PARTITIONS = int(os.environ.get("PROVAUDIT_RAY_PARTITIONS", "0")) or None
-PARTITION_RECORDS = 500_000
+PARTITION_RECORDS = 100_000
 _PART = re.compile(r"part-(\d+)-(\d+)-(\d+)\.parquet$")
 
 
