@@ -323,3 +323,43 @@ def test_an_input_of_prompts_only_counts_and_shows_its_prompt_duplicates(tmp_pat
                          mapping={"prompt": "prompt"}).summary["duplicates"]
     assert (dup["records"], dup["exact_duplicates"], dup["exact_rate"]) == (3, 1, round(1 / 3, 6))
     assert dup["exact_examples"] == [{"record_id": "p:1:prompt", "duplicate_of": "p:0:prompt"}]
+
+
+def test_the_commit_names_its_phases_and_passes_the_wait_to_the_lock_and_the_catalog(tmp_path: Path,
+                                                                                    monkeypatch) -> None:
+    """An interrupt names the phase it stopped (docs: one line naming the phase): the commit announces
+    "waiting for the catalog write lock", then holds signals back while "committing to the catalog"; the
+    ``wait`` given to scan() bounds both the write lock and the catalog's own open."""
+    from provaudit import interrupt
+    from provaudit import progress as progress_display
+    from provaudit.catalog import lock, store
+
+    seen: list[tuple] = []
+    monkeypatch.setattr(interrupt, "phase", lambda name: seen.append(("phase", name)))
+    real_critical, real_lock, real_catalog = interrupt.critical, lock.write_lock, store.Catalog
+
+    def critical(name):
+        seen.append(("critical", name))
+        return real_critical(name)
+
+    def write_lock(path, wait):
+        seen.append(("lock", wait))
+        return real_lock(path, wait)
+
+    class Catalog(real_catalog):
+        def __init__(self, path, *args, wait=None, **kw):
+            if path == tmp_path / "c.duckdb" and kw.get("read_only") is not True and not args:
+                seen.append(("catalog", wait))
+            super().__init__(path, *args, wait=wait, **kw)
+
+    monkeypatch.setattr(interrupt, "critical", critical)
+    monkeypatch.setattr(lock, "write_lock", write_lock)
+    monkeypatch.setattr(store, "Catalog", Catalog)
+    steps: list[str] = []
+    monkeypatch.setattr(progress_display, "step", lambda name: steps.append(name))
+    provaudit.scan(SCAN / "trl_pairs.jsonl", catalog=tmp_path / "c.duckdb", out=tmp_path / "o", origin=False,
+                   wait=7.5)
+    i = seen.index(("phase", "waiting for the catalog write lock"))
+    assert seen[i + 1:i + 3] == [("lock", 7.5), ("critical", "committing to the catalog")]
+    assert ("catalog", 7.5) in seen[i + 3:]
+    assert "committing to the catalog" in steps
