@@ -22,6 +22,10 @@ and summary):
   named after it (``catalog.duckdb.bands/``), so scanning ``data/`` again with ``--out data/scan``
   does not read the last scan's records.
 
+A URI (``s3://bucket/x.jsonl``, :mod:`provaudit.io.fs`) is taken as given; a URI with glob characters
+expands through its fsspec filesystem to the matching data files (same skip rules; a URI folder is not
+walked).
+
 ``--name`` (``names``): one name per argument as typed, or one per expanded file. A name given to an
 argument that expands to several files becomes the prefix of theirs: ``NAME/<path below the
 pattern's or folder's fixed part, without the data suffixes>``, e.g. ``--name web 'shards/*.jsonl'``
