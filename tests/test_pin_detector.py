@@ -289,7 +289,9 @@ def _reference_fit(x, y, groups, c, folds, seed):
     """fit_detector's weights and calibration from their definition, with sklearn and numpy: signed-log1p
     features, standardised on the training rows (a constant column's scale 1), a weighted L2 logistic
     regression (C = c) with every (group, label) cell of equal total weight, stratified out-of-fold scores
-    (n_splits = max(2, min(folds, smallest class))), then a weighted Platt fit (C = 1e6) on those scores."""
+    (n_splits = max(2, min(folds, smallest class))), then a weighted Platt fit (C = 1e6) on those scores.
+    Returns the full fit, Platt (a, b), the out-of-fold probabilities, n_splits, and (the fit on given rows,
+    the transformed features) for rules that refit on a subset."""
     from collections import Counter
 
     from sklearn.linear_model import LogisticRegression
@@ -314,8 +316,7 @@ def _reference_fit(x, y, groups, c, folds, seed):
         oof[te] = ((z[te] - mu) / sd) @ cf + b
     platt = LogisticRegression(C=1e6, max_iter=1000).fit(oof[:, None], y, sample_weight=w)
     a, bb = platt.coef_[0, 0], platt.intercept_[0]
-    _reference_fit.last = (fit, z, a, bb)  # for the unseen-domain rule below
-    return fit(np.arange(len(y))), (a, bb), 1 / (1 + np.exp(-(a * oof + bb))), k
+    return fit(np.arange(len(y))), (a, bb), 1 / (1 + np.exp(-(a * oof + bb))), k, (fit, z)
 
 
 @pytest.mark.parametrize(("n_human", "folds", "with_groups"), [(120, 5, True), (3, 5, False), (2, 5, True)])
@@ -326,27 +327,12 @@ def test_fit_detector_weights_and_calibration_equal_the_definition(n_human: int,
     x[:, 5] = 2.0                                                   # a constant feature: scale 1, weight 0
     g = [groups[i] for i in keep] if with_groups else None
     det, p = fit_detector(x, y, groups=g, n_words=n_words, c=0.7, folds=folds, seed=3)
-    (mu, sd, cf, b), (a, bb), p_ref, k = _reference_fit(x, y, g, 0.7, folds, 3)
+    (mu, sd, cf, b), (a, bb), p_ref, k, _ = _reference_fit(x, y, g, 0.7, folds, 3)
     assert det.meta["folds"] == k and det.scale[5] == 1.0
     assert np.allclose(det.mean, mu) and np.allclose(det.scale, sd)
     assert np.allclose(det.coef, cf, atol=1e-6) and det.intercept == pytest.approx(b, abs=1e-6)
     assert (det.platt_a, det.platt_b) == (pytest.approx(a, rel=1e-5), pytest.approx(bb, rel=1e-5, abs=1e-6))
     assert np.allclose(p, p_ref, atol=1e-6)
-
-
-@pytest.mark.parametrize("n_long", [19, 20])
-def test_the_model_side_quantile_uses_long_texts_from_20_on(n_long: int) -> None:
-    """threshold_human is the human_miss quantile of the long model texts when there are 20 or more of them,
-    else of every model text (and the human side likewise for threshold_model)."""
-    x, y, _, _ = _training()
-    n_words = np.where(np.arange(len(y)) % 120 < n_long, 100, 10)     # n_long long texts of each class
-    det, p = fit_detector(x, y, n_words=n_words, human_miss=0.3, nominal_fpr=0.05)
-    long = n_words >= 50
-    pm = p[(y == 1) & long] if n_long >= 20 else p[y == 1]
-    ph = p[(y == 0) & long] if n_long >= 20 else p[y == 0]
-    t_model = np.quantile(ph, 0.95, method="higher")
-    assert det.threshold_model == pytest.approx(t_model)
-    assert det.threshold_human == pytest.approx(min(np.quantile(pm, 0.3), t_model))
 
 
 def test_unseen_domain_thresholds_score_each_big_human_domain_with_a_model_trained_without_it() -> None:
@@ -369,8 +355,7 @@ def test_unseen_domain_thresholds_score_each_big_human_domain_with_a_model_train
     x[:, 0] += 1.0 * y
     x[:, 2] += 0.5 * (np.array(groups) == "big")                   # domains differ, so holding one out matters
     det, p = fit_detector(x, y, groups=groups, nominal_fpr=0.05, c=0.3, seed=0)
-    _reference_fit(x, y, groups, 0.3, 5, 0)
-    fit, z, a, bb = _reference_fit.last
+    _, (a, bb), _, _, (fit, z) = _reference_fit(x, y, groups, 0.3, 5, 0)
     g_arr = np.array(groups)
     want_unseen, want_domain = {}, {}
     for g, (h, _) in sizes.items():
@@ -388,8 +373,10 @@ def test_unseen_domain_thresholds_score_each_big_human_domain_with_a_model_train
     assert det.threshold_model == pytest.approx(max(pooled, *want_domain.values(), *want_unseen.values()), abs=1e-5)
 
 
-@pytest.mark.parametrize(("human_long", "model_long"), [(25, 15), (15, 25)])
+@pytest.mark.parametrize(("human_long", "model_long"), [(19, 19), (20, 20), (25, 15), (15, 25)])
 def test_each_side_decides_its_own_20_long_text_rule(human_long: int, model_long: int) -> None:
+    """threshold_model is the (1 - FPR) quantile of the long human texts when there are 20 or more of them, else
+    of every human text; threshold_human the human_miss quantile of the model texts by the same rule."""
     x, y, _, _ = _training()
     pos = np.arange(len(y)) % 120
     n_words = np.where(((y == 0) & (pos < human_long)) | ((y == 1) & (pos < model_long)), 100, 10)
