@@ -159,6 +159,7 @@ class ClusterMeter:
         self.base: dict[int, float] = {}
         self.last: dict[int, float] = {}
         self.peak_tree = self.peak_proc = 0
+        self.by_title: dict[str, int] = {}  # peak RSS seen while a process had this title (ray::<task>)
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -170,7 +171,7 @@ class ClusterMeter:
             try:
                 if "provaudit" in " ".join(p.cmdline()):  # the scan (driver) itself
                     continue
-                out.append((p.pid, sum(p.cpu_times()[:4]), p.memory_info().rss))
+                out.append((p.pid, sum(p.cpu_times()[:4]), p.memory_info().rss, _title(p.cmdline())))
             except psutil.Error:
                 continue
         return out
@@ -178,14 +179,15 @@ class ClusterMeter:
     def _run(self) -> None:
         while not self.done.is_set():
             procs = self._procs()
-            for pid, cpu, _ in procs:
+            for pid, cpu, rss, title in procs:
                 self.last[pid] = cpu
-            self.peak_tree = max(self.peak_tree, sum(r for *_, r in procs))
-            self.peak_proc = max([self.peak_proc] + [r for *_, r in procs])
+                self.by_title[title] = max(self.by_title.get(title, 0), rss)
+            self.peak_tree = max(self.peak_tree, sum(r for _, _, r, _ in procs))
+            self.peak_proc = max([self.peak_proc] + [r for _, _, r, _ in procs])
             self.done.wait(0.05)
 
     def start(self) -> None:
-        self.base = {pid: cpu for pid, cpu, _ in self._procs()}
+        self.base = {pid: cpu for pid, cpu, *_ in self._procs()}
         self.thread.start()
 
     def stop(self) -> dict:
@@ -193,7 +195,18 @@ class ClusterMeter:
         self.thread.join()
         cpu = sum(c - self.base.get(pid, 0.0) for pid, c in self.last.items())
         return {"cluster_cpu_seconds": round(cpu, 1), "cluster_peak_tree_rss_mb": round(self.peak_tree / 2**20),
-                "cluster_max_process_rss_mb": round(self.peak_proc / 2**20)}
+                "cluster_max_process_rss_mb": round(self.peak_proc / 2**20),
+                "cluster_peak_rss_mb_by_title": {t: round(r / 2**20) for t, r in
+                                                 sorted(self.by_title.items(), key=lambda kv: -kv[1])[:12]}}
+
+
+def _title(cmdline: list[str]) -> str:
+    """A process's name for the memory breakdown: a Ray worker's title while it runs a task is
+    ``ray::<task name>`` (``ray::IDLE`` between tasks, keeping what its last task left), else the program."""
+    first = cmdline[0] if cmdline else "?"
+    if first.startswith("ray::"):
+        return first.split()[0]
+    return Path(first).name
 
 
 def start_cluster(nodes: int, cpus: int):
