@@ -98,14 +98,16 @@ def test_corpus_estimate_recovers_known_proportions(labelled):
     m = labelled.filter(pl.col("label") == 1)["text"].to_list()
     ref = fit_reference(h[0::2], m[0::2])
     hh, mm = h[1::2], m[1::2]
+    # tags are per record: each held-out text is tagged once, and every mix is a draw of those rows
+    tagged_h, tagged_m = tag_origin(_records(hh)), tag_origin(_records(mm))
     means = []
     for prop in PROPS:
         est = []
         for seed in range(5):
             rng = np.random.default_rng(seed)
             k = round(prop * 100)
-            texts = [mm[i] for i in rng.permutation(len(mm))[:k]] + [hh[i] for i in rng.permutation(len(hh))[:100 - k]]
-            tagged = tag_origin(_records(texts))
+            tagged = pl.concat([tagged_m[rng.permutation(len(mm))[:k].tolist()],
+                                tagged_h[rng.permutation(len(hh))[:100 - k].tolist()]])
             est.append(summarize_origin(tagged, reference=ref, n_boot=0)["corpus_estimate"]["alpha"])
         means.append(float(np.mean(est)))
         assert abs(means[-1] - prop) <= 0.05, (prop, est)
