@@ -625,9 +625,10 @@ def _finalize_ray(infos: list[InputInfo], parts: Path, work: Path, staged: Path,
 
     from provaudit.engine.ray_dups import finalize
     from provaudit.engine.ray_scan import POS_BITS, cancel, get_all
+    from provaudit.engine.tasks import Task
 
     glob = str(parts / "*.parquet")
-    corpus = ray.remote(_corpus_summaries).options(num_cpus=1, max_retries=0).remote(
+    corpus = Task(ray, _corpus_summaries, num_cpus=1, max_retries=0).remote(
         glob, work, origin, teacher, human, seed, options)
     try:
         interrupt.phase("finding duplicate groups")
@@ -665,8 +666,9 @@ def _dataset_parts_ray(infos: list[InputInfo], glob: str, work: Path) -> list[tu
     from provaudit.catalog.files import RECORD_FILE_RECORDS
     from provaudit.catalog.store import BAND_FILE_RECORDS
     from provaudit.engine.ray_scan import get_all
+    from provaudit.engine.tasks import Task
 
-    return get_all([ray.remote(_dataset_parts_and_bands).options(num_cpus=1, max_retries=0).remote(
+    return get_all([Task(ray, _dataset_parts_and_bands, num_cpus=1, max_retries=0).remote(
         infos, glob, work, BAND_FILE_RECORDS, RECORD_FILE_RECORDS)])[0]
 
 

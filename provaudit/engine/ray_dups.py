@@ -39,6 +39,7 @@ import polars as pl
 from provaudit import dup_summary
 from provaudit.contamination import boilerplate_agg
 from provaudit.engine.ray_scan import get_all
+from provaudit.engine.tasks import Task
 from provaudit.io.sink import ParquetSink
 
 EXAMPLES = 5
@@ -235,7 +236,7 @@ def finalize(parts_dir: Path, shuffle_dir: Path, records_dir: Path, *, pos_bits:
     root = str(shuffle_dir)
 
     def run(fn: Callable, calls: list[tuple]) -> list[Any]:
-        task = ray.remote(fn).options(num_cpus=1, max_retries=1)
+        task = Task(ray, fn, num_cpus=1, max_retries=1)
         return get_all([task.remote(*c) for c in calls])
 
     run(_map_hashes, [(files, s, partitions, root) for s, files in shards])

@@ -42,6 +42,7 @@ import polars as pl
 
 from provaudit.contamination import BOILERPLATE_MAX_WORDS, BOILERPLATE_MIN_ROWS, OUTPUT_ROLES
 from provaudit.engine.ray_dups import _hash_part, _write_partitions
+from provaudit.engine.tasks import Task
 
 EXAMPLES = 5
 #: written last into an export's folder; the tasks refuse to run without it (a folder not shared)
@@ -403,7 +404,7 @@ def catalog_checks(catalog: Path, parts_dir: Path, work: Path, own: set[str], wa
     step("catalog keys exported")
 
     def run(fn: Callable, calls: list[tuple]) -> list[Any]:
-        task = ray.remote(fn).options(num_cpus=1, max_retries=1)
+        task = Task(ray, fn, num_cpus=1, max_retries=1)
         return get_all([task.remote(*c) for c in calls])
 
     try:

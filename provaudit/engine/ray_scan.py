@@ -42,6 +42,7 @@ from typing import Any
 
 import polars as pl
 
+from provaudit.engine.tasks import Task
 from provaudit.errors import InputError
 from provaudit.fingerprint import DatasetDigest
 from provaudit.io import RecordReader, csv_ranges
@@ -326,7 +327,7 @@ def _inflate_gz(ray: Any, specs: list[InputSpec], shards: list[Shard], work: Pat
     if not gz:
         return shards
     work.mkdir(parents=True, exist_ok=True)
-    task = ray.remote(_inflate).options(num_cpus=1, max_retries=1)
+    task = Task(ray, _inflate, num_cpus=1, max_retries=1)
     copies = dict(zip([s.seq for s in gz], get_all([task.remote(specs[s.input], str(work / f"input-{s.input:04d}"))
                                                     for s in gz])))
     out = []
@@ -360,8 +361,8 @@ def _first_pass(ray: Any, specs: list[InputSpec], shards: list[Shard]) -> list[S
     ranges = [s for s in shards if s.kind == "csv"]
     if not need and not ranges:
         return shards
-    count = ray.remote(_count).options(num_cpus=1, max_retries=1)
-    facts = ray.remote(_range_facts).options(num_cpus=1, max_retries=1)
+    count = Task(ray, _count, num_cpus=1, max_retries=1)
+    facts = Task(ray, _range_facts, num_cpus=1, max_retries=1)
     got = get_all([count.remote(specs[s.input], s) for s in need] + [facts.remote(specs[s.input], s) for s in ranges])
     counts = dict(zip([s.seq for s in need], got[:len(need)]))
     range_facts = dict(zip([s.seq for s in ranges], got[len(need):]))
@@ -410,7 +411,7 @@ def read_inputs(readers: Sequence[RecordReader], options: StageOptions, parts_di
     specs, shards = plan(readers, shard_bytes=shard_bytes, shard_rows=shard_rows)
     shards = _inflate_gz(ray, specs, shards, Path(parts_dir).parent / "inflated", shard_bytes)
     shards = _first_pass(ray, specs, shards)
-    task = ray.remote(_read_shard).options(num_cpus=1, max_retries=1)
+    task = Task(ray, _read_shard, num_cpus=1, max_retries=1)
     pending = {task.remote(specs[s.input], s, options, str(parts_dir)): s.seq for s in shards}
     results: dict[int, ShardResult] = {}
     try:

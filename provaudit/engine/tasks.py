@@ -1,0 +1,55 @@
+"""Ray tasks that hand their memory back when they end.
+
+A Ray worker process runs many tasks one after another (shard reads, shuffle maps and reduces, record
+writes). Each task's frames are freed when it returns, but the allocators keep the pages: glibc's
+``malloc`` arenas (Python objects, DuckDB), Arrow's memory pool (Parquet reads and writes). The worker's
+resident memory then creeps up with the number of tasks it has run, so with more input (more tasks) every
+process peaks higher though no task needs more (``docs/scale-out.md``, memory). A task started through
+:func:`task` collects garbage and returns the free pages to the OS when it ends, so its worker starts the
+next one from the same footing. The function runs unchanged; Ray still names the process ``ray::<function>``.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import gc
+from collections.abc import Callable
+from typing import Any
+
+_LIBC: Any = None
+
+
+def release_memory() -> None:
+    """Free unreachable objects and hand the allocators' free pages back to the OS (best effort)."""
+    global _LIBC
+    import pyarrow as pa
+
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    if _LIBC is None:
+        name = ctypes.util.find_library("c")
+        _LIBC = ctypes.CDLL(name) if name else False
+    trim = getattr(_LIBC, "malloc_trim", None) if _LIBC else None
+    if trim is not None:  # glibc only
+        trim(0)
+
+
+def _run_released(fn: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return fn(*args)
+    finally:
+        release_memory()
+
+
+class Task:
+    """``fn`` as a Ray task that releases its memory when it ends: ``Task(ray, fn, num_cpus=1).remote(*args)``."""
+
+    def __init__(self, ray: Any, fn: Callable[..., Any], **options: Any) -> None:
+        self.fn = fn
+        self._remote = ray.remote(_run_released).options(name=fn.__name__, **options)
+
+    def remote(self, *args: Any) -> Any:
+        return self._remote.remote(self.fn, *args)
+
+
+__all__ = ["Task", "release_memory"]
