@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,38 @@ def test_run_ray_yields_batches_in_input_order(local_cluster) -> None:
     assert len(out) == len(batches)
     for b, o in zip(batches, out):
         assert_frame_equal(process_batch(b, opts), o)
+
+
+def test_a_released_task_returns_its_result_under_its_own_name_and_raises_its_error(local_cluster) -> None:
+    """provaudit.engine.tasks: the function's result and exception come back unchanged, and the worker
+    names itself after the function (bench/scan.py's memory breakdown reads these names). Standard-library
+    functions stand in for provaudit's: a worker imports a task's function by its module, as it does
+    provaudit's."""
+    import operator
+
+    from provaudit.engine.tasks import Task
+
+    assert ray.get(Task(ray, operator.add, num_cpus=1).remote(2, 3)) == 5
+    cmdline = Path("/proc/self/cmdline")
+    if cmdline.exists():
+        title = ray.get(Task(ray, cmdline.read_bytes, num_cpus=1).remote()).split(b"\0")[0].decode()
+        assert title == "ray::read_bytes"
+    with pytest.raises(FileNotFoundError, match="no/such/file"):
+        try:
+            ray.get(Task(ray, os.stat, num_cpus=1, max_retries=0).remote("no/such/file"))
+        except ray.exceptions.RayTaskError as e:  # the worker's exception, as Ray re-raises it
+            raise e.as_instanceof_cause() from None
+
+
+def test_release_memory_empties_the_arrow_pool_and_survives_a_libc_without_malloc_trim(monkeypatch) -> None:
+    import pyarrow as pa
+
+    from provaudit.engine import tasks
+
+    big = pa.array(range(2_000_000))
+    assert pa.default_memory_pool().bytes_allocated() >= 16_000_000
+    del big
+    tasks.release_memory()
+    assert pa.default_memory_pool().bytes_allocated() == 0
+    monkeypatch.setattr(tasks, "_LIBC", object())  # musl: no malloc_trim
+    tasks.release_memory()
