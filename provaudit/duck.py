@@ -15,9 +15,31 @@ from typing import Any
 
 import duckdb
 
-#: memory cap of the DuckDB steps whose input grows with the scan (``PROVAUDIT_DUCKDB_MEMORY``): past it
-#: they spill to a temporary folder, so a process's memory stays flat in the input size
-SPILL_MEMORY_LIMIT = os.environ.get("PROVAUDIT_DUCKDB_MEMORY", "384MB")
+#: memory of the DuckDB steps whose input grows with the scan, per DuckDB thread: past it they spill to a
+#: temporary folder. Low enough that a 100,000-row scan already reaches it, so a process's memory is the
+#: same for 100,000 rows as for a billion (docs/scale-out.md, memory); a sort of 3 million records with
+#: 16 band keys each still runs in it on one thread (DuckDB's minimum for such a sort with two threads
+#: lies between 128 and 256 MB).
+MEMORY_PER_THREAD_MB = 128
+#: ``PROVAUDIT_DUCKDB_MEMORY`` (e.g. ``512MB``) replaces the per-thread budget by a fixed total
+SPILL_MEMORY_LIMIT = os.environ.get("PROVAUDIT_DUCKDB_MEMORY")
+#: the CPUs a spilling step may use: a Ray task sets this to its ``num_cpus`` (provaudit.engine.tasks),
+#: so a one-CPU task runs DuckDB on one thread instead of competing with the tasks beside it
+THREADS_ENV = "PROVAUDIT_DUCKDB_THREADS"
+
+
+def spill_threads() -> int:
+    """DuckDB threads of a spilling step: ``$PROVAUDIT_DUCKDB_THREADS`` (a Ray task's CPUs), else every core."""
+    try:
+        n = int(os.environ.get(THREADS_ENV, ""))
+    except ValueError:
+        n = 0
+    return n if n > 0 else max(1, os.cpu_count() or 1)
+
+
+def spill_memory(threads: int) -> str:
+    """The memory cap of a spilling step on ``threads`` threads."""
+    return SPILL_MEMORY_LIMIT or f"{MEMORY_PER_THREAD_MB * max(1, threads)}MB"
 
 
 def connect(database: str = ":memory:", *, read_only: bool = False, **config: Any) -> duckdb.DuckDBPyConnection:
@@ -28,15 +50,17 @@ def connect(database: str = ":memory:", *, read_only: bool = False, **config: An
 
 
 @contextmanager
-def spilling(near: str | Path, threads: int = 2) -> Iterator[duckdb.DuckDBPyConnection]:
-    """An in-memory connection capped at ``SPILL_MEMORY_LIMIT`` that spills to a temporary folder beside
-    ``near`` (removed afterwards): for sorts and copies of a whole input (a catalog file of a big dataset)."""
+def spilling(near: str | Path, threads: int | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory connection of ``threads`` threads (default :func:`spill_threads`) capped at
+    :func:`spill_memory` that spills to a temporary folder beside ``near`` (removed afterwards): for sorts
+    and copies of a whole input (a catalog file of a big dataset)."""
+    n = threads or spill_threads()
     with tempfile.TemporaryDirectory(prefix=".duck-spill-", dir=Path(near).parent) as tmp:
-        con = connect(temp_directory=tmp, memory_limit=SPILL_MEMORY_LIMIT, threads=threads)
+        con = connect(temp_directory=tmp, memory_limit=spill_memory(n), threads=n)
         try:
             yield con
         finally:
             con.close()
 
 
-__all__ = ["SPILL_MEMORY_LIMIT", "connect", "spilling"]
+__all__ = ["SPILL_MEMORY_LIMIT", "THREADS_ENV", "connect", "spill_memory", "spill_threads", "spilling"]

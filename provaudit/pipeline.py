@@ -26,7 +26,8 @@ import polars as pl
 
 from provaudit import dup_summary, interrupt
 from provaudit import progress as progress_display
-from provaudit.duck import SPILL_MEMORY_LIMIT, connect
+from provaudit.duck import connect, spill_memory, spill_threads
+from provaudit.engine.tasks import release_memory
 from provaudit.errors import InputError, UsageError
 from provaudit.fingerprint import DatasetDigest
 from provaudit.gate import CheckResult, evaluate_gate, gate_origin_mode, gate_summary, load_gate
@@ -38,8 +39,6 @@ SUMMARY_VERSION = 1
 #: DuckDB cap of the summary thread, which runs next to the finalize step (its sample query needs little)
 SUMMARY_MEMORY_LIMIT = "128MB"
 ORIGIN_SAMPLE = 20_000  # records used for the corpus-level (distributional) estimates
-# DuckDB memory cap for the cross-batch finalize step; beyond it DuckDB spills to the work dir
-DUCKDB_MEMORY_LIMIT = SPILL_MEMORY_LIMIT
 
 
 @dataclass
@@ -506,6 +505,7 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
         workers = _auto_workers(readers) if workers <= 0 else workers
         interrupt.phase("reading and fingerprinting the input")
         infos = _stream_inputs(readers, options, parts, workers=workers, engine=engine, progress=progress)
+        release_memory()  # what the batches left in the allocators, before the DuckDB steps take their share
         # the outputs are complete here before the commit renames them into out: on out's filesystem (a
         # local out with a --work-dir elsewhere gets a folder of its own there: rename, not copy, at commit)
         staged = (stage_root if stage_root is not None else work) / "outputs"
@@ -528,8 +528,9 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
                 with interrupt.blocked():  # submit holds the pool's lock its shutdown needs
                     corpus = pool.submit(_corpus_summaries, glob, work, origin, teacher, human, seed, options)
                 running = [corpus]
-                con = connect(temp_directory=str(work / "duck"), threads=max(1, os.cpu_count() or 1),
-                              memory_limit=DUCKDB_MEMORY_LIMIT)  # spill: RSS flat in input size
+                threads = spill_threads()
+                con = connect(temp_directory=str(work / "duck"), threads=threads,
+                              memory_limit=spill_memory(threads))  # spill: RSS flat in input size
                 try:
                     interrupt.phase("finding duplicate groups")
                     with _progress(progress, unit="steps") as bar:  # the cross-batch step is long on big inputs
@@ -806,7 +807,8 @@ def _dataset_parts(infos: list[InputInfo], source: str, work: Path) -> list[tupl
     """One Parquet file per input of its catalog columns, from ``source`` (a Parquet path or glob with
     ``_idx`` or in input order), prepared before the commit so the write lock is held briefly."""
     out = []
-    con = connect(temp_directory=str(work / "duck-catalog"), memory_limit=DUCKDB_MEMORY_LIMIT)
+    threads = spill_threads()
+    con = connect(temp_directory=str(work / "duck-catalog"), threads=threads, memory_limit=spill_memory(threads))
     try:
         columns = [row[0] for row in con.sql(f"DESCRIBE SELECT * FROM read_parquet('{source}')").fetchall()]
         order = "ORDER BY _idx" if "_idx" in columns else ""

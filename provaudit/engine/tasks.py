@@ -7,14 +7,18 @@ resident memory then creeps up with the number of tasks it has run, so with more
 process peaks higher though no task needs more (``docs/scale-out.md``, memory). A task started through
 :func:`task` collects garbage and returns the free pages to the OS when it ends, so its worker starts the
 next one from the same footing. The function runs unchanged; Ray still names the process ``ray::<function>``.
+Its DuckDB steps run on as many threads as the task has CPUs (:func:`provaudit.duck.spill_threads`).
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import gc
+import os
 from collections.abc import Callable
 from typing import Any
+
+from provaudit.duck import THREADS_ENV
 
 _LIBC: Any = None
 
@@ -34,7 +38,8 @@ def release_memory() -> None:
         trim(0)
 
 
-def _run_released(fn: Callable[..., Any], *args: Any) -> Any:
+def _run_released(fn: Callable[..., Any], cpus: int, *args: Any) -> Any:
+    os.environ[THREADS_ENV] = str(cpus)  # DuckDB steps of the task use its CPUs, not the node's
     try:
         return fn(*args)
     finally:
@@ -44,12 +49,13 @@ def _run_released(fn: Callable[..., Any], *args: Any) -> Any:
 class Task:
     """``fn`` as a Ray task that releases its memory when it ends: ``Task(ray, fn, num_cpus=1).remote(*args)``."""
 
-    def __init__(self, ray: Any, fn: Callable[..., Any], **options: Any) -> None:
+    def __init__(self, ray: Any, fn: Callable[..., Any], *, num_cpus: int = 1, **options: Any) -> None:
         self.fn = fn
-        self._remote = ray.remote(_run_released).options(name=fn.__name__, **options)
+        self.cpus = num_cpus
+        self._remote = ray.remote(_run_released).options(name=fn.__name__, num_cpus=num_cpus, **options)
 
     def remote(self, *args: Any) -> Any:
-        return self._remote.remote(self.fn, *args)
+        return self._remote.remote(self.fn, self.cpus, *args)
 
 
 __all__ = ["Task", "release_memory"]
