@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import random
@@ -175,11 +176,17 @@ class Generator:
         return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
 
 
+@functools.lru_cache(maxsize=4)
+def _pool(sources: tuple[Path, ...]) -> TextPool:
+    """:func:`load_pool`, read once per process for the same sources (the generator only reads it)."""
+    return load_pool(list(sources))
+
+
 def generate(out: str | Path, rows: int, *, seed: int = 0, dup_rate: float = 0.02, near_rate: float = 0.03,
              sources: list[str | Path] | None = None) -> dict:
     """Write ``rows`` preference rows as JSONL to ``out``; return a manifest (also ``<out>.manifest.json``)."""
     srcs = [ROOT / s for s in DEFAULT_SOURCES] if sources is None else [Path(s) for s in sources]
-    pool = load_pool(srcs)
+    pool = _pool(tuple(srcs))
     gen = Generator(pool, seed=seed, dup_rate=dup_rate, near_rate=near_rate)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -266,7 +266,7 @@ def process_batch(batch, options=None):
     _n[0] += 1
     if _n[0] == 2:
         print("working", flush=True)
-        time.sleep(3)
+        time.sleep(1.5)  # the test opens the catalog as soon as it reads "working"
     return _orig(batch, options)
 st.process_batch = process_batch
 import provaudit.pipeline as pl_
