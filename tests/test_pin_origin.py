@@ -117,6 +117,24 @@ def test_a_record_exactly_at_a_threshold() -> None:
     assert got == ["model", "unknown", "human", "unknown"]
 
 
+def test_a_p_model_bit_equal_to_a_threshold(monkeypatch) -> None:
+    """The comparisons themselves: thresholds set to the very float the tagger compares (caught from its
+    sigmoid) give ``model`` at ``threshold_model`` and ``human`` at ``threshold_human``."""
+    from provaudit.origin import tagging
+
+    text = pl.read_ndjson(ROOT / "fixtures" / "origin" / "labelled.jsonl")["text"][0]
+    seen: list[np.ndarray] = []
+    real = tagging._sigmoid
+    monkeypatch.setattr(tagging, "_sigmoid", lambda z: seen.append(real(z)) or seen[-1])
+    tag_origin(_records([text]))
+    monkeypatch.undo()
+    p = float(seen[0][0])   # the first sigmoid of _tag is p_model's (detector + rules), before rounding
+    base = load_detector()
+    at_model = dataclasses.replace(base, threshold_model=p, threshold_human=p - 1e-3)
+    at_human = dataclasses.replace(base, threshold_model=p + 1e-3, threshold_human=p)
+    assert [tag_origin(_records([text]), detector=d)["origin"][0] for d in (at_model, at_human)] == ["model", "human"]
+
+
 def test_short_texts_abstain_unless_rules_are_decisive() -> None:
     det = load_detector()
     words = ["the", "cat", "sat", "on", "a", "mat", "and", "looked", "at", "the", "birds", "outside"]
@@ -161,6 +179,35 @@ def test_short_text_decisiveness_is_a_summed_weight_of_three_either_way(tmp_path
             assert logit(row["p_model"]) - logit(float(pd)) == pytest.approx(w, abs=0.01)
 
 
+def test_decisive_rules_overrule_the_detector_on_short_texts(tmp_path: Path) -> None:
+    """A short text's decisive rules decide by their sign even where the detector's probability, rules
+    included, falls on the other side: a detector pushed 60 log-odds down still gives ``model`` for +3."""
+    rs = _user_rules(tmp_path, {"tagthree": 3.0, "tagminus": -3.0})
+    base = load_detector()
+    texts = ["short text tagthree", "short text tagminus"]
+    low = tag_origin(_records(texts), rules=rs, detector=dataclasses.replace(base, platt_b=base.platt_b - 60))
+    high = tag_origin(_records(texts), rules=rs, detector=dataclasses.replace(base, platt_b=base.platt_b + 60))
+    assert low["p_model"].to_list()[0] < 1e-6 and high["p_model"].to_list()[1] > 1 - 1e-6
+    assert low["origin"].to_list() == high["origin"].to_list() == ["model", "human"]
+
+
+def test_p_detector_is_the_detector_probability_to_four_decimals(monkeypatch, tmp_path: Path) -> None:
+    """evidence.p_detector: the detector's own probability (rules left out), rounded to 4 decimals."""
+    from provaudit.origin import tagging
+
+    rs = _user_rules(tmp_path, {"tagthree": 3.0})
+    texts = pl.read_ndjson(ROOT / "fixtures" / "origin" / "labelled.jsonl")["text"].to_list()[:20]
+    texts = [t + " tagthree" for t in texts[:10]] + texts[10:]
+    seen: list[np.ndarray] = []
+    real = tagging._sigmoid
+    monkeypatch.setattr(tagging, "_sigmoid", lambda z: seen.append(real(z)) or seen[-1])
+    out = tag_origin(_records(texts), rules=rs)
+    p_det = seen[1]   # _tag's second sigmoid: the detector's log-odds alone
+    got = np.array([e["p_detector"] for e in out["evidence"].to_list()])
+    assert np.array_equal(got, np.round(p_det, 4)) and not np.array_equal(got, np.round(p_det, 5))
+    assert (np.abs(seen[0][:10] - p_det[:10]) > 1e-3).all()   # the rule moved p_model, not p_detector
+
+
 def test_a_rule_set_with_its_own_apply_gives_the_same_tags(tmp_path: Path) -> None:
     from provaudit.origin.rules import RuleSet
 
@@ -172,6 +219,37 @@ def test_a_rule_set_with_its_own_apply_gives_the_same_tags(tmp_path: Path) -> No
 
     texts = ["short text tagthree", "nothing fires here", "tagone once", "tagone tagthree"]
     assert tag_origin(_records(texts), rules=Wrapped(rs.rules)).equals(tag_origin(_records(texts), rules=rs))
+
+
+def test_a_rule_set_subclass_with_another_apply_is_used_as_it_is(tmp_path: Path) -> None:
+    """A RuleSet subclass that overrides apply() is asked, not bypassed by the built-in fast path."""
+    from provaudit.origin.rules import RuleSet
+
+    rs = _user_rules(tmp_path, {"tagthree": 3.0, "tagone": 1.5})
+
+    class Custom(RuleSet):
+        def apply(self, records):
+            return [["custom_rule"]] * records.height, np.full(records.height, 5.0)
+
+    texts = ["short text tagthree", "nothing fires here", "tagone once"]
+    got = tag_origin(_records(texts), rules=Custom(rs.rules))
+    assert got["rules_fired"].to_list() == [["custom_rule"]] * 3
+    assert got["origin"].to_list() == ["model"] * 3   # short texts, decided by the summed weight 5 >= 3
+
+
+def test_a_batch_where_no_rule_fires_keeps_the_column_types() -> None:
+    """rules_fired stays a list of strings (not of nulls) when every record's list is empty."""
+    out = tag_origin(_records(["A plain sentence about the weather today.", "Another plain one."]),
+                     rules=_no_rules())
+    assert out["rules_fired"].to_list() == [[], []]
+    assert out.schema["rules_fired"] == pl.List(pl.Utf8) and out.schema["origin"] == pl.Utf8
+    assert out.schema["p_model"] == pl.Float64
+
+
+def _no_rules():
+    from provaudit.origin.rules import RuleSet
+
+    return RuleSet([])
 
 
 def test_empty_batch_and_missing_text_column() -> None:
