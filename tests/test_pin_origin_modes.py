@@ -20,7 +20,7 @@ def recorder(monkeypatch):
     calls: list[tuple] = []
 
     def fake_full(records, rules, full, fast, device, progress):
-        calls.append((full, fast, device, progress))
+        calls.append((full, fast, device, progress, rules))
         return records
 
     monkeypatch.setattr(tagging, "_tag_full", fake_full)
@@ -32,10 +32,12 @@ def test_full_mode_with_the_language_model_goes_to_the_full_path_with_both_detec
     tick = print
     assert tagging.tag_origin(BATCH, mode="full", progress=tick) is BATCH
     full, fast = load_detector(mode="full"), load_detector()
-    assert recorder == [(full, fast, "cpu", tick)]                         # device defaults to "cpu"
+    assert recorder == [(full, fast, "cpu", tick, None)]                   # device defaults to "cpu"
     recorder.clear()
-    tagging.tag_origin(BATCH, mode="full", device="cuda:1", detector=full)
-    assert recorder == [(full, fast, "cuda:1", None)]                      # a given full detector is used
+    rules = tagging._default_rules()
+    tagging.tag_origin(BATCH, mode="full", device="cuda:1", detector=full, rules=rules)
+    assert recorder == [(full, fast, "cuda:1", None, rules)]   # a given full detector and rule set are used
+    assert recorder[0][4] is rules
 
 
 def test_full_mode_falls_back_to_the_fast_detector(recorder, monkeypatch, capsys) -> None:

@@ -363,3 +363,78 @@ def test_the_commit_names_its_phases_and_passes_the_wait_to_the_lock_and_the_cat
     assert seen[i + 1:i + 3] == [("lock", 7.5), ("critical", "committing to the catalog")]
     assert ("catalog", 7.5) in seen[i + 3:]
     assert "committing to the catalog" in steps
+
+
+# ----------------------------------------------------------- the catalog parts of a scan (_dataset_parts)
+
+def _parts_dir(tmp_path: Path, with_idx: bool = True, name: str = "ds") -> Path:
+    """Two part files whose file order is not the records' order: a.parquet holds _idx 3-5, b.parquet 0-2."""
+    d = tmp_path / "parts"
+    d.mkdir()
+    for fname, idx in (("a.parquet", [3, 4, 5]), ("b.parquet", [0, 1, 2])):
+        frame = pl.DataFrame({"record_id": [f"r{i}" for i in idx], "source_row": idx, "role": ["response"] * 3,
+                              "pair_id": [None] * 3, "text_hash": [f"h{i}" for i in idx],
+                              "band_keys": [[i, i + 100] for i in idx], "meta": ["{}"] * 3,
+                              "dataset": [name, name, "other"] if fname == "a.parquet" else [name] * 3,
+                              "_idx": idx},
+                             schema_overrides={"pair_id": pl.Utf8, "band_keys": pl.List(pl.UInt64)})
+        (frame if with_idx else frame.drop("_idx")).write_parquet(d / fname)
+    return d
+
+
+def test_catalog_parts_are_in_record_order_whatever_the_file_order(tmp_path: Path, monkeypatch) -> None:
+    """The catalog keeps a dataset's records in scan order (_idx), one part per input, only its own rows; the
+    step runs capped at the per-thread budget and spills into the scan's scratch folder."""
+    from types import SimpleNamespace
+
+    from provaudit import duck, pipeline
+
+    seen: list[dict] = []
+    real = pipeline.connect
+    monkeypatch.setattr(pipeline, "connect", lambda *a, **k: seen.append(k) or real(*a, **k))
+    monkeypatch.setenv(duck.THREADS_ENV, "1")
+    parts = _parts_dir(tmp_path, name="it's")
+    (work := tmp_path / "work").mkdir()
+    info = SimpleNamespace(dataset="it's")
+    ((got_info, part),) = pipeline._dataset_parts([info], f"{parts}/*.parquet", work)
+    assert got_info is info
+    rows = pl.read_parquet(part)
+    assert rows["record_id"].to_list() == ["r0", "r1", "r2", "r3", "r4"]   # r5 belongs to "other"
+    assert rows.columns == ["record_id", "source_row", "role", "pair_id", "text_hash", "band_keys", "meta"]
+    assert seen == [{"temp_directory": str(work / "duck-catalog"), "threads": 1,
+                     "memory_limit": duck.spill_memory(1)}]
+    # parts without _idx (an input read in order): taken as they come, no ORDER BY on a missing column
+    (tmp_path / "x").mkdir()
+    parts2 = _parts_dir(tmp_path / "x", with_idx=False)
+    ((_, part2),) = pipeline._dataset_parts([SimpleNamespace(dataset="ds")], f"{parts2}/*.parquet", work)
+    assert pl.read_parquet(part2)["record_id"].to_list() == ["r3", "r4", "r0", "r1", "r2"]
+
+
+@pytest.mark.parametrize("in_files", [False, True])
+def test_a_recorded_scan_stores_each_inputs_description(tmp_path: Path, monkeypatch, raw_catalog,
+                                                         in_files: bool) -> None:
+    """The catalog's datasets row (path, format, schema, columns, rows, mapping) as the scan read the input;
+    with the file thresholds at 0, its records and band keys in the files beside the catalog."""
+    import provaudit.catalog.files as catalog_files
+    import provaudit.catalog.store as store
+
+    if in_files:
+        monkeypatch.setattr(store, "BAND_FILE_RECORDS", 0)
+        monkeypatch.setattr(catalog_files, "RECORD_FILE_RECORDS", 0)
+    src = ROOT / "fixtures" / "scan" / "trl_pairs.jsonl"
+    cat = tmp_path / "c.duckdb"
+    res = provaudit.scan([src], catalog=cat, record=True)
+    (inp,) = res.summary["input"]["files"]
+    (row,) = raw_catalog(cat, "SELECT dataset_id, name, path, fmt, schema, meta, n_records FROM datasets")
+    dataset_id, name, path, fmt, schema, meta, n_records = row
+    assert (name, path, fmt) == (src.stem, str(src.resolve()), "jsonl")
+    meta = json.loads(meta)
+    rows = sum(1 for line in src.read_text(encoding="utf-8").splitlines() if line.strip())
+    assert meta["rows"] == rows and set(meta["columns"]) == set(json.loads(src.read_text().splitlines()[0]))
+    assert "mapping" in meta and (schema, n_records) == (inp["schema"], inp["records"]) == ("trl", 3 * rows)
+    bands = raw_catalog(cat, "SELECT dataset_id, n_rows FROM band_files")
+    files = raw_catalog(cat, "SELECT dataset_id, n_rows FROM record_files")
+    if in_files:
+        assert bands and bands[0][0] == dataset_id and files == [(dataset_id, n_records)]
+    else:
+        assert bands == [] and files == []
