@@ -416,7 +416,7 @@ def test_a_recorded_scan_stores_each_inputs_description(tmp_path: Path, monkeypa
     """The catalog's datasets row (path, format, schema, columns, rows, mapping) as the scan read the input;
     with the file thresholds at 0, its records and band keys in the files beside the catalog."""
     import provaudit.catalog.files as catalog_files
-    import provaudit.catalog.store as store
+    from provaudit.catalog import store
 
     if in_files:
         monkeypatch.setattr(store, "BAND_FILE_RECORDS", 0)
