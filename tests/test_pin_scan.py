@@ -423,7 +423,21 @@ def test_a_recorded_scan_stores_each_inputs_description(tmp_path: Path, monkeypa
         monkeypatch.setattr(catalog_files, "RECORD_FILE_RECORDS", 0)
     src = ROOT / "fixtures" / "scan" / "trl_pairs.jsonl"
     cat = tmp_path / "c.duckdb"
+    given: list[tuple] = []   # the files prepared before the commit are the ones the catalog takes in
+    real_add = Catalog.add_dataset
+
+    def add_dataset(self, **kw):
+        given.append((kw["band_file"], kw["record_files"],
+                      [p.exists() for p in [kw["band_file"], *(kw["record_files"] or [])] if p is not None]))
+        return real_add(self, **kw)
+
+    monkeypatch.setattr(Catalog, "add_dataset", add_dataset)
     res = provaudit.scan([src], catalog=cat, record=True)
+    ((band_file, record_files, exist),) = given
+    if in_files:
+        assert band_file.name.endswith(".bands.parquet") and len(record_files) == 3 and exist == [True] * 4
+    else:
+        assert (band_file, record_files) == (None, None)
     (inp,) = res.summary["input"]["files"]
     (row,) = raw_catalog(cat, "SELECT dataset_id, name, path, fmt, schema, meta, n_records FROM datasets")
     dataset_id, name, path, fmt, schema, meta, n_records = row
