@@ -80,7 +80,8 @@ def test_vectorised_shingle_hashes_match_the_word_3gram_definition() -> None:
     """Every text's shingle hashes are exactly the hashes of its word 3-grams, in order (short, empty
     and punctuation-only texts included), combined one text at a time in plain Python."""
     texts = [r["output"] for r in _json_rows("alpaca_eval_gpt4.json")[:200]]
-    texts += ["", "!!!", "Hello", "Hello, world", "a b c", "Straße café 42", "one  two\tthree four"]
+    # "Hello!": one word whose text is more than the word, next to texts without any word ("", "!!!")
+    texts += ["", "!!!", "Hello", "Hello!", "Hello, world", "a b c", "Straße café 42", "one  two\tthree four"]
     norm = pl.Series(texts).str.replace_all(r"\s+", " ").str.strip_chars()
     hashes, offsets = shingle_hashes(norm)
     assert offsets[0] == 0 and offsets[-1] == hashes.size and len(offsets) == len(texts) + 1
