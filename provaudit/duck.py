@@ -49,18 +49,25 @@ def connect(database: str = ":memory:", *, read_only: bool = False, **config: An
     return con
 
 
+def spill_connect(temp_directory: str | Path, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory connection for a step whose input grows with the scan: ``threads`` threads (default
+    :func:`spill_threads`), capped at :func:`spill_memory`, spilling into ``temp_directory``."""
+    n = threads or spill_threads()
+    return connect(temp_directory=str(temp_directory), threads=n, memory_limit=spill_memory(n))
+
+
 @contextmanager
 def spilling(near: str | Path, threads: int | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
     """An in-memory connection of ``threads`` threads (default :func:`spill_threads`) capped at
     :func:`spill_memory` that spills to a temporary folder beside ``near`` (removed afterwards): for sorts
     and copies of a whole input (a catalog file of a big dataset)."""
-    n = threads or spill_threads()
     with tempfile.TemporaryDirectory(prefix=".duck-spill-", dir=Path(near).parent) as tmp:
-        con = connect(temp_directory=tmp, memory_limit=spill_memory(n), threads=n)
+        con = spill_connect(tmp, threads)
         try:
             yield con
         finally:
             con.close()
 
 
-__all__ = ["SPILL_MEMORY_LIMIT", "THREADS_ENV", "connect", "spill_memory", "spill_threads", "spilling"]
+__all__ = ["SPILL_MEMORY_LIMIT", "THREADS_ENV", "connect", "spill_connect", "spill_memory", "spill_threads",
+           "spilling"]

@@ -26,7 +26,7 @@ import polars as pl
 
 from provaudit import dup_summary, interrupt
 from provaudit import progress as progress_display
-from provaudit.duck import connect, spill_memory, spill_threads
+from provaudit.duck import connect, spill_connect
 from provaudit.engine.tasks import release_memory
 from provaudit.errors import InputError, UsageError
 from provaudit.fingerprint import DatasetDigest
@@ -528,9 +528,7 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
                 with interrupt.blocked():  # submit holds the pool's lock its shutdown needs
                     corpus = pool.submit(_corpus_summaries, glob, work, origin, teacher, human, seed, options)
                 running = [corpus]
-                threads = spill_threads()
-                con = connect(temp_directory=str(work / "duck"), threads=threads,
-                              memory_limit=spill_memory(threads))  # spill: RSS flat in input size
+                con = spill_connect(work / "duck")  # spill: RSS flat in input size
                 try:
                     interrupt.phase("finding duplicate groups")
                     with _progress(progress, unit="steps") as bar:  # the cross-batch step is long on big inputs
@@ -807,8 +805,7 @@ def _dataset_parts(infos: list[InputInfo], source: str, work: Path) -> list[tupl
     """One Parquet file per input of its catalog columns, from ``source`` (a Parquet path or glob with
     ``_idx`` or in input order), prepared before the commit so the write lock is held briefly."""
     out = []
-    threads = spill_threads()
-    con = connect(temp_directory=str(work / "duck-catalog"), threads=threads, memory_limit=spill_memory(threads))
+    con = spill_connect(work / "duck-catalog")
     try:
         columns = [row[0] for row in con.sql(f"DESCRIBE SELECT * FROM read_parquet('{source}')").fetchall()]
         order = "ORDER BY _idx" if "_idx" in columns else ""

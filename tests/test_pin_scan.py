@@ -390,8 +390,8 @@ def test_catalog_parts_are_in_record_order_whatever_the_file_order(tmp_path: Pat
     from provaudit import duck, pipeline
 
     seen: list[dict] = []
-    real = pipeline.connect
-    monkeypatch.setattr(pipeline, "connect", lambda *a, **k: seen.append(k) or real(*a, **k))
+    real = duck.connect
+    monkeypatch.setattr(duck, "connect", lambda *a, **k: seen.append(k) or real(*a, **k))
     monkeypatch.setenv(duck.THREADS_ENV, "1")
     parts = _parts_dir(tmp_path, name="it's")
     (work := tmp_path / "work").mkdir()

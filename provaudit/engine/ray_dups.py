@@ -38,7 +38,6 @@ import polars as pl
 
 from provaudit import dup_summary
 from provaudit.contamination import boilerplate_agg
-from provaudit.engine.ray_scan import get_all
 from provaudit.engine.tasks import Task
 from provaudit.io.sink import ParquetSink
 
@@ -236,8 +235,7 @@ def finalize(parts_dir: Path, shuffle_dir: Path, records_dir: Path, *, pos_bits:
     root = str(shuffle_dir)
 
     def run(fn: Callable, calls: list[tuple]) -> list[Any]:
-        task = Task(ray, fn, num_cpus=1, max_retries=1)
-        return get_all([task.remote(*c) for c in calls])
+        return Task(ray, fn, num_cpus=1, max_retries=1).map(calls)
 
     run(_map_hashes, [(files, s, partitions, root) for s, files in shards])
     step("exact groups: hashes partitioned")

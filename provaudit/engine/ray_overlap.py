@@ -383,7 +383,6 @@ def catalog_checks(catalog: Path, parts_dir: Path, work: Path, own: set[str], wa
 
     from provaudit.catalog.store import open_catalog
     from provaudit.engine.ray_dups import shard_parts
-    from provaudit.engine.ray_scan import get_all
 
     step = step or (lambda _d: None)
     if not catalog.exists():
@@ -404,8 +403,7 @@ def catalog_checks(catalog: Path, parts_dir: Path, work: Path, own: set[str], wa
     step("catalog keys exported")
 
     def run(fn: Callable, calls: list[tuple]) -> list[Any]:
-        task = Task(ray, fn, num_cpus=1, max_retries=1)
-        return get_all([task.remote(*c) for c in calls])
+        return Task(ray, fn, num_cpus=1, max_retries=1).map(calls)
 
     try:
         report, n_erased, erased = run_rounds(run, shard_parts(parts_dir), meta, partitions, root, keys_root)

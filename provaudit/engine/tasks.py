@@ -13,28 +13,30 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 from collections.abc import Callable
 from typing import Any
 
 from provaudit.duck import THREADS_ENV
 
-_LIBC: Any = None
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], Any] | None:
+    """glibc's ``malloc_trim`` (None on a C library without it, such as musl)."""
+    name = ctypes.util.find_library("c")
+    return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
 
 
 def release_memory() -> None:
     """Hand the allocators' free pages back to the OS (best effort). No ``gc.collect()``: the frames a task
     drops are freed by reference counting, and a full collection inside a Ray worker cost about a second
     per task here (a two-node test cluster's scan went from 3 to 29 s)."""
-    global _LIBC
     import pyarrow as pa
 
     pa.default_memory_pool().release_unused()
-    if _LIBC is None:
-        name = ctypes.util.find_library("c")
-        _LIBC = ctypes.CDLL(name) if name else False
-    trim = getattr(_LIBC, "malloc_trim", None) if _LIBC else None
-    if trim is not None:  # glibc only
+    trim = _malloc_trim()
+    if trim is not None:
         trim(0)
 
 
@@ -56,6 +58,13 @@ class Task:
 
     def remote(self, *args: Any) -> Any:
         return self._remote.remote(self.fn, self.cpus, *args)
+
+    def map(self, calls: list[tuple]) -> list[Any]:
+        """One task per argument tuple; their results in order (:func:`provaudit.engine.ray_scan.get_all`:
+        interruptible, the rest cancelled on a failure)."""
+        from provaudit.engine.ray_scan import get_all
+
+        return get_all([self.remote(*c) for c in calls])
 
 
 __all__ = ["Task", "release_memory"]
