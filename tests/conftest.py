@@ -32,6 +32,25 @@ def fixtures_dir() -> Path:
     return FIXTURES
 
 
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local two-node Ray cluster (``ray.cluster_utils.Cluster``: one CPU per node, each node with its
+    own raylet and object store) for every Ray test of a test process, started at the first one: a start
+    costs seconds, and the Ray test modules share it instead of starting one each."""
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": 80 << 20,
+                                                      "include_dashboard": False})
+    c.add_node(num_cpus=1, object_store_memory=80 << 20)
+    ray.init(address=c.address, log_to_driver=False)
+    try:
+        yield c
+    finally:
+        ray.shutdown()
+        c.shutdown()
+
+
 def dump_catalog(path: Path) -> dict[str, list]:
     """Every table of a catalog file, rows as sorted strings: compare two dumps to prove nothing changed."""
     import duckdb

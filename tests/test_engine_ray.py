@@ -1,4 +1,5 @@
-"""``scan(engine="ray")`` on a local Ray cluster started here gives the single-process result exactly."""
+"""``scan(engine="ray")`` on a local Ray cluster (``conftest.ray_cluster``: two nodes) gives the single-process
+result exactly."""
 from __future__ import annotations
 
 import importlib.util
@@ -26,13 +27,6 @@ def _origin_available() -> bool:
     return hasattr(origin, "tag_origin")
 
 
-@pytest.fixture(scope="module")
-def local_cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-    yield
-    ray.shutdown()
-
-
 def _compare(tmp_path: Path, origin: bool) -> None:
     local = scan(INPUTS, catalog=tmp_path / "l.duckdb", out=tmp_path / "local", origin=origin, batch_size=64)
     dist = scan(INPUTS, catalog=tmp_path / "r.duckdb", out=tmp_path / "ray", origin=origin, batch_size=64,
@@ -47,14 +41,14 @@ def _compare(tmp_path: Path, origin: bool) -> None:
 
 
 @pytest.mark.slow
-def test_ray_scan_with_origin_identical_to_local(tmp_path: Path, local_cluster) -> None:
+def test_ray_scan_with_origin_identical_to_local(tmp_path: Path, ray_cluster) -> None:
     if not _origin_available():
         pytest.skip("provaudit.origin.tag_origin has not landed yet")
     _compare(tmp_path, origin=True)
 
 
 @pytest.mark.slow
-def test_run_ray_yields_batches_in_input_order(local_cluster) -> None:
+def test_run_ray_yields_batches_in_input_order(ray_cluster) -> None:
     from provaudit.engine.ray_engine import run_ray
     from provaudit.io import read_records
     from provaudit.pipeline import StageOptions, process_batch
@@ -67,7 +61,7 @@ def test_run_ray_yields_batches_in_input_order(local_cluster) -> None:
         assert_frame_equal(process_batch(b, opts), o)
 
 
-def test_a_released_task_returns_its_result_under_its_own_name_and_raises_its_error(local_cluster) -> None:
+def test_a_released_task_returns_its_result_under_its_own_name_and_raises_its_error(ray_cluster) -> None:
     """provaudit.engine.tasks: the function's result and exception come back unchanged, and the worker
     names itself after the function (bench/scan.py's memory breakdown reads these names). Standard-library
     functions stand in for provaudit's: a worker imports a task's function by its module, as it does

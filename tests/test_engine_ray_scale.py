@@ -1,8 +1,8 @@
 """The scale-out Ray scan (docs/scale-out.md) on a local two-node cluster gives the local scan's results.
 
-One module-scoped ``ray.cluster_utils.Cluster`` (two nodes of one CPU each, each with its own object
-store) runs every test here; shards are made tiny so that every file is cut in several and
-duplicates fall in different shards than their first occurrence.
+One ``ray.cluster_utils.Cluster`` (two nodes of one CPU each, each with its own object store;
+``conftest.ray_cluster``, shared with the other Ray modules) runs every test here; shards are made tiny
+so that every file is cut in several and duplicates fall in different shards than their first occurrence.
 """
 from __future__ import annotations
 
@@ -83,21 +83,6 @@ def test_records_output_replaces_a_file_by_a_folder_and_back(tmp_path: Path) -> 
 ray = pytest.importorskip("ray")
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    from ray.cluster_utils import Cluster
-
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": 80 << 20,
-                                                      "include_dashboard": False})
-    c.add_node(num_cpus=1, object_store_memory=80 << 20)
-    ray.init(address=c.address, log_to_driver=False)
-    try:
-        yield c
-    finally:
-        ray.shutdown()
-        c.shutdown()
-
-
 @pytest.fixture()
 def small_shards(monkeypatch):
     from provaudit.engine import ray_scan
@@ -140,7 +125,7 @@ def _catalog_with_eval(tmp_path: Path, inputs: dict[str, Path], name: str) -> Pa
 
 
 @pytest.mark.slow
-def test_ray_scan_matches_local_scan(tmp_path: Path, inputs, cluster, small_shards, catalog_dump) -> None:
+def test_ray_scan_matches_local_scan(tmp_path: Path, inputs, ray_cluster, small_shards, catalog_dump) -> None:
     from provaudit.engine import ray_scan
 
     # the files of the corpus folder (sorted by name), then the gzip file
@@ -174,7 +159,7 @@ def test_ray_scan_matches_local_scan(tmp_path: Path, inputs, cluster, small_shar
 
 
 @pytest.mark.slow
-def test_bad_row_in_a_worker_shard_fails_like_local(tmp_path: Path, inputs, cluster, small_shards,
+def test_bad_row_in_a_worker_shard_fails_like_local(tmp_path: Path, inputs, ray_cluster, small_shards,
                                                     catalog_dump) -> None:
     from provaudit.cli import main
 
@@ -193,7 +178,7 @@ def test_bad_row_in_a_worker_shard_fails_like_local(tmp_path: Path, inputs, clus
 
 
 @pytest.mark.slow
-def test_skip_bad_lists_the_same_bad_rows_with_uris(tmp_path: Path, inputs, cluster, small_shards,
+def test_skip_bad_lists_the_same_bad_rows_with_uris(tmp_path: Path, inputs, ray_cluster, small_shards,
                                                     monkeypatch) -> None:
     """Also: inputs and out as file:// URIs (provaudit.io.fs): the workers open the inputs themselves (JSON
     lines by byte range, Parquet row groups through a pyarrow filesystem) and write records.parquet to
@@ -250,7 +235,7 @@ def test_skip_bad_lists_the_same_bad_rows_with_uris(tmp_path: Path, inputs, clus
 
 
 @pytest.mark.slow
-def test_workers_prepare_band_files_for_the_catalog(tmp_path: Path, inputs, cluster, small_shards,
+def test_workers_prepare_band_files_for_the_catalog(tmp_path: Path, inputs, ray_cluster, small_shards,
                                                     monkeypatch) -> None:
     from provaudit.catalog import files, store
     from provaudit.catalog.store import Catalog
@@ -294,7 +279,7 @@ def _csv_inputs(d: Path) -> tuple[Path, Path]:
 
 
 @pytest.mark.slow
-def test_csv_cut_in_byte_ranges_reads_like_local(tmp_path: Path, inputs, cluster, small_shards) -> None:
+def test_csv_cut_in_byte_ranges_reads_like_local(tmp_path: Path, inputs, ray_cluster, small_shards) -> None:
     from provaudit.cli import main
     from provaudit.engine import ray_scan
     from provaudit.io import csv_ranges
@@ -334,7 +319,7 @@ def test_csv_cut_in_byte_ranges_reads_like_local(tmp_path: Path, inputs, cluster
 
 
 @pytest.mark.slow
-def test_a_damaged_gzip_file_fails_like_local(tmp_path: Path, cluster, small_shards) -> None:
+def test_a_damaged_gzip_file_fails_like_local(tmp_path: Path, ray_cluster, small_shards) -> None:
     """A gzip file cut after inflating: a bad line before the damage is the first error; with --skip-bad
     the stream error after the rows read (the local reader's), not a bad row of a half line."""
     import gzip
@@ -360,7 +345,7 @@ def test_a_damaged_gzip_file_fails_like_local(tmp_path: Path, cluster, small_sha
 
 
 @pytest.mark.slow
-def test_catalog_checks_on_the_cluster_give_the_local_summary(tmp_path: Path, overlap_world, cluster,
+def test_catalog_checks_on_the_cluster_give_the_local_summary(tmp_path: Path, overlap_world, ray_cluster,
                                                               small_shards, monkeypatch) -> None:
     # eval overlap (exact, near, short trivial), boilerplate, a reused response and an erased record
     # brought back, checked by the workers (provaudit.engine.ray_overlap) and by DuckDB on one machine

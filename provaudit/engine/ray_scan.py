@@ -59,8 +59,10 @@ from provaudit.io.fs import location, parquet_file
 from provaudit.stage import StageOptions, process_batch
 
 #: most bytes of JSON lines per shard (``PROVAUDIT_RAY_SHARD_BYTES``); smaller, down to
-#: ``MIN_SHARD_BYTES``, where that gives each cluster CPU two shards (:func:`shard_bytes_for`)
-SHARD_BYTES = int(os.environ.get("PROVAUDIT_RAY_SHARD_BYTES", str(64 << 20)))
+#: ``MIN_SHARD_BYTES``, where that gives each cluster CPU two shards (:func:`shard_bytes_for`). A shard
+#: task's memory follows its shard's size: 32 MiB (about 22,000 preference rows) keeps it near a worker's
+#: fixed footprint, and is reached at 100,000 rows on two CPUs (docs/scale-out.md, run 5)
+SHARD_BYTES = int(os.environ.get("PROVAUDIT_RAY_SHARD_BYTES", str(32 << 20)))
 MIN_SHARD_BYTES = 4 << 20
 GZIP_RATIO = 3  # about what gzip makes of text: sizes the shards of inflated copies (shard_bytes_for)
 #: rows of Parquet / save_to_disk input per shard (``PROVAUDIT_RAY_SHARD_ROWS``)
