@@ -126,8 +126,9 @@ def run_module(name: str, jobs: int, only: list[str] | None = None) -> dict:
         saved.write_text(json.dumps(prior, indent=1, sort_keys=True) + "\n")
     if not only:
         prior = None
-    if only and prior is None:
-        raise SystemExit(f"no earlier results for {name} to merge the re-run into")
+    if only and prior is None:  # e.g. a function edited since a run on another machine: its mutants alone
+        print(f"{name}: no earlier results here; the results hold only the mutants matching --only",
+              file=sys.stderr)
     if only:
         functions = only
     work = ROOT / "build" / "mutation" / name
@@ -213,8 +214,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2, help="mutants tested at once")
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--json", type=Path, help="also write the per-mutant statuses here")
-    ap.add_argument("--only", nargs="+", help="re-run only these mutants (names or globs; one module) and merge "
-                                              "into that module's last results")
+    ap.add_argument("--only", nargs="+", help="run only these mutants (names or globs; one module), merged "
+                                              "into that module's last results where there are any")
     ap.add_argument("--table", action="store_true", help="print the table of the last results, run nothing")
     ap.add_argument("--recheck", nargs="+", metavar="TEST",
                     help="re-run the last run's surviving non-equivalent mutants (one module; --only narrows them) "
