@@ -167,6 +167,41 @@ def test_each_human_domain_of_30_long_texts_raises_the_threshold_to_its_own_2fpr
     assert det.meta["unseen_domain_thresholds"] == {}
 
 
+def test_the_fitted_detector_keeps_its_settings_and_says_how_its_threshold_was_set() -> None:
+    """What a saved detector records of its fit: a non-default ``min_words`` (the tagger's long-text cut),
+    C, the folds actually used, the seed and caller meta, the threshold rule in words (with and without the
+    unseen-domain rule), and its diagnostic thresholds rounded to 6 decimals."""
+    from provaudit.origin.detector import UNSEEN_DOMAIN_MIN_HUMAN
+
+    x, y, n_words, groups = _training()
+    det, p = fit_detector(x, y, n_words=n_words, groups=groups, min_words=35, c=0.7, folds=4, seed=2,
+                          domain_holdout_threshold=False, meta={"trained_on": "fixture"})
+    assert det.min_words == 35
+    assert (det.meta["C"], det.meta["folds"], det.meta["seed"], det.meta["trained_on"]) == (0.7, 4, 2, "fixture")
+    rule = ("max(pooled human (1-fpr) quantile, each human domain's (1-2 fpr) quantile), out of fold")
+    assert det.meta["threshold_rule"] == rule
+    long = n_words >= 35
+    assert det.meta["pooled_threshold"] == round(float(np.quantile(p[(y == 0) & long], 0.95, method="higher")), 6)
+    g = np.asarray(groups, dtype=object)
+    assert det.meta["domain_thresholds"] == {
+        d: round(float(np.quantile(p[(y == 0) & long & (g == d)], 0.90, method="higher")), 6)
+        for d in ("a", "b")}
+    # the unseen-domain rule: a human domain of UNSEEN_DOMAIN_MIN_HUMAN long texts, and its text in the rule
+    rng = np.random.default_rng(7)
+    n_h = UNSEEN_DOMAIN_MIN_HUMAN
+    groups2 = ["big"] * (n_h + 60) + ["other"] * (n_h + 60)
+    y2 = np.array(([0] * n_h + [1] * 60) * 2)
+    x2 = np.abs(rng.normal(size=(len(y2), len(FEATURE_NAMES))))
+    x2[:, 0] += y2
+    det2, _ = fit_detector(x2, y2, groups=groups2, seed=0)
+    assert det2.meta["threshold_rule"] == rule + ("; and each human domain's (1-2 fpr) quantile scored by a "
+                                                  "model trained without that domain")
+    unseen = det2.meta["unseen_domain_thresholds"]
+    assert set(unseen) == {"big", "other"}
+    for v in (*unseen.values(), *det2.meta["domain_thresholds"].values(), det2.meta["pooled_threshold"]):
+        assert v == round(v, 6)
+
+
 def test_every_load_error_names_the_file_and_field_exactly(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
     with pytest.raises(InputError) as e:
