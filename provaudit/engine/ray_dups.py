@@ -43,8 +43,8 @@ from provaudit.io.sink import ParquetSink
 
 EXAMPLES = 5
 #: shuffle partitions (``PROVAUDIT_RAY_PARTITIONS``; default: two per cluster CPU, and at least one per
-#: ``PARTITION_RECORDS`` records so that a reducer's memory stays flat in the input size: 50,000 records'
-#: hashes and band keys, about what one shard of ``ray_scan.SHARD_BYTES`` holds)
+#: ``PARTITION_RECORDS`` records so that a reducer's memory stays flat in the input size: at most 50,000
+#: records' hashes and band keys, fewer than one 32 MiB shard's records, reached at 100,000 rows on two CPUs)
 PARTITIONS = int(os.environ.get("PROVAUDIT_RAY_PARTITIONS", "0")) or None
 PARTITION_RECORDS = 50_000
 _PART = re.compile(r"part-(\d+)-(\d+)-(\d+)\.parquet$")
