@@ -97,3 +97,102 @@ def test_estimate_dict_rounds_to_four_places_and_fit_refuses_small_corpora() -> 
         fit_reference(["a b c"] * 9, ["a b c"] * 20)
     with pytest.raises(ValueError, match="no word is common"):
         fit_reference([f"h{i} x{i}" for i in range(20)], [f"m{i} y{i}" for i in range(20)], calibrate=False)
+
+
+def test_a_reference_without_options_scores_by_the_documented_defaults() -> None:
+    """A reference whose ``options`` are empty (an older or hand-written file) scores whole documents, every
+    word of a unit, every sentence, and clips a text's log-ratio at 30 nats; ``max_sentences`` 1 keeps one
+    sentence. Expected values from the occurrence model by hand: log(q/p) for a vocabulary word present,
+    log((1-q)/(1-p)) for one absent."""
+    p, q = np.array([0.2, 0.5, 1e-20]), np.array([0.6, 0.25, 0.5])
+    kw = {"vocab": ["alpha", "beta", "gamma"], "log_p": list(np.log(p)), "log_1mp": list(np.log1p(-p)),
+          "log_q": list(np.log(q)), "log_1mq": list(np.log1p(-q)), "n_human": 1, "n_model": 1}
+    ref = MixtureReference(**kw, options={})
+
+    def ratio(present: set[int]) -> float:
+        return float(sum(np.log(q[i] / p[i]) if i in present else np.log((1 - q[i]) / (1 - p[i])) for i in range(3)))
+
+    # the second word counts (no word cap), the whole document is one unit
+    assert ref.unit_log_ratios(["x beta y"])[0] == pytest.approx(ratio({1}))
+    assert ref.doc_log_ratios(["x beta. alpha y"])[0] == pytest.approx(ratio({0, 1}))
+    assert ref.doc_log_ratios(["alpha beta"], calibrated=False)[0] == pytest.approx(ratio({0, 1}))
+    # gamma alone is worth 45 nats: the ratio is clipped at +30
+    assert ratio({2}) > 40 and ref.doc_log_ratios(["gamma"])[0] == 30.0
+    assert ref.doc_log_ratios(["gamma"], calibrated=False)[0] == 30.0
+    # sentence units without a cap: every sentence of 3+ words summed; with max_sentences 1: the first only
+    s1, s2 = "alpha is here now.", "beta is there too."
+    sent = MixtureReference(**kw, options={"unit": "sentence"})
+    assert sent.doc_log_ratios([f"{s1} {s2}"])[0] == pytest.approx(ratio({0}) + ratio({1}))
+    one = MixtureReference(**kw, options={"unit": "sentence", "max_sentences": 1})
+    assert one.doc_log_ratios([f"{s1} {s2}"])[0] == pytest.approx(ratio({0}))
+
+
+def test_defaults_size_floor_rounding_and_the_vocabulary_cut() -> None:
+    """``fit_reference``'s documented defaults are what it records; 10 texts a side is enough and 9 is not;
+    an estimate's interval is rounded to 4 places; ``min_df`` is a share of each side's documents; the cap
+    keeps the words most frequent over both sides; ``smoothing`` k gives (count + k) / (n + 2k)."""
+    human = _corpus(20, {"alpha": 20, "beta": 3, "gamma": 10}, "h")
+    model = _corpus(20, {"alpha": 3, "beta": 10, "gamma": 10}, "m")
+    ref = fit_reference(human, model, min_df=0.1)
+    assert ref.options == {"unit": "document", "min_df": 0.1, "max_vocab": 2000, "max_words": 300,
+                           "max_sentences": 0, "smoothing": 1.0, "clip": 30.0}
+    # combined frequency alpha 1.15, gamma 1.0, beta 0.65: a cap of two keeps alpha and gamma
+    assert fit_reference(human, model, min_df=0.1, max_vocab=2, calibrate=False).vocab == ["alpha", "gamma"]
+    half = fit_reference(human, model, min_df=0.1, smoothing=0.5, calibrate=False)
+    i = half.vocab.index("beta")
+    assert np.exp(half.log_p[i]) == pytest.approx((3 + 0.5) / (20 + 1.0))
+    assert np.exp(half.log_q[i]) == pytest.approx((10 + 0.5) / (20 + 1.0))
+    # min_df 0.1 of 100 model documents is 10: a word in 5 of them is out, in 10 it is in
+    h100 = _corpus(100, {"seen": 100, "rare": 100, "enough": 100}, "h")
+    m100 = _corpus(100, {"seen": 100, "rare": 5, "enough": 10}, "m")
+    assert fit_reference(h100, m100, min_df=0.1, calibrate=False).vocab == ["enough", "seen"]
+    for n_h, n_m, ok in ((10, 10, True), (9, 10, False), (10, 9, False)):
+        h, m = _corpus(n_h, {"alpha": n_h}, "h"), _corpus(n_m, {"alpha": n_m}, "m")
+        if ok:
+            assert fit_reference(h, m, min_df=0.1, calibrate=False).n_human == 10
+        else:
+            with pytest.raises(ValueError, match="at least 10"):
+                fit_reference(h, m, min_df=0.1, calibrate=False)
+    assert MixtureEstimate(0.5, 0.123456, 0.654321, 3).to_dict() == {"alpha": 0.5, "ci_low": 0.1235,
+                                                                     "ci_high": 0.6543, "n": 3}
+
+
+def test_calibration_is_the_logistic_fit_of_held_out_fold_ratios() -> None:
+    """The cross-fitted calibration by its definition: texts dealt into ``folds`` folds per side (a seeded
+    permutation), each fold scored UNcalibrated by a reference fitted on the other folds, and a balanced
+    logistic regression (C = 1) of the label on those held-out ratios; scale and shift rounded to 8 places.
+    The defaults are 5 folds and seed 0."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(11)
+    words = [_letters(i) for i in range(40)]
+    human = [" ".join(w for w in words if rng.random() < 0.2 + 0.3 * (j % 2) * (w < "ab")) for j in range(60)]
+    model = [" ".join(w for w in words if rng.random() < 0.35 + 0.3 * (w > "ab")) for _ in range(50)]
+    for folds, seed, kw in ((5, 0, {}), (3, 7, {"folds": 3, "seed": 7})):
+        ref = fit_reference(human, model, min_df=0.05, **kw)
+        perm = np.random.default_rng(seed)
+        fh, fm = perm.permutation(len(human)) % folds, perm.permutation(len(model)) % folds
+        xs, ys = [], []
+        for k in range(folds):
+            part = fit_reference([t for t, f in zip(human, fh) if f != k], [t for t, f in zip(model, fm) if f != k],
+                                 min_df=0.05, calibrate=False)
+            for texts, label in (([t for t, f in zip(human, fh) if f == k], 0), ([t for t, f in zip(model, fm) if f == k], 1)):
+                xs.append(part.doc_log_ratios(texts, calibrated=False))
+                ys.append(np.full(len(texts), label))
+        clf = LogisticRegression(C=1.0, class_weight="balanced").fit(np.concatenate(xs)[:, None], np.concatenate(ys))
+        assert ref.calibration == {"scale": round(float(clf.coef_[0, 0]), 8), "shift": round(float(clf.intercept_[0]), 8)}
+        assert ref.calibration["scale"] != 1.0
+
+
+def test_a_word_past_max_words_changes_nothing_and_missing_texts_are_empty() -> None:
+    """With words that do carry weight (different corpora): the (max_words + 1)-th word of a unit is ignored
+    and one within the cap is not; texts that are not strings are fitted as empty texts."""
+    human = _corpus(20, {"alpha": 15, "beta": 4, "gamma": 5}, "h")
+    model = _corpus(20, {"alpha": 5, "beta": 15, "gamma": 12}, "m")
+    ref = fit_reference(human, model, min_df=0.1, calibrate=False)
+    ref.options["max_words"] = 2
+    assert ref.unit_log_ratios(["alpha beta gamma"])[0] == pytest.approx(ref.unit_log_ratios(["alpha beta"])[0])
+    assert ref.unit_log_ratios(["alpha beta"])[0] != pytest.approx(ref.unit_log_ratios(["alpha"])[0])
+    with_none = fit_reference(human + [None] * 4, model + [None] * 4, min_df=0.1, calibrate=False)
+    with_empty = fit_reference(human + [""] * 4, model + [""] * 4, min_df=0.1, calibrate=False)
+    assert with_none == with_empty and with_none.n_human == 24
