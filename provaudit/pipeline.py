@@ -555,7 +555,7 @@ def scan(paths: Sequence[str | Path] | str | Path, *, catalog: str | Path | None
                     summary["gate"] = gate_summary(results, strict=strict)
                     passed = summary["gate"]["passed"]
                     summary["catalog"] = {"recorded": bool(record and passed)}
-                    datasets = _catalog_parts(infos, glob, work) if record and passed else []
+                    datasets = _catalog_parts(infos, glob, work, con) if record and passed else []
                     interrupt.phase("writing records.parquet")
                     progress_display.step("writing records.parquet")
                     interrupt.result(writing)
@@ -672,7 +672,8 @@ def _dataset_parts_ray(infos: list[InputInfo], glob: str, work: Path) -> list[tu
 
 
 def _dataset_parts_and_bands(infos: list[InputInfo], glob: str, work: Path, min_records: int,
-                             min_record_files: int | None = None) -> list[tuple[InputInfo, Path]]:
+                             min_record_files: int | None = None,
+                             spill: duckdb.DuckDBPyConnection | None = None) -> list[tuple[InputInfo, Path]]:
     """:func:`_dataset_parts`, plus the band-key file (``<part>.bands.parquet``) of each input of
     ``min_records`` or more records and the records, metadata-field and text-hash files
     (``<part>.records.parquet`` ...) of each of ``min_record_files`` or more, which the commit then only moves
@@ -681,7 +682,7 @@ def _dataset_parts_and_bands(infos: list[InputInfo], glob: str, work: Path, min_
     from provaudit.catalog import store
     from provaudit.catalog.files import write_record_files
 
-    out = _dataset_parts(infos, glob, work)
+    out = _dataset_parts(infos, glob, work, spill)
     for info, part in out:
         try:
             if info.records >= min_records:
@@ -694,14 +695,15 @@ def _dataset_parts_and_bands(infos: list[InputInfo], glob: str, work: Path, min_
     return out
 
 
-def _catalog_parts(infos: list[InputInfo], glob: str, work: Path) -> list[tuple[InputInfo, Path]]:
+def _catalog_parts(infos: list[InputInfo], glob: str, work: Path,
+                   spill: duckdb.DuckDBPyConnection | None = None) -> list[tuple[InputInfo, Path]]:
     """:func:`_dataset_parts_and_bands` in this process (the local engine), with the catalog's thresholds:
     the catalog files of a big input are written before the commit, as on Ray, so the write lock is held
     briefly and both engines store the same files."""
     from provaudit.catalog.files import RECORD_FILE_RECORDS
     from provaudit.catalog.store import BAND_FILE_RECORDS
 
-    return _dataset_parts_and_bands(infos, glob, work, BAND_FILE_RECORDS, RECORD_FILE_RECORDS)
+    return _dataset_parts_and_bands(infos, glob, work, BAND_FILE_RECORDS, RECORD_FILE_RECORDS, spill)
 
 
 def _band_file(part: Path) -> Path:
@@ -801,11 +803,14 @@ def _overlap_summary(report: list[dict[str, Any]]) -> dict[str, Any]:
     return {"datasets": [{k: v for k, v in o.items()} for o in report], "by_tag": by_tag}
 
 
-def _dataset_parts(infos: list[InputInfo], source: str, work: Path) -> list[tuple[InputInfo, Path]]:
+def _dataset_parts(infos: list[InputInfo], source: str, work: Path,
+                   spill: duckdb.DuckDBPyConnection | None = None) -> list[tuple[InputInfo, Path]]:
     """One Parquet file per input of its catalog columns, from ``source`` (a Parquet path or glob with
-    ``_idx`` or in input order), prepared before the commit so the write lock is held briefly."""
+    ``_idx`` or in input order), prepared before the commit so the write lock is held briefly. ``spill``:
+    the local scan's open spill connection, queried through a cursor of its own (a DuckDB instance of our
+    own costs ~25 ms to start); without it, a spill connection of its own."""
     out = []
-    con = spill_connect(work / "duck-catalog")
+    con = spill.cursor() if spill is not None else spill_connect(work / "duck-catalog")
     try:
         columns = [row[0] for row in con.sql(f"DESCRIBE SELECT * FROM read_parquet('{source}')").fetchall()]
         order = "ORDER BY _idx" if "_idx" in columns else ""
