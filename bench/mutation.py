@@ -49,7 +49,7 @@ MODULES: dict[str, tuple[str, list[str], list[str] | None]] = {
                    ["*.x_decoupling__*", "*.xǁCtxǁ__post_init____*", "*.xǁCtxǁdiff__*", "*.x_correlation__*",
                     "*.x__p_one_sided__*"]),
     "checkpoint_rules": ("provaudit/checkpoints/analysis.py",
-                         ["tests/test_pin_checkpoint_rules.py", "tests/test_checkpoints_gao.py"],
+                         ["tests/test_pin_checkpoint_rules.py"],
                          ["*.x_tails__*", "*.x_confound__*", "*.x_overoptimization__*"]),
     "tagging": ("provaudit/origin/tagging.py",
                 ["tests/test_pin_origin.py", "tests/test_pin_origin_fallback.py", "tests/test_pin_origin_summary.py",

@@ -42,7 +42,8 @@ def _ctx(outcomes: list[np.ndarray], proxies: list[np.ndarray] | None = None, th
               .agg(pl.col("proxy").mean(), pl.col("outcome").mean())
               .with_columns(pl.lit(None, dtype=pl.Float64).alias("proxy_se"),
                             pl.lit(None, dtype=pl.Float64).alias("outcome_se")))
-    return Ctx(series, samples, thresholds or {}, seed=0)
+    # 200 resamples (the floor of bootstrap_diff) instead of the default 1000: the same rules, a fifth of the time
+    return Ctx(series, samples, {"bootstrap": 200, **(thresholds or {})}, seed=0)
 
 
 def _uniform(n: int, seed: int = 0) -> np.ndarray:
@@ -299,3 +300,46 @@ def test_a_flat_proxy_has_no_rise_share() -> None:
     series = pl.DataFrame({"checkpoint": ["a", "b", "c"], "proxy": [1.0, 1.0, 1.0], "outcome": [0.0, 1.0, 0.5]})
     out, _ = overoptimization(Ctx(series, None, {}, seed=0), None)
     assert out["proxy_rise_past_best_share"] == 0.0 and out["best_checkpoint"] == "b"
+
+
+# ---- overoptimization with KL (Gao et al. 2023 forms) ---------------------------------------------------------
+
+def _rl_series(kl: list[float], a: float = 1.0, b: float = 0.5) -> tuple[Ctx, np.ndarray]:
+    """An outcome that follows the RL form R(d) = d (a - b ln d), d = sqrt(KL), exactly: its peak is at
+    d* = exp(a / b - 1), KL* = d*^2 (e^2 = 7.39 here)."""
+    k = np.asarray(kl, dtype=float)
+    d = np.sqrt(k)
+    outcome = d * (a - b * np.log(d))
+    series = pl.DataFrame({"checkpoint": [f"c{i}" for i in range(len(k))], "proxy": np.linspace(0, 1, len(k)),
+                           "outcome": outcome})
+    return Ctx(series, None, {}, seed=0), k
+
+
+def test_a_fitted_peak_inside_the_observed_kl_is_flagged_at_the_nearest_checkpoint() -> None:
+    ctx, kl = _rl_series([0.5, 2, 4, 6, 8, 10, 14, 18])
+    out, flags = overoptimization(ctx, kl)
+    peak = math.exp(2 * (1.0 / 0.5 - 1))
+    assert out["gao_form"] == "rl" and out["peak_kl"] == pytest.approx(peak, rel=1e-3)
+    assert out["peak_checkpoint_fit"] == "c4" and out["peak_inside_observed_kl"] is True  # KL 8 is nearest
+    (f,) = flags
+    assert (f.kind, f.checkpoint, f.metric) == ("overoptimization", "c4", "kl")
+    assert f.value == pytest.approx(peak, rel=1e-3) and f.details["form"] == "rl"
+    assert f.details["a"] == pytest.approx(1.0, rel=1e-3) and f.details["b"] == pytest.approx(0.5, rel=1e-3)
+
+
+def test_no_overoptimization_flag_when_the_peak_is_outside_the_kl_or_at_the_last_checkpoint() -> None:
+    ctx, kl = _rl_series([0.5, 1, 2, 3, 4, 5, 6])  # still rising at KL 6: the peak (7.39) lies beyond
+    out, flags = overoptimization(ctx, kl)
+    assert out["peak_inside_observed_kl"] is False and flags == []
+    ctx, kl = _rl_series([0.5, 1, 2, 3, 4, 5, 6, 7.5])  # inside, but the nearest checkpoint is the last one
+    out, flags = overoptimization(ctx, kl)
+    assert out["peak_inside_observed_kl"] is True and out["peak_checkpoint_fit"] == "c7" and flags == []
+
+
+def test_fewer_than_four_kl_values_fit_nothing() -> None:
+    ctx, kl = _rl_series([0.5, 2, 8, 18])
+    kl[0] = np.nan
+    out, flags = overoptimization(ctx, kl)
+    assert out["gao_fits"] is None and flags == [] and len(out["smoothed_outcome"]) == 4
+    out, _ = overoptimization(_rl_series([0.5, 2, 8, 18])[0], np.array([0.5, 2, 8, 18]))
+    assert out["gao_fits"] is not None  # four are enough
