@@ -343,3 +343,213 @@ def test_fewer_than_four_kl_values_fit_nothing() -> None:
     assert out["gao_fits"] is None and flags == [] and len(out["smoothed_outcome"]) == 4
     out, _ = overoptimization(_rl_series([0.5, 2, 8, 18])[0], np.array([0.5, 2, 8, 18]))
     assert out["gao_fits"] is not None  # four are enough
+
+
+# ---- whole outputs against a reference written from the documentation ----------------------------------------
+# The reference below follows docs/checkpoints.md step by step. It draws its resamples through the pinned
+# bootstrap (provaudit.checkpoints.stats.bootstrap_diff, tests/test_pin_stats.py) from the context's seeded
+# streams (Ctx.rng, tests/test_pin_decoupling_ctx.py), keyed as documented: ("median"|"mean", i, j),
+# ("q", q, i, j), ("slice", slice, i, j), ("confound", covariate). Every row and every flag field must agree.
+
+def _f(x, digits=3):
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:.{digits}g}"
+
+
+def _ref_tails(ctx: Ctx, pairs, quantiles=(0.05, 0.10), min_slice=20):
+    from provaudit.checkpoints.stats import bootstrap_diff
+
+    s = ctx.samples
+    binary = s["outcome"].n_unique() <= 2
+    slices = sorted(s["slice"].drop_nulls().unique().to_list()) if "slice" in s.columns else []
+    m_q, m_s = max(len(pairs) * len(quantiles), 1), max(len(pairs) * len(slices), 1)
+    thr_q, thr_s = sps.norm.ppf(1 - ctx.alpha / m_q), sps.norm.ppf(1 - ctx.alpha / m_s)
+    rows, flags = [], []
+
+    def pair_of(i, j, sl=None):
+        a, b = ctx.ckpt(i), ctx.ckpt(j)
+        if sl is not None:
+            a, b = a.filter(pl.col("slice") == sl), b.filter(pl.col("slice") == sl)
+        common = sorted(set(a["sample_id"]) & set(b["sample_id"]))
+        paired = len(common) >= 0.8 * max(min(a.height, b.height), 1) and len(common) >= 2
+        if paired:
+            a, b = (x.filter(pl.col("sample_id").is_in(common)).sort("sample_id") for x in (a, b))
+        return a["outcome"].to_numpy(), b["outcome"].to_numpy(), paired
+
+    def boot(key, oa, ob, paired, q=None):
+        return bootstrap_diff(oa, ob, ctx.rng(*key), paired=paired, q=q, n_boot=ctx.n_boot, level=ctx.level)
+
+    for i, j in pairs:
+        oa, ob, paired = pair_of(i, j)
+        med, mean = boot(("median", i, j), oa, ob, paired, 0.5), boot(("mean", i, j), oa, ob, paired)
+        flat = med.lo <= 0 <= med.hi or med.value >= 0
+        row = {"from": ctx.names[i], "to": ctx.names[j], "slice": "(all)"}
+        for stat, d in (("mean", mean), ("median", med)):
+            rows.append({**row, "stat": stat, "n": d.n, "delta": d.value, "lo": d.lo, "hi": d.hi, "z": d.z(),
+                         "flagged": False})
+        for q in ([] if binary else quantiles):
+            d = boot(("q", q, i, j), oa, ob, paired, q)
+            hit = d.z() < -thr_q and flat and d.hi < 0
+            p = f"p{round(q * 100):g}"
+            rows.append({**row, "stat": p, "n": d.n, "delta": d.value, "lo": d.lo, "hi": d.hi, "z": d.z(),
+                         "flagged": hit})
+            if hit:
+                flags.append(("tail_regression", ctx.names[j],
+                              (f"{p} of the outcome fell {_f(-d.value)} from {ctx.names[i]} to {ctx.names[j]} while "
+                              f"the median moved {_f(med.value)} (interval {_f(med.lo)}..{_f(med.hi)})"),
+                              [d.lo, d.hi], f"outcome_{p}", d.value, sps.norm.sf(-d.z()),
+                              {"slice": "(all)", "from": ctx.names[i], "median_change": med.value,
+                               "threshold_z": thr_q, "tests_in_family": m_q}))
+        for sl in slices:
+            fa, fb, pr = pair_of(i, j, sl)
+            if len(fa) < 2 or len(fb) < 2:
+                continue
+            d = boot(("slice", sl, i, j), fa, fb, pr)
+            hit = min(len(fa), len(fb)) >= min_slice and d.z() < -thr_s and flat and d.hi < 0
+            rows.append({"from": ctx.names[i], "to": ctx.names[j], "slice": str(sl), "stat": "mean", "n": d.n,
+                         "delta": d.value, "lo": d.lo, "hi": d.hi, "z": d.z(), "flagged": hit})
+            if hit:
+                flags.append(("tail_regression", ctx.names[j],
+                              (f"slice {sl!r}: mean outcome fell {_f(-d.value)} from {ctx.names[i]} to {ctx.names[j]} "
+                              f"(z={_f(d.z())}, threshold {_f(thr_s)} over {m_s} slice tests) while the overall "
+                              f"median moved {_f(med.value)}"), [d.lo, d.hi], "outcome_mean", d.value,
+                              sps.norm.sf(-d.z()),
+                              {"slice": str(sl), "from": ctx.names[i], "median_change": med.value,
+                               "threshold_z": thr_s, "tests_in_family": m_s, "n": d.n}))
+    return rows, flags
+
+
+def _close(x, y, path="") -> None:
+    """Recursive equality: floats to 1e-9 (relative) or 1e-12, everything else exactly."""
+    if isinstance(x, dict) or isinstance(y, dict):
+        assert isinstance(x, dict) and isinstance(y, dict) and list(x) == list(y) or set(x) == set(y), (path, x, y)
+        for k in x:
+            _close(x[k], y[k], f"{path}.{k}")
+    elif isinstance(x, (list, tuple)) or isinstance(y, (list, tuple)):
+        assert isinstance(x, (list, tuple)) and isinstance(y, (list, tuple)) and len(x) == len(y), (path, x, y)
+        for n, (u, v) in enumerate(zip(x, y)):
+            _close(u, v, f"{path}[{n}]")
+    elif isinstance(x, (float, np.floating)) or isinstance(y, (float, np.floating)):
+        assert x == pytest.approx(y, rel=1e-9, abs=1e-12, nan_ok=True), (path, x, y)
+    else:
+        assert x == y, (path, x, y)
+
+
+def _as_tuple(f):
+    return (f.kind, f.checkpoint, f.evidence, f.interval, f.metric, f.value, f.p_value, f.details)
+
+
+def _assert_tails(ctx, pairs, **ref):
+    table, flags = tails(ctx, pairs)
+    rows, expected = _ref_tails(ctx, pairs, **ref)
+    assert table.columns == list(rows[0])
+    _close(table.to_dicts(), rows)
+    _close([_as_tuple(f) for f in flags], expected)
+    return flags
+
+
+def test_tails_whole_output_quantiles_over_two_pairs() -> None:
+    a = _uniform(200)
+    b = a.copy()
+    b[a < 0.2] -= 5.0
+    c = b + np.random.default_rng(3).normal(0, 0.01, 200)
+    flags = _assert_tails(_ctx([a, b, c]), [(0, 1), (1, 2), (0, 2)])
+    assert {f.checkpoint for f in flags} == {"c1", "c2"}  # c0 -> c1 and c0 -> c2, never c1 -> c2
+
+
+def test_tails_whole_output_one_pair_one_quantile_and_unpaired_samples() -> None:
+    a = _uniform(200)
+    b = a.copy()
+    b[a < 0.4] -= 5.0
+    ctx = _ctx([a, b], thresholds={"tail_quantiles": [0.25]})
+    flags = _assert_tails(ctx, [(0, 1)], quantiles=(0.25,))
+    assert flags and flags[0].details["tests_in_family"] == 1  # one test: the threshold of a single test
+    # different items on each side: an unpaired comparison
+    s = ctx.samples.with_columns(pl.when(pl.col("checkpoint") == "c1").then(pl.col("sample_id") + 1000)
+                                 .otherwise(pl.col("sample_id")).alias("sample_id"))
+    _assert_tails(Ctx(ctx.series, s, ctx.thresholds, seed=0), [(0, 1)], quantiles=(0.25,))
+
+
+def test_tails_whole_output_slices_with_the_default_minimum_and_a_single_slice() -> None:
+    ctx, *_ = _sliced(19)
+    ctx = Ctx(ctx.series, ctx.samples, {"bootstrap": 200, "tail_quantiles": []}, seed=0)  # min_slice_size 20
+    flags = _assert_tails(ctx, [(0, 1)], quantiles=())
+    assert [f.details["slice"] for f in flags] == ["big"]  # 19 worst items: one short of the default 20
+    ctx20, *_ = _sliced(20)
+    flags = _assert_tails(Ctx(ctx20.series, ctx20.samples, {"bootstrap": 200, "tail_quantiles": []}, seed=0),
+                          [(0, 1)], quantiles=())
+    assert sorted(f.details["slice"] for f in flags) == ["big", "small"]
+    one = ctx.samples.with_columns(pl.when(pl.col("slice") == "big").then(pl.lit("big")).otherwise(None)
+                                   .alias("slice"))
+    flags = _assert_tails(Ctx(ctx.series, one, ctx.thresholds, seed=0), [(0, 1)], quantiles=())
+    assert flags and flags[0].details["tests_in_family"] == 1
+
+
+def test_tails_three_valued_outcome_has_quantile_rows() -> None:
+    a = np.repeat([0.0, 1.0, 2.0], 70)
+    b = a.copy()
+    b[:50] = -1.0
+    table, _ = tails(_ctx([a, b]), [(0, 1)])
+    assert {"p5", "p10"} <= set(table["stat"])
+    _assert_tails(_ctx([a, b]), [(0, 1)])
+
+
+def _ref_confound(ctx: Ctx, covariate: str, label: str, share_threshold: float, first: int = 0, last=None):
+    last = ctx.n - 1 if last is None else last
+    a, b = (ctx.ckpt(x).filter(pl.col(covariate).is_not_null()) for x in (first, last))
+    pa, ca, pb, cb = (a["proxy"].to_numpy(), a[covariate].to_numpy(), b["proxy"].to_numpy(),
+                      b[covariate].to_numpy())
+    k = int(ctx.thresholds.get("length_buckets", 5))
+    gain, beta, explained, controlled = _expected_confound(pa, ca, pb, cb, k)
+    rng = ctx.rng("confound", covariate)
+    shares, cshares = [], []
+    for _ in range(min(ctx.n_boot, 400)):
+        ia, ib = rng.integers(0, len(pa), len(pa)), rng.integers(0, len(pb), len(pb))
+        g, _, e, c = _expected_confound(pa[ia], ca[ia], pb[ib], cb[ib], k)
+        if g != 0:
+            shares.append(e / g)
+            cshares.append(1 - c / g)
+    share, bucket = explained / gain, 1 - controlled / gain
+    tail = (1 - ctx.level) / 2
+    share_ci = [np.quantile(shares, tail), np.quantile(shares, 1 - tail)]
+    dp = ctx.diff(first, last, "proxy")
+    combined = (share + bucket) / 2
+    out = {"covariate": covariate, "from": ctx.names[first], "to": ctx.names[last], "proxy_gain": gain,
+           "proxy_gain_interval": [dp.lo, dp.hi], "covariate_from": ca.mean(), "covariate_to": cb.mean(),
+           "slope_within_checkpoint": beta, "gain_explained": explained, "share": share, "share_interval": share_ci,
+           "bucket_controlled_gain": controlled, "bucket_share": bucket,
+           "bucket_share_interval": [np.quantile(cshares, tail), np.quantile(cshares, 1 - tail)],
+           "combined_share": combined}
+    flag = None
+    if gain > 0 and dp.z() > sps.norm.ppf(1 - ctx.alpha) and combined >= share_threshold and share_ci[0] > 0:
+        flag = (f"{label}_confound", ctx.names[last],
+                (f"{label} explains {_f(100 * min(combined, 1.0))}% of the proxy gain {_f(gain)} from "
+                f"{ctx.names[first]} to {ctx.names[last]} (regression share {_f(share)}, within-bucket share "
+                f"{_f(bucket)}); mean {covariate} {_f(ca.mean())} -> {_f(cb.mean())}"),
+                share_ci, f"{label}_share", combined, None, {"bucket_controlled_gain": controlled, "slope": beta})
+    return out, flag
+
+
+@pytest.mark.parametrize("explained,buckets", [(True, None), (False, None), (True, 3)])
+def test_confound_whole_output(explained: bool, buckets: int | None) -> None:
+    pa, la, pb, lb = _length_data(explained=explained)
+    th = {} if buckets is None else {"length_buckets": buckets}
+    ctx = _ctx([np.zeros(300)] * 2, [pa, pb], thresholds=th, length=[la, lb])
+    out, flags = confound(ctx, "length", "length", 0.5)
+    ref, flag = _ref_confound(ctx, "length", "length", 0.5)
+    _close(out, ref)
+    _close([_as_tuple(f) for f in flags], [flag] if flag else [])
+    assert bool(flags) is explained
+
+
+def test_confound_between_chosen_checkpoints_and_a_covariate_that_explains_more_than_all() -> None:
+    """``first``/``last`` pick the pair; a share above 1 is reported as is and said as 100% in words."""
+    rng = np.random.default_rng(6)
+    ls = [rng.uniform(100, 300, 300) + 80.0 * i for i in range(3)]
+    ps = [0.012 * ls[i] - 0.3 * i + rng.normal(0, 0.2, 300) for i in range(3)]  # length gains more than all
+    ctx = _ctx([np.zeros(300)] * 3, ps, length=ls)
+    for first, last in ((0, 2), (1, 2), (0, 1)):
+        out, flags = confound(ctx, "length", "length", 0.5, first=first, last=last)
+        ref, flag = _ref_confound(ctx, "length", "length", 0.5, first=first, last=last)
+        _close(out, ref)
+        _close([_as_tuple(f) for f in flags], [flag] if flag else [])
+    assert out["share"] > 1 and "explains 100% of" in flags[0].evidence

@@ -363,7 +363,7 @@ def confound(ctx: Ctx, covariate: str, label: str, share_threshold: float, first
     if gain > 0 and dp.z() > thr and math.isfinite(combined) and combined >= share_threshold and lower_ok:
         flags.append(Flag(
             f"{label}_confound", ctx.names[last],
-            f"{label} explains {_fmt(100 * min(combined, 1.0), 2)}% of the proxy gain {_fmt(gain)} from "
+            f"{label} explains {_fmt(100 * min(combined, 1.0))}% of the proxy gain {_fmt(gain)} from "
             f"{ctx.names[first]} to {ctx.names[last]} (regression share {_fmt(share)}, within-bucket share "
             f"{_fmt(bucket_share)}); mean {covariate} {_fmt(ca.mean())} -> {_fmt(cb.mean())}",
             share_ci, metric=f"{label}_share", value=float(combined),
