@@ -553,3 +553,31 @@ def test_confound_between_chosen_checkpoints_and_a_covariate_that_explains_more_
         _close(out, ref)
         _close([_as_tuple(f) for f in flags], [flag] if flag else [])
     assert out["share"] > 1 and "explains 100% of" in flags[0].evidence
+
+
+def test_overoptimization_flag_fields_and_evidence() -> None:
+    ctx, kl = _rl_series([0.5, 2, 4, 6, 8, 10])  # the nearest checkpoint (KL 8) is the second to last
+    out, (f,) = overoptimization(ctx, kl)
+    fit = out["gao_fits"]["rl"]
+    assert out["method"] == "argmax of outcome; robust smoothed peak alongside"
+    assert f.checkpoint == "c4" and f.interval is None and f.p_value is None
+    assert f.details == {"form": "rl", "a": fit["a"], "b": fit["b"], "c": fit["c"]}
+    assert f.evidence == (
+        f"Gao et al. RL form (R^2={_f(fit['r2'])}) peaks at KL={_f(fit['peak_kl'])} (nearest checkpoint c4); "
+        f"training continued to KL={_f(10.0)} and the proxy rose {_f(out['proxy_rise_past_best'])} past the best "
+        f"checkpoint {out['best_checkpoint']}")
+    # the proxy spans 0.5 here: the rise past the best as a share of that span
+    assert out["proxy_rise_past_best_share"] == pytest.approx(out["proxy_rise_past_best"] / 1.0)
+    half = Ctx(ctx.series.with_columns(pl.col("proxy") * 0.5), None, {}, seed=0)
+    out_half, _ = overoptimization(half, kl)
+    assert out_half["proxy_rise_past_best"] == pytest.approx(out["proxy_rise_past_best"] * 0.5)
+    assert out_half["proxy_rise_past_best_share"] == pytest.approx(out["proxy_rise_past_best_share"])
+
+
+def test_a_missing_kl_value_is_left_out_of_the_fit() -> None:
+    ctx, kl = _rl_series([0.5, 2, 4, 6, 8, 10, 14, 18])
+    kl_gap = kl.copy()
+    kl_gap[2] = np.nan
+    out, flags = overoptimization(ctx, kl_gap)
+    assert out["peak_kl"] == pytest.approx(math.exp(2), rel=1e-3) and [f.checkpoint for f in flags] == ["c4"]
+    assert out["gao_fits"]["rl"]["r2"] == pytest.approx(1.0, abs=1e-6)

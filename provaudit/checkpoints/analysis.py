@@ -274,7 +274,7 @@ def overoptimization(ctx: Ctx, kl: np.ndarray | None) -> tuple[dict[str, Any], l
             out["gao_form"] = chosen["form"]
             out["peak_kl"] = chosen["peak_kl"]
             if chosen["peak_kl"] is not None:
-                k = int(np.argmin(np.abs(kl - chosen["peak_kl"])))
+                k = int(np.nanargmin(np.abs(kl - chosen["peak_kl"])))  # a checkpoint without KL is never nearest
                 out["peak_checkpoint_fit"] = ctx.names[k]
                 inside = float(np.nanmin(kl)) < chosen["peak_kl"] < float(np.nanmax(kl))
                 out["peak_inside_observed_kl"] = bool(inside)
