@@ -126,7 +126,7 @@ def test_a_binary_outcome_has_no_quantile_rows() -> None:
     assert not any(f.metric.startswith("outcome_p") for f in flags)
 
 
-def _sliced(n_small: int) -> tuple[Ctx, np.ndarray, np.ndarray, np.ndarray]:
+def _sliced(n_small: int, min_slice: int = 20) -> tuple[Ctx, np.ndarray, np.ndarray, np.ndarray]:
     """300 items; the slices below the median fall (which leaves the median where it was): ``small``, the
     ``n_small`` worst items, by 3; ``big``, the next 100, by 0.5 plus noise; ``rest`` stays."""
     a = _uniform(300)
@@ -135,7 +135,7 @@ def _sliced(n_small: int) -> tuple[Ctx, np.ndarray, np.ndarray, np.ndarray]:
     b = a.copy()
     b[sl == "big"] -= 0.5 + np.random.default_rng(2).uniform(0, 0.1, 100)
     b[sl == "small"] -= 3.0
-    return _ctx([a, b], thresholds={"tail_quantiles": [], "min_slice_size": 20}, slice=[sl, sl]), a, b, sl
+    return _ctx([a, b], thresholds={"tail_quantiles": [], "min_slice_size": min_slice}, slice=[sl, sl]), a, b, sl
 
 
 def test_a_slice_that_falls_under_a_flat_median_is_flagged_and_a_small_one_only_reported() -> None:
@@ -309,7 +309,8 @@ def _rl_series(kl: list[float], a: float = 1.0, b: float = 0.5) -> tuple[Ctx, np
     d* = exp(a / b - 1), KL* = d*^2 (e^2 = 7.39 here)."""
     k = np.asarray(kl, dtype=float)
     d = np.sqrt(k)
-    outcome = d * (a - b * np.log(d))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        outcome = np.where(d > 0, d * (a - b * np.log(np.where(d > 0, d, 1.0))), 0.0)  # R(0) = 0 (d ln d -> 0)
     series = pl.DataFrame({"checkpoint": [f"c{i}" for i in range(len(k))], "proxy": np.linspace(0, 1, len(k)),
                            "outcome": outcome})
     return Ctx(series, None, {}, seed=0), k
@@ -487,7 +488,7 @@ def test_tails_whole_output_slices_with_the_default_minimum_and_a_single_slice()
 def test_tails_three_valued_outcome_has_quantile_rows() -> None:
     a = np.repeat([0.0, 1.0, 2.0], 70)
     b = a.copy()
-    b[:50] = -1.0
+    b[:50] = 0.0  # still the three values 0, 1, 2
     table, _ = tails(_ctx([a, b]), [(0, 1)])
     assert {"p5", "p10"} <= set(table["stat"])
     _assert_tails(_ctx([a, b]), [(0, 1)])
@@ -581,3 +582,124 @@ def test_a_missing_kl_value_is_left_out_of_the_fit() -> None:
     out, flags = overoptimization(ctx, kl_gap)
     assert out["peak_kl"] == pytest.approx(math.exp(2), rel=1e-3) and [f.checkpoint for f in flags] == ["c4"]
     assert out["gao_fits"]["rl"]["r2"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_the_minimum_slice_size_comes_from_the_thresholds() -> None:
+    _, flags = tails(_sliced(14, min_slice=15)[0], [(0, 1)])
+    assert [f.details["slice"] for f in flags] == ["big"]
+    _, flags = tails(_sliced(15, min_slice=15)[0], [(0, 1)])
+    assert sorted(f.details["slice"] for f in flags) == ["big", "small"]
+
+
+def test_slices_of_one_item_are_skipped_and_of_two_reported() -> None:
+    a = _uniform(200)
+    rank = np.argsort(np.argsort(a))
+    sl = np.where(rank < 1, "a_one", np.where(rank < 3, "b_two", "c_rest"))  # the one-item slice sorts first
+    b = a.copy()
+    b[rank < 3] -= 1.0
+    ctx = _ctx([a, b], thresholds={"tail_quantiles": [], "min_slice_size": 2}, slice=[sl, sl])
+    table, _ = tails(ctx, [(0, 1)])
+    assert table.filter(pl.col("slice") != "(all)")["slice"].to_list() == ["b_two", "c_rest"]
+    _assert_tails(ctx, [(0, 1)], quantiles=(), min_slice=2)
+
+
+def test_a_slice_drop_between_the_95_interval_and_the_bonferroni_threshold_is_not_flagged() -> None:
+    """z = -2.2: the 95% interval excludes 0, but 2 slice tests at alpha 0.01 need z below -2.58."""
+    a = _uniform(300)
+    rank = np.argsort(np.argsort(a))
+    sl = np.where(rank < 100, "s", "rest")
+    e = np.random.default_rng(7).normal(size=100)
+    e = (e - e.mean()) / e.std(ddof=1)  # mean 0, sd 1 exactly
+    b = a.copy()
+    b[sl == "s"] += 0.05 * (-0.22 + e)  # z = -0.22 / (1 / sqrt(100)) = -2.2; all still under the median
+    ctx = _ctx([a, b], thresholds={"tail_quantiles": []}, slice=[sl, sl])
+    table, flags = tails(ctx, [(0, 1)])
+    row = table.filter(pl.col("slice") == "s").row(0, named=True)
+    assert row["z"] == pytest.approx(-2.2) and row["hi"] < 0 and flags == []
+
+
+def test_a_significant_quantile_drop_whose_interval_reaches_zero_is_not_flagged() -> None:
+    """30% collapse read at p25: the resamples' p25 sometimes lands above the collapse, so the interval's
+    upper end is 0 although z is far below the threshold; a flag needs both."""
+    a = _uniform(200)
+    b = a.copy()
+    b[a < 0.3] -= 5.0
+    table, flags = tails(_ctx([a, b], thresholds={"tail_quantiles": [0.25]}), [(0, 1)])
+    row = table.filter(pl.col("stat") == "p25").row(0, named=True)
+    assert row["z"] < -sps.norm.ppf(1 - ALPHA) and row["hi"] == 0.0 and flags == []
+
+
+def test_tails_at_another_interval_level_and_stat_names() -> None:
+    a = _uniform(200)
+    b = a.copy()
+    b[a < 0.2] -= 5.0
+    ctx = _ctx([a, b], thresholds={"interval_level": 0.8, "tail_quantiles": [0.05, 0.99]},
+               slice=[np.where(a < 0.5, "low", "high")] * 2)
+    _assert_tails(ctx, [(0, 1)], quantiles=(0.05, 0.99))
+    assert set(tails(ctx, [(0, 1)])[0]["stat"]) == {"mean", "median", "p5", "p99"}
+    assert tails(ctx, []) == (None, [])
+
+
+def test_confound_with_the_default_resamples_and_a_covariate_on_a_small_scale() -> None:
+    """400 resamples at most (of the default 1000); teacher-likeness lives in [0, 1]: a within-checkpoint sum
+    of squares under 1 still gives a slope."""
+    pa, la, pb, lb = _length_data(explained=True, n=40)
+    ctx = _ctx([np.zeros(40)] * 2, [pa, pb], thresholds={"bootstrap": 1000}, teacher=[la / 1000, lb / 1000])
+    out, flags = confound(ctx, "teacher", "teacher", 0.5)
+    ref, flag = _ref_confound(ctx, "teacher", "teacher", 0.5)
+    _close(out, ref)
+    _close([_as_tuple(f) for f in flags], [flag] if flag else [])
+    assert out["slope_within_checkpoint"] > 1  # 0.01 per unit of length: 10 per unit of length / 1000
+
+
+def test_a_gain_of_exactly_zero_has_no_share_and_a_constant_covariate_no_slope() -> None:
+    pa, la, pb, lb = _length_data(explained=True, n=50)
+    out, flags = confound(_ctx([np.zeros(50)] * 2, [pa, pa], length=[la, lb]), "length", "length", 0.5)
+    assert out["proxy_gain"] == 0 and math.isnan(out["share"]) and math.isnan(out["bucket_share"])
+    assert out["combined_share"] is None and flags == []
+    const = np.full(50, 7.0)
+    out, flags = confound(_ctx([np.zeros(50)] * 2, [np.full(50, 1.0), np.full(50, 1.0)], length=[const, const]),
+                          "length", "length", 0.5)
+    assert out["slope_within_checkpoint"] == 0.0 and out["gain_explained"] == 0.0
+    assert out["share_interval"] is None and out["bucket_share_interval"] is None and flags == []
+    out, _ = confound(_ctx([np.zeros(50)] * 2, [pa, pb], length=[const, const + 1]), "length", "length", 0.5)
+    assert out["slope_within_checkpoint"] == 0.0  # no spread inside either checkpoint: no slope to read
+
+
+def test_five_values_a_side_are_enough() -> None:
+    pa, la, pb, lb = _length_data(explained=True, n=5)
+    out, _ = confound(_ctx([np.zeros(5)] * 2, [pa, pb], length=[la, lb]), "length", "length", 0.5)
+    assert out["covariate"] == "length"
+    short = [None, *lb[1:].tolist()]
+    assert confound(_ctx([np.zeros(5)] * 2, [pa, pb], length=[la, short]), "length", "length", 0.5) == ({}, [])
+    assert confound(_ctx([np.zeros(5)] * 2, [pa, pb], length=[short, lb]), "length", "length", 0.5) == ({}, [])
+
+
+def test_a_confound_gain_is_tested_once_at_alpha() -> None:
+    """z = 2.45 lies between the one-test threshold (2.33 at alpha 0.01) and a two-test one (2.58). The
+    covariate spans one unit inside each checkpoint, so the share's bootstrap interval stays above 0."""
+    n = 100
+    rng = np.random.default_rng(1)
+    la = rng.uniform(100, 101, n)
+    lb = la + 0.5
+    pa = 0.01 * la + rng.normal(0, 0.001, n)
+    e = rng.normal(size=n)
+    e = (e - e.mean()) / e.std(ddof=1)
+    pb = pa + 0.005 + (0.005 / 2.45 * math.sqrt(n)) * e  # paired differences: mean 0.005, z exactly 2.45
+    ctx = _ctx([np.zeros(n)] * 2, [pa, pb], length=[la, lb])
+    assert ctx.diff(0, 1, "proxy").z() == pytest.approx(2.45)
+    out, flags = confound(ctx, "length", "length", -10.0)
+    ref, flag = _ref_confound(ctx, "length", "length", -10.0)
+    _close(out, ref)
+    assert out["share_interval"][0] > 0 and flag is not None and [f.kind for f in flags] == ["length_confound"]
+
+
+def test_a_kl_of_zero_at_the_start_counts_in_the_fit() -> None:
+    ctx, kl = _rl_series([0.0, 2, 4, 6, 8, 10, 14, 18])
+    out, _ = overoptimization(ctx, kl)
+    from provaudit.checkpoints.stats import fit_gao
+
+    d = np.sqrt(kl)
+    assert np.isfinite(ctx.O).all()
+    assert out["gao_fits"]["rl"] == fit_gao(d, ctx.O, "rl") and out["gao_fits"]["bon"] == fit_gao(d, ctx.O, "bon")
+    assert out["gao_fits"]["bon"] != fit_gao(d[1:], ctx.O[1:], "bon")  # the KL-0 checkpoint changes the fit
