@@ -601,6 +601,14 @@ def test_slices_of_one_item_are_skipped_and_of_two_reported() -> None:
     table, _ = tails(ctx, [(0, 1)])
     assert table.filter(pl.col("slice") != "(all)")["slice"].to_list() == ["b_two", "c_rest"]
     _assert_tails(ctx, [(0, 1)], quantiles=(), min_slice=2)
+    # different items on each side (unpaired): a slice with one item on either side is skipped too
+    s = ctx.samples.with_columns(
+        pl.when(pl.col("checkpoint") == "c1").then(pl.col("sample_id") + 1000).otherwise(pl.col("sample_id"))
+        .alias("sample_id"),
+        pl.when((pl.col("checkpoint") == "c1") & (pl.col("slice") == "b_two")).then(pl.lit("a_one"))
+        .otherwise(pl.col("slice")).alias("slice"))
+    table, _ = tails(Ctx(ctx.series, s, ctx.thresholds, seed=0), [(0, 1)])
+    assert table.filter(pl.col("slice") != "(all)")["slice"].to_list() == ["c_rest"]  # a_one: 1 vs 3 items
 
 
 def test_a_slice_drop_between_the_95_interval_and_the_bonferroni_threshold_is_not_flagged() -> None:
@@ -631,7 +639,7 @@ def test_a_significant_quantile_drop_whose_interval_reaches_zero_is_not_flagged(
 
 def test_tails_at_another_interval_level_and_stat_names() -> None:
     a = _uniform(200)
-    b = a.copy()
+    b = a + np.random.default_rng(9).normal(0, 0.05, 200)  # noise: resamples that differ, intervals that move
     b[a < 0.2] -= 5.0
     ctx = _ctx([a, b], thresholds={"interval_level": 0.8, "tail_quantiles": [0.05, 0.99]},
                slice=[np.where(a < 0.5, "low", "high")] * 2)
@@ -670,6 +678,9 @@ def test_five_values_a_side_are_enough() -> None:
     pa, la, pb, lb = _length_data(explained=True, n=5)
     out, _ = confound(_ctx([np.zeros(5)] * 2, [pa, pb], length=[la, lb]), "length", "length", 0.5)
     assert out["covariate"] == "length"
+    # 10 values in 5 buckets: no bucket holds 2 of each side, so the bucket share is missing and the
+    # combined share is the regression share alone
+    assert math.isnan(out["bucket_share"]) and out["combined_share"] == pytest.approx(out["share"])
     short = [None, *lb[1:].tolist()]
     assert confound(_ctx([np.zeros(5)] * 2, [pa, pb], length=[la, short]), "length", "length", 0.5) == ({}, [])
     assert confound(_ctx([np.zeros(5)] * 2, [pa, pb], length=[short, lb]), "length", "length", 0.5) == ({}, [])
