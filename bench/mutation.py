@@ -51,6 +51,8 @@ MODULES: dict[str, tuple[str, list[str], list[str] | None]] = {
     "checkpoint_rules": ("provaudit/checkpoints/analysis.py",
                          ["tests/test_pin_checkpoint_rules.py"],
                          ["*.x_tails__*", "*.x_confound__*", "*.x_overoptimization__*"]),
+    "labelers_trend": ("provaudit/style/labelers.py", ["tests/test_pin_labelers_trend.py"],
+                       ["*.x__trend__*", "*.x__wls__*"]),
     "tagging": ("provaudit/origin/tagging.py",
                 ["tests/test_pin_origin.py", "tests/test_pin_origin_fallback.py", "tests/test_pin_origin_summary.py",
                  "tests/test_pin_origin_modes.py",
