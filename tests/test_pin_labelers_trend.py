@@ -40,6 +40,8 @@ def test_wls_is_the_weighted_least_squares_slope_and_its_standard_error() -> Non
     y2, se2 = [1.0, 3.0], [0.0, 0.0]  # standard errors floored at 1e-6
     assert _wls(np.array(y2), np.array(se2)) == pytest.approx(_ref_wls(y2, se2), rel=1e-9)
     assert _wls(np.array([4.0]), np.array([0.1])) == (0.0, float("inf"))  # one batch: no slope
+    y3, se3 = [0.1, 0.4, 0.3], [2.0, 2.0, 2.0]  # wide errors: weights 1/4, a weighted spread of 1/2 (under 1)
+    assert _wls(np.array(y3), np.array(se3)) == pytest.approx(_ref_wls(y3, se3), rel=1e-9)
 
 
 def _expected(rows, level, key):
