@@ -171,7 +171,7 @@ class LanguageModel:
 
 
 #: positions whose vocabulary-wide statistics are computed at once: each step's (rows, V) temporaries stay
-#: a few MB and are reused, instead of five (N, V) arrays of ~400 MB for a batch (2.2x faster on a CPU,
+#: a few MB and are reused, instead of five (N, V) arrays of ~400 MB for a batch (1.6x faster on one CPU thread,
 #: the same values bit for bit: every statistic is computed per position)
 STAT_ROWS = 64
 
