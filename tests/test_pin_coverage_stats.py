@@ -122,3 +122,20 @@ def test_rank_threshold_at_one_unit_and_none() -> None:
     assert stats.rank_threshold(s, 1 / 3) == 1.0  # one unit: the lowest score
     assert stats.rank_threshold(s, 0.0) == 0.0    # none: one below the lowest
     assert stats.rank_threshold(s, 1.0) == 3.0
+
+
+def test_nearest_indices_are_integers() -> None:
+    """The indices pick rows of the eval set (``eval_units[arg]``): integers, not floats that compare equal."""
+    rng = np.random.default_rng(5)
+    a, b = _unit(rng.normal(size=(3, 4))), _unit(rng.normal(size=(2, 4)))
+    _, ia, _ = stats.nearest(a, b)
+    assert ia.dtype == np.int64
+
+
+def test_new_traffic_fdr_of_one_unit_and_of_none() -> None:
+    e = np.arange(10.0)
+    # one unit scoring 7: 3 of 10 eval scores are at least 7; covered 0.5 of 1 unit -> 0.5 x 1 x 0.3 / 1
+    assert stats.new_traffic_fdr(np.array([7.0]), e, 0.5) == pytest.approx([0.15])
+    assert stats.new_traffic_fdr(np.array([-1.0]), e, 1.0) == pytest.approx([1.0])
+    out = stats.new_traffic_fdr(np.zeros(0), e, 0.5)
+    assert out.shape == (0,)
