@@ -139,3 +139,16 @@ def test_new_traffic_fdr_of_one_unit_and_of_none() -> None:
     assert stats.new_traffic_fdr(np.array([-1.0]), e, 1.0) == pytest.approx([1.0])
     out = stats.new_traffic_fdr(np.zeros(0), e, 0.5)
     assert out.shape == (0,)
+
+
+def test_distances_stay_within_0_and_2_despite_float32_rounding() -> None:
+    """float32 unit vectors give self-similarities of 1.0000001 and opposite ones of -1.0000001: a distance is
+    clipped to [0, 2], never -1e-7 or 2.0000001."""
+    x = np.random.default_rng(0).normal(size=(300, 16))
+    a = _unit(x)
+    assert (np.diag(a @ a.T) > 1).any() and (np.diag(a @ (-a).T) < -1).any()  # the rounding is there
+    d_same, _, d_back = stats.nearest(a, a)
+    assert (d_same >= 0).all() and (d_back >= 0).all() and d_same.min() == 0.0
+    i = int(np.argmin(np.diag(a @ (-a).T)))  # a vector whose opposite rounds to a similarity under -1
+    d_far, _, d_far_b = stats.nearest(-a[i:i + 1], a[i:i + 1])
+    assert d_far.tolist() == [2.0] and d_far_b.tolist() == [2.0]
