@@ -55,7 +55,7 @@ MODULES: dict[str, tuple[str, list[str], list[str] | None]] = {
                        ["*.x__trend__*", "*.x__wls__*"]),
     "coverage_stats": ("provaudit/coverage/stats.py", ["tests/test_pin_coverage_stats.py", "tests/test_coverage.py"],
                        [f"*.x_{f}__*" for f in ("nearest", "coverage_ci", "mixture_coverage", "mixture_ci",
-                                                "rank_threshold", "new_traffic_fdr", "mmd_test")]),
+                                                "rank_threshold", "new_traffic_fdr")]),
     "tagging": ("provaudit/origin/tagging.py",
                 ["tests/test_pin_origin.py", "tests/test_pin_origin_fallback.py", "tests/test_pin_origin_summary.py",
                  "tests/test_pin_origin_modes.py",
