@@ -83,6 +83,25 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     _stop_ray_cluster()
 
 
+def assert_close(x: Any, y: Any, *, strict_types: bool = False, path: str = "") -> None:
+    """Recursive equality of nested dicts and sequences: floats to 1e-9 relative (or 1e-12 absolute, NaN equal to
+    NaN), everything else exactly (``strict_types``: of the same type too, e.g. ``bool`` and not ``numpy.bool_``)."""
+    import numpy as np
+
+    if isinstance(x, dict) or isinstance(y, dict):
+        assert isinstance(x, dict) and isinstance(y, dict) and set(x) == set(y), (path, x, y)
+        for k in x:
+            assert_close(x[k], y[k], strict_types=strict_types, path=f"{path}.{k}")
+    elif isinstance(x, (list, tuple)) or isinstance(y, (list, tuple)):
+        assert isinstance(x, (list, tuple)) and isinstance(y, (list, tuple)) and len(x) == len(y), (path, x, y)
+        for n, (u, v) in enumerate(zip(x, y)):
+            assert_close(u, v, strict_types=strict_types, path=f"{path}[{n}]")
+    elif isinstance(x, (float, np.floating)) or isinstance(y, (float, np.floating)):
+        assert x == pytest.approx(y, rel=1e-9, abs=1e-12, nan_ok=True), (path, x, y)
+    else:
+        assert x == y and (not strict_types or type(x) is type(y)), (path, x, y)
+
+
 def dump_catalog(path: Path) -> dict[str, list]:
     """Every table of a catalog file, rows as sorted strings: compare two dumps to prove nothing changed."""
     import duckdb

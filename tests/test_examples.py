@@ -203,15 +203,15 @@ def _allowed_exit(argv: list[str]) -> set[int]:
     return {0, 1} if ("--gate" in argv or argv[:1] == ["scan"]) else {0}
 
 
-#: commands that neither read nor write the catalog: a line of one of them that an earlier source in
-#: SOURCES shows too runs there only (a test per source, each in a folder of its own; lines of other
+#: commands that neither read nor write the catalog: a line of one of them that an earlier source (in
+#: ``_sources()`` order) shows too runs there only (a test per source, each in a folder of its own; lines of other
 #: commands build the state that later lines read, so each source runs them all)
 STATELESS = {"converge", "checkpoints", "compare", "diversity", "label-origin", "labelers"}
 DOCS = ["README.md", "docs/lineage.md", "docs/origin.md", "docs/style.md", "docs/checkpoints.md"]
 
 
 def _sources() -> dict[str, list[str]]:
-    """Every source's example lines, in SOURCES order: the help texts first, then DOCS."""
+    """Every source's example lines: the help texts first, then DOCS in order."""
     return {"help": [line for _, line in help_examples()], **{doc: doc_examples(ROOT / doc) for doc in DOCS}}
 
 

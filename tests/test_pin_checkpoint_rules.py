@@ -19,6 +19,7 @@ import math
 import numpy as np
 import polars as pl
 import pytest
+from conftest import assert_close
 from scipy import stats as sps
 
 from provaudit.checkpoints.analysis import Ctx, confound, overoptimization, tails
@@ -419,22 +420,6 @@ def _ref_tails(ctx: Ctx, pairs, quantiles=(0.05, 0.10), min_slice=20):
     return rows, flags
 
 
-def _close(x, y, path="") -> None:
-    """Recursive equality: floats to 1e-9 (relative) or 1e-12, everything else exactly."""
-    if isinstance(x, dict) or isinstance(y, dict):
-        assert isinstance(x, dict) and isinstance(y, dict) and list(x) == list(y) or set(x) == set(y), (path, x, y)
-        for k in x:
-            _close(x[k], y[k], f"{path}.{k}")
-    elif isinstance(x, (list, tuple)) or isinstance(y, (list, tuple)):
-        assert isinstance(x, (list, tuple)) and isinstance(y, (list, tuple)) and len(x) == len(y), (path, x, y)
-        for n, (u, v) in enumerate(zip(x, y)):
-            _close(u, v, f"{path}[{n}]")
-    elif isinstance(x, (float, np.floating)) or isinstance(y, (float, np.floating)):
-        assert x == pytest.approx(y, rel=1e-9, abs=1e-12, nan_ok=True), (path, x, y)
-    else:
-        assert x == y, (path, x, y)
-
-
 def _as_tuple(f):
     return (f.kind, f.checkpoint, f.evidence, f.interval, f.metric, f.value, f.p_value, f.details)
 
@@ -443,8 +428,8 @@ def _assert_tails(ctx, pairs, **ref):
     table, flags = tails(ctx, pairs)
     rows, expected = _ref_tails(ctx, pairs, **ref)
     assert table.columns == list(rows[0])
-    _close(table.to_dicts(), rows)
-    _close([_as_tuple(f) for f in flags], expected)
+    assert_close(table.to_dicts(), rows)
+    assert_close([_as_tuple(f) for f in flags], expected)
     return flags
 
 
@@ -537,8 +522,8 @@ def test_confound_whole_output(explained: bool, buckets: int | None) -> None:
     ctx = _ctx([np.zeros(300)] * 2, [pa, pb], thresholds=th, length=[la, lb])
     out, flags = confound(ctx, "length", "length", 0.5)
     ref, flag = _ref_confound(ctx, "length", "length", 0.5)
-    _close(out, ref)
-    _close([_as_tuple(f) for f in flags], [flag] if flag else [])
+    assert_close(out, ref)
+    assert_close([_as_tuple(f) for f in flags], [flag] if flag else [])
     assert bool(flags) is explained
 
 
@@ -551,8 +536,8 @@ def test_confound_between_chosen_checkpoints_and_a_covariate_that_explains_more_
     for first, last in ((0, 2), (1, 2), (0, 1)):
         out, flags = confound(ctx, "length", "length", 0.5, first=first, last=last)
         ref, flag = _ref_confound(ctx, "length", "length", 0.5, first=first, last=last)
-        _close(out, ref)
-        _close([_as_tuple(f) for f in flags], [flag] if flag else [])
+        assert_close(out, ref)
+        assert_close([_as_tuple(f) for f in flags], [flag] if flag else [])
     assert out["share"] > 1 and "explains 100% of" in flags[0].evidence
 
 
@@ -655,8 +640,8 @@ def test_confound_with_the_default_resamples_and_a_covariate_on_a_small_scale() 
     ctx = _ctx([np.zeros(40)] * 2, [pa, pb], thresholds={"bootstrap": 1000}, teacher=[la / 1000, lb / 1000])
     out, flags = confound(ctx, "teacher", "teacher", 0.5)
     ref, flag = _ref_confound(ctx, "teacher", "teacher", 0.5)
-    _close(out, ref)
-    _close([_as_tuple(f) for f in flags], [flag] if flag else [])
+    assert_close(out, ref)
+    assert_close([_as_tuple(f) for f in flags], [flag] if flag else [])
     assert out["slope_within_checkpoint"] > 1  # 0.01 per unit of length: 10 per unit of length / 1000
 
 
@@ -701,7 +686,7 @@ def test_a_confound_gain_is_tested_once_at_alpha() -> None:
     assert ctx.diff(0, 1, "proxy").z() == pytest.approx(2.45)
     out, flags = confound(ctx, "length", "length", -10.0)
     ref, flag = _ref_confound(ctx, "length", "length", -10.0)
-    _close(out, ref)
+    assert_close(out, ref)
     assert out["share_interval"][0] > 0 and flag is not None and [f.kind for f in flags] == ["length_confound"]
 
 

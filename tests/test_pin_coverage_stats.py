@@ -86,16 +86,12 @@ def test_coverage_interval_covers_the_true_share() -> None:
 def _ref_mixture_ci(prod, ev, n_boot, seed, qs=(0.5, 0.95), level=0.95):
     rng = np.random.default_rng(seed)
     n = len(prod)
-    draws = rng.integers(0, len(ev), size=(n_boot, len(ev)))
+    draws = rng.integers(0, len(ev), size=(n_boot, len(ev)))  # all eval resamples first, as the code draws them
     out = []
-    counts_all = []
     for d in draws:
         ts = sorted(np.quantile(ev[d], q) for q in qs)
-        cdf = [np.mean(prod <= t) for t in ts]
-        probs = np.diff([0.0, *cdf, 1.0])
-        counts_all.append(probs)
-    for probs in counts_all:
-        c = rng.multinomial(n, np.clip(probs, 0, None) / np.clip(probs, 0, None).sum())
+        probs = np.diff([0.0, *(np.mean(prod <= t) for t in ts), 1.0])  # production's share in each bin
+        c = rng.multinomial(n, probs / probs.sum())
         boot_cdf = np.cumsum(c)[:-1] / n
         out.append(min(1.0, min(boot_cdf[k] / q for k, q in enumerate(sorted(qs)))))
     return tuple(float(v) for v in np.quantile(out, [(1 - level) / 2, (1 + level) / 2]))

@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import assert_close
 from scipy import stats as sps
 
 from provaudit.style.labelers import _trend, _wls
@@ -67,21 +68,6 @@ def _expected(rows, level, key):
     return trend, first, thr
 
 
-def _close(x, y) -> None:
-    if isinstance(x, dict):
-        assert set(x) == set(y), (set(x) ^ set(y))
-        for k in x:
-            _close(x[k], y[k])
-    elif isinstance(x, list):
-        assert isinstance(y, list) and len(x) == len(y)
-        for u, v in zip(x, y):
-            _close(u, v)
-    elif isinstance(x, float) and not isinstance(x, bool):
-        assert x == pytest.approx(y, rel=1e-9, abs=1e-12)
-    else:
-        assert x == y and type(x) is type(y), (x, y)
-
-
 @pytest.mark.parametrize("key", ["alpha_nominal", "reference_agreement"])
 def test_the_first_batch_where_agreement_rises_and_diversity_falls_is_flagged(key: str) -> None:
     agree = [0.50, 0.51, 0.50, 0.56, 0.62, 0.70, 0.78]
@@ -89,12 +75,12 @@ def test_the_first_batch_where_agreement_rises_and_diversity_falls_is_flagged(ke
     rows = _rows(agree, [0.02] * 7, div, [0.02] * 7, key)
     trend, flag = _trend(rows, 0.05)
     exp, first, thr = _expected(rows, 0.05, key)
-    _close(trend, exp)
+    assert_close(trend, exp, strict_types=True)
     assert first is not None and flag["checkpoint"] == rows[first]["batch"]
     assert [lk["flagged"] for lk in trend["looks"]][:first - 2] == [False] * (first - 2)
     lk = exp["looks"][first - 2]
     half = Z95 * lk["agreement_slope"] / lk["agreement_z"]
-    _close(flag, {
+    assert_close(flag, {
         "id": "homogenizing", "kind": "homogenizing", "checkpoint": rows[first]["batch"],
         "evidence": f"over batches b0..{rows[first]['batch']} labeler agreement ({key}) rose "
                     f"{lk['agreement_slope']:.3g} per batch (z={lk['agreement_z']:.3g}) while the diversity of the "
@@ -104,7 +90,7 @@ def test_the_first_batch_where_agreement_rises_and_diversity_falls_is_flagged(ke
         "value": lk["agreement_slope"],
         "p_value": float(max(sps.norm.sf(lk["agreement_z"]), sps.norm.cdf(lk["diversity_z"]))),
         "details": {"diversity_slope": lk["diversity_slope"], "diversity_z": lk["diversity_z"],
-                    "batches": [r["batch"] for r in rows[:first + 1]]}})
+                    "batches": [r["batch"] for r in rows[:first + 1]]}}, strict_types=True)
 
 
 def test_both_movements_are_needed() -> None:
