@@ -79,7 +79,8 @@ class MixtureReference:
         extra = self._delta_occ - self._delta_abs
         out = np.empty(len(units), dtype=np.float64)
         for k, text in enumerate(units):
-            idx = [self._index[w] for w in _words(text, max_words) if w in self._index]
+            # in vocabulary order: a set's order follows the process's string hashing, and a float sum its order
+            idx = sorted(self._index[w] for w in _words(text, max_words) if w in self._index)
             out[k] = self._base + float(extra[idx].sum()) if idx else self._base
         return out
 

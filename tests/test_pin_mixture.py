@@ -196,3 +196,24 @@ def test_a_word_past_max_words_changes_nothing_and_missing_texts_are_empty() -> 
     with_none = fit_reference(human + [None] * 4, model + [None] * 4, min_df=0.1, calibrate=False)
     with_empty = fit_reference(human + [""] * 4, model + [""] * 4, min_df=0.1, calibrate=False)
     assert with_none == with_empty and with_none.n_human == 24
+
+
+def test_log_ratios_are_the_same_bits_under_any_string_hashing() -> None:
+    """A text's log-ratio sums its words' terms in vocabulary order: summed in the order of a set of words it
+    would change in the last bits with each process's hash seed, and the same input would not give the same
+    output bytes from run to run."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import gzip, json, sys; from provaudit.mixture import MixtureReference; "
+            "from provaudit.origin.tagging import DEFAULT_REFERENCE; "
+            "rows = [json.loads(x) for x in gzip.open(sys.argv[1], 'rt')][:60]; "
+            "texts = [r['chosen'] for r in rows] + [r['rejected'] for r in rows]; "
+            "print(MixtureReference.load(DEFAULT_REFERENCE).doc_log_ratios(texts, calibrated=False).tobytes().hex())")
+    from conftest import FIXTURES
+
+    outs = {subprocess.run([sys.executable, "-c", code, str(FIXTURES / "scan" / "hh_rlhf.jsonl.gz")], check=True,
+                           capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+            for seed in ("1", "2", "3")}
+    assert len(outs) == 1 and len(next(iter(outs))) > 100
