@@ -10,6 +10,8 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from itertools import pairwise
 
 import numpy as np
 
@@ -37,15 +39,24 @@ def function_word_rates(texts: Sequence[str]) -> np.ndarray:
     """Per-text relative frequency of each function word (rows: texts, columns: FUNCTION_WORDS)."""
     out = np.zeros((len(texts), len(FUNCTION_WORDS)), dtype=np.float64)
     for i, t in enumerate(texts):
-        toks = words(t)
-        if not toks:
-            continue
-        for w in toks:
-            j = _FW_INDEX.get(w)
-            if j is not None:
-                out[i, j] += 1.0
-        out[i] /= len(toks)
+        counts, n = _function_word_counts(t)
+        if n:
+            out[i] = counts / n
     return out
+
+
+@lru_cache(maxsize=8192)
+def _function_word_counts(text: str) -> tuple[np.ndarray, int]:
+    """(occurrences of each of FUNCTION_WORDS, words) of a text, kept for the texts seen last (a teacher fit
+    reads each reference text in every cross-fitting fold); the array is read-only."""
+    counts = np.zeros(len(FUNCTION_WORDS), dtype=np.float64)
+    toks = words(text)
+    for w in toks:
+        j = _FW_INDEX.get(w)
+        if j is not None:
+            counts[j] += 1.0
+    counts.flags.writeable = False
+    return counts, len(toks)
 
 
 def format_features(texts: Sequence[str]) -> np.ndarray:
@@ -74,12 +85,9 @@ def corpus_profile(texts: Sequence[str]) -> np.ndarray:
     counts = np.zeros(len(FUNCTION_WORDS))
     total = 0
     for t in texts:
-        toks = words(t)
-        total += len(toks)
-        for w in toks:
-            j = _FW_INDEX.get(w)
-            if j is not None:
-                counts[j] += 1
+        c, n = _function_word_counts(t)
+        counts += c  # whole numbers: the same sums in any order
+        total += n
     return counts / max(total, 1)
 
 
@@ -152,9 +160,8 @@ class PhraseSet:
         occ = np.zeros(len(texts))
         nw = np.zeros(len(texts))
         for i, t in enumerate(texts):
-            toks = words(t)
-            nw[i] = len(toks)
-            occ[i] = sum(1 for g in _ngrams(toks) if g in ph)
+            _, grams, nw[i] = _text_ngrams(t)
+            occ[i] = sum(grams[g] for g in ph if g in grams)
         return occ, nw
 
     def rate(self, texts: Sequence[str]) -> float:
@@ -162,17 +169,27 @@ class PhraseSet:
         return float(1000.0 * occ.sum() / max(nw.sum(), 1.0))
 
 
-def _ngrams(toks: list[str]):
-    for n in (2, 3):
-        for i in range(len(toks) - n + 1):
-            yield " ".join(toks[i:i + n])
+def _ngrams(toks: Sequence[str]) -> list[str]:
+    """Word 2-grams then 3-grams, in text order."""
+    return ([f"{a} {b}" for a, b in pairwise(toks)]
+            + [f"{a} {b} {c}" for a, b, c in zip(toks, toks[1:], toks[2:])])
+
+
+@lru_cache(maxsize=8192)
+def _text_ngrams(text: str) -> tuple[tuple[str, ...], Counter, int]:
+    """(the text's word 2- and 3-grams, their counts, its words), kept for the texts seen last: a teacher fit
+    reads each reference text's n-grams in every cross-fitting fold (6 times), and then once more per scored
+    batch. Callers must not change the Counter."""
+    toks = words(text)
+    grams = tuple(_ngrams(toks))
+    return grams, Counter(grams), len(toks)
 
 
 def _ngram_counts(texts: Sequence[str]) -> tuple[Counter, Counter]:
     counts: Counter = Counter()
     dfs: Counter = Counter()
     for t in texts:
-        grams = list(_ngrams(words(t)))
-        counts.update(grams)
-        dfs.update(set(grams))
+        grams, distinct, _ = _text_ngrams(t)
+        counts.update(grams)  # an iterable of keys, not a mapping: counted in C
+        dfs.update(distinct.keys())
     return counts, dfs
