@@ -8,9 +8,13 @@ import yaml
 
 from provaudit.errors import InputError
 
+#: libyaml's safe loader where PyYAML was built with it (its wheels are): the same documents, parsed about
+#: 10x faster than the pure-Python one; rules and gate files are read by nearly every command
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 def load_yaml(path: str | Path, *, what: str = "file") -> Any:
-    """``yaml.safe_load`` of ``path``; a missing, unreadable or malformed file raises ``InputError``
+    """Safe YAML loading of ``path``; a missing, unreadable or malformed file raises ``InputError``
     naming the file and, for syntax errors, the line."""
     p = Path(path)
     try:
@@ -20,7 +24,7 @@ def load_yaml(path: str | Path, *, what: str = "file") -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read {what}: {str(exc).splitlines()[0]}", file=str(p)) from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_LOADER)  # a safe loader (CSafeLoader or SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or exc.__class__.__name__
