@@ -23,6 +23,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# the test Ray cluster reports nothing and Ray Data starts no usage-collection actor (a process of its own)
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # under pytest-xdist (-n auto) every core already runs a test worker: one compute thread per worker (and per
 # command it starts) instead of each torch/OpenMP pool spinning on every core, which oversubscribes them
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -45,8 +47,9 @@ _RAY: dict[str, Any] = {}
 def ray_cluster():
     """One local two-node Ray cluster (``ray.cluster_utils.Cluster``: one CPU per node, each node with its
     own raylet and object store), started at the first Ray test of a test process and shared by the Ray
-    tests that follow it (a start costs seconds); stopped after the last of them (``pytest_runtest_teardown``
-    below), since an idle cluster keeps about 6% of a core busy for the rest of the session."""
+    tests that follow it (a start costs seconds); stopped after the last test of the Ray modules, which run
+    first (``pytest_runtest_teardown`` and ``pytest_collection_modifyitems`` below), since an idle cluster keeps
+    about 6% of a core busy for the rest of the session."""
     ray = pytest.importorskip("ray")
     if "cluster" not in _RAY:
         from ray.cluster_utils import Cluster
@@ -72,10 +75,18 @@ def _stop_ray_cluster() -> None:
         c.shutdown()
 
 
+#: test modules with a test that uses ``ray_cluster`` (filled at collection; they run first, back to back)
+_RAY_MODULES: set[str] = set()
+
+
+def _module(item: pytest.Item) -> str:
+    return item.nodeid.split("::", 1)[0]
+
+
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
-    """Stop the Ray cluster when the next test of this process (if any) does not use it; a later Ray test
-    starts another."""
-    if "cluster" in _RAY and "ray_cluster" not in getattr(nextitem, "fixturenames", ()):
+    """Stop the Ray cluster when the next test of this process (if any) is not in a Ray module; a later Ray
+    test starts another."""
+    if "cluster" in _RAY and (nextitem is None or _module(nextitem) not in _RAY_MODULES):
         _stop_ray_cluster()
 
 
@@ -193,12 +204,19 @@ def overlap_world(tmp_path_factory) -> dict[str, Any]:
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    """Run the modules with the most ``slow`` tests first (each module's tests stay together and in order,
-    so module-scoped fixtures such as a Ray cluster start once): under ``-n auto --dist worksteal`` a long
-    test then starts early instead of leaving one worker busy at the end while the others are done."""
+    """Run the modules that use the Ray cluster first, then those with the most ``slow`` tests (each module's
+    tests stay together and in order, so module-scoped fixtures start once).
+
+    Under ``-n auto --dist worksteal`` the first worker takes the head of the queue and a worker steals from
+    the tail of another's, so the Ray tests run back to back on one worker under one cluster (a cluster start
+    with its Ray Data actors costs about 20 CPU-seconds on this machine; interleaved with other modules they
+    started three), and a long test starts early instead of leaving one worker busy at the end."""
     modules: dict[str, list] = {}
     for item in items:
-        modules.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
+        modules.setdefault(_module(item), []).append(item)
+    ray = {m: any("ray_cluster" in getattr(it, "fixturenames", ()) for it in its) for m, its in modules.items()}
+    _RAY_MODULES.clear()
+    _RAY_MODULES.update(m for m, uses in ray.items() if uses)
     weight = {m: sum(1 for it in its if it.get_closest_marker("slow")) for m, its in modules.items()}
-    order = sorted(modules, key=lambda m: -weight[m])  # stable: collection order among equals
+    order = sorted(modules, key=lambda m: (not ray[m], -weight[m]))  # stable: collection order among equals
     items[:] = [it for m in order for it in modules[m]]
