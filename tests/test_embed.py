@@ -44,3 +44,30 @@ def test_unknown_backend():
 
 def test_models_are_cached():
     assert embed.load_static() is embed.load_static()
+
+
+def test_static_rows_come_from_the_cache_with_the_bits_of_a_fresh_encode(monkeypatch):
+    """A cached row is the model's row for that text, whatever the batch it came with, the order asked, the
+    duplicates, or evictions since (rows are normalized after, as without the cache)."""
+    from conftest import FIXTURES
+
+    texts = [line for line in (FIXTURES / "lineage" / "sft_train.jsonl").read_text(encoding="utf-8").splitlines()][:40]
+    texts = [*texts, *SENTS, "", SENTS[0]]
+    model = embed.load_static()
+    real = type(model).encode
+
+    def fresh(ts: list[str]) -> np.ndarray:
+        v = np.asarray(real(model, ts, batch_size=1024, use_multiprocessing=False), dtype=np.float32)
+        n = np.linalg.norm(v, axis=1, keepdims=True)
+        return np.divide(v, n, out=np.zeros_like(v), where=n > 0)
+
+    monkeypatch.setattr(embed, "_STATIC_ROWS", type(embed._STATIC_ROWS)())
+    monkeypatch.setattr(embed, "STATIC_CACHE_TEXTS", 10)
+    calls: list[int] = []
+    monkeypatch.setattr(type(model), "encode", lambda self, ts, **kw: calls.append(len(ts)) or real(self, ts, **kw))
+    assert np.array_equal(embed.encode(texts[:8]), fresh(texts[:8]))
+    assert calls == [8]
+    assert np.array_equal(embed.encode(texts[3:6]), fresh(texts[3:6])) and calls == [8]  # all cached
+    for order in (texts, texts[::-1], texts[5:30]):  # more texts than the cache holds: some evicted meanwhile
+        assert np.array_equal(embed.encode(order), fresh(order))
+    assert len(embed._STATIC_ROWS) == 10
