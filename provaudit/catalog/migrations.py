@@ -99,9 +99,9 @@ LATEST_VERSION = MIGRATIONS[-1].version
 
 def current_version(con: Any) -> int:
     """Schema version of an open catalog (0 for an empty database file)."""
-    has = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
-    ).fetchone()[0]
+    # duckdb_tables() rather than information_schema.tables: the same answer for a table, in 3 ms instead of
+    # 12 on a fresh connection (every catalog open asks)
+    has = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'schema_version'").fetchone()[0]
     if not has:
         return 0
     row = con.execute("SELECT max(version) FROM schema_version").fetchone()
