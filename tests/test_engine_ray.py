@@ -94,3 +94,29 @@ def test_release_memory_empties_the_arrow_pool_and_survives_a_libc_without_mallo
     assert pa.default_memory_pool().bytes_allocated() == 0
     monkeypatch.setattr(tasks, "_malloc_trim", lambda: None)  # musl: no malloc_trim
     tasks.release_memory()
+
+
+@pytest.mark.parametrize("address", [None, "ray://head:10001"])
+def test_a_local_cluster_provaudit_starts_reports_no_usage_statistics(monkeypatch, address) -> None:
+    """Started locally (no RAY_ADDRESS): usage statistics off unless the user chose; joining a cluster leaves
+    the choice to it."""
+    import ray
+
+    from provaudit.engine import ray_engine
+
+    seen: list[dict] = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: seen.append(kw))
+    monkeypatch.delenv("RAY_USAGE_STATS_ENABLED", raising=False)
+    if address:
+        monkeypatch.setenv("RAY_ADDRESS", address)
+    else:
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    ray_engine._ensure_ray(None)
+    assert len(seen) == 1 and seen[0]["include_dashboard"] is False
+    assert os.environ.get("RAY_USAGE_STATS_ENABLED") == (None if address else "0")
+    assert ("num_cpus" in seen[0]) is (address is None)
+    if not address:  # a user's own choice stands
+        monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "1")
+        ray_engine._ensure_ray(None)
+        assert os.environ["RAY_USAGE_STATS_ENABLED"] == "1"
