@@ -56,6 +56,8 @@ MODULES: dict[str, tuple[str, list[str], list[str] | None]] = {
     "coverage_stats": ("provaudit/coverage/stats.py", ["tests/test_pin_coverage_stats.py", "tests/test_coverage.py"],
                        [f"*.x_{f}__*" for f in ("nearest", "coverage_ci", "mixture_coverage", "mixture_ci",
                                                 "rank_threshold", "new_traffic_fdr")]),
+    "harness": ("provaudit/checkpoints/harness.py", ["tests/test_pin_harness.py", "tests/test_harness.py"],
+                [f"*.x_{f}__*" for f in ("_status", "_truncated", "_scale", "health_change", "_mcnemar_p", "_wilson")]),
     "tagging": ("provaudit/origin/tagging.py",
                 ["tests/test_pin_origin.py", "tests/test_pin_origin_fallback.py", "tests/test_pin_origin_summary.py",
                  "tests/test_pin_origin_modes.py",

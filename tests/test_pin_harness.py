@@ -1,0 +1,245 @@
+"""The harness-health rules of provaudit/checkpoints/harness.py pinned at their documented boundaries, on small
+hand-made runs: which sample gets which fault, the truncation pile-up (within max(1, 3%) of the longest output,
+open-ended, at least ``harness_min_count``), duplicates (12+ words, two distinct prompts, refusals exempt), echoes,
+score faults, finish reasons, error and extraction columns; the Wilson interval and McNemar p against scipy."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy import stats as sps
+
+from provaudit.checkpoints import harness
+from provaudit.checkpoints.io import load_rules
+from provaudit.checkpoints.load import load_inputs
+
+TWELVE = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu."  # 12 words, ends a sentence
+
+
+def _status(tmp_path: Path, rows: list[dict], thresholds: dict | None = None) -> tuple[dict[str, list[str]], dict]:
+    """Faults per sample id of checkpoint ``a`` (rows need checkpoint, sample_id, prompt, response, scores; a clean
+    checkpoint ``b`` is added where the rows have none: a report needs two)."""
+    if not any(r["checkpoint"] == "b" for r in rows):
+        rows = rows + _clean(24, "b")
+    path = tmp_path / "run.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    loaded = load_inputs([str(path)], load_rules(), proxy="rm_score", outcome="win", checkpoint_names=None)
+    frame, extra = harness._status(loaded, thresholds)
+    a = frame.filter(pl.col("checkpoint") == "a")
+    assert a["status"].to_list() == [f[0] if f else "ok" for f in a["faults"].to_list()]
+    assert a["healthy"].to_list() == [not f for f in a["faults"].to_list()]
+    return dict(zip(a["sample_id"].to_list(), a["faults"].to_list())), extra
+
+
+def _row(i: int, response: str, *, ck: str = "a", prompt: str | None = None, **extra) -> dict:
+    return {"checkpoint": ck, "sample_id": f"s{i:02d}", "prompt": prompt or f"Question number {i} about topic {i}?",
+            "response": response, "rm_score": 0.5, "win": float(i % 2), **extra}
+
+
+def _clean(n: int, ck: str = "a") -> list[dict]:
+    return [_row(i, f"Answer {i} is short and complete.", ck=ck) for i in range(n)]
+
+
+def test_a_clean_run_has_no_fault(tmp_path: Path) -> None:
+    faults, extra = _status(tmp_path, _clean(24) + _clean(24, "b"))
+    assert all(f == [] for f in faults.values()) and len(faults) == 24
+    assert extra["truncation"] == {} and extra["extracted_column"] is None
+
+
+def test_empty_and_whitespace_responses_are_empty(tmp_path: Path) -> None:
+    rows = _clean(24)
+    rows[3]["response"], rows[4]["response"] = "", "  \n "
+    faults, _ = _status(tmp_path, rows)
+    assert faults["s03"] == ["empty"] and faults["s04"] == ["empty"] and faults["s05"] == []
+
+
+@pytest.mark.parametrize("n_cut,min_count,flagged", [(3, 3, True), (2, 3, False), (2, 2, True), (4, 5, False)])
+def test_truncation_needs_min_count_open_outputs_at_the_cap(tmp_path: Path, n_cut, min_count, flagged) -> None:
+    rows = _clean(24)
+    cap = "word " * 80  # 400 characters
+    for k in range(n_cut):
+        rows[k]["response"] = cap[:300].strip()  # ends mid-sentence, at the longest length
+    faults, extra = _status(tmp_path, rows, {"harness_min_count": min_count})
+    cut = [s for s, f in faults.items() if "truncated" in f]
+    assert cut == ([f"s{k:02d}" for k in range(n_cut)] if flagged else [])
+    assert ("a" in extra["truncation"]) is flagged
+
+
+def test_the_cap_band_is_three_percent_of_the_longest_or_one_unit() -> None:
+    # 200 characters: the band is [194, 200]; 193 is out
+    chars = np.array([200.0, 194.0, 193.0, 20.0])
+    words = np.array([40.0, 39.0, 38.0, 4.0])
+    cut, info = harness._truncated(chars, words, np.array([True, True, True, True]), 2)
+    assert cut.tolist() == [True, True, False, False] and info == {"unit": "chars", "cap": 200, "n_at_cap": 2}
+    # 10 characters: 3% is 0.3, so the band is one character wide, [9, 10] (and one word, [2, 3]: a tie in
+    # outputs flagged keeps the first unit, characters)
+    cut, info = harness._truncated(np.array([10.0, 9.0, 8.0]), np.array([3.0, 2.0, 1.0]),
+                                   np.array([True, True, True]), 2)
+    assert cut.tolist() == [True, True, False] and info == {"unit": "chars", "cap": 10, "n_at_cap": 2}
+    # an output that ends a sentence is never cut, and the unit that flags more outputs wins (words here)
+    cut, info = harness._truncated(np.array([200.0, 150.0, 140.0, 100.0]), np.array([30.0, 30.0, 30.0, 10.0]),
+                                   np.array([True, True, True, False]), 2)
+    assert cut.tolist() == [True, True, True, False] and info == {"unit": "words", "cap": 30, "n_at_cap": 3}
+    cut, info = harness._truncated(np.array([0.0, 0.0]), np.array([0.0, 0.0]), np.array([False, False]), 1)
+    assert info is None and not cut.any()
+
+
+def test_duplicates_need_twelve_words_and_two_prompts_and_spare_refusals(tmp_path: Path) -> None:
+    rows = _clean(24)
+    rows[0]["response"] = rows[1]["response"] = TWELVE  # 12 words, two prompts: duplicates
+    eleven = TWELVE.split(" ", 1)[1]
+    rows[2]["response"] = rows[3]["response"] = eleven  # 11 words: a short answer may repeat
+    refusal = "I'm sorry, but I cannot help with that request because it asks for something unsafe."
+    rows[4]["response"] = rows[5]["response"] = refusal
+    rows[6]["response"] = rows[7]["response"] = "Same answer to the same question, " + TWELVE
+    rows[7]["prompt"] = rows[6]["prompt"]  # one prompt twice: not a duplicate answer across prompts
+    rows[8]["response"], rows[9]["response"] = TWELVE.replace("alpha", "ALPHA  "), TWELVE  # case, spacing: same
+    faults, _ = _status(tmp_path, rows)
+    assert {s for s, f in faults.items() if "duplicate" in f} == {"s00", "s01", "s08", "s09"}
+
+
+def test_duplicates_are_counted_within_a_checkpoint(tmp_path: Path) -> None:
+    rows = _clean(24) + _clean(24, "b")
+    rows[0]["response"] = TWELVE
+    rows[24]["response"] = TWELVE  # the same answer in another checkpoint
+    faults, _ = _status(tmp_path, rows)
+    assert "duplicate" not in faults["s00"]
+
+
+def test_echo_of_the_prompt(tmp_path: Path) -> None:
+    rows = _clean(24)
+    long_q = "Please explain in detail how photosynthesis works in plants"
+    rows[0].update(prompt=long_q, response=long_q.upper())                       # the prompt itself
+    rows[1].update(prompt=long_q, response=long_q + " and then some more text")  # starts with the prompt
+    rows[2].update(prompt=long_q, response=long_q[: int(0.8 * len(long_q)) + 1])  # 80%+ of it
+    rows[3].update(prompt=long_q, response=long_q[: int(0.8 * len(long_q)) - 2])  # less: not an echo
+    rows[4].update(prompt="Short q?", response="Short q? Yes.")                   # prompt under 20 chars
+    faults, _ = _status(tmp_path, rows)
+    assert [("echo" in faults[f"s{k:02d}"]) for k in range(5)] == [True, True, True, False, False]
+
+
+def test_score_faults_missing_non_numeric_and_out_of_declared_scale(tmp_path: Path) -> None:
+    rows = _clean(24)
+    rows[0]["win"] = None
+    rows[1]["win"] = "N/A"
+    rows[2]["win"] = 2.0
+    rows[3]["win"] = 1.0  # the bounds are inside
+    rows[4]["win"] = 0.0
+    faults, extra = _status(tmp_path, rows, {"harness_scales": {"win": [0, 1]}})
+    assert faults["s00"] == ["score_missing"] and faults["s01"] == ["score_non_numeric"]
+    assert faults["s02"] == ["score_out_of_scale"] and faults["s03"] == faults["s04"] == []
+    assert extra["scales"]["win"] == [0.0, 1.0]
+
+
+def test_finish_reason_error_and_extraction_columns(tmp_path: Path) -> None:
+    rows = _clean(24)
+    for r in rows:
+        r.update(finish_reason="stop", error=None, extracted_answer="42")
+    rows[0]["finish_reason"] = "LENGTH"
+    rows[1]["finish_reason"] = "max_tokens"
+    rows[2]["error"] = "timeout"
+    rows[3]["error"] = "none"
+    rows[4]["error"] = "0"
+    rows[5]["extracted_answer"] = "[invalid]"
+    rows[6]["extracted_answer"] = None
+    rows[7]["extracted_answer"] = "  N/A "
+    faults, extra = _status(tmp_path, rows)
+    assert faults["s00"] == faults["s01"] == ["truncated"]
+    assert faults["s02"] == ["generation_error"] and faults["s03"] == faults["s04"] == []
+    assert faults["s05"] == faults["s06"] == faults["s07"] == ["extraction_failed"]
+    assert extra["extracted_column"] == "extracted_answer"
+    assert all(faults[f"s{k:02d}"] == [] for k in range(8, 24))
+
+
+def test_a_sample_keeps_each_fault_once_and_its_first_as_status(tmp_path: Path) -> None:
+    rows = _clean(24)
+    cap = ("word " * 80)[:300].strip()
+    for k in range(3):  # truncated twice over (listed once); distinct texts, so no duplicates
+        rows[k].update(response=chr(97 + k) + cap[1:], finish_reason="length")
+    for r in rows[3:]:
+        r["finish_reason"] = "stop"
+    rows[0]["win"] = None
+    faults, _ = _status(tmp_path, rows)
+    assert faults["s00"] == ["truncated", "score_missing"] and faults["s01"] == ["truncated"]
+
+
+def test_scale_inference_boundaries() -> None:
+    ck = ["a"] * 20 + ["b"] * 20
+    assert harness._scale(np.array([0.0, 1.0] * 10), ["a"] * 20, None) == (0.0, 1.0)
+    assert harness._scale(np.array([0.0, 1.0] * 9 + [0.0]), ["a"] * 19, None) is None  # under 20 scores
+    halves = np.array([0.5] * 2 + [1.0] * 38)  # 5% non-integer: still a scale
+    assert harness._scale(halves, ck, None) == (0.0, 1.0)
+    assert harness._scale(np.array([0.5] * 3 + [1.0] * 37), ck, None) is None  # 7.5% non-integer
+    # one checkpoint of two on 0/1 is half: the 0-1 scale holds
+    assert harness._scale(np.array([0.0, 1.0] * 10 + [3.0, 4.0] * 10), ck, None) == (0.0, 1.0)
+    three = ["a"] * 20 + ["b"] * 20 + ["c"] * 20
+    v = np.array([0.0, 1.0] * 10 + [3.0, 4.0] * 20)  # one of three: not 0-1; 1-5 holds 2/3 only; 0-5 all
+    assert harness._scale(v, three, None) == (0.0, 5.0)
+    assert harness._scale(np.array([3.0] * 39 + [11.0]), ck, None) == (1.0, 5.0)  # 97.5% in 1-5
+    assert harness._scale(np.array([3.0] * 38 + [11.0] * 2), ck, None) == (0.0, 100.0)  # 95% in any smaller
+    assert harness._scale(np.array([3.0] * 38 + [500.0] * 2), ck, None) is None
+    assert harness._scale(np.array([np.nan] * 5 + [1.0, 0.0] * 10), ["a"] * 25, None) == (0.0, 1.0)
+
+
+@pytest.mark.parametrize("k,n", [(0, 10), (3, 10), (10, 10), (1, 1), (17, 250)])
+def test_wilson_interval_is_the_score_interval(k: int, n: int) -> None:
+    z = sps.norm.ppf(0.975)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    lo, hi = harness._wilson(k, n)
+    assert lo == pytest.approx(max(0.0, centre - half), abs=1e-12) and hi == pytest.approx(min(1.0, centre + half),
+                                                                                          abs=1e-12)
+    assert 0.0 <= lo <= p + 1e-12 and p - 1e-12 <= hi <= 1.0
+    assert harness._wilson(0, 0) == [0.0, 1.0]
+
+
+@pytest.mark.parametrize("b,c", [(0, 0), (5, 0), (3, 4), (10, 2)])
+def test_mcnemar_p_is_the_exact_binomial_test(b: int, c: int) -> None:
+    expected = 1.0 if b + c == 0 else sps.binomtest(b, b + c, 0.5).pvalue
+    assert harness._mcnemar_p(b, c) == pytest.approx(expected, abs=1e-15)
+
+
+def _pairs(d_healthy: list[float], d_changed: list[float]) -> pl.DataFrame:
+    n_h, n_c = len(d_healthy), len(d_changed)
+    ids = [f"{i:03d}" for i in range(n_h + n_c)]
+    yb = [*d_healthy, *d_changed]
+    return pl.DataFrame({"checkpoint": ["a"] * len(ids) + ["b"] * len(ids), "sample_id": ids * 2,
+                         "outcome": [0.0] * len(ids) + yb,
+                         "healthy": [True] * len(ids) + [True] * n_h + [False] * n_c,
+                         "status": ["ok"] * len(ids) + ["ok"] * n_h + ["echo"] * n_c})
+
+
+def test_health_change_intervals_resample_pairs_and_the_healthy_test_is_a_z_test() -> None:
+    rng = np.random.default_rng(3)
+    dh = list(rng.normal(0.1, 1.0, 60))
+    dc = list(rng.normal(-1.0, 0.2, 20))
+    st = _pairs(dh, dc)
+    out = harness.health_change(st, "a", "b", "outcome", np.random.default_rng(0), n_boot=400)
+    d = np.array(dh + dc)
+    assert out["n_paired"] == 80 and out["became_unhealthy"] == 20 and out["became_healthy"] == 0
+    assert out["total"] == pytest.approx(d.mean()) and out["carried"] == pytest.approx(sum(dc) / 80)
+    assert out["share"] == pytest.approx((sum(dc) / 80) / d.mean())
+    lo, hi = out["total_interval"]
+    se = d.std(ddof=1) / math.sqrt(80)
+    assert lo < d.mean() < hi and hi - lo == pytest.approx(2 * 1.96 * se, rel=0.25)  # a real resampling width
+    h = out["healthy"]
+    z = np.mean(dh) / (np.std(dh, ddof=1) / math.sqrt(60))
+    assert h["n"] == 60 and h["z"] == pytest.approx(z) and h["p_value"] == pytest.approx(2 * sps.norm.sf(abs(z)))
+    assert h["significant"] is bool(h["p_value"] < 0.05)
+    assert h["interval"][0] < h["delta"] < h["interval"][1]
+    assert out["new_faults"] == {"echo": 20} and out["fixed_faults"] == {}
+    assert out["mcnemar_p"] == pytest.approx(sps.binomtest(20, 20, 0.5).pvalue)
+
+
+def test_health_change_without_a_change_or_pairs() -> None:
+    st = _pairs([0.0] * 30, [])
+    out = harness.health_change(st, "a", "b", "outcome", np.random.default_rng(0), n_boot=200)
+    assert out["total"] == 0.0 and out["share"] is None and out["mcnemar_p"] == 1.0
+    assert out["healthy"]["p_value"] == 1.0 and out["healthy"]["z"] == 0.0 and not out["healthy"]["significant"]
+    one = harness.health_change(_pairs([1.0], []), "a", "b", "outcome", np.random.default_rng(0))
+    assert "total" not in one and one["n_paired"] == 1
