@@ -151,7 +151,10 @@ def doc_examples(path: Path) -> list[str]:
 #: the language-model examples (origin mode full / sampled) score each text with SmolLM2 at a few texts/s
 #: on a CPU: they run on small cuts of the same files (LM_CUTS), with the same flags
 LM_LINE = re.compile(r"--(?:origin-)?mode (?:full|sampled)|gate-human-data")  # the last runs the LM on a sample
-LM_CUTS = {"batch.jsonl": ("lm_batch.jsonl", 1), "h.jsonl": ("lm_h.jsonl", 10), "m.jsonl": ("lm_m.jsonl", 10)}
+#: placeholder -> (its cut, rows, words kept per text): the batch's texts stay past the 50-word LM threshold;
+#: the detector-training texts need 25+ words (``min_train_words``), and 20 of them (the fewest it trains on)
+LM_CUTS = {"batch.jsonl": ("lm_batch.jsonl", 1, 60), "h.jsonl": ("lm_h.jsonl", 10, 30),
+           "m.jsonl": ("lm_m.jsonl", 10, 30)}
 
 
 def _lm_line(line: str) -> str:
@@ -159,32 +162,28 @@ def _lm_line(line: str) -> str:
     flag's parsing and pass-through are still exercised)."""
     import torch
 
-    for name, (cut, _) in LM_CUTS.items():
+    for name, (cut, _, _) in LM_CUTS.items():
         line = re.sub(rf"(?<![\w/]){re.escape(name)}", cut, line)
     if not torch.cuda.is_available():
         line = line.replace("--device cuda", "--device cpu")
     return line
 
 
-#: every text of an LM cut keeps its first LM_CUT_WORDS words: still past the 50-word LM threshold, and
-#: the scoring time (linear in tokens) stays a few seconds on a CPU
-LM_CUT_WORDS = 60
-
-
-def _cut_words(value):
+def _cut_words(value, words: int):
+    """Every text in ``value`` cut to its first ``words`` words (the LM's scoring time is linear in tokens)."""
     if isinstance(value, str):
-        return " ".join(value.split()[:LM_CUT_WORDS])
+        return " ".join(value.split()[:words])
     if isinstance(value, list):
-        return [_cut_words(v) for v in value]
+        return [_cut_words(v, words) for v in value]
     if isinstance(value, dict):
-        return {k: _cut_words(v) for k, v in value.items()}
+        return {k: _cut_words(v, words) for k, v in value.items()}
     return value
 
 
 def _write_lm_cuts(work: Path) -> None:
-    for name, (cut, rows) in LM_CUTS.items():
+    for name, (cut, rows, words) in LM_CUTS.items():
         lines = (work / name).read_text(encoding="utf-8").splitlines()[:rows]
-        (work / cut).write_text("".join(json.dumps(_cut_words(json.loads(x))) + "\n" for x in lines),
+        (work / cut).write_text("".join(json.dumps(_cut_words(json.loads(x), words)) + "\n" for x in lines),
                                 encoding="utf-8")
 
 
