@@ -185,7 +185,8 @@ def test_scale_inference_boundaries() -> None:
     assert harness._scale(np.array([np.nan] * 5 + [1.0, 0.0] * 10), ["a"] * 25, None) == (0.0, 1.0)
 
 
-@pytest.mark.parametrize("k,n", [(0, 10), (3, 10), (10, 10), (1, 1), (17, 250)])
+# 16 of 16 and 0 of 21: the unclamped bounds round to 1.0000000000000002 and -1.4e-17
+@pytest.mark.parametrize("k,n", [(0, 10), (3, 10), (10, 10), (1, 1), (17, 250), (16, 16), (0, 21)])
 def test_wilson_interval_is_the_score_interval(k: int, n: int) -> None:
     z = sps.norm.ppf(0.975)
     p = k / n
@@ -221,6 +222,7 @@ def test_health_change_intervals_resample_pairs_and_the_healthy_test_is_a_z_test
     st = _pairs(dh, dc)
     out = harness.health_change(st, "a", "b", "outcome", np.random.default_rng(0), n_boot=400)
     d = np.array(dh + dc)
+    assert (out["from"], out["to"], out["metric"]) == ("a", "b", "outcome")
     assert out["n_paired"] == 80 and out["became_unhealthy"] == 20 and out["became_healthy"] == 0
     assert out["total"] == pytest.approx(d.mean()) and out["carried"] == pytest.approx(sum(dc) / 80)
     assert out["share"] == pytest.approx((sum(dc) / 80) / d.mean())
@@ -243,3 +245,122 @@ def test_health_change_without_a_change_or_pairs() -> None:
     assert out["healthy"]["p_value"] == 1.0 and out["healthy"]["z"] == 0.0 and not out["healthy"]["significant"]
     one = harness.health_change(_pairs([1.0], []), "a", "b", "outcome", np.random.default_rng(0))
     assert "total" not in one and one["n_paired"] == 1
+
+
+def test_health_change_names_fixed_faults_and_draws_1000_resamples_by_default() -> None:
+    """Samples that were broken in a and are healthy in b: counted, their former faults named, McNemar on both
+    directions; the default of 1000 resamples (the intervals of an explicit 1000 are the same numbers)."""
+    rng = np.random.default_rng(5)
+    n = 40
+    st = pl.DataFrame({"checkpoint": ["a"] * n + ["b"] * n, "sample_id": [f"{i:02d}" for i in range(n)] * 2,
+                       "outcome": list(rng.normal(0, 1, n)) + list(rng.normal(0.3, 1, n)),
+                       "healthy": [i >= 6 for i in range(n)] + [i != 10 for i in range(n)],
+                       "status": ["empty" if i < 4 else "echo" if i < 6 else "ok" for i in range(n)]
+                       + ["duplicate" if i == 10 else "ok" for i in range(n)]})
+    out = harness.health_change(st, "a", "b", "outcome", np.random.default_rng(1))
+    assert out["became_healthy"] == 6 and out["became_unhealthy"] == 1
+    assert out["fixed_faults"] == {"echo": 2, "empty": 4} and out["new_faults"] == {"duplicate": 1}
+    assert out["mcnemar_p"] == pytest.approx(sps.binomtest(1, 7, 0.5).pvalue)
+    same = harness.health_change(st, "a", "b", "outcome", np.random.default_rng(1), n_boot=1000)
+    other = harness.health_change(st, "a", "b", "outcome", np.random.default_rng(1), n_boot=1001)
+    assert same == out and other["total_interval"] != out["total_interval"]
+
+
+def _ref_health_change(st: pl.DataFrame, what: str, seed: int, n_boot: int = 1000, level: float = 0.95) -> dict:
+    """health_change from its docstring: pairs by sample id (both scores finite), the mean change, the part
+    carried by samples whose health changed, their share; a paired bootstrap of ``n_boot`` resamples (at most
+    5,000,000 / n, at least 200) drawn as one (resamples x n) block of uniform sample indices from the seeded
+    generator; the healthy-in-both mean change with its z test."""
+    a = {r["sample_id"]: r for r in st.filter(pl.col("checkpoint") == "a").iter_rows(named=True)}
+    b = {r["sample_id"]: r for r in st.filter(pl.col("checkpoint") == "b").iter_rows(named=True)}
+    ids = sorted(set(a) & set(b))
+    keep = [i for i in ids if math.isfinite(a[i][what]) and math.isfinite(b[i][what])]
+    d = np.array([b[i][what] - a[i][what] for i in keep])
+    ch = np.array([a[i]["healthy"] != b[i]["healthy"] for i in keep])
+    both = np.array([a[i]["healthy"] and b[i]["healthy"] for i in keep])
+    n = len(d)
+    nb = max(200, min(n_boot, 5_000_000 // n))
+    draws = np.random.default_rng(seed).integers(0, n, size=(nb, n))
+    totals = d[draws].mean(axis=1)
+    carried = (d * ch)[draws].sum(axis=1) / n
+    lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
+    q = lambda x: list(np.quantile(x, [lo, hi]))
+    ok = np.abs(totals) > 1e-12
+    share = carried[ok] / totals[ok]
+    dh = d[both]
+    se = np.std(dh, ddof=1) / math.sqrt(len(dh))
+    hb = (d * both)[draws].sum(axis=1) / np.maximum(both[draws].sum(axis=1), 1)
+    return {"n_paired": len(ids), "total": d.mean(), "total_interval": q(totals), "carried": (d * ch).sum() / n,
+            "carried_interval": q(carried), "share": (d * ch).sum() / n / d.mean(),
+            "share_interval": q(share) if len(share) > 10 else None,
+            "healthy": {"n": len(dh), "delta": dh.mean(), "interval": q(hb), "z": dh.mean() / se,
+                        "p_value": 2 * sps.norm.sf(abs(dh.mean() / se))}}
+
+
+@pytest.mark.parametrize("seed,level", [(0, 0.95), (7, 0.8)])
+def test_health_change_is_its_definition(seed: int, level: float) -> None:
+    rng = np.random.default_rng(11 + seed)
+    n = 50
+    ya, yb = rng.normal(0, 1, n), rng.normal(0.2, 1, n)
+    ya[3], yb[4] = np.nan, np.inf  # pairs without both scores are left out
+    ha = [i % 7 != 0 for i in range(n)]
+    hb = [i % 5 != 0 for i in range(n)]
+    st = pl.DataFrame({"checkpoint": ["a"] * n + ["b"] * n, "sample_id": [f"{i:02d}" for i in range(n)] * 2,
+                       "outcome": [*ya, *yb], "healthy": ha + hb,
+                       "status": ["ok" if h else "echo" for h in ha] + ["ok" if h else "empty" for h in hb]})
+    out = harness.health_change(st, "a", "b", "outcome", np.random.default_rng(seed), n_boot=300, level=level)
+    ref = _ref_health_change(st, "outcome", seed, n_boot=300, level=level)
+    assert out["n_paired"] == ref["n_paired"] == n
+    for key in ("total", "carried", "share"):
+        assert out[key] == pytest.approx(ref[key], rel=1e-9, abs=1e-12), key
+    for key in ("total_interval", "carried_interval", "share_interval"):
+        assert out[key] == pytest.approx(ref[key], rel=1e-9, abs=1e-12), key
+    for key in ("n", "delta", "interval", "z", "p_value"):
+        assert out["healthy"][key] == pytest.approx(ref["healthy"][key], rel=1e-9, abs=1e-12), key
+
+
+def test_health_change_resamples_are_bounded_and_shared_through_the_cache() -> None:
+    """n_boot is capped at 5,000,000 // n (35,460 for 141 pairs) and floored at 200 (26,000 pairs); a cache
+    hands the first metric's resamples to the next metric of the pair, whatever generator that one gets."""
+    def pairs(n: int) -> pl.DataFrame:
+        r = np.random.default_rng(n)
+        return pl.DataFrame({"checkpoint": ["a"] * n + ["b"] * n, "sample_id": list(range(n)) * 2,
+                             "outcome": [*r.normal(0, 1, n), *r.normal(0, 1, n)],
+                             "proxy": [*r.normal(0, 1, n), *r.normal(1, 1, n)],
+                             "healthy": [True] * (2 * n), "status": ["ok"] * (2 * n)})
+    for n, expected in ((141, 35_460), (26_000, 200)):
+        cache: dict = {}
+        harness.health_change(pairs(n), "a", "b", "outcome", np.random.default_rng(0), n_boot=10**6, cache=cache)
+        w = cache[n]
+        assert w.shape == (expected, n) and w.dtype == float and (w.sum(axis=1) == n).all()
+    st = pairs(60)
+    cache = {}
+    first = harness.health_change(st, "a", "b", "proxy", np.random.default_rng(1), n_boot=400, cache=cache)
+    shared = harness.health_change(st, "a", "b", "outcome", np.random.default_rng(99), n_boot=400, cache=cache)
+    alone = harness.health_change(st, "a", "b", "outcome", np.random.default_rng(1), n_boot=400)
+    assert shared == alone and first["total_interval"] != shared["total_interval"]
+
+
+def test_health_change_at_two_pairs_and_a_total_of_exactly_1e_12() -> None:
+    two = harness.health_change(_pairs([0.5, 1.5], []), "a", "b", "outcome", np.random.default_rng(0), n_boot=200)
+    assert two["total"] == 1.0 and two["healthy"]["n"] == 2
+    tiny = harness.health_change(_pairs([1e-12, 1e-12], []), "a", "b", "outcome", np.random.default_rng(0))
+    assert tiny["total"] == 1e-12 and tiny["share"] is None  # a share needs a total above 1e-12
+
+
+def test_runs_without_prompts_or_without_responses(tmp_path: Path) -> None:
+    """No prompt column: echoes cannot be told, duplicates are grouped by sample id; no response column: only
+    the score, finish, error and extraction rules apply."""
+    rows = _clean(24)
+    rows[0]["response"] = rows[1]["response"] = TWELVE
+    for r in rows:
+        del r["prompt"]
+    faults, _ = _status(tmp_path, rows + [{k: v for k, v in r.items() if k != "prompt"} for r in _clean(24, "b")])
+    assert faults["s00"] == faults["s01"] == ["duplicate"] and faults["s02"] == []
+    rows = _clean(24)
+    rows[0]["response"] = ""
+    rows[1]["win"] = None
+    for r in rows:
+        del r["response"]
+    faults, extra = _status(tmp_path, rows + [{k: v for k, v in r.items() if k != "response"} for r in _clean(24, "b")])
+    assert faults["s00"] == [] and faults["s01"] == ["score_missing"] and extra["truncation"] == {}
