@@ -62,11 +62,11 @@ def test_truncation_needs_min_count_open_outputs_at_the_cap(tmp_path: Path, n_cu
     rows = _clean(24)
     cap = "word " * 80  # 400 characters
     for k in range(n_cut):
-        rows[k]["response"] = cap[:300].strip()  # ends mid-sentence, at the longest length
+        rows[k]["response"] = cap[:300].strip()  # 299 characters, ends mid-sentence: the longest length
     faults, extra = _status(tmp_path, rows, {"harness_min_count": min_count})
     cut = [s for s, f in faults.items() if "truncated" in f]
     assert cut == ([f"s{k:02d}" for k in range(n_cut)] if flagged else [])
-    assert ("a" in extra["truncation"]) is flagged
+    assert extra["truncation"].get("a") == ({"unit": "chars", "cap": 299, "n_at_cap": n_cut} if flagged else None)
 
 
 def test_the_cap_band_is_three_percent_of_the_longest_or_one_unit() -> None:
@@ -97,7 +97,8 @@ def test_duplicates_need_twelve_words_and_two_prompts_and_spare_refusals(tmp_pat
     rows[4]["response"] = rows[5]["response"] = refusal
     rows[6]["response"] = rows[7]["response"] = "Same answer to the same question, " + TWELVE
     rows[7]["prompt"] = rows[6]["prompt"]  # one prompt twice: not a duplicate answer across prompts
-    rows[8]["response"], rows[9]["response"] = TWELVE.replace("alpha", "ALPHA  "), TWELVE  # case, spacing: same
+    other = "one two three four five six seven eight nine ten eleven twelve."
+    rows[8]["response"], rows[9]["response"] = other.replace("one", "ONE  "), other  # case, spacing: the same
     faults, _ = _status(tmp_path, rows)
     assert {s for s, f in faults.items() if "duplicate" in f} == {"s00", "s01", "s08", "s09"}
 
@@ -113,13 +114,21 @@ def test_duplicates_are_counted_within_a_checkpoint(tmp_path: Path) -> None:
 def test_echo_of_the_prompt(tmp_path: Path) -> None:
     rows = _clean(24)
     long_q = "Please explain in detail how photosynthesis works in plants"
-    rows[0].update(prompt=long_q, response=long_q.upper())                       # the prompt itself
-    rows[1].update(prompt=long_q, response=long_q + " and then some more text")  # starts with the prompt
-    rows[2].update(prompt=long_q, response=long_q[: int(0.8 * len(long_q)) + 1])  # 80%+ of it
-    rows[3].update(prompt=long_q, response=long_q[: int(0.8 * len(long_q)) - 2])  # less: not an echo
-    rows[4].update(prompt="Short q?", response="Short q? Yes.")                   # prompt under 20 chars
+    q25 = "abcdefghijklmnopqrstuvwxy"  # 25 characters: 80% is exactly 20
+    q250 = " ".join(["photosynthesis"] * 17)[:250]
+    rows[0]["response"] = ""  # an empty answer earlier in the run does not stop the checks of later ones
+    rows[1].update(prompt=long_q, response=long_q.upper())                       # the prompt itself
+    rows[2].update(prompt=long_q, response=long_q + " and then some more text")  # starts with the prompt
+    rows[3].update(prompt=q25, response=q25[:20])                                # exactly 80% of it
+    rows[4].update(prompt=q25, response=q25[:19])                                # less: not an echo
+    rows[5].update(prompt="Short q?", response="Short q? Yes.")                  # prompt under 20 chars
+    rows[6].update(prompt="abcdefghij klmnopqrs", response="abcdefghij klmnopqrs and more")  # exactly 20
+    rows[7].update(prompt="abcdefghij klmnopqr", response="abcdefghij klmnopqr and more")    # 19
+    rows[8].update(prompt=q250, response=q250[:200] + " then something else entirely")  # its first 200 chars
     faults, _ = _status(tmp_path, rows)
-    assert [("echo" in faults[f"s{k:02d}"]) for k in range(5)] == [True, True, True, False, False]
+    assert faults["s00"] == ["empty"]
+    assert [("echo" in faults[f"s{k:02d}"]) for k in range(1, 9)] == [True, True, True, False, False, True, False,
+                                                                     True]
 
 
 def test_score_faults_missing_non_numeric_and_out_of_declared_scale(tmp_path: Path) -> None:
@@ -129,10 +138,15 @@ def test_score_faults_missing_non_numeric_and_out_of_declared_scale(tmp_path: Pa
     rows[2]["win"] = 2.0
     rows[3]["win"] = 1.0  # the bounds are inside
     rows[4]["win"] = 0.0
+    rows[5]["win"] = " "  # blank text: missing, not non-numeric
     faults, extra = _status(tmp_path, rows, {"harness_scales": {"win": [0, 1]}})
     assert faults["s00"] == ["score_missing"] and faults["s01"] == ["score_non_numeric"]
     assert faults["s02"] == ["score_out_of_scale"] and faults["s03"] == faults["s04"] == []
+    assert faults["s05"] == ["score_missing"]
     assert extra["scales"]["win"] == [0.0, 1.0]
+    # a declared scale wins over the inferred one (0-1 here): 2.0 is inside 0-10
+    faults, extra = _status(tmp_path, rows, {"harness_scales": {"win": [0, 10]}})
+    assert faults["s02"] == [] and extra["scales"]["win"] == [0.0, 10.0]
 
 
 def test_finish_reason_error_and_extraction_columns(tmp_path: Path) -> None:
