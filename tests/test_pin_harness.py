@@ -29,6 +29,9 @@ def _status(tmp_path: Path, rows: list[dict], thresholds: dict | None = None) ->
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     loaded = load_inputs([str(path)], load_rules(), proxy="rm_score", outcome="win", checkpoint_names=None)
     frame, extra = harness._status(loaded, thresholds)
+    given = {c for r in rows for c in ("prompt", "response") if c in r}
+    assert {"checkpoint", "sample_id", "proxy", "outcome", *given} <= set(frame.columns)
+    assert frame.schema["faults"] == pl.List(pl.Utf8) and frame.schema["status"] == pl.Utf8
     a = frame.filter(pl.col("checkpoint") == "a")
     assert a["status"].to_list() == [f[0] if f else "ok" for f in a["faults"].to_list()]
     assert a["healthy"].to_list() == [not f for f in a["faults"].to_list()]
@@ -86,6 +89,12 @@ def test_the_cap_band_is_three_percent_of_the_longest_or_one_unit() -> None:
     assert cut.tolist() == [True, True, True, False] and info == {"unit": "words", "cap": 30, "n_at_cap": 3}
     cut, info = harness._truncated(np.array([0.0, 0.0]), np.array([0.0, 0.0]), np.array([False, False]), 1)
     assert info is None and not cut.any()
+    # one-word open answers pile up at a longest length of one word
+    cut, info = harness._truncated(np.array([30.0, 5.0, 5.0, 5.0]), np.array([1.0, 1.0, 1.0, 1.0]),
+                                   np.array([False, True, True, True]), 3)
+    assert cut.tolist() == [False, True, True, True] and info == {"unit": "words", "cap": 1, "n_at_cap": 3}
+    cut, info = harness._truncated(np.array([50.0]), np.array([10.0]), np.array([True]), 1)  # a one-sample run
+    assert cut.tolist() == [True] and info == {"unit": "chars", "cap": 50, "n_at_cap": 1}
 
 
 def test_duplicates_need_twelve_words_and_two_prompts_and_spare_refusals(tmp_path: Path) -> None:
@@ -158,6 +167,8 @@ def test_finish_reason_error_and_extraction_columns(tmp_path: Path) -> None:
     rows[2]["error"] = "timeout"
     rows[3]["error"] = "none"
     rows[4]["error"] = "0"
+    for k, v in zip(range(8, 15), ("", "NULL", "False", "0.0", "[]", "{}", "NaN")):  # no error either
+        rows[k]["error"] = v
     rows[5]["extracted_answer"] = "[invalid]"
     rows[6]["extracted_answer"] = None
     rows[7]["extracted_answer"] = "  N/A "
@@ -197,6 +208,14 @@ def test_scale_inference_boundaries() -> None:
     assert harness._scale(np.array([3.0] * 38 + [11.0] * 2), ck, None) == (0.0, 100.0)  # 95% in any smaller
     assert harness._scale(np.array([3.0] * 38 + [500.0] * 2), ck, None) is None
     assert harness._scale(np.array([np.nan] * 5 + [1.0, 0.0] * 10), ["a"] * 25, None) == (0.0, 1.0)
+    # 0-1 needs its scores within [0, 1]: checkpoints of 1s and 2s are not on it
+    abc = ["a"] * 20 + ["b"] * 20 + ["c"] * 20
+    assert harness._scale(np.array([0.0, 1.0] * 10 + [1.0, 2.0] * 20), abc, None) == (0.0, 5.0)
+    # exactly 97%: 97 of 100 scores of two checkpoints of three in [0, 1] (the third all 3s) ...
+    v = np.array(([0.0, 1.0] * 48 + [1.0, 5.0, 5.0, 5.0]) * 2 + [3.0] * 100)
+    assert harness._scale(v, ["a"] * 100 + ["b"] * 100 + ["c"] * 100, None) == (0.0, 1.0)
+    # ... and 97 of 100 in 1-5 (3 sevens): 1-5 holds
+    assert harness._scale(np.array([3.0] * 97 + [7.0] * 3), ["a"] * 50 + ["b"] * 50, None) == (1.0, 5.0)
 
 
 # 16 of 16 and 0 of 21: the unclamped bounds round to 1.0000000000000002 and -1.4e-17
@@ -311,13 +330,14 @@ def _ref_health_change(st: pl.DataFrame, what: str, seed: int, n_boot: int = 100
                         "p_value": 2 * sps.norm.sf(abs(dh.mean() / se))}}
 
 
-@pytest.mark.parametrize("seed,level", [(0, 0.95), (7, 0.8)])
-def test_health_change_is_its_definition(seed: int, level: float) -> None:
+@pytest.mark.parametrize("seed,level,healthy_every", [(0, 0.95, 1), (7, 0.8, 1), (2, 0.95, 17)])
+def test_health_change_is_its_definition(seed: int, level: float, healthy_every: int) -> None:
+    """Also with 2 samples healthy in both of 50 (``healthy_every`` 17): resamples holding one of them or none."""
     rng = np.random.default_rng(11 + seed)
     n = 50
-    ya, yb = rng.normal(0, 1, n), rng.normal(0.2, 1, n)
+    ya, yb = rng.normal(0, 1, n), rng.normal(0.2, 1, n) + (1.5 if seed == 0 else 0.0)
     ya[3], yb[4] = np.nan, np.inf  # pairs without both scores are left out
-    ha = [i % 7 != 0 for i in range(n)]
+    ha = [i % 7 != 0 and i % healthy_every == 0 for i in range(n)]
     hb = [i % 5 != 0 for i in range(n)]
     st = pl.DataFrame({"checkpoint": ["a"] * n + ["b"] * n, "sample_id": [f"{i:02d}" for i in range(n)] * 2,
                        "outcome": [*ya, *yb], "healthy": ha + hb,
@@ -331,6 +351,9 @@ def test_health_change_is_its_definition(seed: int, level: float) -> None:
         assert out[key] == pytest.approx(ref[key], rel=1e-9, abs=1e-12), key
     for key in ("n", "delta", "interval", "z", "p_value"):
         assert out["healthy"][key] == pytest.approx(ref["healthy"][key], rel=1e-9, abs=1e-12), key
+    assert out["healthy"]["significant"] is bool(ref["healthy"]["p_value"] < 0.05)
+    if seed == 0:  # a change of 1.5 standard deviations on 40 healthy pairs
+        assert out["healthy"]["significant"] is True
 
 
 def test_health_change_resamples_are_bounded_and_shared_through_the_cache() -> None:
@@ -360,6 +383,7 @@ def test_health_change_at_two_pairs_and_a_total_of_exactly_1e_12() -> None:
     assert two["total"] == 1.0 and two["healthy"]["n"] == 2
     tiny = harness.health_change(_pairs([1e-12, 1e-12], []), "a", "b", "outcome", np.random.default_rng(0))
     assert tiny["total"] == 1e-12 and tiny["share"] is None  # a share needs a total above 1e-12
+    assert tiny["share_interval"] is None  # so does each resampled share (every resampled total is 1e-12 here)
 
 
 def test_runs_without_prompts_or_without_responses(tmp_path: Path) -> None:
