@@ -118,3 +118,21 @@ def test_diversity_detects_homogenised_batch(refs):
     assert d_hom["ngram_diversity"] < d_var["ngram_diversity"]
     assert d_hom["homogenization"] > d_var["homogenization"]
     assert d_hom["diversity_floor_ratio"] < d_var["diversity_floor_ratio"]
+
+
+def test_the_text_memo_gives_the_same_counts_and_is_released_after_the_block(fixtures_dir) -> None:
+    """Inside ``text_memo()`` each text is counted once (the same phrases, rates and function-word rows as
+    without it); nothing stays cached after the block, so a long scan's memory does not grow with it."""
+    from provaudit.style import features as F
+
+    texts = _texts(fixtures_dir / "style" / "teacher_gpt4.jsonl")[:60]
+    human = _texts(fixtures_dir / "style" / "human.jsonl")[:60]
+    plain = F.PhraseSet.fit(texts, human), F.function_word_rates(texts), F.DeltaSpace.fit(texts, human).z(human)
+    with F.text_memo():
+        memo = F._MEMO.get()
+        with F.text_memo():  # nested: the same memo
+            assert F._MEMO.get() is memo
+        kept = F.PhraseSet.fit(texts, human), F.function_word_rates(texts), F.DeltaSpace.fit(texts, human).z(human)
+        assert len(memo["ngrams"]) == len(set(texts) | set(human)) and len(memo["fw"]) == len(set(texts) | set(human))
+    assert F._MEMO.get() is None
+    assert kept[0] == plain[0] and np.array_equal(kept[1], plain[1]) and np.array_equal(kept[2], plain[2])

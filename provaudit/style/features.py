@@ -8,9 +8,10 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
-from functools import lru_cache
 from itertools import pairwise
 
 import numpy as np
@@ -45,10 +46,29 @@ def function_word_rates(texts: Sequence[str]) -> np.ndarray:
     return out
 
 
-@lru_cache(maxsize=8192)
+#: per-text results kept while a ``text_memo()`` block runs (None outside one): a teacher fit reads each reference
+#: text in every cross-fitting fold (6 times); released when the block ends, so memory never grows with a scan
+_MEMO: ContextVar[dict[str, dict] | None] = ContextVar("provaudit_text_memo", default=None)
+
+
+@contextmanager
+def text_memo() -> Iterator[None]:
+    """Within the block (this thread), each text's n-grams and function-word counts are computed once."""
+    if _MEMO.get() is not None:
+        yield
+        return
+    token = _MEMO.set({"ngrams": {}, "fw": {}})
+    try:
+        yield
+    finally:
+        _MEMO.reset(token)
+
+
 def _function_word_counts(text: str) -> tuple[np.ndarray, int]:
-    """(occurrences of each of FUNCTION_WORDS, words) of a text, kept for the texts seen last (a teacher fit
-    reads each reference text in every cross-fitting fold); the array is read-only."""
+    """(occurrences of each of FUNCTION_WORDS, words) of a text; the array is read-only."""
+    memo = _MEMO.get()
+    if memo is not None and text in memo["fw"]:
+        return memo["fw"][text]
     counts = np.zeros(len(FUNCTION_WORDS), dtype=np.float64)
     toks = words(text)
     for w in toks:
@@ -56,6 +76,8 @@ def _function_word_counts(text: str) -> tuple[np.ndarray, int]:
         if j is not None:
             counts[j] += 1.0
     counts.flags.writeable = False
+    if memo is not None:
+        memo["fw"][text] = (counts, len(toks))
     return counts, len(toks)
 
 
@@ -175,14 +197,18 @@ def _ngrams(toks: Sequence[str]) -> list[str]:
             + [f"{a} {b} {c}" for a, b, c in zip(toks, toks[1:], toks[2:])])
 
 
-@lru_cache(maxsize=8192)
 def _text_ngrams(text: str) -> tuple[tuple[str, ...], Counter, int]:
-    """(the text's word 2- and 3-grams, their counts, its words), kept for the texts seen last: a teacher fit
-    reads each reference text's n-grams in every cross-fitting fold (6 times), and then once more per scored
-    batch. Callers must not change the Counter."""
+    """(the text's word 2- and 3-grams, their counts, its words); kept within a ``text_memo()`` block. Callers
+    must not change the Counter."""
+    memo = _MEMO.get()
+    if memo is not None and text in memo["ngrams"]:
+        return memo["ngrams"][text]
     toks = words(text)
     grams = tuple(_ngrams(toks))
-    return grams, Counter(grams), len(toks)
+    out = (grams, Counter(grams), len(toks))
+    if memo is not None:
+        memo["ngrams"][text] = out
+    return out
 
 
 def _ngram_counts(texts: Sequence[str]) -> tuple[Counter, Counter]:

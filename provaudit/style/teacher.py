@@ -28,7 +28,7 @@ import xxhash
 
 from provaudit.embed import encode
 from provaudit.mixture import MixtureReference, fit_reference, mle_alpha
-from provaudit.style.features import DeltaSpace, PhraseSet, format_features, function_word_rates
+from provaudit.style.features import DeltaSpace, PhraseSet, format_features, function_word_rates, text_memo
 
 DATA = Path(__file__).resolve().parent / "data"
 DEFAULT_HUMAN = DATA / "human_reference.jsonl.gz"
@@ -90,6 +90,11 @@ class TeacherModel:
 
     def __init__(self, teacher_texts: Sequence[str], human_texts: Sequence[str] | None = None, *,
                  backend: str = "static", folds: int = 5, seed: int = 0) -> None:
+        with text_memo():  # each reference text tokenised and counted once for the 5 folds and the final fit
+            self._fit(teacher_texts, human_texts, backend, folds, seed)
+
+    def _fit(self, teacher_texts: Sequence[str], human_texts: Sequence[str] | None, backend: str, folds: int,
+             seed: int) -> None:
         from sklearn.linear_model import LogisticRegression
 
         teacher = [t for t in teacher_texts if isinstance(t, str) and t.strip()]
