@@ -92,23 +92,18 @@ def _static_rows(texts: list[str], batch_size: int) -> np.ndarray:
 
     keys = [xxhash.xxh3_128_digest(t.encode("utf-8", "surrogatepass")) for t in texts]
     with _STATIC_LOCK:
-        missing = {k: t for k, t in zip(keys, texts) if k not in _STATIC_ROWS}
+        rows = {k: _STATIC_ROWS[k] for k in keys if k in _STATIC_ROWS}
+        for k in rows:
+            _STATIC_ROWS.move_to_end(k)
+    missing = {k: t for k, t in zip(keys, texts) if k not in rows}
     if missing:
         new = np.asarray(load_static().encode(list(missing.values()), batch_size=max(batch_size, 1024),
                                               use_multiprocessing=False), dtype=np.float32)
+        for k, row in zip(missing, new):
+            row.flags.writeable = False
+            rows[k] = row
         with _STATIC_LOCK:
-            for k, row in zip(missing, new):
-                row.flags.writeable = False
-                _STATIC_ROWS[k] = row
-    with _STATIC_LOCK:
-        rows = []
-        for k, t in zip(keys, texts):
-            row = _STATIC_ROWS.get(k)
-            if row is None:  # evicted by another thread meanwhile
-                row = np.asarray(load_static().encode([t], use_multiprocessing=False), dtype=np.float32)[0]
-            else:
-                _STATIC_ROWS.move_to_end(k)
-            rows.append(row)
-        while len(_STATIC_ROWS) > STATIC_CACHE_TEXTS:
-            _STATIC_ROWS.popitem(last=False)
-    return np.vstack(rows)
+            _STATIC_ROWS.update((k, rows[k]) for k in missing)
+            while len(_STATIC_ROWS) > STATIC_CACHE_TEXTS:
+                _STATIC_ROWS.popitem(last=False)
+    return np.vstack([rows[k] for k in keys])
