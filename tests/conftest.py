@@ -77,15 +77,30 @@ def _stop_ray_cluster() -> None:
 
 #: test modules with a test that uses ``ray_cluster`` (filled at collection; they run first, back to back)
 _RAY_MODULES: set[str] = set()
+#: test modules marked ``torch_models`` (filled at collection; they run next, back to back, on the same worker)
+_TORCH_MODULES: set[str] = set()
 
 
 def _module(item: pytest.Item) -> str:
     return item.nodeid.split("::", 1)[0]
 
 
+#: torch was imported in this process (by the test that :func:`pytest_runtest_teardown` checked first)
+_TORCH_SEEN: list[str] = []
+
+
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
     """Stop the Ray cluster when the next test of this process (if any) is not in a Ray module; a later Ray
-    test starts another."""
+    test starts another.
+
+    Warn (in the run's summary) when a test of a module without the ``torch_models`` marker is the first of its
+    process to import torch: mark its module, or a second worker pays the torch import and model loads."""
+    if not _TORCH_SEEN and "torch" in sys.modules:
+        _TORCH_SEEN.append(item.nodeid)
+        if _module(item) not in _TORCH_MODULES:
+            import warnings
+
+            warnings.warn(f"{item.nodeid} imported torch, but its module has no torch_models marker", stacklevel=1)
     if "cluster" in _RAY and (nextitem is None or _module(nextitem) not in _RAY_MODULES):
         _stop_ray_cluster()
 
@@ -204,19 +219,25 @@ def overlap_world(tmp_path_factory) -> dict[str, Any]:
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    """Run the modules that use the Ray cluster first, then those with the most ``slow`` tests (each module's
-    tests stay together and in order, so module-scoped fixtures start once).
+    """Run the modules that use the Ray cluster first, then those marked ``torch_models``, then those with the
+    most ``slow`` tests (each module's tests stay together and in order, so module-scoped fixtures start once).
 
     Under ``-n auto --dist worksteal`` the first worker takes the head of the queue and a worker steals from
     the tail of another's, so the Ray tests run back to back on one worker under one cluster (a cluster start
     with its Ray Data actors costs about 20 CPU-seconds on this machine; interleaved with other modules they
-    started three), and a long test starts early instead of leaving one worker busy at the end."""
+    started three); the modules that load the language model or MiniLM run on that worker too, so only one
+    process imports torch, transformers and sentence-transformers (4 to 10 CPU-seconds per process here); and
+    a long test starts early instead of leaving one worker busy at the end."""
     modules: dict[str, list] = {}
     for item in items:
         modules.setdefault(_module(item), []).append(item)
     ray = {m: any("ray_cluster" in getattr(it, "fixturenames", ()) for it in its) for m, its in modules.items()}
     _RAY_MODULES.clear()
     _RAY_MODULES.update(m for m, uses in ray.items() if uses)
+    torch = {m: any(it.get_closest_marker("torch_models") for it in its) for m, its in modules.items()}
+    _TORCH_MODULES.clear()
+    _TORCH_MODULES.update(m for m, uses in torch.items() if uses)
     weight = {m: sum(1 for it in its if it.get_closest_marker("slow")) for m, its in modules.items()}
-    order = sorted(modules, key=lambda m: (not ray[m], -weight[m]))  # stable: collection order among equals
+    # stable: collection order among equals
+    order = sorted(modules, key=lambda m: (not ray[m], not torch[m], -weight[m]))
     items[:] = [it for m in order for it in modules[m]]

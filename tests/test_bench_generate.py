@@ -13,6 +13,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import generate as gen
 
+#: characters of a sentence's start that index it in the recombination check
+PREFIX = 12
+
 
 @pytest.fixture(scope="module")
 def pool() -> gen.TextPool:
@@ -38,9 +41,18 @@ def test_texts_are_recombined_real_sentences(tmp_path: Path, pool: gen.TextPool)
     # every output is made of whole sentences of the shipped corpora, nothing made up
     assert len(sentences) > 5_000
     joined_ok = 0
+    # the sentences occurring in an output, found through their first PREFIX characters at each position of
+    # it (the same set as testing every sentence with ``in``, 40x faster); shorter sentences are tested whole
+    by_prefix: dict[str, list[str]] = {}
+    for s in sentences:
+        if len(s) >= PREFIX:
+            by_prefix.setdefault(s[:PREFIX], []).append(s)
+    short = [s for s in sentences if len(s) < PREFIX]
     for o in outputs[:200]:
+        found = {s for i in range(len(o)) for s in by_prefix.get(o[i:i + PREFIX], ()) if o.startswith(s, i)}
+        found.update(s for s in short if s in o)
         rest = o
-        for s in sorted((s for s in sentences if s in o), key=len, reverse=True):
+        for s in sorted(found, key=len, reverse=True):
             rest = rest.replace(s, "")
         joined_ok += len(re.sub(r"\s+", "", rest)) == 0
     assert joined_ok >= 195

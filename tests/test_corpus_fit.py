@@ -25,6 +25,9 @@ from provaudit.origin.corpus import (
     score_reference,
 )
 
+#: loads the bundled language model (torch): runs on the worker that loads it anyway (conftest)
+pytestmark = pytest.mark.torch_models
+
 ROOT = Path(__file__).resolve().parent.parent
 METRICS = ROOT / "provaudit" / "origin" / "data" / "detector" / "metrics.json"
 REWRITES = ROOT / "fixtures" / "origin" / "gpt4_simplified_essays.jsonl"  # GPT-4 rewrites, never trained on

@@ -6,6 +6,9 @@ import pytest
 
 from provaudit import embed
 
+#: MiniLM loads torch: runs on the worker that loads the language model anyway (conftest)
+pytestmark = pytest.mark.torch_models
+
 SENTS = [
     "The recipe needs two cups of flour and one egg.",
     "Mix flour with an egg to bake the cake.",

@@ -22,6 +22,9 @@ from click.testing import CliRunner
 
 from provaudit.cli import main
 
+#: loads the bundled language model (torch): runs on the worker that loads it anyway (conftest)
+pytestmark = pytest.mark.torch_models
+
 ROOT = Path(__file__).resolve().parent.parent
 FX = ROOT / "fixtures"
 

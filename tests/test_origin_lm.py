@@ -21,6 +21,9 @@ from provaudit.origin import load_detector, tag_origin
 from provaudit.origin.detector import FULL_FEATURE_NAMES
 from provaudit.origin.features import feature_matrix, normalize_layout
 
+#: loads the bundled language model (torch): runs on the worker that loads it anyway (conftest)
+pytestmark = pytest.mark.torch_models
+
 FIX = Path(__file__).resolve().parent.parent / "fixtures" / "origin" / "lm_features.jsonl"
 LONG = ("The committee met on Tuesday to review the proposal for the new library wing. Several members raised "
         "concerns about the cost, which had grown since the first estimate last spring, and about the loss of "
