@@ -75,6 +75,21 @@ MODULES: dict[str, tuple[str, list[str], list[str] | None]] = {
               [f"*.x_{f}__*" for f in ("_copy_except", "_is_blank", "_line_units", "_redact_lines", "_redact_json",
                                        "_redact", "_concrete_format", "_same_value", "_kept_units_identical",
                                        "_rows_with_field", "_targets")] + ["*.xǁ_CapturingLinesǁ*"]),
+    "contamination": ("provaudit/contamination.py",
+                      ["tests/test_pin_contamination.py", "tests/test_overlap_contamination.py"], None),
+    "corpus": ("provaudit/origin/corpus.py",
+               ["tests/test_pin_corpus.py"]
+               + [f"tests/test_corpus_estimate.py::test_{t}" for t in (
+                   "acc_is_the_textbook_formula", "em_recovers_known_shares_and_the_interval_covers_them",
+                   "rates_from_scores_match_a_direct_count", "wide_error_rate_range_makes_the_estimate_unreliable_with_the_reason",
+                   "em_matches_a_grid_search_of_the_likelihood")]
+               + [f"tests/test_corpus_fit.py::test_{t}" for t in (
+                   "the_stored_reference_is_the_pooled_sum_of_its_domains_and_holds_every_training_text",
+                   "binned_mixture_mle_matches_a_direct_maximisation", "coarse_to_fine_search_equals_the_full_grid_bit_for_bit",
+                   "a_batch_drawn_from_a_reference_mixture_fits_and_its_range_holds_the_truth",
+                   "a_shape_no_mixture_can_make_fits_no_pair", "the_interval_holds_every_fitting_pairs_interval_on_gpt4_rewrites")],
+               None),
+    "labels": ("provaudit/style/labels.py", ["tests/test_pin_labels.py", "tests/test_style_labels.py"], None),
     "pipeline": ("provaudit/pipeline.py", ["tests/test_pin_scan.py", "tests/test_scan_pipeline.py"],
                  [f"*.x_{f}__*" for f in ("_duplicate_tables", "_duplicate_summary", "_store_datasets",
                                           "_commit", "_dataset_parts")]),

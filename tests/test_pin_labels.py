@@ -1,0 +1,332 @@
+"""The label-origin rules (provaudit.style.labels) pinned to the module docstring on hand-built pairs.
+
+Each signal is driven across its threshold with pairs whose measures are known by construction (word
+counts, teacher scores from a stand-in teacher model, winning slots, labelling times, annotator ids); the
+Wilson interval is scipy's; the verdict is recomputed from the documented weights (strong 2, moderate 1)
+and ``min_evidence``.
+"""
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy.stats import binomtest
+
+from provaudit.style import labels as lab
+from provaudit.style.inputs import load_pairs
+from provaudit.style.labels import (
+    _assess,
+    _homogenisation,
+    _seconds,
+    _share,
+    _throughput,
+    label_origin,
+    wilson,
+)
+from provaudit.style.rules import load_rules
+
+RULES = load_rules(None)
+R = RULES["label_origin"]
+
+
+class Teacher:
+    """A teacher model whose log ratio of each text is given."""
+
+    def __init__(self, scores: dict[str, float]) -> None:
+        self.scores = scores
+
+    def log_ratio(self, texts: list[str]) -> np.ndarray:
+        return np.array([self.scores.get(t, 0.0) for t in texts], dtype=float)
+
+
+def _text(i: int, n_words: int, tag: str) -> str:
+    return " ".join([f"{tag}{i}"] + ["w"] * (n_words - 1))
+
+
+def _pairs(n: int, *, longer: int = 0, same_length: int = 0, ties: int = 0, **cols) -> pl.DataFrame:
+    """n pairs: the chosen response longer (11 vs 10 words) in the first ``longer``, the same length (10) in
+    the next ``same_length``, shorter (10 vs 11) in the rest; ``ties`` more pairs marked tie (chosen longer)."""
+    chosen, rejected = [], []
+    for i in range(n + ties):
+        lc, lr = (11, 10) if i < longer or i >= n else (10, 10) if i < longer + same_length else (10, 11)
+        chosen.append(_text(i, lc, "c"))
+        rejected.append(_text(i, lr, "r"))
+    data = {"chosen": chosen, "rejected": rejected, "tie": [False] * n + [True] * ties}
+    return load_pairs(pl.DataFrame({**data, **cols}, strict=False))
+
+
+def _signals(out: dict) -> dict[str, tuple[str, int]]:
+    return {e["signal"]: (e["points_to"], e["weight"]) for e in out["evidence"]}
+
+
+def test_the_shipped_thresholds() -> None:
+    assert (R["teacher_preference"], R["length_preference"], R["position_bias"], R["ai_words_per_minute"],
+            R["human_words_per_minute"], R["min_evidence"], R["min_pairs"]) == (0.58, 0.62, 0.08, 1500, 700, 2, 30)
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+@pytest.mark.parametrize(("k", "n"), [(0, 1), (1, 1), (0, 30), (30, 30), (17, 30), (5, 7), (123, 400)])
+def test_wilson_is_scipys_wilson_interval(k: int, n: int) -> None:
+    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    lo, hi = wilson(k, n)
+    assert lo == pytest.approx(ci.low, abs=2e-4) and hi == pytest.approx(ci.high, abs=2e-4)  # z = 1.96
+    z = 1.96
+    p = k / n
+    mid, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    assert (lo, hi) == (pytest.approx(max(0.0, mid - half), abs=1e-15), pytest.approx(min(1.0, mid + half), abs=1e-15))
+    assert all(math.isnan(v) for v in wilson(0, 0))
+
+
+def test_share_rounds_and_has_nothing_without_pairs() -> None:
+    lo, hi = wilson(3, 7)
+    assert _share(3, 7) == {"share": round(3 / 7, 4), "ci_low": round(lo, 4), "ci_high": round(hi, 4), "n": 7}
+    assert _share(0, 0) == {"share": None, "ci_low": None, "ci_high": None, "n": 0}
+
+
+def test_seconds_read_numbers_and_iso_times() -> None:
+    assert _seconds(None) is None and _seconds("soon") is None and _seconds([1]) is None
+    assert _seconds("12.5") == 12.5 and _seconds(7) == 7.0
+    when = "2024-03-01T10:00:30+00:00"
+    assert _seconds(when) == datetime(2024, 3, 1, 10, 0, 30, tzinfo=UTC).timestamp()
+
+
+# ----------------------------------------------------------------------------------------------- throughput
+
+def test_throughput_from_a_duration_field() -> None:
+    df = _pairs(10, longer=10, seconds=[6.0] * 8 + [3.0, 12.0])
+    t = _throughput(df)
+    wpm = np.median(60.0 * 21 / np.array([6.0] * 8 + [3.0, 12.0]))   # 11 + 10 words per pair
+    assert t == {"source": "duration field", "n": 10, "median_seconds_per_label": 6.0,
+                 "median_words_per_minute": round(float(wpm), 1), "labels_per_hour": 600.0}
+
+
+def test_throughput_needs_durations_for_half_the_labels_and_five_of_them() -> None:
+    half = _pairs(10, longer=10, seconds=[6.0] * 5 + [None] * 5)
+    assert _throughput(half)["n"] == 5                            # 5 of 10: the duration field
+    fewer = _pairs(10, longer=10, seconds=[6.0] * 4 + [None] * 6)
+    assert _throughput(fewer) is None                             # 4: no timestamps to fall back on
+    zero = _pairs(10, longer=10, seconds=[6.0] * 4 + [0.0] * 6)   # a duration of 0 is not a labelling time
+    assert _throughput(zero) is None
+    big = _pairs(12, longer=12, seconds=[6.0] * 6 + [None] * 6)   # 6 of 12 = max(5, 12 // 2)
+    assert _throughput(big)["n"] == 6
+
+
+def test_throughput_from_timestamp_gaps_per_annotator() -> None:
+    # annotator a labels every 30 s (one break of 3601 s), b every 3600 s; a 0 s gap is no labelling time
+    ts_a = [0, 30, 60, 3661, 3691, 3691]
+    ts_b = [0, 3600, 7200]
+    df = _pairs(9, longer=9, timestamp=[float(t) for t in ts_a + ts_b], annotator=["a"] * 6 + ["b"] * 3)
+    t = _throughput(df)
+    gaps = np.array([30, 30, 30, 3600, 3600], dtype=float)   # a: 30, 30, (3601 break), 30, (0); b: 3600, 3600
+    assert t["source"] == "timestamp gaps per annotator" and t["n"] == 5
+    assert t["median_seconds_per_label"] == 30.0 and t["labels_per_hour"] == 120.0
+    assert t["median_words_per_minute"] == round(float(np.median(60 * 21 / gaps)), 1)
+    five = _pairs(5, longer=5, timestamp=[0.0, 10.0, 20.0, 30.0, 40.0], annotator=["a"] * 5)
+    assert _throughput(five) is None                              # fewer than 6 timestamps
+    iso = _pairs(7, longer=7, timestamp=[f"2024-01-01T00:00:{5 * i:02d}" for i in range(7)], annotator=["a"] * 7)
+    assert _throughput(iso)["median_seconds_per_label"] == 5.0 and _throughput(iso)["n"] == 6
+
+
+# ------------------------------------------------------------------------------------------------ signals
+
+@pytest.mark.parametrize(("longer", "expected"), [(26, "AI-judge"), (17, None), (6, "human")])
+def test_length_preference_against_its_threshold(longer: int, expected: str | None) -> None:
+    out = _assess(_pairs(30, longer=longer, ties=3), None, RULES)
+    lo, hi = wilson(longer, 30)
+    assert out["measures"]["length_preference"] == _share(longer, 30)
+    assert out["measures"]["n_pairs"] == 33 and out["measures"]["tie_rate"] == round(3 / 33, 4)
+    assert (lo > 0.62) == (expected == "AI-judge") and (hi < 0.62) == (expected == "human")
+    consistent = {c["signal"] for c in out["consistent_with_human"]}
+    if expected == "AI-judge":
+        assert _signals(out)["length_preference"] == ("AI-judge", 1) and "length_preference" not in consistent
+    elif expected == "human":  # a bias ruled out is consistent with a human, never evidence
+        assert "length_preference" not in _signals(out) and "length_preference" in consistent
+    else:
+        assert "length_preference" not in _signals(out) and "length_preference" not in consistent
+
+
+def test_length_preference_needs_30_decided_pairs_with_a_difference() -> None:
+    few = _assess(_pairs(29, longer=29, ties=5), None, RULES)
+    assert "length_preference" not in _signals(few)
+    assert {"signal": "length_preference", "reason": "29 decided pairs (< 30) or no length differences"} \
+        in few["not_computed"]
+    even = _assess(_pairs(30, longer=0, same_length=30), None, RULES)
+    assert even["measures"]["length_preference"]["n"] == 0
+    assert {"signal": "length_preference", "reason": "no pair with responses of different length"} \
+        in even["not_computed"]
+    # pairs of equal length are left out of the share, not counted against it
+    mixed = _assess(_pairs(40, longer=26, same_length=10), None, RULES)
+    assert mixed["measures"]["length_preference"] == _share(26, 30)
+    assert _signals(mixed)["length_preference"] == ("AI-judge", 1)
+
+
+def _teacher_for(df: pl.DataFrame, prefers: int, equal: int = 0) -> Teacher:
+    """Scores making the chosen response the more teacher-like in the first ``prefers`` pairs, equally
+    teacher-like in the next ``equal``, less in the rest."""
+    scores = {}
+    for i, (c, r) in enumerate(zip(df["chosen"], df["rejected"])):
+        scores[c], scores[r] = (1.0, -1.0) if i < prefers else (0.5, 0.5) if i < prefers + equal else (-2.0, 0.0)
+    return Teacher(scores)
+
+
+@pytest.mark.parametrize(("prefers", "expected"), [(25, "AI-judge"), (18, None), (9, "human")])
+def test_teacher_preference_against_its_threshold(prefers: int, expected: str | None) -> None:
+    df = _pairs(34, longer=17)
+    out = _assess(df, _teacher_for(df, prefers, equal=4), RULES)
+    tp = out["measures"]["teacher_preference"]
+    sc = np.array([1.0] * prefers + [0.5] * 4 + [-2.0] * (30 - prefers))
+    sr = np.array([-1.0] * prefers + [0.5] * 4 + [0.0] * (30 - prefers))
+    assert tp == {**_share(prefers, 30), "mean_score_chosen": round(float(np.mean(1 / (1 + np.exp(-sc)))), 4),
+                  "mean_score_rejected": round(float(np.mean(1 / (1 + np.exp(-sr)))), 4)}
+    lo, hi = wilson(prefers, 30)
+    assert (lo > 0.58) == (expected == "AI-judge") and (hi < 0.58) == (expected == "human")
+    consistent = {c["signal"] for c in out["consistent_with_human"]}
+    assert _signals(out).get("teacher_preference") == (("AI-judge", 1) if expected == "AI-judge" else None)
+    assert ("teacher_preference" in consistent) == (expected == "human")
+
+
+def test_teacher_preference_without_a_reference_or_enough_pairs() -> None:
+    none = _assess(_pairs(30, longer=15), None, RULES)
+    assert {"signal": "teacher_preference", "reason": "no teacher reference given"} in none["not_computed"]
+    assert "teacher_preference" not in none["measures"]
+    df = _pairs(20, longer=10)
+    few = _assess(df, _teacher_for(df, 20), RULES)
+    assert {"signal": "teacher_preference", "reason": "20 decided pairs (< 30)"} in few["not_computed"]
+    assert few["measures"]["teacher_preference"]["share"] == 1.0 and "teacher_preference" not in _signals(few)
+
+
+@pytest.mark.parametrize(("first", "expected"), [(25, True), (5, True), (19, False), (11, False)])
+def test_position_bias_either_way_past_its_margin(first: int, expected: bool) -> None:
+    out = _assess(_pairs(30, longer=15, chosen_position=[1] * first + [2] * (30 - first)), None, RULES)
+    lo, hi = wilson(first, 30)
+    assert out["measures"]["position_first"] == _share(first, 30)
+    assert expected == (lo > 0.58 or hi < 0.42)
+    assert (_signals(out).get("position_bias") == ("AI-judge", 1)) == expected
+
+
+def test_position_bias_needs_the_slot_for_30_pairs() -> None:
+    out = _assess(_pairs(30, longer=15, chosen_position=[1] * 29 + [None]), None, RULES)
+    assert {"signal": "position_bias", "reason": "slot known for 29 pairs (< 30)"} in out["not_computed"]
+    assert out["measures"]["position_first"] == _share(29, 29) and "position_bias" not in _signals(out)
+    bare = _assess(_pairs(30, longer=15), None, RULES)
+    assert {"signal": "position_bias", "reason": "the winning response's slot is not recorded"} in bare["not_computed"]
+    assert "position_first" not in bare["measures"]
+
+
+@pytest.mark.parametrize(("seconds", "expected"), [(0.5, ("AI-judge", 2)), (0.84 * 0.9999, ("AI-judge", 2)),
+                                                    (0.84, None), (1.8, None), (1.8 * 1.0001, ("human", 2))])
+def test_throughput_evidence_at_its_two_speeds(seconds: float, expected) -> None:
+    # 21 words per pair: exactly 1500 words per minute at 0.84 s, 700 at 1.8 s (neither beyond its bound)
+    out = _assess(_pairs(30, longer=15, seconds=[seconds] * 30), None, RULES)
+    wpm = round(60 * 21 / seconds, 1)
+    assert out["measures"]["throughput"]["median_words_per_minute"] == wpm
+    assert _signals(out).get("throughput") == expected
+    if expected == ("human", 2):  # reading speed is the one signal that is evidence for a human
+        assert out["human_evidence"] == 2 and "throughput" not in {c["signal"] for c in out["consistent_with_human"]}
+
+
+def test_annotator_ids_all_naming_a_model() -> None:
+    named = _assess(_pairs(30, longer=15, annotator=["gpt-4-judge"] * 15 + ["Claude"] * 15), None, RULES)
+    assert _signals(named)["annotator_id"] == ("AI-judge", 2)
+    assert named["measures"]["annotator_ids"] == ["Claude", "gpt-4-judge"]
+    mixed = _assess(_pairs(30, longer=15, annotator=["gpt-4"] * 15 + ["alice"] * 15), None, RULES)
+    assert "annotator_id" not in _signals(mixed)
+    many = _assess(_pairs(30, longer=15, annotator=[f"ann{i:02d}" for i in range(30)]), None, RULES)
+    assert many["measures"]["annotator_ids"] == [f"ann{i:02d}" for i in range(20)]
+    none = _assess(_pairs(30, longer=15), None, RULES)
+    assert {"signal": "annotator_id", "reason": "no annotator / judge id column"} in none["not_computed"]
+
+
+@pytest.mark.parametrize(("signals", "verdict"), [
+    ({"fast"}, "AI-judge-like"),                                  # ai 2
+    ({"slow"}, "human-like"),                                     # hu 2
+    ({"length"}, "unknown"),                                      # ai 1
+    ({"length", "position"}, "AI-judge-like"),                    # ai 2
+    ({"slow", "named", "length"}, "unknown"),                     # ai 3, hu 2
+    ({"slow", "named", "length", "position"}, "AI-judge-like"),   # ai 4, hu 2
+    ({"slow", "length"}, "unknown"),                              # ai 1, hu 2
+    ({"slow", "position"}, "unknown"),
+    (set(), "unknown"),
+])
+def test_verdict_needs_min_evidence_and_a_lead_as_large(signals: set[str], verdict: str) -> None:
+    cols = {}
+    if "fast" in signals or "slow" in signals:
+        cols["seconds"] = [0.5 if "fast" in signals else 5.0] * 30
+    if "named" in signals:
+        cols["annotator"] = ["judge"] * 30
+    if "position" in signals:
+        cols["chosen_position"] = [1] * 30
+    out = _assess(_pairs(30, longer=30 if "length" in signals else 15, **cols), None, RULES)
+    ai = sum(w for to, w in _signals(out).values() if to == "AI-judge")
+    hu = sum(w for to, w in _signals(out).values() if to == "human")
+    assert (out["ai_evidence"], out["human_evidence"]) == (ai, hu)
+    assert out["verdict"] == verdict
+    assert set(out) == {"verdict", "ai_evidence", "human_evidence", "evidence", "measures", "consistent_with_human",
+                        "not_computed"}
+
+
+def test_min_evidence_is_read_from_the_rules() -> None:
+    rules = {**RULES, "label_origin": {**R, "min_evidence": 1}}
+    out = _assess(_pairs(30, longer=30), None, rules)
+    assert out["verdict"] == "AI-judge-like" and out["ai_evidence"] == 1
+    out3 = _assess(_pairs(30, longer=30, seconds=[0.5] * 30), None, {**RULES, "label_origin": {**R, "min_evidence": 4}})
+    assert out3["ai_evidence"] == 3 and out3["verdict"] == "unknown"
+
+
+# ------------------------------------------------------------------------------------------- homogenisation
+
+def _homog_pairs(early: dict[str, list[int]], late: dict[str, list[int]]) -> tuple[pl.DataFrame, Teacher]:
+    """Per annotator, its teacher-preferring (1) or not (0) labels in the early and the late half of time."""
+    rows, scores, t = [], {}, 0.0
+    for half in (early, late):
+        for ann, prefs in half.items():
+            for p in prefs:
+                c, r = f"c{t}", f"r{t}"
+                scores[c], scores[r] = (1.0, 0.0) if p else (0.0, 1.0)
+                rows.append({"chosen": c, "rejected": r, "annotator": ann, "timestamp": t})
+                t += 1.0
+    return load_pairs(pl.DataFrame(rows)), Teacher(scores)
+
+
+def test_homogenisation_compares_the_spread_of_annotators_early_and_late() -> None:
+    df, teacher = _homog_pairs({"a": [1] * 10, "b": [0] * 6 + [1] * 4}, {"a": [1] * 10, "b": [1] * 9 + [0]})
+    out = _homogenisation(df, teacher)
+    # early: a 1.0, b 0.4 (mean 0.7, population std 0.3); late: a 1.0, b 0.9 (mean 0.95, std 0.05)
+    assert out == {"early": {"annotators": 2, "mean_teacher_preference": 0.7, "spread": 0.3},
+                   "late": {"annotators": 2, "mean_teacher_preference": 0.95, "spread": 0.05},
+                   "homogenising_toward_teacher": True}
+    # spreading out, or converging away from the teacher, is not homogenising toward it
+    df2, t2 = _homog_pairs({"a": [1] * 10, "b": [1] * 9 + [0]}, {"a": [1] * 10, "b": [0] * 6 + [1] * 4})
+    assert _homogenisation(df2, t2)["homogenising_toward_teacher"] is False
+    df3, t3 = _homog_pairs({"a": [1] * 10, "b": [0] * 10}, {"a": [1] * 5 + [0] * 5, "b": [0] * 5 + [1] * 5})
+    assert _homogenisation(df3, t3)["late"]["spread"] == 0.0
+    assert _homogenisation(df3, t3)["homogenising_toward_teacher"] is False   # mean 0.5 both halves
+
+
+def test_homogenisation_needs_a_teacher_20_times_two_annotators_and_5_labels_each() -> None:
+    df, teacher = _homog_pairs({"a": [1] * 10, "b": [0] * 9}, {})
+    assert _homogenisation(df, teacher) is None                  # 19 timestamps
+    assert _homogenisation(*_homog_pairs({"a": [1] * 20}, {"a": [0] * 20})) is None   # one annotator
+    df4, _ = _homog_pairs({"a": [1] * 10, "b": [0] * 10}, {"a": [1] * 10, "b": [0] * 10})
+    assert _homogenisation(df4, None) is None
+    # an annotator with 4 labels in a half is left out of that half
+    df5, t5 = _homog_pairs({"a": [1] * 10, "b": [0] * 4, "c": [1] * 6}, {"a": [1] * 10, "b": [0] * 10})
+    early = _homogenisation(df5, t5)["early"]
+    assert early["annotators"] == 2 and early["mean_teacher_preference"] == 1.0 and early["spread"] == 0.0
+
+
+def test_label_origin_reports_each_annotator_and_names_the_batch(monkeypatch) -> None:
+    df = _pairs(30, longer=30, annotator=["judge-a"] * 15 + ["judge-b"] * 15)
+    out = label_origin(df, name="b1")
+    assert out["batch"] == "b1" and out["teacher_reference"] is False and out["verdict"] == "AI-judge-like"
+    assert [a["annotator"] for a in out["annotators"]] == ["judge-a", "judge-b"]
+    assert out["annotators"][0]["measures"]["n_pairs"] == 15 and "homogenisation" not in out
+    single = label_origin(_pairs(30, longer=30, annotator=["judge-a"] * 30), name="b2")
+    assert "annotators" not in single
+    monkeypatch.setattr(lab, "get_teacher_model", lambda t, h, **k: _teacher_for(df, 30))
+    with_t = label_origin(df, teacher=["a teacher answer"], name="b3")
+    assert with_t["teacher_reference"] is True and with_t["measures"]["teacher_preference"]["share"] == 1.0
