@@ -55,7 +55,7 @@ MODULES: dict[str, tuple[str, list[str], list[str] | None]] = {
                        ["*.x__trend__*", "*.x__wls__*"]),
     "coverage_stats": ("provaudit/coverage/stats.py", ["tests/test_pin_coverage_stats.py", "tests/test_coverage.py"],
                        [f"*.x_{f}__*" for f in ("nearest", "coverage_ci", "mixture_coverage", "mixture_ci",
-                                                "rank_threshold", "new_traffic_fdr")]),
+                                                "rank_threshold", "new_traffic_fdr", "mmd_test")]),
     "harness": ("provaudit/checkpoints/harness.py", ["tests/test_pin_harness.py", "tests/test_harness.py"],
                 [f"*.x_{f}__*" for f in ("_status", "_truncated", "_scale", "health_change", "_mcnemar_p", "_wilson")]),
     "tagging": ("provaudit/origin/tagging.py",

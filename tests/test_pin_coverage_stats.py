@@ -148,3 +148,62 @@ def test_distances_stay_within_0_and_2_despite_float32_rounding() -> None:
     i = int(np.argmin(np.diag(a @ (-a).T)))  # a vector whose opposite rounds to a similarity under -1
     d_far, _, d_far_b = stats.nearest(-a[i:i + 1], a[i:i + 1])
     assert d_far.tolist() == [2.0] and d_far_b.tolist() == [2.0]
+
+
+# ------------------------------------------------------------------------------------- the drift (MMD) test
+
+def _ref_mmd(x: np.ndarray, y: np.ndarray, n_perm: int, seed: int, max_n: int) -> dict:
+    """``mmd_test`` from its docstring: seeded subsamples of at most ``max_n`` rows (in row order), a Gaussian
+    kernel exp(-d^2 / median positive squared distance), the unbiased MMD^2 as the effect, the biased statistic
+    permuted ``n_perm`` times, p = (1 + #perm >= observed) / (1 + n_perm)."""
+    from scipy.spatial.distance import cdist
+
+    rng = np.random.default_rng(seed)
+    if len(x) > max_n:
+        x = x[sorted(rng.choice(len(x), max_n, replace=False))]
+    if len(y) > max_n:
+        y = y[sorted(rng.choice(len(y), max_n, replace=False))]
+    z = np.vstack([x, y]).astype(np.float64)
+    m, n = len(x), len(y)
+    d2 = cdist(z, z, "sqeuclidean")
+    pos = d2[np.triu_indices(m + n, 1)]
+    pos = pos[pos > 0]
+    k = np.exp(-d2 / (np.median(pos) if pos.size else 1.0))
+    kxx, kyy, kxy = k[:m, :m], k[m:, m:], k[:m, m:]
+    unbiased = ((kxx.sum() - m) / (m * (m - 1)) + (kyy.sum() - n) / (n * (n - 1)) - 2 * kxy.mean())
+
+    def biased(lab: np.ndarray) -> float:  # lab: True for the rows playing x
+        a, b = k[np.ix_(lab, lab)], k[np.ix_(~lab, ~lab)]
+        return a.mean() + b.mean() - 2 * k[np.ix_(lab, ~lab)].mean()
+
+    first = np.r_[np.ones(m, bool), np.zeros(n, bool)]
+    observed = biased(first)
+    perm = [biased(first[rng.permutation(m + n)]) for _ in range(n_perm)]
+    p = (1 + sum(s >= observed - 1e-12 for s in perm)) / (1 + n_perm)
+    return {"p_value": p, "effect": unbiased, "n_eval": m, "n_window": n}
+
+
+@pytest.mark.parametrize(("m", "n", "shift", "max_n"), [(30, 40, 0.0, 1000), (25, 25, 1.5, 1000), (60, 45, 0.4, 50),
+                                                        (50, 50, 0.0, 50), (12, 70, 2.0, 30)])
+def test_mmd_test_is_its_definition(m: int, n: int, shift: float, max_n: int) -> None:
+    rng = np.random.default_rng(m + n)
+    x = rng.normal(size=(m, 3))
+    y = rng.normal(size=(n, 3)) + np.array([shift, 0.0, 0.0])
+    got = stats.mmd_test(x, y, n_perm=60, seed=5, max_n=max_n)
+    ref = _ref_mmd(x, y, 60, 5, max_n)
+    assert got["n_eval"] == ref["n_eval"] == min(m, max_n) and got["n_window"] == ref["n_window"] == min(n, max_n)
+    assert got["effect"] == pytest.approx(ref["effect"], abs=1e-10)
+    assert got["p_value"] == ref["p_value"]
+    assert set(got) == {"p_value", "effect", "n_eval", "n_window"}
+
+
+def test_mmd_test_sees_a_shift_and_not_a_resample() -> None:
+    rng = np.random.default_rng(2)
+    pool = rng.normal(size=(400, 4))
+    same = stats.mmd_test(pool[:200], pool[200:], n_perm=200, seed=1)
+    moved = stats.mmd_test(pool[:200], pool[200:] + 0.6, n_perm=200, seed=1)
+    assert same["p_value"] > 0.05 and abs(same["effect"]) < 0.01
+    assert moved["p_value"] == 1 / 201 and moved["effect"] > 0.05   # no permutation reaches the observed value
+    # identical points only: every distance is 0, the bandwidth falls back to 1 and nothing differs
+    flat = stats.mmd_test(np.zeros((5, 2)), np.zeros((6, 2)), n_perm=20, seed=0)
+    assert flat == {"p_value": 1.0, "effect": pytest.approx(0.0, abs=1e-12), "n_eval": 5, "n_window": 6}
