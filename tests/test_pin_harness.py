@@ -402,3 +402,96 @@ def test_runs_without_prompts_or_without_responses(tmp_path: Path) -> None:
         del r["response"]
     faults, extra = _status(tmp_path, rows + [{k: v for k, v in r.items() if k != "response"} for r in _clean(24, "b")])
     assert faults["s00"] == [] and faults["s01"] == ["score_missing"] and extra["truncation"] == {}
+
+
+# ------------------------------------------------------------------------------------------- assess: the flags
+
+def _assess(tmp_path: Path, rows: list[dict], th: dict | None = None):
+    path = tmp_path / "assess.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    loaded = load_inputs([str(path)], load_rules(), proxy="rm_score", outcome="win", checkpoint_names=None)
+    return harness.assess(loaded, ["a", "b"], th or {}, seed=0)
+
+
+def _ids(flags, fid: str) -> list[str]:
+    return [f.checkpoint for f in flags if f.kind == fid]
+
+
+@pytest.mark.parametrize("n,n_empty,th,flagged", [
+    (100, 5, {}, True), (100, 4, {}, False),                       # max(3, 5% of 100) = 5
+    (40, 3, {}, True), (40, 2, {}, False),                         # max(3, 5% of 40 = 2) = 3
+    (40, 4, {"harness_min_share": 0.1}, True), (40, 3, {"harness_min_share": 0.1}, False),
+    (40, 2, {"harness_min_count": 2}, True), (40, 1, {"harness_min_count": 1, "harness_min_share": 0.05}, False),
+])
+def test_a_fault_is_flagged_from_max_of_min_count_and_min_share(tmp_path: Path, n, n_empty, th, flagged) -> None:
+    rows = _clean(n) + _clean(n, "b")
+    for k in range(n_empty):
+        rows[n + k]["response"] = ""                               # in checkpoint b
+    out, flags = _assess(tmp_path, rows, th)
+    assert _ids(flags, "harness_empty") == (["b"] if flagged else [])
+    row_b = next(r for r in out["per_checkpoint"] if r["checkpoint"] == "b")
+    assert row_b["n"] == n and row_b["empty"] == n_empty / n and row_b["healthy_share"] == 1 - n_empty / n
+    assert out["thresholds"] == {"min_share": th.get("harness_min_share", 0.05),
+                                 "min_count": th.get("harness_min_count", 3), "alpha": 0.01}
+    if flagged:
+        f = next(f for f in flags if f.kind == "harness_empty")
+        assert f.value == n_empty / n and f.details["n_affected"] == n_empty and f.details["n"] == n
+        assert f.details["sample_ids"] == [f"s{k:02d}" for k in range(n_empty)]
+        assert f.interval == harness._wilson(n_empty, n)
+        assert out["flagged"] is True
+
+
+@pytest.mark.parametrize("n_a,n_lost,flagged", [
+    (60, 3, True), (60, 2, False),                                  # max(3, 5% of 60 = 3)
+    (100, 5, True), (100, 4, False),                                # 5% of 100
+    (20, 10, True),                                                 # half still shared: the same eval set
+    (20, 11, False),                                                # fewer shared than half: another eval set
+])
+def test_samples_missing_from_the_next_checkpoint(tmp_path: Path, n_a, n_lost, flagged) -> None:
+    rows = _clean(n_a) + [r for r in _clean(n_a, "b") if int(r["sample_id"][1:]) >= n_lost]
+    out, flags = _assess(tmp_path, rows)
+    assert out["pairs"][0]["missing_in_to"] == n_lost
+    assert _ids(flags, "harness_missing_samples") == (["b"] if flagged else [])
+    if flagged:
+        f = next(f for f in flags if f.kind == "harness_missing_samples")
+        assert f.value == n_lost / n_a and f.details["sample_ids"] == [f"s{k:02d}" for k in range(n_lost)]
+
+
+def test_no_samples_means_no_assessment() -> None:
+    class Bare:
+        samples = None
+
+    assert harness.assess(Bare(), ["a", "b"], {}, seed=0) == ({}, [])
+
+
+@pytest.mark.parametrize("n,n_bad,th,flagged", [
+    (60, 8, {}, True),      # McNemar exact p for 8-0 discordant = 2 / 2^8 < 0.01, 8 >= max(3, 2% of 60)
+    (60, 7, {}, False),     # 2 / 2^7 = 0.0156 is not below alpha 0.01
+    (60, 7, {"alpha": 0.02}, True),
+    (300, 8, {"harness_min_count": 7}, True),
+])
+def test_a_health_change_needs_mcnemar_below_alpha_and_enough_moved(tmp_path: Path, n, n_bad, th, flagged) -> None:
+    rows = _clean(n) + _clean(n, "b")
+    for k in range(n_bad):
+        rows[n + k]["response"] = ""
+    out, flags = _assess(tmp_path, rows, {**th, "bootstrap": 200})
+    o = out["pairs"][0]["outcome"]
+    assert o["became_unhealthy"] == n_bad and o["became_healthy"] == 0
+    assert o["mcnemar_p"] == pytest.approx(sps.binomtest(0, n_bad).pvalue)
+    assert _ids(flags, "harness_change") == (["b"] if flagged else [])
+    if flagged:
+        f = next(f for f in flags if f.kind == "harness_change")
+        assert f.p_value == o["mcnemar_p"] and f.details["sample_ids"] == [f"s{k:02d}" for k in range(n_bad)]
+
+
+def test_a_health_change_needs_two_percent_of_the_pairs_to_move(tmp_path: Path) -> None:
+    # 8 moved of 500 pairs: McNemar p = 0.0078 < 0.01, but 8 < 2% of 500 = 10
+    rows = _clean(500) + _clean(500, "b")
+    for k in range(8):
+        rows[500 + k]["response"] = ""
+    out, flags = _assess(tmp_path, rows, {"harness_min_share": 0.5, "bootstrap": 200})
+    assert out["pairs"][0]["outcome"]["mcnemar_p"] < 0.01 and "harness_change" not in {f.kind for f in flags}
+    for k in range(8, 10):
+        rows[500 + k]["response"] = ""
+    _, flags = _assess(tmp_path, rows, {"harness_min_share": 0.5, "bootstrap": 200})
+    assert _ids(flags, "harness_change") == ["b"]
