@@ -90,18 +90,20 @@ def _reference(batch: list[tuple[str, str, int]], catalog: list[tuple[str, str]]
     return out
 
 
-def _sql(batch: list[tuple[str, str, int]], catalog: list[tuple[str, str]] | None) -> set[str]:
-    con = duckdb.connect()
+def _sql(batch: list[tuple[str, str, int]], catalog: list[tuple[str, str]] | None,
+         con: duckdb.DuckDBPyConnection | None = None) -> set[str]:
+    """``boilerplate_sql`` run by DuckDB on the rows as tables ``b`` and ``r`` (frames registered as views)."""
+    own = con is None
+    con = duckdb.connect() if own else con
     try:
-        con.execute("CREATE TABLE b (text_hash VARCHAR, pair_id VARCHAR, n_words INTEGER)")
-        con.executemany("INSERT INTO b VALUES (?, ?, ?)", batch)
+        con.register("b", pl.DataFrame(batch, schema={"text_hash": pl.Utf8, "pair_id": pl.Utf8, "n_words": pl.Int32},
+                                       orient="row"))
         if catalog is not None:
-            con.execute("CREATE TABLE r (text_hash VARCHAR, pair_id VARCHAR)")
-            if catalog:
-                con.executemany("INSERT INTO r VALUES (?, ?)", catalog)
+            con.register("r", pl.DataFrame(catalog, schema={"text_hash": pl.Utf8, "pair_id": pl.Utf8}, orient="row"))
         return {h for (h,) in con.execute(boilerplate_sql("b", "r" if catalog is not None else None)).fetchall()}
     finally:
-        con.close()
+        if own:
+            con.close()
 
 
 def _agg(batch: list[tuple[str, str, int]]) -> set[str]:
@@ -135,9 +137,11 @@ def test_boilerplate_sql_and_agg_by_hand(batch, catalog, expected) -> None:
 
 def test_boilerplate_rule_matches_its_definition_on_random_batches() -> None:
     rng = random.Random(7)
+    con = duckdb.connect()
     for _ in range(40):
         hashes = [f"h{i}" for i in range(6)]
         batch = [(rng.choice(hashes), f"p{rng.randrange(9)}", rng.choice([3, 18, 19, 20, 21])) for _ in range(30)]
         catalog = [(rng.choice(hashes + ["x"]), f"c{rng.randrange(5)}") for _ in range(rng.randrange(12))]
-        assert _sql(batch, catalog) == _reference(batch, catalog)
-        assert _sql(batch, None) == _reference(batch, None) == _agg(batch)
+        assert _sql(batch, catalog, con) == _reference(batch, catalog)
+        assert _sql(batch, None, con) == _reference(batch, None) == _agg(batch)
+    con.close()
