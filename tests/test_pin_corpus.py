@@ -379,3 +379,18 @@ def test_stored_rates_fall_back_to_the_pooled_out_of_fold_and_then_to_the_detect
     d5 = _detector_dir(tmp_path / "e", None, {"tpr_at_threshold": 0.7})
     with pytest.raises(ValueError, match="stores no error rates"):
         detector_error_rates(d5)
+
+
+def test_defaults_are_500_resamples_from_seed_0() -> None:
+    p = np.random.default_rng(1).random(80) * 0.6   # an interval whose upper end moves with one more resample
+    got = corpus_estimate(p, 0.5, RATES)
+    ref = _reference_estimate(p, 0.5, RATES, 500, 0)
+    assert (got["ci_low"], got["ci_high"]) == (ref["ci_low"], ref["ci_high"])
+    assert (got["ci_low"], got["ci_high"]) != tuple(_reference_estimate(p, 0.5, RATES, 501, 0)[k]
+                                                    for k in ("ci_low", "ci_high"))
+
+
+def test_a_domain_row_without_its_text_counts_is_left_out_of_the_range() -> None:
+    pooled = {"fpr_at_threshold": 0.02, "tpr_at_threshold": 0.4}
+    r = rates_from_metrics(pooled, [{"domain": "x", "fpr_at_threshold": 0.5, "tpr_at_threshold": 0.9}], "s")
+    assert r.fpr_range == (0.02, 0.02) and r.tpr_range == (0.4, 0.4) and r.tpr_domains == ("pooled", "pooled")
