@@ -374,10 +374,10 @@ def test_stored_rates_fall_back_to_the_pooled_out_of_fold_and_then_to_the_detect
                             ("pooled", "pooled"))
     assert detector_score_reference(d3) is None
     d4 = _detector_dir(tmp_path / "d", None, {"fpr_at_threshold": 0.02})
-    with pytest.raises(ValueError, match="stores no error rates"):
+    with pytest.raises(ValueError, match=r"^the detector stores no error rates \(fpr/tpr at threshold\)$"):
         detector_error_rates(d4)
     d5 = _detector_dir(tmp_path / "e", None, {"tpr_at_threshold": 0.7})
-    with pytest.raises(ValueError, match="stores no error rates"):
+    with pytest.raises(ValueError, match=r"^the detector stores no error rates \(fpr/tpr at threshold\)$"):
         detector_error_rates(d5)
 
 
@@ -394,3 +394,66 @@ def test_a_domain_row_without_its_text_counts_is_left_out_of_the_range() -> None
     pooled = {"fpr_at_threshold": 0.02, "tpr_at_threshold": 0.4}
     r = rates_from_metrics(pooled, [{"domain": "x", "fpr_at_threshold": 0.5, "tpr_at_threshold": 0.9}], "s")
     assert r.fpr_range == (0.02, 0.02) and r.tpr_range == (0.4, 0.4) and r.tpr_domains == ("pooled", "pooled")
+
+
+#: a reference whose human and model scores are far apart, so intervals are narrow and pairs differ
+SHARP = ScoreReference((0.2, 0.4, 0.6, 0.8), {
+    "pooled": ((200, 100, 40, 10, 5), (5, 10, 40, 100, 200)),
+    "d1": ((100, 30, 10, 3, 2), (2, 5, 20, 60, 100)),
+    "d2": ((80, 50, 20, 5, 1), (1, 3, 10, 50, 120)),
+})
+
+
+def _draw(share: float, n: int, seed: int) -> np.ndarray:
+    """Scores drawn from SHARP's pooled mixture at ``share`` (a bin, then a uniform place in it)."""
+    rng = np.random.default_rng(seed)
+    h, m = (np.array(v, float) for v in SHARP.hist["pooled"])
+    b = rng.choice(5, size=n, p=(1 - share) * h / h.sum() + share * m / m.sum())
+    return (b + rng.random(n)) / 5
+
+
+@pytest.mark.parametrize(("share", "n", "seed"), [(0.3, 400, 0), (0.6, 300, 1), (0.1, 500, 2)])
+def test_mixture_fit_with_its_defaults_on_a_sharp_reference(share: float, n: int, seed: int) -> None:
+    p = _draw(share, n, seed)
+    got = mixture_fit(p, SHARP)                      # 100 draws from seed 0
+    assert got == _reference_fit(p, SHARP, GOF_BOOT, 0)
+    assert got["pairs_fitting"] == 9 and got["alpha_range"][0] <= share <= got["alpha_range"][1]
+
+
+def test_a_goodness_of_fit_p_value_exactly_at_the_level_fits() -> None:
+    p = np.full(300, 0.5)   # every score in the middle bin: no bootstrap G reaches the observed one
+    at = mixture_fit(p, SHARP, n_boot=99)            # p-value (0 + 1) / (99 + 1) = 0.01 = GOF_LEVEL
+    assert at["best"]["p_value"] == 0.01 and at["pairs_fitting"] == at["pairs_tested"] == 9
+    under = mixture_fit(p, SHARP, n_boot=100)        # 1 / 101 < 0.01
+    assert under["pairs_fitting"] == 0 and under["alpha_range"] is None
+
+
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_mixture_fit_on_tiny_batches_counts_tied_bootstrap_statistics(n: int) -> None:
+    p = _draw(0.5, n, n)
+    assert mixture_fit(p, SHARP, n_boot=80, seed=3) == _reference_fit(p, SHARP, 80, 3)
+
+
+def test_a_flat_likelihood_takes_the_first_grid_point() -> None:
+    # an empty histogram: every share has log-likelihood exactly 0; the full grid's first maximum is share 0
+    h = corpus._density(np.array([[30, 20, 10, 5, 5]]))
+    m = corpus._density(np.array([[5, 5, 10, 20, 30]]))
+    c = np.zeros((1, 5))
+    with np.errstate(divide="ignore", invalid="ignore"):  # G's 0 * log(0 / 0) terms, discarded by its where
+        a, q, g = corpus._fit_alpha(c, h, m)
+        ra, rq, _ = _full_grid_fit(c, h, m)
+    assert a.tolist() == ra.tolist() == [0.0] and q.tolist() == rq.tolist() == h.tolist() and g.tolist() == [0.0]
+
+
+@pytest.mark.parametrize(("p", "threshold"), [
+    (np.r_[np.full(20, 0.8), np.full(20, 0.3)], 0.9),   # EM's bootstrap reaches higher than the tagged share
+    (np.r_[np.full(15, 0.5), np.full(25, 0.2)], 0.5),   # scores exactly at the threshold are tagged model
+    (np.r_[np.full(30, 0.123456), np.full(10, 0.7)], 0.123456),
+])
+def test_corpus_estimate_at_its_edges(p: np.ndarray, threshold: float) -> None:
+    rates = ErrorRates(0.0, 0.9, (0.0, 0.0), (0.9, 0.9), "s")
+    got = corpus_estimate(p, threshold, rates, n_boot=300, seed=1)
+    ref = _reference_estimate(p, threshold, rates, 300, 1)
+    for k in ("alpha", "acc", "tagged_share", "ci_low", "ci_high"):
+        assert got[k] == pytest.approx(ref[k], abs=1e-9), k
+    assert got["threshold"] == round(threshold, 4)
