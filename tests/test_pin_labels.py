@@ -15,6 +15,7 @@ import polars as pl
 import pytest
 from scipy.stats import binomtest
 
+from provaudit.errors import InputError
 from provaudit.style import labels as lab
 from provaudit.style.inputs import load_pairs
 from provaudit.style.labels import (
@@ -55,7 +56,8 @@ def _pairs(n: int, *, longer: int = 0, same_length: int = 0, ties: int = 0, **co
         chosen.append(_text(i, lc, "c"))
         rejected.append(_text(i, lr, "r"))
     data = {"chosen": chosen, "rejected": rejected, "tie": [False] * n + [True] * ties}
-    return load_pairs(pl.DataFrame({**data, **cols}, strict=False))
+    return load_pairs(pl.DataFrame({**data, **cols}, strict=False,
+                                   schema_overrides={"chosen": pl.Utf8, "rejected": pl.Utf8, "tie": pl.Boolean}))
 
 
 def _signals(out: dict) -> dict[str, tuple[str, int]]:
@@ -330,3 +332,212 @@ def test_label_origin_reports_each_annotator_and_names_the_batch(monkeypatch) ->
     monkeypatch.setattr(lab, "get_teacher_model", lambda t, h, **k: _teacher_for(df, 30))
     with_t = label_origin(df, teacher=["a teacher answer"], name="b3")
     assert with_t["teacher_reference"] is True and with_t["measures"]["teacher_preference"]["share"] == 1.0
+
+
+# ------------------------------------------------------------------------------------------- the words shown
+
+def test_evidence_and_reasons_read_as_documented() -> None:
+    df = _pairs(30, longer=26, seconds=[0.5] * 30, chosen_position=[1] * 25 + [2] * 5,
+                annotator=["gpt-judge-1"] * 15 + ["claude-judge"] * 15)
+    out = _assess(df, _teacher_for(df, 25), RULES)
+    length, teacher, pos = wilson(26, 30), wilson(25, 30), wilson(25, 30)
+    assert out["evidence"] == [
+        {"signal": "length_preference", "points_to": "AI-judge", "weight": 1,
+         "detail": f"chosen is longer in 87% of pairs (CI {length[0]:.2f}-{length[1]:.2f} > 0.62): LLM-judge verbosity bias"},
+        {"signal": "teacher_preference", "points_to": "AI-judge", "weight": 1,
+         "detail": f"chosen is the more teacher-like response in 83% of pairs (CI {teacher[0]:.2f}-{teacher[1]:.2f} > 0.58)"},
+        {"signal": "position_bias", "points_to": "AI-judge", "weight": 1,
+         "detail": f"slot 1 wins 83% of pairs (CI {pos[0]:.2f}-{pos[1]:.2f}, beyond 0.5 +/- 0.08); note: slots may also "
+                   "differ by source model"},
+        {"signal": "throughput", "points_to": "AI-judge", "weight": 2,
+         "detail": "0.5 s per label = 2520 words per minute of both responses (> 1500: faster than humans read)"},
+        {"signal": "annotator_id", "points_to": "AI-judge", "weight": 2,
+         "detail": "annotator id names a model: claude-judge, gpt-judge-1"},
+    ]
+    assert out["consistent_with_human"] == [] and out["not_computed"] == []
+    assert (out["ai_evidence"], out["human_evidence"], out["verdict"]) == (7, 0, "AI-judge-like")
+
+
+def test_what_rules_out_a_bias_and_what_is_missing_read_as_documented() -> None:
+    df = _pairs(30, longer=6, seconds=[5.0] * 30)
+    out = _assess(df, _teacher_for(df, 9), RULES)
+    length, teacher = wilson(6, 30), wilson(9, 30)
+    assert out["consistent_with_human"] == [
+        {"signal": "length_preference",
+         "detail": f"chosen is longer in 20% of pairs (CI {length[0]:.2f}-{length[1]:.2f} < 0.62): no verbosity bias"},
+        {"signal": "teacher_preference",
+         "detail": f"chosen is the more teacher-like response in 30% of pairs (CI {teacher[0]:.2f}-{teacher[1]:.2f} "
+                   "< 0.58): no preference for the teacher's voice"},
+    ]
+    assert out["evidence"] == [{"signal": "throughput", "points_to": "human", "weight": 2,
+                                "detail": "5.0 s per label = 252 words per minute (< 700: reading speed)"}]
+    assert out["not_computed"] == [
+        {"signal": "position_bias", "reason": "the winning response's slot is not recorded"},
+        {"signal": "annotator_id", "reason": "no annotator / judge id column"},
+    ]
+    bare = _assess(_pairs(30, longer=15), None, RULES)
+    assert {"signal": "throughput", "reason": "no labelling-time field (time_per_example, seconds) or annotator "
+                                              "timestamps for at least 5 labels"} in bare["not_computed"]
+    assert [n["signal"] for n in bare["not_computed"]] == ["teacher_preference", "position_bias", "throughput",
+                                                           "annotator_id"]
+
+
+# ----------------------------------------------------------------------------------------------- boundaries
+
+def _shift_rules(**over: float) -> dict:
+    return {**RULES, "label_origin": {**R, **over}}
+
+
+def test_a_bound_exactly_at_its_threshold_is_not_beyond_it() -> None:
+    # each threshold set to the very (rounded) bound the rule compares: not beyond it; a hair lower, beyond
+    hi_len, lo_len = _share(26, 30), _share(6, 30)
+    for rules, signal in ((_shift_rules(length_preference=hi_len["ci_low"]), None),
+                          (_shift_rules(length_preference=hi_len["ci_low"] - 1e-9), ("AI-judge", 1))):
+        assert _signals(_assess(_pairs(30, longer=26), None, rules)).get("length_preference") == signal
+    for thr, ruled_out in ((lo_len["ci_high"], False), (lo_len["ci_high"] + 1e-9, True)):
+        out = _assess(_pairs(30, longer=6), None, _shift_rules(length_preference=thr))
+        assert ("length_preference" in {c["signal"] for c in out["consistent_with_human"]}) == ruled_out
+    df = _pairs(30, longer=15)
+    hi_t, lo_t = _share(25, 30), _share(9, 30)
+    for thr, signal in ((hi_t["ci_low"], None), (hi_t["ci_low"] - 1e-9, ("AI-judge", 1))):
+        assert _signals(_assess(df, _teacher_for(df, 25), _shift_rules(teacher_preference=thr))).get(
+            "teacher_preference") == signal
+    for thr, ruled_out in ((lo_t["ci_high"], False), (lo_t["ci_high"] + 1e-9, True)):
+        out = _assess(df, _teacher_for(df, 9), _shift_rules(teacher_preference=thr))
+        assert ("teacher_preference" in {c["signal"] for c in out["consistent_with_human"]}) == ruled_out
+    # position: slot 1 winning 25 of 30 (low bound above 0.5 + margin) or 2 of 30 (high bound under 0.5 - margin)
+    for first, bound in ((25, _share(25, 30)["ci_low"] - 0.5), (2, 0.5 - _share(2, 30)["ci_high"])):
+        assert 0.5 + bound == _share(first, 30)["ci_low"] or 0.5 - bound == _share(first, 30)["ci_high"]
+        cols = {"chosen_position": [1] * first + [2] * (30 - first)}
+        at = _assess(_pairs(30, longer=15, **cols), None, _shift_rules(position_bias=bound))
+        below = _assess(_pairs(30, longer=15, **cols), None, _shift_rules(position_bias=bound - 1e-9))
+        assert "position_bias" not in _signals(at) and _signals(below)["position_bias"] == ("AI-judge", 1)
+
+
+def test_wilson_bounds_are_clamped_where_rounding_passes_0_or_1() -> None:
+    # 5 of 5: the formula's upper bound is 1 + 2e-16 in floating point; 0 of 5: its lower bound is just under 0
+    assert wilson(5, 5)[1] == 1.0 and wilson(0, 5)[0] == 0.0
+
+
+def test_no_pairs_no_tie_rate_and_six_model_names_show_five() -> None:
+    empty = _assess(_pairs(0), None, RULES)
+    assert empty["measures"]["n_pairs"] == 0 and empty["measures"]["tie_rate"] is None
+    assert empty["verdict"] == "unknown"
+    names = [f"gpt-{i}" for i in range(6)]
+    out = _assess(_pairs(30, longer=15, annotator=[names[i % 6] for i in range(30)]), None, RULES)
+    assert out["evidence"][-1]["detail"] == "annotator id names a model: gpt-0, gpt-1, gpt-2, gpt-3, gpt-4"
+
+
+def test_throughput_rounding_unreadable_durations_and_odd_counts() -> None:
+    t = _throughput(_pairs(10, longer=10, seconds=[7.123456] * 10))
+    assert t["median_seconds_per_label"] == 7.123 and t["labels_per_hour"] == round(3600 / 7.123456, 1) == 505.4
+    assert t["median_words_per_minute"] == round(60 * 21 / 7.123456, 1)
+    unreadable = _throughput(_pairs(10, longer=10, seconds=["6.0"] * 8 + ["soon", "later"]))
+    assert unreadable["n"] == 8 and unreadable["source"] == "duration field"
+    assert _throughput(_pairs(11, longer=11, seconds=[6.0] * 5 + [None] * 6))["n"] == 5     # 5 >= max(5, 11 // 2)
+    assert _throughput(_pairs(14, longer=14, seconds=[6.0] * 6 + [None] * 8)) is None       # 6 < 14 // 2
+    six = _pairs(6, longer=6, timestamp=[0.0, 10.0, 20.0, 30.0, 40.0, 50.0], annotator=["a"] * 6)
+    assert _throughput(six)["n"] == 5                                # 6 timestamps (the fewest): 5 gaps
+    seven = _pairs(7, longer=7, timestamp=[0.5 * i for i in range(7)], annotator=["a"] * 7)
+    fast = _throughput(seven)                                        # gaps of half a second count
+    assert fast["n"] == 6 and fast["median_seconds_per_label"] == 0.5
+
+
+def test_homogenisation_at_its_edges() -> None:
+    # exactly 20 timestamps and exactly 5 labels per annotator and half: assessed, everyone counted
+    df, t = _homog_pairs({"a": [1] * 5, "b": [0, 0, 0, 1, 1]}, {"a": [1] * 5, "b": [1, 1, 1, 1, 0]})
+    out = _homogenisation(df, t)
+    assert out == {"early": {"annotators": 2, "mean_teacher_preference": 0.7, "spread": 0.3},
+                   "late": {"annotators": 2, "mean_teacher_preference": 0.9, "spread": 0.1},
+                   "homogenising_toward_teacher": True}
+    # 4 decimals: thirds
+    df3, t3 = _homog_pairs({"a": [1] * 6, "b": [1, 0, 0, 0, 0, 0]}, {"a": [1] * 6, "b": [1, 1, 0, 0, 0, 0]})
+    o3 = _homogenisation(df3, t3)
+    assert o3["late"]["mean_teacher_preference"] == round((1 + 1 / 3) / 2, 4) == 0.6667
+    assert o3["late"]["spread"] == round(1 / 3, 4) == 0.3333
+    # one annotator with 5 labels in a half: its mean, no spread; none: neither
+    df1, t1 = _homog_pairs({"a": [1] * 5, "b": [0] * 4, "c": [0] * 4}, {"a": [1] * 5, "b": [0] * 5, "c": [1] * 5})
+    e1 = _homogenisation(df1, t1)["early"]
+    assert e1 == {"annotators": 1, "mean_teacher_preference": 1.0, "spread": None}
+    df0, t0 = _homog_pairs({"a": [1] * 4, "b": [0] * 4, "c": [1] * 4}, {"a": [1] * 6, "b": [0] * 6})
+    assert _homogenisation(df0, t0)["early"] == {"annotators": 0, "mean_teacher_preference": None, "spread": None}
+    # equal spreads are not a convergence; a late mean of 0 is not above an early 0.5
+    de, te = _homog_pairs({"a": [1] * 5 + [0] * 5, "b": [0] * 10}, {"a": [1] * 10, "b": [1] * 5 + [0] * 5})
+    assert _homogenisation(de, te)["early"]["spread"] == _homogenisation(de, te)["late"]["spread"] == 0.25
+    assert _homogenisation(de, te)["homogenising_toward_teacher"] is False
+    dz, tz = _homog_pairs({"a": [1] * 10, "b": [0] * 10}, {"a": [0] * 10, "b": [0] * 10})
+    oz = _homogenisation(dz, tz)
+    assert oz["late"] == {"annotators": 2, "mean_teacher_preference": 0.0, "spread": 0.0}
+    assert oz["homogenising_toward_teacher"] is False
+
+
+def test_homogenisation_leaves_ties_out_and_splits_at_the_median_time() -> None:
+    df, t = _homog_pairs({"a": [1] * 10, "b": [0] * 10}, {"a": [1] * 10, "b": [1] * 10})
+    # tied labels (whatever their teacher preference) are not labels of a preference
+    ties = df.head(8).with_columns(pl.lit(True).alias("tie"), pl.col("timestamp") + 100.0,
+                                   pl.lit("b").alias("annotator"))
+    assert _homogenisation(pl.concat([df, ties]), t) == _homogenisation(df, t)
+    # equal teacher scores are not a preference for the teacher
+    eq = Teacher({**t.scores, **{k: 0.5 for k in t.scores}})
+    assert _homogenisation(df, eq)["late"]["mean_teacher_preference"] == 0.0
+    # 21 timestamps: the one at the median belongs to the early half
+    odd, t_odd = _homog_pairs({"a": [1] * 5, "b": [0] * 6}, {"a": [1] * 5, "b": [1] * 5})
+    o = _homogenisation(odd, t_odd)
+    assert o["early"]["annotators"] == 2 and o["early"]["mean_teacher_preference"] == 0.5
+    assert o["late"]["annotators"] == 2 and o["late"]["mean_teacher_preference"] == 1.0
+    shifted = odd.with_columns(pl.when(pl.col("timestamp") == 10.0).then(pl.lit(1000.0)).otherwise(pl.col("timestamp"))
+                               .alias("timestamp"))
+    # moving b's last early label to the end: the median moves, b keeps 5 early labels only with `<=`
+    assert _homogenisation(shifted, t_odd)["early"]["annotators"] == 2
+
+
+def test_label_origin_passes_the_teacher_human_backend_and_seed_and_reports_homogenisation(monkeypatch) -> None:
+    df, teacher = _homog_pairs({"judge-a": [1] * 10, "judge-b": [0] * 10}, {"judge-a": [1] * 10, "judge-b": [1] * 10})
+    calls, steps = [], []
+    monkeypatch.setattr(lab, "get_teacher_model", lambda t, h, **k: calls.append((t, h, k)) or teacher)
+    monkeypatch.setattr(lab.progress, "step", steps.append)
+    out = label_origin(df, teacher=["a teacher answer"], human=["a human answer"], backend="minilm", seed=4, name="b9")
+    assert calls == [(["a teacher answer"], ["a human answer"], {"backend": "minilm", "seed": 4})]
+    assert steps == ["reading preference pairs b9", "fitting the teacher model (minilm embeddings)", "assessing 40 labels"]
+    assert out["homogenisation"] == _homogenisation(df, teacher) and out["homogenisation"]["homogenising_toward_teacher"]
+    assert all("teacher_preference" in a["measures"] for a in out["annotators"])
+    calls.clear()
+    steps.clear()
+    label_origin(df, teacher=["a teacher answer"])
+    assert calls == [(["a teacher answer"], None, {"backend": "static", "seed": 0})]
+    assert steps[0] == "reading preference pairs"
+
+
+def test_label_origin_names_the_batch(tmp_path) -> None:
+    path = tmp_path / "prefs.jsonl"
+    _pairs(30, longer=15).select(pl.lit("A question?").alias("prompt"), "chosen", "rejected").write_ndjson(path)
+    assert label_origin(str(path))["batch"] == str(path)
+    named = _pairs(30, longer=15)
+    assert label_origin(named)["batch"] == "pairs"
+
+
+def test_label_origin_names_bad_references_and_reads_its_rules(tmp_path) -> None:
+    df = _pairs(30, longer=30)
+    with pytest.raises(InputError, match="teacher reference item 0 is int"):
+        label_origin(df, teacher=[1])
+    with pytest.raises(InputError, match="human reference item 1 is NoneType"):
+        label_origin(df, teacher=["t"], human=["h", None])
+    rules = tmp_path / "r.yaml"
+    rules.write_text("label_origin:\n  min_evidence: 1\n", encoding="utf-8")
+    assert label_origin(df)["verdict"] == "unknown"                      # length alone: 1 of the 2 needed
+    assert label_origin(df, rules=str(rules))["verdict"] == "AI-judge-like"
+    assert label_origin(df, rules=_shift_rules(min_evidence=1))["verdict"] == "AI-judge-like"
+    path = tmp_path / "prefs.jsonl"
+    df.select(pl.lit("A question?").alias("prompt"), "chosen", "rejected").write_ndjson(path)
+    assert label_origin(path)["batch"] == "prefs.jsonl"                  # a Path: its file name
+
+
+def test_homogenisation_leaves_tied_labels_out_and_keeps_the_median_label_early() -> None:
+    df, t = _homog_pairs({"a": [1] * 10, "b": [0] * 10}, {"a": [1] * 10, "b": [1] * 10})
+    # b's early labels (no teacher preference) again, as a's ties in the late half: left out, nothing moves
+    ties = df.slice(10, 8).with_columns(pl.lit(True).alias("tie"), pl.lit("a").alias("annotator"),
+                                        pl.col("timestamp") + 20.25)
+    assert _homogenisation(pl.concat([df, ties]), t) == _homogenisation(df, t)
+    # 21 labels: the 11th (time 10, b's fifth early label) is at the median and counts in the early half
+    odd, t_odd = _homog_pairs({"a": [1] * 6, "b": [0] * 5}, {"a": [1] * 5, "b": [1] * 5})
+    assert _homogenisation(odd, t_odd)["early"] == {"annotators": 2, "mean_teacher_preference": 0.5, "spread": 0.5}
