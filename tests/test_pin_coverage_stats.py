@@ -207,3 +207,18 @@ def test_mmd_test_sees_a_shift_and_not_a_resample() -> None:
     # identical points only: every distance is 0, the bandwidth falls back to 1 and nothing differs
     flat = stats.mmd_test(np.zeros((5, 2)), np.zeros((6, 2)), n_perm=20, seed=0)
     assert flat == {"p_value": 1.0, "effect": pytest.approx(0.0, abs=1e-12), "n_eval": 5, "n_window": 6}
+
+
+def test_mmd_test_on_duplicates_small_distances_and_its_default_cap() -> None:
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(20, 3))
+    dup_x, dup_y = np.vstack([x, x[:6]]), np.vstack([x[10:], x[10:16]]) + 0.2   # repeated rows: distance 0
+    small_x, small_y = x * 0.05, rng.normal(size=(25, 3)) * 0.05                 # every distance under 1
+    for a, b in ((dup_x, dup_y), (small_x, small_y)):
+        got = stats.mmd_test(a, b, n_perm=40, seed=2)
+        ref = _ref_mmd(a, b, 40, 2, 1000)
+        assert got["effect"] == pytest.approx(ref["effect"], abs=1e-12) and got["p_value"] == ref["p_value"]
+    big = rng.normal(size=(1001, 2))
+    capped = stats.mmd_test(big, big[:50] + 0.1, n_perm=5, seed=0)               # 1,000 rows by default
+    assert capped["n_eval"] == 1000 and capped["n_window"] == 50
+    assert capped["effect"] == pytest.approx(_ref_mmd(big, big[:50] + 0.1, 5, 0, 1000)["effect"], abs=1e-12)
