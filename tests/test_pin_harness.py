@@ -468,7 +468,8 @@ def test_no_samples_means_no_assessment() -> None:
     (60, 8, {}, True),      # McNemar exact p for 8-0 discordant = 2 / 2^8 < 0.01, 8 >= max(3, 2% of 60)
     (60, 7, {}, False),     # 2 / 2^7 = 0.0156 is not below alpha 0.01
     (60, 7, {"alpha": 0.02}, True),
-    (300, 8, {"harness_min_count": 7}, True),
+    (300, 8, {"harness_min_count": 7}, True),    # max(7, 2% of 300 = 6) = 7 <= 8
+    (300, 8, {"harness_min_count": 9}, False),   # 9 > 8 moved
 ])
 def test_a_health_change_needs_mcnemar_below_alpha_and_enough_moved(tmp_path: Path, n, n_bad, th, flagged) -> None:
     rows = _clean(n) + _clean(n, "b")
