@@ -20,15 +20,19 @@ from provaudit.checkpoints.load import load_inputs
 TWELVE = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu."  # 12 words, ends a sentence
 
 
+def _loaded(tmp_path: Path, rows: list[dict]):
+    """The rows as one per-sample results file, read by the checkpoint loader (proxy rm_score, outcome win)."""
+    path = tmp_path / "run.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return load_inputs([str(path)], load_rules(), proxy="rm_score", outcome="win", checkpoint_names=None)
+
+
 def _status(tmp_path: Path, rows: list[dict], thresholds: dict | None = None) -> tuple[dict[str, list[str]], dict]:
     """Faults per sample id of checkpoint ``a`` (rows need checkpoint, sample_id, prompt, response, scores; a clean
     checkpoint ``b`` is added where the rows have none: a report needs two)."""
     if not any(r["checkpoint"] == "b" for r in rows):
         rows = rows + _clean(24, "b")
-    path = tmp_path / "run.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    loaded = load_inputs([str(path)], load_rules(), proxy="rm_score", outcome="win", checkpoint_names=None)
-    frame, extra = harness._status(loaded, thresholds)
+    frame, extra = harness._status(_loaded(tmp_path, rows), thresholds)
     given = {c for r in rows for c in ("prompt", "response") if c in r}
     assert {"checkpoint", "sample_id", "proxy", "outcome", *given} <= set(frame.columns)
     assert frame.schema["faults"] == pl.List(pl.Utf8) and frame.schema["status"] == pl.Utf8
@@ -407,10 +411,7 @@ def test_runs_without_prompts_or_without_responses(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------- assess: the flags
 
 def _assess(tmp_path: Path, rows: list[dict], th: dict | None = None):
-    path = tmp_path / "assess.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    loaded = load_inputs([str(path)], load_rules(), proxy="rm_score", outcome="win", checkpoint_names=None)
-    return harness.assess(loaded, ["a", "b"], th or {}, seed=0)
+    return harness.assess(_loaded(tmp_path, rows), ["a", "b"], th or {}, seed=0)
 
 
 def _ids(flags, fid: str) -> list[str]:

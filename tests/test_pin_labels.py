@@ -498,8 +498,8 @@ def test_label_origin_names_the_batch(tmp_path) -> None:
     path = tmp_path / "prefs.jsonl"
     _pairs(30, longer=15).select(pl.lit("A question?").alias("prompt"), "chosen", "rejected").write_ndjson(path)
     assert label_origin(str(path))["batch"] == str(path)
-    named = _pairs(30, longer=15)
-    assert label_origin(named)["batch"] == "pairs"
+    assert label_origin(path)["batch"] == "prefs.jsonl"                  # a Path: its file name
+    assert label_origin(_pairs(30, longer=15))["batch"] == "pairs"       # a frame: no name
 
 
 def test_label_origin_names_bad_references_and_reads_its_rules(tmp_path) -> None:
@@ -513,9 +513,6 @@ def test_label_origin_names_bad_references_and_reads_its_rules(tmp_path) -> None
     assert label_origin(df)["verdict"] == "unknown"                      # length alone: 1 of the 2 needed
     assert label_origin(df, rules=str(rules))["verdict"] == "AI-judge-like"
     assert label_origin(df, rules=_shift_rules(min_evidence=1))["verdict"] == "AI-judge-like"
-    path = tmp_path / "prefs.jsonl"
-    df.select(pl.lit("A question?").alias("prompt"), "chosen", "rejected").write_ndjson(path)
-    assert label_origin(path)["batch"] == "prefs.jsonl"                  # a Path: its file name
 
 
 def test_homogenisation_leaves_tied_labels_out_and_keeps_the_median_label_early() -> None:
