@@ -85,6 +85,22 @@ def _module(item: pytest.Item) -> str:
     return item.nodeid.split("::", 1)[0]
 
 
+#: the default catalog of a command run in the repository (``provaudit.catalog.store.DEFAULT_PATH``): a test
+#: that leaves its catalog to the default writes here, into the developer's own catalog or a stray file in CI
+DEFAULT_CATALOG = ROOT / ".provaudit" / "catalog.duckdb"
+
+
+def _default_catalog_state() -> tuple[int, int] | None:
+    try:
+        st = DEFAULT_CATALOG.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+#: its state when this process last looked (:func:`pytest_runtest_teardown` warns when a test changed it)
+_DEFAULT_CATALOG: list[tuple[int, int] | None] = [_default_catalog_state()]
+
 #: torch was imported in this process (by the test that :func:`pytest_runtest_teardown` checked first)
 _TORCH_SEEN: list[str] = []
 
@@ -92,6 +108,9 @@ _TORCH_SEEN: list[str] = []
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
     """Stop the Ray cluster when the next test of this process (if any) is not in a Ray module; a later Ray
     test starts another.
+
+    Fail a test that wrote the repository's default catalog (``.provaudit/catalog.duckdb`` under the
+    repository, where the tests run): every scan logs itself in its catalog, ``record=False`` too.
 
     Warn (in the run's summary) when a test of a module without the ``torch_models`` marker is the first of its
     process to import torch: mark its module, or a second worker pays the torch import and model loads."""
@@ -101,6 +120,12 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
             import warnings
 
             warnings.warn(f"{item.nodeid} imported torch, but its module has no torch_models marker", stacklevel=1)
+    state = _default_catalog_state()
+    if state != _DEFAULT_CATALOG[0]:
+        _DEFAULT_CATALOG[0] = state
+        pytest.fail(f"{item.nodeid} (or a test running beside it) wrote the repository's own catalog "
+                    f"{DEFAULT_CATALOG.relative_to(ROOT)}: pass catalog= / --catalog, or run in tmp_path",
+                    pytrace=False)
     if "cluster" in _RAY and (nextitem is None or _module(nextitem) not in _RAY_MODULES):
         _stop_ray_cluster()
 

@@ -204,8 +204,9 @@ def test_a_uri_pattern_expands_like_a_local_one(tmp_path: Path) -> None:
     uri = f"file://{d}/**"
     got = [x.path for x in expand_inputs([uri])]
     assert got == [f"file://{d}/part-{i}.jsonl" for i in range(3)]
-    local = scan([str(d / f"part-{i}.jsonl") for i in range(3)], record=False, origin=False)
-    via = scan([f"file://{d}/part-*.jsonl"], record=False, origin=False)
+    local = scan([str(d / f"part-{i}.jsonl") for i in range(3)], record=False, origin=False,
+                 catalog=tmp_path / "c.duckdb")
+    via = scan([f"file://{d}/part-*.jsonl"], record=False, origin=False, catalog=tmp_path / "c.duckdb")
     assert via.summary["input"]["records"] == local.summary["input"]["records"] == 90  # 30 rows, 3 records each
     assert_frame_equal(via.records().drop("source_file"), local.records().drop("source_file"))
     with pytest.raises(InputError, match="matches no data files"):

@@ -271,7 +271,8 @@ def test_the_duplicate_step_reports_each_of_its_sql_steps_in_order(tmp_path: Pat
         return contextlib.nullcontext(Bar()) if unit == "steps" else real(False, unit)
 
     monkeypatch.setattr(pipeline, "_progress", fake)
-    pipeline.scan(ROOT / "fixtures" / "scan" / "trl_pairs.jsonl", record=False, origin=False, out=tmp_path / "o")
+    pipeline.scan(ROOT / "fixtures" / "scan" / "trl_pairs.jsonl", record=False, origin=False, out=tmp_path / "o",
+                  catalog=tmp_path / "c.duckdb")
     assert seen == [("finalize: duplicate groups", pipeline.FINALIZE_STEPS)] + [
         (f"finalize: {d}", 1) for d in ("exact groups", "band keys", "shared band keys", "near-duplicate groups",
                                          "near-duplicate representatives", "duplicate table")]
