@@ -75,6 +75,12 @@ MODULES: dict[str, tuple[str, list[str], list[str] | None]] = {
               [f"*.x_{f}__*" for f in ("_copy_except", "_is_blank", "_line_units", "_redact_lines", "_redact_json",
                                        "_redact", "_concrete_format", "_same_value", "_kept_units_identical",
                                        "_rows_with_field", "_targets")] + ["*.xǁ_CapturingLinesǁ*"]),
+    # erase's orchestration: what the catalog says to remove (_plan), where those rows are now (_locate),
+    # the copy's verification, the write-verify-record-rename sequence, and the row hashes all of it matches by
+    "erase_flow": ("provaudit/catalog/erase.py",
+                   ["tests/test_pin_erase_flow.py", "tests/test_erase.py"],
+                   [f"*.x_{f}__*" for f in ("erase", "_plan", "_locate", "_verify", "_write_verified", "_remove",
+                                            "read_rows", "_frame_row_hashes", "row_hash")]),
     "contamination": ("provaudit/contamination.py",
                       ["tests/test_pin_contamination.py", "tests/test_overlap_contamination.py"], None),
     "corpus": ("provaudit/origin/corpus.py",
