@@ -56,6 +56,10 @@ MODULES: dict[str, tuple[str, list[str], list[str] | None]] = {
     "coverage_stats": ("provaudit/coverage/stats.py", ["tests/test_pin_coverage_stats.py", "tests/test_coverage.py"],
                        [f"*.x_{f}__*" for f in ("nearest", "coverage_ci", "mixture_coverage", "mixture_ci",
                                                 "rank_threshold", "new_traffic_fdr", "mmd_test")]),
+    # how coverage() puts the statistics together into the verdict (threshold, windows, stale, drift at
+    # alpha and alpha / k, the clusters of new traffic), and the trend over windows
+    "coverage_core": ("provaudit/coverage/core.py", ["tests/test_pin_coverage_core.py"],
+                      ["*.x_coverage__*", "*.x__trend__*"]),
     "harness": ("provaudit/checkpoints/harness.py", ["tests/test_pin_harness.py", "tests/test_harness.py"],
                 [f"*.x_{f}__*" for f in ("_status", "_truncated", "_scale", "health_change", "_mcnemar_p", "_wilson")]),
     "tagging": ("provaudit/origin/tagging.py",
