@@ -32,17 +32,37 @@ def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture()
-def world(fixtures_dir, tmp_path):
+def _build_world(fixtures_dir: Path, d: Path) -> tuple[Path, Path]:
     """Copies of the lineage fixtures registered in a fresh catalog, with ck1 <- sft, ck2 <- ck1 + dpo."""
-    data = tmp_path / "data"
+    data = d / "data"
     shutil.copytree(fixtures_dir / "lineage", data)
-    cat = tmp_path / "catalog.duckdb"
+    cat = d / "catalog.duckdb"
     for f in ("sft_train.jsonl", "prefs_train.csv", "dpo_round2.jsonl", "eval_set.json"):
         provaudit.register(data / f, tags=["train"], catalog=cat)
     add_checkpoint("ck1", ["sft_train"], catalog=cat)
     add_checkpoint("ck2", ["dpo_round2"], parent="ck1", catalog=cat)
     return data, cat
+
+
+@pytest.fixture(scope="module")
+def _world_template(fixtures_dir, tmp_path_factory) -> tuple[Path, Path]:
+    return _build_world(fixtures_dir, tmp_path_factory.mktemp("erase-world"))
+
+
+@pytest.fixture()
+def world(_world_template, tmp_path) -> tuple[Path, Path]:
+    """The module's world with a catalog of its own (a copy; the small datasets' rows are in the file); the
+    data files are shared and left as they are (a test that edits them takes ``own_world``)."""
+    data, template_cat = _world_template
+    assert not template_cat.with_name(template_cat.name + ".records").exists()
+    cat = tmp_path / "catalog.duckdb"
+    shutil.copyfile(template_cat, cat)
+    return data, cat
+
+
+@pytest.fixture()
+def own_world(fixtures_dir, tmp_path) -> tuple[Path, Path]:
+    return _build_world(fixtures_dir, tmp_path)
 
 
 def test_dry_run_changes_nothing(world, tmp_path):
@@ -153,8 +173,8 @@ def test_erase_rewrites_other_formats_with_same_columns(fmt, fixtures_dir, tmp_p
     assert _planted_rows(read_table(red)) == []
 
 
-def test_changed_original_is_refused_and_nothing_written(world, tmp_path):
-    data, cat = world
+def test_changed_original_is_refused_and_nothing_written(own_world, tmp_path):
+    data, cat = own_world
     with open(data / "sft_train.jsonl", "a", encoding="utf-8") as fh:
         fh.write(json.dumps({"instruction": "Added later.", "output": "A new row.", "user_id": "u-1001"}) + "\n")
     with pytest.raises(InputError, match="changed since it was registered"):

@@ -466,3 +466,98 @@ def test_erase_holds_the_lock_only_while_it_runs(two) -> None:
     t.start()
     t.join()
     assert took == [True]
+
+
+# ---------------------------------------------------------------- the file read as it was registered
+
+def test_a_file_whose_first_row_set_the_schema_is_re_read_with_the_registered_one(tmp_path: Path) -> None:
+    """The person's row is the first and only text-schema row; the others would be read as prompt/completion
+    pairs if they came first. The copy, whose first row is now one of them, is read back with the registered
+    schema (else its rows would not be the original's and the erasure would be refused)."""
+    rows = [{"text": FIXTURE[50]["output"], "user_id": ME}] + [
+        {"text": FIXTURE[51 + i]["output"], "prompt": FIXTURE[51 + i]["instruction"], "completion": f"Reply {i}.",
+         "user_id": f"u-{2000 + i}"} for i in range(4)]
+    path = write_jsonl(tmp_path / "mix.jsonl", rows)
+    cat = tmp_path / "c.duckdb"
+    assert provaudit.register(path, catalog=cat)["schema"] == "text"
+    res = erase(field=SEL, out=tmp_path / "out", catalog=cat)
+    assert res["datasets"][0]["rows_removed"] == [0] and res["datasets"][0]["verified"]["rows_kept"] == 4
+    assert (tmp_path / "out" / "mix.jsonl").read_text(encoding="utf-8") == "".join(
+        json.dumps(r) + "\n" for r in rows[1:])
+
+
+def test_a_file_registered_with_its_format_and_bad_rows_skipped_is_re_read_the_same_way(tmp_path: Path) -> None:
+    """``rows.data`` holds JSON lines (registered with ``fmt="jsonl"``: its name says no format) and one broken
+    line (registered with ``skip_bad``): the copy keeps the broken line byte for byte and drops the person's."""
+    good = [{"instruction": FIXTURE[55]["instruction"], "output": FIXTURE[55]["output"], "user_id": "u-1"},
+            {"instruction": FIXTURE[56]["instruction"], "output": FIXTURE[56]["output"], "user_id": ME}]
+    broken = '{"instruction": "unterminated\n'
+    path = tmp_path / "rows.data"
+    path.write_text(json.dumps(good[0]) + "\n" + broken + json.dumps(good[1]) + "\n", encoding="utf-8")
+    cat = tmp_path / "c.duckdb"
+    info = provaudit.register(path, fmt="jsonl", skip_bad=True, catalog=cat)
+    assert (info["format"], info["bad_rows"]) == ("jsonl", 1)
+    res = erase(field=SEL, out=tmp_path / "out", catalog=cat)
+    assert res["datasets"][0]["rows_removed"] == [2]
+    assert (tmp_path / "out" / "rows.data").read_text(encoding="utf-8") == json.dumps(good[0]) + "\n" + broken
+
+
+def test_out_may_be_a_folder_several_levels_deep_that_does_not_exist_yet(two) -> None:
+    out = two.out / "x" / "y"
+    erase(field=SEL, out=out, catalog=two.cat)
+    assert sorted(p.name for p in out.iterdir()) == ["a.jsonl", "b.jsonl"]
+
+
+def test_an_earlier_folder_copy_and_a_stale_temporary_folder_are_replaced(tmp_path: Path) -> None:
+    """A ``save_to_disk`` dataset's copy is a folder: one left in out by an earlier erase, and a temporary one
+    left by a killed run, are replaced and removed."""
+    import datasets
+
+    rows = rows_of(4, (1,), "kappa")
+    src = tmp_path / "hf"
+    datasets.Dataset.from_list(rows).save_to_disk(str(src))
+    cat = tmp_path / "c.duckdb"
+    provaudit.register(src, catalog=cat)
+    out = tmp_path / "out"
+    (out / "hf").mkdir(parents=True)
+    (out / "hf" / "old.txt").write_text("an older copy\n", encoding="utf-8")
+    (out / ".provaudit-tmp-hf").mkdir()
+    (out / ".provaudit-tmp-hf" / "junk.txt").write_text("left by a killed run\n", encoding="utf-8")
+    erase(field=SEL, out=out, catalog=cat)
+    assert sorted(p.name for p in out.iterdir()) == ["hf"] and not (out / "hf" / "old.txt").exists()
+    assert datasets.load_from_disk(str(out / "hf")).to_list() == [r for i, r in enumerate(rows) if i != 1]
+
+
+def test_a_writer_that_kept_the_persons_rows_is_caught_by_every_check_of_the_copy(two, monkeypatch,
+                                                                                  raw_catalog) -> None:
+    """A faulty writer (it copies the file whole but reports the rows removed) past a faulty unit check: the
+    rows read back, the person's row hashes, the selector and the person's texts each refuse the copy."""
+    monkeypatch.setattr(erase_mod, "_redact", lambda fmt, src, tmp, drop: (shutil.copyfile(src, tmp), len(drop))[1])
+    monkeypatch.setattr(erase_mod, "_kept_units_identical", lambda fmt, src, copy, drop: (True, ""))
+    with pytest.raises(InputError) as e:
+        erase(field=SEL, out=two.out, catalog=two.cat)
+    assert e.value.reason == ("the redacted copy failed verification: its rows read back are not the original's kept "
+                              f"rows; 2 of the person's rows are still in it; row(s) [1, 4] still carry {SEL}; "
+                              "4 text(s) only the person's rows held are still in it; nothing was written")
+    assert e.value.file == str(two.a)
+    assert list(two.out.iterdir()) == [] and erasures(two.cat, raw_catalog) == []
+
+
+def test_erase_names_each_step_and_holds_signals_back_while_it_records(two, monkeypatch) -> None:
+    """The steps an interruption message names, in order, and the one critical section (the record and the
+    renames: a signal there waits until both are done)."""
+    from provaudit import interrupt
+
+    phases: list[str] = []
+    sections: list[str] = []
+    real_critical = interrupt.critical
+
+    def critical(description, **kw):
+        sections.append(description)
+        return real_critical(description, **kw)
+
+    monkeypatch.setattr(interrupt, "phase", phases.append)
+    monkeypatch.setattr(interrupt, "critical", critical)
+    erase(field=SEL, out=two.out, catalog=two.cat)
+    assert phases == [f"{step} the redacted copy of {p}" for p in (two.a, two.b) for step in ("writing", "verifying")]
+    assert sections[-1] == "recording the erasure" and sections.count("recording the erasure") == 1
