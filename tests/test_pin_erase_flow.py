@@ -561,3 +561,66 @@ def test_erase_names_each_step_and_holds_signals_back_while_it_records(two, monk
     erase(field=SEL, out=two.out, catalog=two.cat)
     assert phases == [f"{step} the redacted copy of {p}" for p in (two.a, two.b) for step in ("writing", "verifying")]
     assert sections[-1] == "recording the erasure" and sections.count("recording the erasure") == 1
+
+
+def test_a_reordered_file_is_re_read_with_its_registered_schema(tmp_path: Path) -> None:
+    """The mixed file above, reordered (same fingerprint) so that a row that reads as a prompt/completion pair
+    comes first: the file is still read as registered (text), and the person's row is found."""
+    rows = [{"text": FIXTURE[50]["output"], "user_id": ME}] + [
+        {"text": FIXTURE[51 + i]["output"], "prompt": FIXTURE[51 + i]["instruction"], "completion": f"Reply {i}.",
+         "user_id": f"u-{2000 + i}"} for i in range(3)]
+    path = write_jsonl(tmp_path / "mix.jsonl", rows)
+    cat = tmp_path / "c.duckdb"
+    provaudit.register(path, catalog=cat)
+    write_jsonl(path, rows[1:] + rows[:1])
+    res = erase(field=SEL, out=tmp_path / "out", catalog=cat)
+    assert res["datasets"][0]["rows_removed"] == [3] and res["datasets"][0]["moved"] is True
+
+
+def test_an_edited_file_is_refused_though_a_copy_of_its_new_version_is_registered_elsewhere(tmp_path: Path,
+                                                                                             raw_catalog) -> None:
+    """Only an entry with the same path may supersede: a copy of the edited file registered under another
+    path says nothing of the rows the old version held at this one."""
+    rows = rows_of(4, (1,), "kappa")
+    path = write_jsonl(tmp_path / "a.jsonl", rows)
+    cat = tmp_path / "c.duckdb"
+    provaudit.register(path, catalog=cat)
+    write_jsonl(path, rows + rows_of(9, (), "delta")[8:])
+    (tmp_path / "elsewhere").mkdir()
+    copy = tmp_path / "elsewhere" / "a_copy.jsonl"
+    shutil.copyfile(path, copy)
+    provaudit.register(copy, catalog=cat)
+    with pytest.raises(InputError) as e:
+        erase(field=SEL, out=tmp_path / "out", catalog=cat)
+    assert e.value.reason.startswith("file changed since it was registered") and e.value.file == str(path)
+    assert erasures(cat, raw_catalog) == []
+
+
+def test_the_lost_rows_are_counted_when_some_of_the_persons_rows_are_still_there(tmp_path: Path) -> None:
+    """Three rows of the person; the outputs of two of them swapped (the fingerprint, over role, text and row
+    metadata, is the same): two registered row hashes are not found, the third is."""
+    rows = rows_of(6, (1, 3, 5), "epsilon")
+    path = write_jsonl(tmp_path / "p.jsonl", rows)
+    cat = tmp_path / "c.duckdb"
+    provaudit.register(path, catalog=cat)
+    edited = [dict(r) for r in rows]
+    edited[1]["output"], edited[3]["output"] = rows[3]["output"], rows[1]["output"]
+    write_jsonl(path, edited)
+    with pytest.raises(InputError) as e:
+        erase(field=SEL, out=tmp_path / "out", catalog=cat)
+    lost = min(expected_row_hash(rows[1]), expected_row_hash(rows[3]))
+    assert e.value.reason == (f"the rows of {SEL} are not all in the file as registered (2 row hash(es) not found, "
+                              f"e.g. {lost}); re-register it and retry")
+
+
+def test_a_dataset_without_stored_settings_is_read_without_a_mapping(two) -> None:
+    """A dataset row whose ``meta`` (columns, ``--map`` mapping) is empty, as an older catalog may hold."""
+    import duckdb
+
+    con = duckdb.connect(str(two.cat))
+    try:
+        con.execute("UPDATE datasets SET meta = NULL")
+    finally:
+        con.close()
+    res = erase(field=SEL, out=two.out, catalog=two.cat)
+    assert [d["rows_removed"] for d in res["datasets"]] == [[1, 4], [2]]
