@@ -344,7 +344,8 @@ def test_trend_of_one_window() -> None:
                                                 "kendall_tau": None, "kendall_p": None, "direction": "one window"}
 
 
-@pytest.mark.parametrize("covs", [[0.9, 0.8, 0.7, 0.6, 0.5, 0.4], [0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+@pytest.mark.parametrize("covs", [[0.9, 0.8, 0.7, 0.6, 0.5, 0.4], [0.4, 0.5, 0.6, 0.7, 0.8, 0.9], [0.5, 0.6, 0.5, 0.7],
+                                  [0.913, 0.871, 0.7707, 0.6123, 0.5012],
                                   [0.9, 0.8, 0.9, 0.7], [0.5, 0.5, 0.5]])
 def test_trend_slopes_kendall_and_direction_by_hand(covs: list[float]) -> None:
     effects = [0.01 * i * i for i in range(len(covs))]
@@ -372,3 +373,213 @@ def test_trend_with_one_effect_has_no_effect_slope() -> None:
     t = core._trend(*_win([0.9, 0.8], [None, 0.2]))
     assert t["effect_slope"] is None and t["coverage_slope"] == pytest.approx(-0.1)
     assert t["direction"] == "no trend"  # two windows: Kendall's p is 1
+
+
+# ---------------------------------------------------------------- what the earlier tests leave free
+
+def test_examples_fields_vectors_steps_and_the_backend(world: World, monkeypatch) -> None:
+    """Each stale and cluster example with its text, score and distances; the eval units' distances; the
+    vectors behind the map; the progress steps in order; the backend the texts are embedded with."""
+    from provaudit import progress
+
+    steps: list[str] = []
+    monkeypatch.setattr(progress, "step", steps.append)
+    backends: list[str] = []
+    monkeypatch.setattr(core, "_embed", lambda texts, backend: (backends.append(backend),
+                                                                np.stack([world.vectors[t] for t in texts]))[1])
+    res = core.coverage(world.ev, world.prod, method="neighbour", threshold=0.3, n_boot=N_BOOT, n_perm=N_PERM,
+                        backend="minilm")
+    assert backends == ["minilm", "minilm"] and res.summary["backend"] == "minilm"
+    assert steps == ["embedding 40 eval and 96 production units (minilm)",
+                     "nearest eval neighbours and the production-vs-eval classifier",
+                     f"coverage interval ({N_BOOT} bootstrap resamples)",
+                     "clustering the confidently new production units",
+                     f"drift: MMD permutation test ({N_PERM} permutations) per window"]
+    p_dist, _, e_dist = _dist(world.p, world.e)
+    assert np.allclose(res.eval_units["distance"].to_numpy(), e_dist)
+    assert res.eval_vectors is not None and np.array_equal(res.eval_vectors, world.e)
+    assert np.array_equal(res.production_vectors, world.p)
+    texts = res.production_units["text"].to_list()
+    cl = res.production_units["cluster"].to_numpy()
+    covered = res.production_units["covered"].to_numpy()
+    members = [np.flatnonzero(cl == c["cluster"]) for c in res.summary["uncovered"]]
+    terms = stats.distinctive_terms([[texts[i] for i in m] for m in members],
+                                    [texts[i] for i in np.flatnonzero(covered)])
+    for c, m, t in zip(res.summary["uncovered"], members, terms):
+        assert c["terms"] == t and c["label"] == (", ".join(t) if t else "(no distinctive terms)")
+        for x in c["examples"]:
+            i = int(x["record_id"].split(":")[1])
+            assert x == {"record_id": f"prod:{i}:prompt:0", "text": texts[i], "score": r(p_dist[i]),
+                         "nearest_eval_distance": r(p_dist[i])}
+
+
+def test_stale_eval_units_are_listed_farthest_first_up_to_ten(monkeypatch) -> None:
+    """15 eval units of a kind production never sends: all stale, the ten farthest listed with their fields."""
+    w = World()
+    rng = np.random.default_rng(11)
+    w.e = np.concatenate([w.e, _cluster(rng, 9, 15)])
+    w.ev = _units("ev", len(w.e))
+    w.vectors.update(dict(zip(w.ev.frame["text"], w.e)))
+    res = w.run(monkeypatch, method="neighbour")
+    s = res.summary["stale"]
+    loo, _, _ = _dist(w.e, w.e, exclude_self=True)
+    tau = float(np.quantile(loo, 0.95))
+    _, _, e_dist = _dist(w.p, w.e)
+    stale = e_dist > tau
+    assert stale[40:].all() and s["n"] == int(stale.sum()) >= 15
+    order = np.flatnonzero(stale)[np.argsort(-e_dist[stale], kind="stable")]
+    texts = w.ev.frame["text"].to_list()
+    assert s["examples"] == [{"record_id": f"ev:{i}:prompt:0", "text": texts[i], "score": r(e_dist[i]),
+                              "distance": r(e_dist[i])} for i in order[:10]]
+
+
+def test_stale_examples_of_the_classifier_carry_its_scores(world: World, monkeypatch) -> None:
+    res = world.run(monkeypatch, method="classifier")
+    calib = res.eval_units["score"].to_numpy()
+    _, _, e_dist = _dist(world.p, world.e)
+    for x in res.summary["stale"]["examples"]:
+        i = int(x["record_id"].split(":")[1])
+        assert x == {"record_id": x["record_id"], "text": f"ev text {i}", "score": r(calib[i]),
+                     "distance": r(e_dist[i])}
+
+
+def test_the_given_thresholds_interval_holds_it_fixed(world: World, monkeypatch) -> None:
+    res = world.run(monkeypatch, method="neighbour", threshold=0.3, seed=6)
+    p_dist, _, _ = _dist(world.p, world.e)
+    loo, _, _ = _dist(world.e, world.e, exclude_self=True)
+    lo, hi = stats.coverage_ci(p_dist, loo, 0.95, n_boot=N_BOOT, seed=6, fixed_threshold=0.3)
+    assert res.summary["coverage_ci"] == [r(lo), r(hi)]
+
+
+def test_windows_past_max_windows_are_merged_in_the_units_too(world: World, monkeypatch) -> None:
+    res = world.run(monkeypatch, method="neighbour", max_windows=2)
+    assert [(x["window"], x["n"]) for x in res.summary["windows"]] == [("d1", 30), ("d2..d3", 66)]
+    assert res.production_units["window"].to_list() == ["d1"] * 30 + ["d2..d3"] * 66
+
+
+def test_the_drift_tests_run_with_their_seeds_and_sample_caps_past_a_small_middle_window(monkeypatch) -> None:
+    """Windows d1 (30), d2 (6: under min_window, in the middle) and d3 (30): the pooled test (seed, cap 1000),
+    then d1 and d3 (seed + 1 + their position, cap 500); d2 is skipped and d3 still tested."""
+    w = World()
+    w.windows = ["d1"] * 30 + ["d3"] * 60 + ["d2"] * 6
+    w.prod = _units("prod", len(w.p), w.windows)
+    calls: list[tuple[int, int, int]] = []
+    real = stats.mmd_test
+
+    def recorder(x, y, *, n_perm, seed, max_n=1000):
+        calls.append((len(y), seed, max_n))
+        return real(x, y, n_perm=n_perm, seed=seed, max_n=max_n)
+
+    monkeypatch.setattr(stats, "mmd_test", recorder)
+    res = w.run(monkeypatch, method="neighbour", by="day", seed=7)
+    assert calls == [(96, 7, 1000), (30, 8, 500), (60, 10, 500)]
+    assert [x["window"] for x in res.summary["drift"]["windows"]] == ["d1", "d2", "d3"]
+    assert res.summary["drift"]["windows"][1]["p_value"] is None
+
+
+def test_a_unit_at_exactly_the_fdr_is_clustered_and_under_a_tiny_fdr_none_is(monkeypatch) -> None:
+    """New traffic near the eval set (its centre 0.3 of the way towards axis 5): some uncovered units have an
+    estimated false-discovery rate strictly between 0 and 1; one exactly at ``fdr`` is clustered."""
+    world = World()
+    c = np.zeros(DIM)
+    c[0], c[5] = 1.0, 0.3
+    world.p[60:90] = _unit(c + 0.15 * np.random.default_rng(9).standard_normal((30, DIM)))
+    world.vectors.update(dict(zip(world.prod.frame["text"], world.p)))
+    res = world.run(monkeypatch, fdr=0.1)
+    pf = res.production_units
+    fdr = pf["fdr"].to_numpy()
+    unc = ~pf["covered"].to_numpy()
+    edge = float(max(f for f in fdr[unc] if 0 < f < 1))
+    res2 = world.run(monkeypatch, fdr=edge)
+    cl = res2.production_units["cluster"].to_numpy()
+    assert ((cl >= 0) == (unc & (fdr <= edge))).all() and (cl[unc & (fdr == edge)] >= 0).all()
+    res3 = world.run(monkeypatch, fdr=1e-12)  # only units of an estimated rate of 0 are clustered
+    pf3 = res3.production_units
+    cl3, f3, cov3 = pf3["cluster"], pf3["fdr"].to_numpy(), pf3["covered"].to_numpy()
+    want = np.where(cov3, -1, np.where(f3 <= 1e-12, cl3.to_numpy(), -2))
+    assert cl3.dtype == pl.Int64 and cl3.to_list() == want.tolist() and (want == -2).sum() >= 2
+    assert ((cl3.to_numpy() >= 0) == (~cov3 & (f3 <= 1e-12))).all()
+
+
+def test_two_new_kinds_of_equal_size_are_numbered_by_their_first_unit(monkeypatch) -> None:
+    """k-means of the confident units (seeded, at most ``max_clusters``) ranked by size, ties by the first
+    member: the kind whose first unit comes first in production is cluster 0."""
+    rng = np.random.default_rng(5)
+    w = World()
+    a, b = _cluster(rng, 5, 15), _cluster(rng, 7, 15)
+    w.p = np.concatenate([w.e[:1].repeat(0, axis=0), _cluster(rng, 0, 30), b, a])
+    w.windows = ["d1"] * 60
+    w.new = np.array([False] * 30 + [True] * 30)
+    w.prod = _units("prod", 60, w.windows)
+    w.vectors.update(dict(zip(w.prod.frame["text"], w.p)))
+    res = w.run(monkeypatch, method="neighbour", threshold=0.3, max_clusters=2, seed=3)
+    cl = res.production_units["cluster"].to_numpy()
+    raw = stats.cluster(w.p[cl >= 0], seed=3, max_clusters=2)
+    assert len(set(raw.tolist())) == 2
+    assert (cl[30:45] == 0).all() and (cl[45:] == 1).all()  # b (units 30-44) first
+    assert [c["size"] for c in res.summary["uncovered"]] == [15, 15]
+
+
+def test_exactly_min_eval_distinct_units_calibrate(monkeypatch) -> None:
+    """10 distinct eval units calibrate; an eleventh that differs from the tenth only past the 5th decimal is
+    the same unit to the calibration's deduplication."""
+    w = World()
+    e = w.e[:10].copy()
+    j = next(k for k in range(DIM) if abs(e[9, k] * 1e5 - round(float(e[9, k]) * 1e5)) < 0.25)
+    twin = e[9].copy()
+    twin[j] += np.float32(2e-6)
+    w.e = np.concatenate([e, twin[None, :]])
+    w.ev = _units("ev", 11)
+    w.vectors.update(dict(zip(w.ev.frame["text"], w.e)))
+    res = w.run(monkeypatch, method="neighbour")
+    assert res.summary["threshold"]["n_calibration"] == 10
+
+
+@pytest.mark.parametrize("distinct", [1, 2])
+def test_one_or_two_distinct_eval_units_with_a_given_threshold(monkeypatch, distinct: int) -> None:
+    """The neighbour distance of a single distinct eval unit is 0 (it has no other); of two, their distance."""
+    w = World()
+    w.e = np.concatenate([w.e[:distinct]] * 6)
+    w.ev = _units("ev", len(w.e))
+    w.vectors.update(dict(zip(w.ev.frame["text"], w.e)))
+    res = w.run(monkeypatch, method="neighbour", threshold=0.3)
+    want = 0.0 if distinct == 1 else float(np.clip(1 - float(w.e[0] @ w.e[1]), 0, 2))
+    assert res.summary["threshold"]["neighbour_distance"] == pytest.approx(r(want, 5), abs=1e-5)
+
+
+def test_the_clustered_share_explains_itself(world: World, monkeypatch) -> None:
+    how = world.run(monkeypatch).summary["uncovered_clustered"]["how"]
+    assert how == ("uncovered units whose estimated false-discovery rate as new traffic is at most fdr: "
+                   "(coverage x n x share of eval scores >= the unit's score) / (production units scoring >= it), "
+                   "step-up; the rest of the uncovered share may be eval-like traffic ranked high")
+
+
+def test_a_gate_naming_a_metric_a_coverage_summary_cannot_hold_says_so(world: World, monkeypatch,
+                                                                       tmp_path) -> None:
+    gate = tmp_path / "gate.yaml"
+    gate.write_text("checks:\n  - id: c\n    metric: coverag\n    min: 0.5\n", encoding="utf-8")
+    with pytest.raises(InputError, match="metric 'coverag' cannot exist in a coverage summary"):
+        world.run(monkeypatch, method="neighbour", gate=gate)
+
+
+@pytest.mark.parametrize("empty", ["eval", "production"])
+def test_files_are_read_as_eval_or_production_with_the_unit_and_windows_asked_for(tmp_path, empty: str) -> None:
+    """From files: one without prompts is named as the eval or the production file; prompts and windows by
+    ``by``."""
+    import json
+
+    fx = tmp_path / "blank.jsonl"  # texts of white space only: no prompt to compare
+    fx.write_text("".join(json.dumps({"text": " " * (i + 1)}) + "\n" for i in range(12)), encoding="utf-8")
+    real = tmp_path / "real.jsonl"
+    rows = [{"messages": [{"role": "user", "content": f"Question number {i} about {t}?"},
+                          {"role": "assistant", "content": "An answer."}], "day": f"2026-01-0{1 + i % 2}"}
+            for i, t in enumerate(["tides", "bread", "taxes", "chess", "rust", "jazz", "moss", "kites", "tea",
+                                   "glass", "wolves", "dams"])]
+    real.write_text("".join(json.dumps(x) + "\n" for x in rows), encoding="utf-8")
+    ev, prod = (fx, real) if empty == "eval" else (real, fx)
+    with pytest.raises(InputError, match=f"^.*{empty} file has no prompt records"):
+        core.coverage(ev, [prod], method="neighbour", threshold=0.3, n_boot=N_BOOT, n_perm=N_PERM)
+    res = core.coverage(real, [real], unit="prompt", by="day", method="neighbour", threshold=0.3, n_boot=N_BOOT,
+                        n_perm=N_PERM)
+    assert [(x["window"], x["n"]) for x in res.summary["windows"]] == [("2026-01-01", 6), ("2026-01-02", 6)]
+    assert res.production_units["text"].to_list() == [x["messages"][0]["content"] for x in rows]
