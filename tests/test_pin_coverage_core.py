@@ -345,7 +345,7 @@ def test_trend_of_one_window() -> None:
 
 
 @pytest.mark.parametrize("covs", [[0.9, 0.8, 0.7, 0.6, 0.5, 0.4], [0.4, 0.5, 0.6, 0.7, 0.8, 0.9], [0.5, 0.6, 0.5, 0.7],
-                                  [0.913, 0.871, 0.7707, 0.6123, 0.5012],
+                                  [0.9137, 0.8711, 0.7703, 0.6129, 0.5003, 0.4411],
                                   [0.9, 0.8, 0.9, 0.7], [0.5, 0.5, 0.5]])
 def test_trend_slopes_kendall_and_direction_by_hand(covs: list[float]) -> None:
     effects = [0.01 * i * i for i in range(len(covs))]
@@ -357,7 +357,9 @@ def test_trend_slopes_kendall_and_direction_by_hand(covs: list[float]) -> None:
     e_slope = np.polyfit(ex, [e for e in effects if e is not None], 1)[0]
     tau, p = kendalltau(x, covs)
     assert t["n_windows"] == len(covs)
-    assert t["coverage_slope"] == pytest.approx(round(slope, 5), abs=1e-12)
+    assert t["coverage_slope"] == pytest.approx(round(slope, 5), abs=1e-12)  # 5 decimals, not 4 or 6
+    if len(covs) == 6 and covs[0] == 0.9137:
+        assert round(slope, 4) != round(slope, 5) != round(slope, 6)
     assert t["effect_slope"] == pytest.approx(round(e_slope, 6), abs=1e-12)
     if np.isnan(tau):
         assert t["kendall_tau"] is None and t["kendall_p"] is None and t["direction"] == "no trend"
@@ -414,19 +416,23 @@ def test_examples_fields_vectors_steps_and_the_backend(world: World, monkeypatch
 
 
 def test_stale_eval_units_are_listed_farthest_first_up_to_ten(monkeypatch) -> None:
-    """15 eval units of a kind production never sends: all stale, the ten farthest listed with their fields."""
+    """45 eval units of kinds production never sends (30 of them one vector: ties keep eval order): all
+    stale, the ten farthest listed with their fields."""
     w = World()
     rng = np.random.default_rng(11)
-    w.e = np.concatenate([w.e, _cluster(rng, 9, 15)])
+    w.e = np.concatenate([w.e, _cluster(rng, 9, 15), _cluster(rng, 10, 1).repeat(30, axis=0)])  # 30 tied
     w.ev = _units("ev", len(w.e))
     w.vectors.update(dict(zip(w.ev.frame["text"], w.e)))
     res = w.run(monkeypatch, method="neighbour")
     s = res.summary["stale"]
-    loo, _, _ = _dist(w.e, w.e, exclude_self=True)
+    _, first = np.unique(w.e.round(5), axis=0, return_index=True)  # calibrated on the distinct units
+    uniq = w.e[np.sort(first)]
+    assert res.summary["threshold"]["n_calibration"] == len(uniq) == 56
+    loo, _, _ = _dist(uniq, uniq, exclude_self=True)
     tau = float(np.quantile(loo, 0.95))
     _, _, e_dist = _dist(w.p, w.e)
     stale = e_dist > tau
-    assert stale[40:].all() and s["n"] == int(stale.sum()) >= 15
+    assert stale[40:].all() and s["n"] == int(stale.sum()) >= 45
     order = np.flatnonzero(stale)[np.argsort(-e_dist[stale], kind="stable")]
     texts = w.ev.frame["text"].to_list()
     assert s["examples"] == [{"record_id": f"ev:{i}:prompt:0", "text": texts[i], "score": r(e_dist[i]),
@@ -583,3 +589,32 @@ def test_files_are_read_as_eval_or_production_with_the_unit_and_windows_asked_fo
                         n_perm=N_PERM)
     assert [(x["window"], x["n"]) for x in res.summary["windows"]] == [("2026-01-01", 6), ("2026-01-02", 6)]
     assert res.production_units["text"].to_list() == [x["messages"][0]["content"] for x in rows]
+
+
+def test_cluster_labels_terms_against_covered_traffic_and_examples_in_production_order(monkeypatch) -> None:
+    """Two new kinds: one of stop words only (no distinctive terms), one of refund requests whose terms rank
+    against the covered traffic too ("invoice" is in every covered text, so "refund" leads)."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    rng = np.random.default_rng(12)
+    w = World()
+    sw = sorted(ENGLISH_STOP_WORDS)[:30]
+    names = ["alpha", "beta", "gamma", "delta", "omega", "sigma", "kappa", "theta", "zeta", "iota", "lambda", "rho",
+             "tau", "phi", "chi"]
+    covered_texts = [f"invoice bread oven {c}" for c in ["red", "blue", "green"] * 20]
+    a_texts = [f"{sw[i]} {sw[i + 15]}" for i in range(15)]
+    b_texts = [f"refund invoice please {n}" for n in names]
+    texts = covered_texts + a_texts + b_texts
+    w.p = np.concatenate([_cluster(rng, 0, 60), _cluster(rng, 5, 1).repeat(15, axis=0), _cluster(rng, 7, 15)])
+    w.windows = ["d1"] * 90
+    frame = _units("prod", 90, w.windows).frame.with_columns(pl.Series("text", texts))
+    w.prod = Units(frame, _units("prod", 90).inputs)
+    w.vectors.update(dict(zip(texts, w.p)))
+    res = w.run(monkeypatch, method="neighbour", threshold=0.3, max_clusters=2)
+    by_size_then_first = res.summary["uncovered"]
+    assert [c["size"] for c in by_size_then_first] == [15, 15]
+    a, b = by_size_then_first  # a's first unit (60) comes before b's (75)
+    assert (a["terms"], a["label"]) == ([], "(no distinctive terms)")
+    assert b["terms"] == stats.distinctive_terms([a_texts, b_texts], covered_texts)[1] == ["refund", "invoice"]
+    assert b["label"] == "refund, invoice"
+    assert all(60 <= int(x["record_id"].split(":")[1]) < 75 for x in a["examples"])
