@@ -513,7 +513,7 @@ def test_two_new_kinds_of_equal_size_are_numbered_by_their_first_unit(monkeypatc
     rng = np.random.default_rng(5)
     w = World()
     a, b = _cluster(rng, 5, 15), _cluster(rng, 7, 15)
-    w.p = np.concatenate([w.e[:1].repeat(0, axis=0), _cluster(rng, 0, 30), b, a])
+    w.p = np.concatenate([_cluster(rng, 0, 30), b, a])
     w.windows = ["d1"] * 60
     w.new = np.array([False] * 30 + [True] * 30)
     w.prod = _units("prod", 60, w.windows)
