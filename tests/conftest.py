@@ -98,7 +98,7 @@ def _default_catalog_state() -> tuple[int, int] | None:
     return st.st_mtime_ns, st.st_size
 
 
-#: its state when this process last looked (:func:`pytest_runtest_teardown` warns when a test changed it)
+#: its state when this process last looked (:func:`pytest_runtest_teardown` fails a test that changed it)
 _DEFAULT_CATALOG: list[tuple[int, int] | None] = [_default_catalog_state()]
 
 #: torch was imported in this process (by the test that :func:`pytest_runtest_teardown` checked first)
