@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +153,31 @@ def assert_close(x: Any, y: Any, *, strict_types: bool = False, path: str = "") 
         assert x == pytest.approx(y, rel=1e-9, abs=1e-12, nan_ok=True), (path, x, y)
     else:
         assert x == y and (not strict_types or type(x) is type(y)), (path, x, y)
+
+
+@contextmanager
+def lock_held_by_another_thread(catalog: Path) -> Iterator[None]:
+    """The catalog's write lock held by another thread of this process for the block (a writer here then
+    queues for it, and gives up past its ``wait``)."""
+    import threading
+
+    from provaudit.catalog.lock import write_lock
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with write_lock(catalog, 0):
+            held.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(30), f"the write lock of {catalog} was not taken"
+        yield
+    finally:
+        release.set()
+        holder.join()
 
 
 def dump_catalog(path: Path) -> dict[str, list]:

@@ -206,29 +206,14 @@ def test_skip_bad_lists_the_same_bad_rows_with_uris(tmp_path: Path, inputs, ray_
     shutil.rmtree(tmp_path / "l")
     # a scan to the same URI that fails after the workers wrote its records (the catalog stays busy):
     # the URI out keeps the first scan's outputs, and the staging prefix is gone
-    import threading
+    from conftest import lock_held_by_another_thread
 
-    from provaudit.catalog.lock import write_lock
     from provaudit.errors import CatalogBusy
 
     before = {f.name: f.read_bytes() for f in (tmp_path / "r").iterdir() if f.is_file()}
-    held, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with write_lock(tmp_path / "r.duckdb"):
-            held.set()
-            release.wait(60)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    try:
-        assert held.wait(30)
-        with pytest.raises(CatalogBusy):
-            scan(uris[:1], catalog=tmp_path / "r.duckdb", out=f"file://{tmp_path}/r", work_dir=tmp_path / "work",
-                 engine="ray", wait=0.5, **kw)
-    finally:
-        release.set()
-        holder.join()
+    with lock_held_by_another_thread(tmp_path / "r.duckdb"), pytest.raises(CatalogBusy):
+        scan(uris[:1], catalog=tmp_path / "r.duckdb", out=f"file://{tmp_path}/r", work_dir=tmp_path / "work",
+             engine="ray", wait=0.5, **kw)
     assert sorted(f.name for f in (tmp_path / "r").iterdir()) == ["records.parquet", "summary.json", "summary.md"]
     assert {f.name: f.read_bytes() for f in (tmp_path / "r").iterdir() if f.is_file()} == before
     assert_frame_equal(dist.records(), first)

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 import xxhash
+from conftest import lock_held_by_another_thread
 
 import provaudit
 from provaudit.catalog import erase as erase_mod
@@ -268,24 +269,11 @@ def test_out_over_any_registered_file_is_refused_even_one_the_person_is_not_in(t
 def test_a_dry_run_reads_under_a_held_write_lock_and_an_erase_queues_for_it(two) -> None:
     """A dry run opens the catalog read-only (no lock); an erase waits ``wait`` seconds for the write lock,
     here held by another thread."""
-    held, release = threading.Event(), threading.Event()
-
-    def holder() -> None:
-        with write_lock(two.cat, 0):
-            held.set()
-            release.wait(30)
-
-    t = threading.Thread(target=holder)
-    t.start()
-    try:
-        assert held.wait(30)
+    with lock_held_by_another_thread(two.cat):
         res = erase(field=SEL, out=two.out, dry_run=True, catalog=two.cat, wait=0)
         assert res["n_rows"] == 3
         with pytest.raises(CatalogBusy):
             erase(field=SEL, out=two.out, catalog=two.cat, wait=0.2)
-    finally:
-        release.set()
-        t.join()
     assert not two.out.exists()
 
 
