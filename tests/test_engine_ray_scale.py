@@ -27,20 +27,32 @@ FIX = ROOT / "fixtures" / "scan"
 
 # ---------------------------------------------------------------- no cluster needed
 
-def test_byte_ranges_give_every_line_to_exactly_one_shard(tmp_path: Path) -> None:
-    raw = (FIX / "trl_pairs.jsonl").read_bytes().splitlines(keepends=True)
+@pytest.mark.parametrize(("picks", "steps"), [
+    # the six shortest of the first 60 rows (about 1.6 KB): a cut at every byte, inside the 3-byte U+3000 and
+    # the rows' multibyte quotes too, and every 7th
+    ("shortest", (1, 7, 64)),
+    # the first 60 rows (55 KB, every row its own length): cuts of a few rows to the whole file
+    ("first", (1000, 4096, None)),
+])
+def test_byte_ranges_give_every_line_to_exactly_one_shard(tmp_path: Path, picks: str, steps: tuple) -> None:
+    raw = (FIX / "trl_pairs.jsonl").read_bytes().splitlines(keepends=True)[:60]
+    if picks == "shortest":
+        raw = [raw[i] for i in sorted(sorted(range(60), key=lambda i: len(raw[i]))[:6])]
+    head, mid = max(1, len(raw) // 12), len(raw) * 2 // 3  # 5 and 40 of 60 rows, 1 and 4 of 6
     path = tmp_path / "x.jsonl"
-    path.write_bytes(b"".join(raw[:5] + [b"\n", b"   \n", "\u3000\n".encode()] + raw[5:40] + [b"{bad\n"] + raw[40:60]))
+    path.write_bytes(b"".join(raw[:head] + [b"\n", b"   \n", "\u3000\n".encode()] + raw[head:mid] + [b"{bad\n"]
+                              + raw[mid:]))
     size = path.stat().st_size
     rows = [r for r in iter_raw_rows(path, "jsonl") if not isinstance(r, Exception)]
-    for step in (1, 7, 1000, 4096, size):
-        cuts = list(range(0, size, step)) + [size]
+    assert len(rows) == len(raw) and any(len(r) != len(r.decode()) for r in raw)  # multibyte characters in rows
+    for step in steps:
+        cuts = list(range(0, size, step or size)) + [size]
         pieces = [list(range_lines(path, a, b)) for a, b in itertools.pairwise(cuts)]
         assert b"".join(b"".join(p) for p in pieces) == path.read_bytes()
         counts = [count_range_rows(path, a, b) for a, b in itertools.pairwise(cuts)]
         # lines: physical lines; rows: non-blank lines (the bad one counts, three blank ones do not)
-        assert sum(c[0] for c in counts) == 5 + 3 + 35 + 1 + 20
-        assert sum(c[1] for c in counts) == 5 + 35 + 1 + 20 == len(rows) + 1
+        assert sum(c[0] for c in counts) == len(raw) + 3 + 1
+        assert sum(c[1] for c in counts) == len(raw) + 1 == len(rows) + 1
 
 
 def test_an_inflated_copy_holds_what_the_local_reader_reads_of_a_damaged_gzip(tmp_path: Path) -> None:
