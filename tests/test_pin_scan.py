@@ -196,9 +196,9 @@ def test_duplicate_groups_follow_their_definition(tmp_path: Path) -> None:
     gpt4 = json.loads((SCAN / "alpaca_eval_gpt4.json").read_text(encoding="utf-8"))
     base = [r["output"] for r in gpt4 if len(r["output"].split()) > 80][:4]
 
-    def edit(t: str, k: int) -> str:
+    def edit(t: str, k: int, word: str = "indeed") -> str:
         w = t.split()
-        w[len(w) // 2 + k] = "indeed"
+        w[len(w) // 2 + k] = word
         return " ".join(w)
 
     rows = [{"prompt": "Q1", "completion": base[0]}, {"prompt": "Q2", "completion": base[1]},
@@ -206,7 +206,10 @@ def test_duplicate_groups_follow_their_definition(tmp_path: Path) -> None:
             {"prompt": "Q3", "completion": base[0]},                # exact copy of row 0
             {"prompt": "Q4", "completion": edit(base[0], 0)},       # exact copy of row 2 (itself near row 0)
             {"prompt": "Q5", "completion": base[2]}, {"prompt": "Q6", "completion": edit(base[1], 3)},
-            {"prompt": "Q7", "completion": base[3]}]                # unrelated: no duplicate
+            {"prompt": "Q7", "completion": base[3]},                # unrelated: no duplicate
+            # near copy of row 2 (a second word edited) and of row 0: row 2 shares band keys with row 0 and, first
+            # of them, with this row; its representative is still row 0 (the earliest), not itself
+            {"prompt": "Q8", "completion": edit(edit(base[0], 0), -12, "surely")}]
     src = _jsonl(tmp_path / "d.jsonl", rows)
     result = provaudit.scan([src], catalog=tmp_path / "c.duckdb", out=tmp_path / "o", origin=False)
     df = pl.read_parquet(tmp_path / "o" / "records.parquet")
@@ -223,10 +226,14 @@ def test_duplicate_groups_follow_their_definition(tmp_path: Path) -> None:
         want_near.append(near)
     assert df["exact_dup_of"].to_list() == want_exact
     assert df["near_dup_of"].to_list() == want_near
+    pos = {rid: i for i, rid in enumerate(ids)}
+    r0, r2, r8 = (keys[pos[f"d:{n}:response"]] for n in (0, 2, 8))
+    assert (r2 & r8) - r0 and r8 & r0  # the chain: keys row 2 is the first to hold, shared with row 8
     by_id = dict(zip(ids, zip(want_exact, want_near)))
     assert by_id["d:3:response"] == ("d:0:response", None) and by_id["d:4:response"] == ("d:2:response", None)
     assert by_id["d:2:response"] == (None, "d:0:response") and by_id["d:6:response"] == (None, "d:1:response")
     assert by_id["d:2:prompt"] == ("d:0:prompt", None) and by_id["d:7:response"] == (None, None)
+    assert by_id["d:8:response"] == (None, "d:0:response")
     dup = result.summary["duplicates"]
     roles = df["role"].to_list()
     for role in set(roles):
@@ -240,12 +247,13 @@ def test_duplicate_groups_follow_their_definition(tmp_path: Path) -> None:
         assert dup["by_role"][role] == {"records": len(idx), "exact_duplicates": e, "near_duplicates": nd,
                                         "exact_rate": round(e / len(idx), 6), "near_rate": round(nd / len(idx), 6),
                                         "empty_records": 0, "trivial_records": len(dups) if trivial else 0}
-    assert (dup["records"], dup["exact_duplicates"], dup["near_duplicates"]) == (8, 2, 2)
-    assert (dup["exact_rate"], dup["near_rate"]) == (0.25, 0.25)
+    assert (dup["records"], dup["exact_duplicates"], dup["near_duplicates"]) == (9, 2, 3)
+    assert (dup["exact_rate"], dup["near_rate"]) == (round(2 / 9, 6), round(3 / 9, 6))
     assert dup["exact_examples"] == [{"record_id": "d:3:response", "duplicate_of": "d:0:response"},
                                      {"record_id": "d:4:response", "duplicate_of": "d:2:response"}]
     assert dup["near_examples"] == [{"record_id": "d:2:response", "near_duplicate_of": "d:0:response"},
-                                    {"record_id": "d:6:response", "near_duplicate_of": "d:1:response"}]
+                                    {"record_id": "d:6:response", "near_duplicate_of": "d:1:response"},
+                                    {"record_id": "d:8:response", "near_duplicate_of": "d:0:response"}]
 
 
 def test_the_duplicate_step_reports_each_of_its_sql_steps_in_order(tmp_path: Path, monkeypatch) -> None:
