@@ -80,6 +80,39 @@ def test_overlap_report_exact_near_and_exclude(cat):
     assert cat.overlap_report(batch, exclude_fingerprint="fp-evalset") == []
 
 
+def _pairs(name: str, rows: list[tuple[int, str, str, list[int]]], *, columns: tuple[str, ...] | None = None):
+    """Records of ``(row, role, text, band keys)``: pair ``name:row``, id ``name:row:role``; only ``columns``."""
+    df = pl.DataFrame({
+        "record_id": [f"{name}:{r}:{role}" for r, role, _, _ in rows], "source_row": [r for r, _, _, _ in rows],
+        "role": [role for _, role, _, _ in rows], "pair_id": [f"{name}:{r}" for r, _, _, _ in rows],
+        "text_hash": [_hash(t) for _, _, t, _ in rows], "band_keys": [b for _, _, _, b in rows],
+        "meta": ["{}"] * len(rows)}, schema_overrides={"band_keys": pl.List(pl.UInt64)})
+    return df.select(columns) if columns else df
+
+
+def test_a_catalog_answer_without_a_question_of_its_own_is_leaked_by_any_batch_answer(cat):
+    """docs/overlap.md: an answer is a reused response only when both rows have a question and the questions
+    differ. A catalog answer whose row has no prompt record (here next to a row that has one) cannot be
+    answering another case: a batch answer equal to it leaks, under whatever question; and a records file of an
+    older scan (no role or pair columns) counts every match as a leak."""
+    q0, a0 = TEXTS[0], TEXTS[1]
+    a1 = TEXTS[2]  # an answer alone in its row
+    add(cat, "evalset", _pairs("evalset", [(0, "prompt", q0, [1]), (0, "response", a0, [2]),
+                                           (1, "response", a1, [3])]), tags=["eval"])
+    batch = _pairs("b", [(0, "prompt", "Which new study of the drug trial should the clinic read first today?", [10]),
+                         (0, "response", a1, [11]),
+                         (1, "prompt", "What did the committee decide about the budget in the end, and why?", [12]),
+                         (1, "response", a0, [13])])
+    (r,) = cat.overlap_report(batch)
+    assert (r["exact_records"], r["near_records"], r["reused_records"]) == (1, 0, 1)
+    assert r["examples"] == ["b:0:response"]  # the answer without a catalog question: a leak
+    assert [e["record_id"] for e in r["reused_examples"]] == ["b:1:response"]  # another question's answer
+    older = _pairs("b", [(0, "response", a0, [13]), (1, "response", a1, [11])],
+                   columns=("record_id", "text_hash", "band_keys"))
+    (r,) = cat.overlap_report(older)
+    assert (r["exact_records"], r["reused_records"], r["examples"]) == (2, 0, ["b:0:response", "b:1:response"])
+
+
 def test_parquet_input_equals_frame_input(cat, tmp_path):
     df = frame("pq", TEXTS, [[1], [2], [3], [4]], [{"k": i} for i in range(4)])
     p = tmp_path / "recs.parquet"

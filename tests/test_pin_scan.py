@@ -315,6 +315,7 @@ def test_boilerplate_empty_and_prompt_duplicates_in_the_duplicate_summary(tmp_pa
         [f"d:{i}:response" for i in (7, 8, 9, 11, 12)])                    # outputs only: no "d:11:prompt"
     assert {e["reason"] for e in dup["trivial_examples"]} == {"boilerplate"} and len(dup["trivial_examples"]) == 5
     assert all(e["duplicate_of"] == "d:0:response" for e in dup["trivial_examples"])
+    assert len(boiler) > 80 and all(e["text"] == boiler[:80] for e in dup["trivial_examples"])  # 80 characters
     assert dup["empty_examples"] == ["d:13:response"]
     # every prompt distinct: the prompt role reports zeros
     uniq = [{"prompt": f"Distinct question number {i} about the history of the region", "completion": long + f" {i}"}
