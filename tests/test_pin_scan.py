@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -324,6 +325,34 @@ def test_boilerplate_empty_and_prompt_duplicates_in_the_duplicate_summary(tmp_pa
                           origin=False).summary["duplicates"]["by_role"]["prompt"]
     assert (zero["exact_duplicates"], zero["near_duplicates"], zero["trivial_records"], zero["empty_records"]) == (
         0, 0, 0, 0)
+
+
+def test_each_kind_of_duplicate_example_is_the_first_five_by_record_id(tmp_path: Path) -> None:
+    """Six or more of each kind (exact, near, trivial, empty): the summary shows five of each, the smallest
+    record ids (as strings: "d:10" before "d:2"), outputs only."""
+    gpt4 = json.loads((SCAN / "alpaca_eval_gpt4.json").read_text(encoding="utf-8"))
+    long, near = [r["output"] for r in gpt4 if len(r["output"].split()) > 80][:2]
+
+    def edit(t: str, k: int) -> str:
+        w = t.split()
+        w[len(w) // 2 + 7 * k] = "indeed"
+        return " ".join(w)
+
+    boiler = "Please call the Acme support desk at 555 0100 before you reset the account password today"
+    outputs = [long] * 7 + [near] + [edit(near, k) for k in range(1, 7)] + [boiler] * 7 + [""] * 7
+    rows = [{"prompt": f"Question {i}: {w} about the topic of this row, answered below in full", "completion": o}
+            for i, (w, o) in enumerate(zip(itertools.cycle(["apples", "rivers", "engines", "poems"]), outputs))]
+    res = provaudit.scan([_jsonl(tmp_path / "d.jsonl", rows)], catalog=tmp_path / "c.duckdb", out=tmp_path / "o",
+                         origin=False)
+    dup = res.summary["duplicates"]
+    ids = [f"d:{i}:response" for i in range(len(rows))]
+    exact, nears, boil, empty = ids[1:7], ids[8:14], ids[15:21], ids[21:28]
+    assert (dup["exact_duplicates"], dup["near_duplicates"], dup["empty_records"]) == (6, 6, 7)
+    assert dup["exact_examples"] == [{"record_id": r, "duplicate_of": "d:0:response"} for r in sorted(exact)[:5]]
+    assert dup["near_examples"] == [{"record_id": r, "near_duplicate_of": "d:7:response"} for r in sorted(nears)[:5]]
+    # trivial: the boilerplate copies and the empty outputs after the first (copies of an empty text)
+    assert [e["record_id"] for e in dup["trivial_examples"]] == sorted(boil + empty[1:])[:5]
+    assert dup["empty_examples"] == sorted(empty)[:5]
 
 
 def test_an_input_of_prompts_only_counts_and_shows_its_prompt_duplicates(tmp_path: Path) -> None:
