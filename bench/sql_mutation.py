@@ -55,6 +55,14 @@ TARGETS: dict[str, tuple[str, list[str], list[str]]] = {
                                              "Catalog.match_records"],
               ["tests/test_pin_lineage.py", "tests/test_lineage_find.py", "tests/test_pin_erase_units.py",
                "tests/test_erase.py"]),
+    "erasure": ("provaudit/catalog/store.py", ["Catalog.add_erasure", "Catalog.field_matches"],
+                ["tests/test_pin_erase_flow.py", "tests/test_pin_erase_units.py", "tests/test_erase.py",
+                 "tests/test_lineage_find.py", "tests/test_pin_lineage.py"]),
+    "datasets": ("provaudit/catalog/store.py", ["Catalog.add_dataset", "Catalog.resolve_dataset",
+                                                "Catalog._insert_records", "Catalog.add_checkpoint",
+                                                "Catalog.checkpoints"],
+                 ["tests/test_catalog_store.py", "tests/test_pin_lineage.py", "tests/test_catalog_record_files.py",
+                  "tests/test_lineage_cli.py", "tests/test_scan_pipeline.py"]),
 }
 
 #: a string literal is SQL when it holds one of these

@@ -113,6 +113,18 @@ def test_a_catalog_answer_without_a_question_of_its_own_is_leaked_by_any_batch_a
     assert (r["exact_records"], r["reused_records"], r["examples"]) == (2, 0, ["b:0:response", "b:1:response"])
 
 
+def test_match_records_gives_each_query_and_record_once_with_the_band_keys_they_share(cat):
+    """An exact match is 'exact' whatever its band keys (here none shared: 0), once, with the keys it shares
+    counted; a near match (one shared key) is 'near'; a record of an excluded dataset is not returned."""
+    add(cat, "evalset", frame("evalset", TEXTS[:3], [[1, 2], [3, 4], [5, 6]]))
+    other = add(cat, "other", frame("other", TEXTS[3:], [[7, 8]]))
+    batch = frame("b", [TEXTS[0], TEXTS[1], TEXTS[2] + " Edited.", TEXTS[3]], [[1, 2], [30, 40], [6, 9], [7, 8]])
+    m = cat.match_records(batch, exclude_dataset_ids=[other])
+    assert list(zip(m["query_id"], m["record_id"], m["match"], m["shared_bands"])) == [
+        ("b:0:text", "evalset:0:text", "exact", 2), ("b:1:text", "evalset:1:text", "exact", 0),
+        ("b:2:text", "evalset:2:text", "near", 1)]
+
+
 def test_parquet_input_equals_frame_input(cat, tmp_path):
     df = frame("pq", TEXTS, [[1], [2], [3], [4]], [{"k": i} for i in range(4)])
     p = tmp_path / "recs.parquet"

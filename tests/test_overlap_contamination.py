@@ -133,7 +133,8 @@ def test_boilerplate_recurring_in_many_rows_is_reported_apart(tmp_path: Path) ->
     res = scan(batch, catalog=cat, gate=GATE, record=False, origin=False)
     (ov,) = res.summary["overlap"]["datasets"]
     assert ov["exact_records"] == 1 and ov["examples"] == ["b:1:response"]
-    assert {(e["record_id"], e["reason"]) for e in ov["trivial_examples"]} >= {("b:0:response", "boilerplate")}
+    assert {(e["record_id"], e["reason"], e["match"]) for e in ov["trivial_examples"]} >= {
+        ("b:0:response", "boilerplate", "exact")}
 
 
 REUSED = ROOT / "fixtures" / "overlap" / "hh_rlhf_reused_answer.jsonl"  # HH-RLHF rows 237 and 2291
@@ -155,7 +156,7 @@ def test_a_response_reused_under_another_question_is_not_a_leak_but_the_case_is(
     res = scan(_jsonl(tmp_path / "batch.jsonl", [second]), catalog=cat, gate=GATE, record=False, origin=False)
     (ov,) = res.summary["overlap"]["datasets"]
     assert ov["exact_records"] == 0 and ov["reused_records"] == 1
-    assert ov["reused_examples"][0]["record_id"].endswith(":0:rejected")
+    assert ov["reused_examples"][0]["record_id"].endswith(":0:rejected") and ov["reused_examples"][0]["match"] == "exact"
     assert res.summary["overlap"]["by_tag"]["eval"]["eval"]["reused_records"] == 1
     assert _check(res, "no_eval_exact_overlap")["status"] == "pass" and res.passed
     # the same answer without a question of its own (nothing says it answers another case): a leak
