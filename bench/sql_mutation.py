@@ -54,7 +54,7 @@ TARGETS: dict[str, tuple[str, list[str], list[str]]] = {
     "taint": ("provaudit/catalog/store.py", ["Catalog.tainted_checkpoints", "Catalog.similar_kept_rows",
                                              "Catalog.match_records"],
               ["tests/test_pin_lineage.py", "tests/test_lineage_find.py", "tests/test_pin_erase_units.py",
-               "tests/test_erase.py"]),
+               "tests/test_erase.py", "tests/test_pin_erase_flow.py", "tests/test_catalog_store.py"]),
     "erasure": ("provaudit/catalog/store.py", ["Catalog.add_erasure", "Catalog.field_matches"],
                 ["tests/test_pin_erase_flow.py", "tests/test_pin_erase_units.py", "tests/test_erase.py",
                  "tests/test_lineage_find.py", "tests/test_pin_lineage.py"]),
@@ -273,8 +273,16 @@ def run(target: str, only: list[str] | None = None) -> dict:
         raise SystemExit(f"{target}: the unmutated tests do not pass ({base}); run them in {work}")
     saved = ROOT / "build" / "sql_mutation" / f"{target}.json"
     prior = json.loads(saved.read_text()) if only and saved.exists() else {"statuses": {}}
+    saved.parent.mkdir(parents=True, exist_ok=True)
     statuses: dict[str, dict] = dict(prior["statuses"])
     todo = [m for m in mutants(src, functions) if not only or any(fnmatch.fnmatchcase(m.id, g) for g in only)]
+
+    def save() -> dict:  # after every mutant: an interrupted run keeps what it ran (merge it with --only)
+        result = {"target": target, "file": path, "functions": functions, "tests": tests, "statuses": statuses,
+                  "baseline_s": round(baseline_s, 1), "seconds": round(time.time() - t0)}
+        saved.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+        return result
+
     try:
         for m in todo:
             src.write_text(apply(original, m), encoding="utf-8")
@@ -283,12 +291,10 @@ def run(target: str, only: list[str] | None = None) -> dict:
             statuses[m.id] = {"status": "killed" if status in ("killed", "timeout") else status, "line": m.line,
                               "op": m.op, "context": context(original, m)}
             print(f"{m.id} (line {m.line}, {m.op}): {statuses[m.id]['status']}", flush=True)
+            save()
     finally:
         src.write_text(original, encoding="utf-8")
-    result = {"target": target, "file": path, "functions": functions, "tests": tests, "statuses": statuses,
-              "baseline_s": round(baseline_s, 1), "seconds": round(time.time() - t0)}
-    saved.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
-    return result
+    return save()
 
 
 def tabulate(results: list[dict]) -> str:

@@ -111,6 +111,13 @@ def test_a_catalog_answer_without_a_question_of_its_own_is_leaked_by_any_batch_a
                    columns=("record_id", "text_hash", "band_keys"))
     (r,) = cat.overlap_report(older)
     assert (r["exact_records"], r["reused_records"], r["examples"]) == (2, 0, ["b:0:response", "b:1:response"])
+    # the "same question" test compares prompts with prompts: a batch answer quoting the catalog's question
+    # leaks that question, and does not make the case's other answer a copy of the case
+    quoting = _pairs("q", [(0, "prompt", "Which budget did the board of the school vote on this spring, and how?", [20]),
+                           (0, "chosen", a0, [21]), (0, "rejected", q0, [22])])
+    (r,) = cat.overlap_report(quoting)
+    assert (r["exact_records"], r["reused_records"], r["examples"]) == (1, 1, ["q:0:rejected"])
+    assert [e["record_id"] for e in r["reused_examples"]] == ["q:0:chosen"]
 
 
 def test_match_records_gives_each_query_and_record_once_with_the_band_keys_they_share(cat):

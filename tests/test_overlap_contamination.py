@@ -170,4 +170,5 @@ def test_a_response_reused_under_another_question_is_not_a_leak_but_the_case_is(
     # row 1's chosen answer ("What does the price of popcorn have to do with it?") is short: trivial
     assert trivial_reason(_last_turn(first["chosen"])) == "short"
     assert ov["exact_records"] == 2 and ov["reused_records"] == 1 and ov["trivial_exact_records"] == 1
+    assert [e["record_id"] for e in ov["reused_examples"]] == ["case:0:rejected"]  # not the leaks or the trivial
     assert sorted(ov["examples"]) == ["case:1:prompt", "case:1:rejected"]
