@@ -132,6 +132,17 @@ def test_match_records_gives_each_query_and_record_once_with_the_band_keys_they_
         ("b:2:text", "evalset:2:text", "near", 1)]
 
 
+def test_erasures_are_numbered_one_after_the_last(cat):
+    """Each erasure takes the next id (the largest so far plus one), including erasures of no record."""
+    add(cat, "evalset", frame("evalset", TEXTS[:3], [[1, 2], [3, 4], [5, 6]]))
+    rid = cat.con.execute("SELECT min(rid) FROM records").fetchone()[0]
+    ids = [cat.add_erasure(selector=f"user_id=u-{n}", rids=[rid] if n == 1 else [], datasets=[], checkpoints=[],
+                           outputs=[]) for n in range(4)]
+    assert ids == [1, 2, 3, 4]
+    assert cat.erasures()["erasure_id"].to_list() == ids
+    assert cat.con.execute("SELECT DISTINCT erasure_id FROM erased_records").fetchall() == [(2,)]
+
+
 def test_parquet_input_equals_frame_input(cat, tmp_path):
     df = frame("pq", TEXTS, [[1], [2], [3], [4]], [{"k": i} for i in range(4)])
     p = tmp_path / "recs.parquet"
