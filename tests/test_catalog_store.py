@@ -143,6 +143,14 @@ def test_erasures_are_numbered_one_after_the_last(cat):
     assert cat.con.execute("SELECT DISTINCT erasure_id FROM erased_records").fetchall() == [(2,)]
 
 
+def test_a_dataset_is_found_by_a_fingerprint_prefix_of_eight_characters_or_more(cat):
+    add(cat, "evalset", frame("evalset", TEXTS[:1], [[1]]), fp="0123456789abcdef")
+    for ref in ("evalset", "0123456789abcdef", "01234567", "0123456789a"):
+        assert cat.resolve_dataset(ref)["name"] == "evalset", ref
+    with pytest.raises(InputError, match="no catalog dataset named or fingerprinted '0123456'"):
+        cat.resolve_dataset("0123456")  # 7 characters: too short a prefix to name a dataset
+
+
 def test_parquet_input_equals_frame_input(cat, tmp_path):
     df = frame("pq", TEXTS, [[1], [2], [3], [4]], [{"k": i} for i in range(4)])
     p = tmp_path / "recs.parquet"
