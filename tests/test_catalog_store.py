@@ -151,6 +151,15 @@ def test_a_dataset_is_found_by_a_fingerprint_prefix_of_eight_characters_or_more(
         cat.resolve_dataset("0123456")  # 7 characters: too short a prefix to name a dataset
 
 
+def test_a_dataset_is_found_by_its_stored_path_given_as_is_or_relative_to_here(cat, tmp_path, monkeypatch):
+    stored = tmp_path / "data" / "prefs.jsonl"
+    cat.add_dataset(name="prefs", fingerprint="fp-prefs", path=str(stored), fmt="jsonl", schema="text", tags=[],
+                    n_records=1, records=frame("prefs", TEXTS[:1], [[1]]))
+    monkeypatch.chdir(tmp_path)
+    for ref in (str(stored), "data/prefs.jsonl", "prefs"):
+        assert cat.resolve_dataset(ref)["fingerprint"] == "fp-prefs", ref
+
+
 def test_parquet_input_equals_frame_input(cat, tmp_path):
     df = frame("pq", TEXTS, [[1], [2], [3], [4]], [{"k": i} for i in range(4)])
     p = tmp_path / "recs.parquet"
