@@ -103,7 +103,11 @@ def test_a_checkpoint_with_only_a_parent_inherits_its_taint(tmp_path: Path, fixt
     provaudit.register(fixtures_dir / "lineage" / "sft_train.jsonl", catalog=cat)
     root = add_checkpoint("root", ["sft_train"], catalog=cat)
     child = add_checkpoint("merged", [], parent="root", catalog=cat)
-    assert child["parent"] == "root" and child["trained_on"] == [] and child["checkpoint_id"] > root["checkpoint_id"]
+    assert child["parent"] == "root" and child["trained_on"] == []
+    assert (root["checkpoint_id"], child["checkpoint_id"]) == (1, 2)  # numbered from 1, one after the last
+    # listed although trained on no dataset of its own
+    assert [(c["checkpoint"], c["parent"], c["trained_on"]) for c in list_checkpoints(catalog=cat)] == [
+        ("root", None, ["sft_train"]), ("merged", "root", [])]
     res = lineage_find(field="user_id=u-0042", catalog=cat)
     assert [(c["checkpoint"], c["via"], c["depth"]) for c in res["checkpoints"]] == [("root", "direct", 0),
                                                                                     ("merged", "parent", 1)]
