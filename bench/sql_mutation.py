@@ -4,6 +4,7 @@
     PYTHONPATH=$PWD python bench/sql_mutation.py --list           # the targets, their functions and tests
     PYTHONPATH=$PWD python bench/sql_mutation.py overlap --show   # every mutant: id, line, before -> after
     PYTHONPATH=$PWD python bench/sql_mutation.py overlap --only 'Catalog.overlap_report:1?'  # some again
+    PYTHONPATH=$PWD python bench/sql_mutation.py overlap --recheck  # the survivors, against the tests as they are
 
 Much of provaudit's verdict logic is SQL run by DuckDB: which batch records leak an eval set, which are
 boilerplate or a reused response, which records are duplicates, which checkpoints a record taints.
@@ -327,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--list", action="store_true", help="the targets, their functions and tests")
     ap.add_argument("--show", action="store_true", help="list the mutants without running them")
     ap.add_argument("--only", nargs="+", help="mutant ids or globs (function:N) to run again")
+    ap.add_argument("--recheck", action="store_true",
+                    help="run the saved survivors not recorded as equivalent again (after new tests)")
     ap.add_argument("--table", action="store_true", help="the table of the saved results, running nothing")
     args = ap.parse_args(argv)
     names = args.targets or list(TARGETS)
@@ -352,7 +355,15 @@ def main(argv: list[str] | None = None) -> int:
             if saved.exists():
                 results.append(json.loads(saved.read_text()))
             continue
-        results.append(run(n, args.only))
+        only = args.only
+        if args.recheck:
+            if not saved.exists():
+                ap.error(f"no saved results of {n} to re-check ({saved})")
+            only = [k.split(" ")[0] for k in survivors(json.loads(saved.read_text()))]
+            if not only:
+                results.append(json.loads(saved.read_text()))
+                continue
+        results.append(run(n, only))
     print(tabulate(results))
     for r in results:
         for line in survivors(r):
