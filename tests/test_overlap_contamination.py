@@ -172,3 +172,20 @@ def test_a_response_reused_under_another_question_is_not_a_leak_but_the_case_is(
     assert ov["exact_records"] == 2 and ov["reused_records"] == 1 and ov["trivial_exact_records"] == 1
     assert [e["record_id"] for e in ov["reused_examples"]] == ["case:0:rejected"]  # not the leaks or the trivial
     assert sorted(ov["examples"]) == ["case:1:prompt", "case:1:rejected"]
+
+
+@pytest.mark.xfail(strict=True, reason="known gap (closing note, tenth session): the catalog stores no text, so "
+                   "overlap_report cannot tell that an eval row's own question is trivial")
+def test_an_eval_answer_under_a_trivial_eval_question_is_a_leak_under_any_batch_question(tmp_path) -> None:
+    """docs/overlap.md: an answer is reused (not a leak) only when *both* rows have substantive questions. An eval
+    case "Continue." + a long answer is its answer: the same answer under a substantive batch question leaks it."""
+    first, _ = (json.loads(line) for line in REUSED.read_text(encoding="utf-8").splitlines())
+    answer = _last_turn(first["rejected"])
+    assert trivial_reason("Continue.") == "short" and _words(answer) >= 100
+    cat = tmp_path / "c.duckdb"
+    register(_jsonl(tmp_path / "eval.jsonl", [{"prompt": "Continue.", "completion": answer}]), tags=["eval"],
+             catalog=cat)
+    batch = _jsonl(tmp_path / "b.jsonl", [{"prompt": "Explain in a few sentences what you would tell a friend who "
+                                                     "asked you this question at dinner.", "completion": answer}])
+    (ov,) = scan(batch, catalog=cat, gate=GATE, record=False, origin=False).summary["overlap"]["datasets"]
+    assert (ov["exact_records"], ov["reused_records"]) == (1, 0)
