@@ -226,7 +226,8 @@ def overlap_world(tmp_path_factory) -> dict[str, Any]:
     comparing the cluster's catalog checks with the catalog's DuckDB ones: HH-RLHF test rows as an eval
     set (exact and short trivial matches from later HH-RLHF rows), a 15-word refusal in 6 eval rows
     (boilerplate), an HH-RLHF answer reused under another question (reused, not a leak), a long eval
-    answer with its last word changed (near), and an erased training record brought back."""
+    answer with its last word changed (near), an erased training record brought back, and an answer equal
+    to a text of an eval set without questions (a leak under any batch question)."""
     import gzip
     import json
     import re
@@ -262,9 +263,14 @@ def overlap_world(tmp_path_factory) -> dict[str, Any]:
     erase(field="user_id=u1", out=d / "redacted", catalog=cat)
     longest = max((_hh_last_turn(r["chosen"]) for r in hh), key=words)
     near = longest.rsplit(" ", 1)[0] + " indeed."
+    # an eval set of bare texts (no questions): an answer equal to one leaks under any batch question
+    bare = str(pairs[7]["chosen"])
+    register(jl(d / "bare_eval.jsonl", [{"text": bare}, {"text": str(pairs[8]["chosen"])}]), tags=["eval"], catalog=cat)
     batch = jl(d / "batch.jsonl", [{"prompt": "Hi.", "completion": refusal}, {"prompt": "Hello.", "completion": answer},
                                    {"prompt": "Write something.", "completion": erased_text},
-                                   {"prompt": "Continue.", "completion": near}])
+                                   {"prompt": "Continue.", "completion": near},
+                                   {"prompt": "Please answer the question below in your own words, as fully as you can "
+                                              "and with an example.", "completion": bare}])
     reused = jl(d / "reused.jsonl", [second])
     inputs = [FIXTURES / "overlap" / "hh_rlhf_1001_1600.jsonl.gz", batch, reused]
     return {"catalog": cat, "inputs": inputs, "dir": d}

@@ -59,6 +59,8 @@ def test_partitioned_rounds_give_the_catalogs_overlap_and_erased_matches(
     assert {(e["record_id"], e["reason"]) for e in by["refusals"]["trivial_examples"]} == {
         ("batch:0:response", "boilerplate")}
     assert by["reused_eval"]["reused_records"] == 1 and by["reused_eval"]["exact_records"] == 0
+    assert (by["bare_eval"]["exact_records"], by["bare_eval"]["reused_records"], by["bare_eval"]["examples"]) == (
+        1, 0, ["batch:4:response"])
     assert {"record_id": "batch:2:response", "erasure_id": 1, "match": "exact"} in want_erased
 
 
