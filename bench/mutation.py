@@ -109,14 +109,20 @@ STATUS = {1: "killed", 3: "killed", -24: "killed", 36: "killed", 0: "survived", 
           33: "no tests", 34: "skipped", 5: "no tests", 2: "interrupted"}
 
 
-def equivalent_mutants() -> dict[str, str]:
-    """Mutant name -> reason, from the table in docs/testing.md (``| `name` | reason |``)."""
+def equivalent_rows(name: str) -> dict[str, str]:
+    """Mutant name -> reason, from the rows ``| `name` | reason |`` of docs/testing.md's equivalent-mutant table
+    whose name matches the regular expression ``name``."""
     doc = ROOT / "docs" / "testing.md"
     out: dict[str, str] = {}
     if doc.exists():
-        for m in re.finditer(r"^\| `([\w.]+__mutmut_\d+)` \| (.+?) \|$", doc.read_text(), re.MULTILINE):
+        for m in re.finditer(rf"^\| `({name})` \| (.+?) \|$", doc.read_text(), re.MULTILINE):
             out[m.group(1)] = m.group(2)
     return out
+
+
+def equivalent_mutants() -> dict[str, str]:
+    """mutmut's mutant name -> reason (docs/testing.md)."""
+    return equivalent_rows(r"[\w.]+__mutmut_\d+")
 
 
 def _pyproject(path: str, tests: list[str]) -> str:

@@ -41,6 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from mutation import equivalent_rows  # bench/ is not a package: imported from its folder
 
 #: target -> (file, functions whose SQL literals are mutated (``Class.method`` or ``function``), tests)
 TARGETS: dict[str, tuple[str, list[str], list[str]]] = {
@@ -229,13 +231,8 @@ def context(text: str, m: Mutant, width: int = 40) -> str:
 
 
 def equivalent() -> dict[str, str]:
-    """``sql:<target>:<id>`` -> reason, from docs/testing.md."""
-    doc = ROOT / "docs" / "testing.md"
-    out: dict[str, str] = {}
-    if doc.exists():
-        for m in re.finditer(r"^\| `(sql:[\w]+:[\w.]+:\d+)` \| (.+?) \|$", doc.read_text(), re.MULTILINE):
-            out[m.group(1)] = m.group(2)
-    return out
+    """``sql:<target>:<id>`` -> reason, from docs/testing.md (the table bench/mutation.py reads too)."""
+    return equivalent_rows(r"sql:\w+:[\w.]+:\d+")
 
 
 def _prepare(target: str) -> Path:
@@ -316,10 +313,16 @@ def tabulate(results: list[dict]) -> str:
     return "\n".join(rows)
 
 
-def survivors(r: dict) -> list[str]:
+def survivor_ids(r: dict) -> list[str]:
+    """Ids of the saved result's survivors not recorded as equivalent."""
     eq = equivalent()
-    return [f"{k} (line {v['line']}, {v['op']}): {v['context']}" for k, v in sorted(r["statuses"].items())
+    return [k for k, v in sorted(r["statuses"].items())
             if v["status"] == "survived" and f"sql:{r['target']}:{k}" not in eq]
+
+
+def survivors(r: dict) -> list[str]:
+    return [f"{k} (line {r['statuses'][k]['line']}, {r['statuses'][k]['op']}): {r['statuses'][k]['context']}"
+            for k in survivor_ids(r)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -359,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.recheck:
             if not saved.exists():
                 ap.error(f"no saved results of {n} to re-check ({saved})")
-            only = [k.split(" ")[0] for k in survivors(json.loads(saved.read_text()))]
+            only = survivor_ids(json.loads(saved.read_text()))
             if not only:
                 results.append(json.loads(saved.read_text()))
                 continue
