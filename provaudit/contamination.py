@@ -35,7 +35,8 @@ match the eval *prompt*; a reference answer matters because it answers *that* pr
 that a model gave to several different questions (HH-RLHF's 52B assistant repeats one 104-word
 movie-theater answer under two different final questions) is not the eval case reappearing. So a match
 between a batch *output* (chosen, rejected, response) and an eval *output* counts as a leak only when the
-case could be the same: the eval row has no prompt (the answer is the case), or the batch row has no
+case could be the same: the eval row has no substantive prompt (none, a trivial one such as ``Continue.``, or
+a templated instruction recurring in many catalog rows: the answer is the case), or the batch row has no
 substantive prompt (a bare answer: nothing says it answers another question), or the batch row's prompt
 matches the eval row's prompt (exactly or near). Otherwise it is a reused response, reported apart
 (``reused_records`` with examples) and not a leak. A prompt or unpaired text that matches is always a
@@ -102,6 +103,29 @@ def boilerplate_sql(batch: str, catalog_records: str | None = None) -> str:
                 WHERE bh.n + coalesce(ch.n, 0) >= {BOILERPLATE_MIN_ROWS}""")
 
 
+def substantive_prompts_sql(records: str = "records", rows: str | None = None) -> str:
+    """``SELECT DISTINCT dataset_id, pair_id`` of the catalog rows that ask a substantive question: a
+    ``prompt`` record that is not trivial (its stored ``trivial`` is null) and not boilerplate within the
+    catalog (fewer than ``BOILERPLATE_MAX_WORDS`` words and present in ``BOILERPLATE_MIN_ROWS`` or more
+    distinct rows, ``(dataset_id, pair_id)``, of the catalog: a templated instruction). The catalog side
+    of the reused-response rule: an eval answer under a trivial or templated question is the eval case
+    itself. ``rows``: a relation of ``(dataset_id, pair_id)`` to restrict the answer to (the rows a batch
+    matched). A record stored before the catalog kept ``n_words``/``trivial`` (schema version 9) has
+    both null and counts as substantive, as it did then."""
+    within = "" if rows is None else f"SEMI JOIN {rows} w ON w.dataset_id = p.dataset_id AND w.pair_id = p.pair_id"
+    def short(col: str) -> str:  # null (stored before version 9): not short
+        return f"coalesce({col}, {BOILERPLATE_MAX_WORDS}) < {BOILERPLATE_MAX_WORDS}"
+
+    return f"""WITH pr AS (SELECT p.dataset_id, p.pair_id, p.text_hash, p.n_words, p.trivial FROM {records} p {within}
+                           WHERE p.role = 'prompt'),
+                    bo AS (SELECT r.text_hash FROM {records} r
+                           SEMI JOIN (SELECT text_hash FROM pr WHERE {short('n_words')}) s ON s.text_hash = r.text_hash
+                           WHERE {short('r.n_words')} GROUP BY r.text_hash
+                           HAVING count(DISTINCT (r.dataset_id, r.pair_id)) >= {BOILERPLATE_MIN_ROWS})
+               SELECT DISTINCT pr.dataset_id, pr.pair_id FROM pr ANTI JOIN bo ON bo.text_hash = pr.text_hash
+               WHERE pr.trivial IS NULL"""
+
+
 def boilerplate_agg() -> pl.Expr:
     """The same rule as ``boilerplate_sql`` (batch only) as a polars aggregation over one ``text_hash``
     group with ``pair_id`` and ``n_words``: true where the group's text is boilerplate."""
@@ -115,4 +139,5 @@ def trivial_reason(text: str | None) -> str | None:
 
 __all__ = ["BOILERPLATE_MAX_WORDS", "BOILERPLATE_MIN_ROWS", "MIN_NAMED_WORDS", "MIN_NUMBERS", "MIN_SPECIFIC_WORDS",
            "MIN_WORDS", "OUTPUT_ROLES",
-           "RULE", "add_substance", "boilerplate_agg", "boilerplate_sql", "substance_columns", "trivial_reason"]
+           "RULE", "add_substance", "boilerplate_agg", "boilerplate_sql", "substance_columns", "substantive_prompts_sql",
+           "trivial_reason"]

@@ -226,8 +226,9 @@ def overlap_world(tmp_path_factory) -> dict[str, Any]:
     comparing the cluster's catalog checks with the catalog's DuckDB ones: HH-RLHF test rows as an eval
     set (exact and short trivial matches from later HH-RLHF rows), a 15-word refusal in 6 eval rows
     (boilerplate), an HH-RLHF answer reused under another question (reused, not a leak), a long eval
-    answer with its last word changed (near), an erased training record brought back, and an answer equal
-    to a text of an eval set without questions (a leak under any batch question)."""
+    answer with its last word changed (near), an erased training record brought back, an answer equal
+    to a text of an eval set without questions, and answers equal to eval answers under a templated and a
+    trivial eval question (each a leak under any batch question)."""
     import gzip
     import json
     import re
@@ -266,11 +267,20 @@ def overlap_world(tmp_path_factory) -> dict[str, Any]:
     # an eval set of bare texts (no questions): an answer equal to one leaks under any batch question
     bare = str(pairs[7]["chosen"])
     register(jl(d / "bare_eval.jsonl", [{"text": bare}, {"text": str(pairs[8]["chosen"])}]), tags=["eval"], catalog=cat)
+    # eval answers under a templated instruction (in 5 rows: boilerplate) and under a trivial question: the
+    # answers are the cases, so they leak under any batch question
+    long = [str(p["chosen"]) for p in pairs[16:] if words(str(p["chosen"])) >= 25][:6]
+    template = "Please read the request below carefully and then write a helpful and complete reply to it."
+    register(jl(d / "templated_eval.jsonl", [{"prompt": template, "completion": t} for t in long[:5]]
+                + [{"prompt": "Continue.", "completion": long[5]}]), tags=["eval"], catalog=cat)
+    question = "Please answer the question below in your own words, as fully as you can and with an example."
     batch = jl(d / "batch.jsonl", [{"prompt": "Hi.", "completion": refusal}, {"prompt": "Hello.", "completion": answer},
                                    {"prompt": "Write something.", "completion": erased_text},
                                    {"prompt": "Continue.", "completion": near},
-                                   {"prompt": "Please answer the question below in your own words, as fully as you can "
-                                              "and with an example.", "completion": bare}])
+                                   {"prompt": question, "completion": bare},
+                                   {"prompt": "What would you say to a colleague who asked you this at lunch today?",
+                                    "completion": long[2]},
+                                   {"prompt": question.replace("an example", "two examples"), "completion": long[5]}])
     reused = jl(d / "reused.jsonl", [second])
     inputs = [FIXTURES / "overlap" / "hh_rlhf_1001_1600.jsonl.gz", batch, reused]
     return {"catalog": cat, "inputs": inputs, "dir": d}

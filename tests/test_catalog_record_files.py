@@ -173,8 +173,8 @@ def test_existing_catalog_migrates_and_new_rids_follow_the_table(raw_catalog, tm
     con = duckdb.connect(str(cat))
     migrate(con, target=7)
     con.close()
-    register(tmp_path / "a.jsonl", catalog=cat)  # opens, migrates to 8, stores in the tables
-    assert raw_catalog(cat, "SELECT max(version) FROM schema_version") == [(LATEST_VERSION,)] and LATEST_VERSION == 8
+    register(tmp_path / "a.jsonl", catalog=cat)  # opens, migrates to 9, stores in the tables
+    assert raw_catalog(cat, "SELECT max(version) FROM schema_version") == [(LATEST_VERSION,)] and LATEST_VERSION == 9
     n_a = raw_catalog(cat, "SELECT count(*) FROM records")[0][0]
     assert n_a == 60 and raw_catalog(cat, "SELECT count(*) FROM record_files") == [(0,)]
     monkeypatch.setattr(catalog_files, "RECORD_FILE_RECORDS", 0)

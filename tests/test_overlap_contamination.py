@@ -174,8 +174,6 @@ def test_a_response_reused_under_another_question_is_not_a_leak_but_the_case_is(
     assert sorted(ov["examples"]) == ["case:1:prompt", "case:1:rejected"]
 
 
-@pytest.mark.xfail(strict=True, reason="known gap (closing note, tenth session): the catalog stores no text, so "
-                   "overlap_report cannot tell that an eval row's own question is trivial")
 def test_an_eval_answer_under_a_trivial_eval_question_is_a_leak_under_any_batch_question(tmp_path) -> None:
     """docs/overlap.md: an answer is reused (not a leak) only when *both* rows have substantive questions. An eval
     case "Continue." + a long answer is its answer: the same answer under a substantive batch question leaks it."""
@@ -189,3 +187,93 @@ def test_an_eval_answer_under_a_trivial_eval_question_is_a_leak_under_any_batch_
                                                      "asked you this question at dinner.", "completion": answer}])
     (ov,) = scan(batch, catalog=cat, gate=GATE, record=False, origin=False).summary["overlap"]["datasets"]
     assert (ov["exact_records"], ov["reused_records"]) == (1, 0)
+    # the catalog stored the eval row's word counts and trivial class (counted here from the texts)
+    import duckdb
+
+    con = duckdb.connect(str(cat), read_only=True)
+    stored = dict(con.execute("SELECT role, (n_words, trivial) FROM records").fetchall())
+    con.close()
+    assert stored == {"prompt": (1, "short"), "response": (_words(answer), None)}
+
+
+#: a 16-word instruction with nothing specific: substantive alone, boilerplate when it opens many rows
+TEMPLATE = "Please read the request below carefully and then write a helpful and complete reply to it."
+QUESTION = "Explain in a few sentences what you would tell a friend who asked you this question at dinner."
+
+
+def _long_answers(n: int) -> list[str]:
+    return [t for r in _rows(EVAL) if _words(t := _last_turn(r["chosen"])) >= 30][:n]
+
+
+@pytest.mark.parametrize(("rows", "leak"), [(4, False), (5, True)])
+def test_an_eval_answer_under_a_templated_eval_question_is_a_leak(tmp_path: Path, rows: int, leak: bool) -> None:
+    """A templated instruction opening BOILERPLATE_MIN_ROWS (5) or more catalog rows is not the eval case's
+    question (docs/overlap.md): the answer is the case, and leaks under any batch question; in 4 rows the
+    instruction is still a question of its own, and the answer under another question is reused."""
+    from provaudit.contamination import BOILERPLATE_MAX_WORDS, BOILERPLATE_MIN_ROWS
+
+    assert trivial_reason(TEMPLATE) is None and _words(TEMPLATE) < BOILERPLATE_MAX_WORDS and BOILERPLATE_MIN_ROWS == 5
+    answers = _long_answers(rows)
+    cat = tmp_path / "c.duckdb"
+    register(_jsonl(tmp_path / "eval.jsonl", [{"prompt": TEMPLATE, "completion": a} for a in answers]),
+             tags=["eval"], catalog=cat)
+    batch = _jsonl(tmp_path / "b.jsonl", [{"prompt": QUESTION, "completion": answers[1]}])
+    (ov,) = scan(batch, catalog=cat, gate=GATE, record=False, origin=False).summary["overlap"]["datasets"]
+    assert (ov["exact_records"], ov["reused_records"]) == ((1, 0) if leak else (0, 1))
+    assert (ov["examples"] if leak else [e["record_id"] for e in ov["reused_examples"]]) == ["b:0:response"]
+
+
+def _eval_case(tmp_path: Path) -> tuple[Path, Path, str]:
+    first, _ = (json.loads(line) for line in REUSED.read_text(encoding="utf-8").splitlines())
+    answer = _last_turn(first["rejected"])
+    ev = _jsonl(tmp_path / "eval.jsonl", [{"prompt": "Continue.", "completion": answer}])
+    return ev, _jsonl(tmp_path / "b.jsonl", [{"prompt": QUESTION, "completion": answer}]), answer
+
+
+def _verdict(batch: Path, cat: Path) -> tuple[int, int]:
+    (ov,) = scan(batch, catalog=cat, gate=GATE, record=False, origin=False).summary["overlap"]["datasets"]
+    return ov["exact_records"], ov["reused_records"]
+
+
+def test_rows_stored_before_the_word_counts_keep_the_old_rule_until_registered_again(tmp_path: Path) -> None:
+    import duckdb
+
+    ev, batch, _ = _eval_case(tmp_path)
+    cat = tmp_path / "c.duckdb"
+    register(ev, tags=["eval"], catalog=cat)
+    assert _verdict(batch, cat) == (1, 0)
+    con = duckdb.connect(str(cat))  # as a catalog written before schema version 9 holds them
+    con.execute("UPDATE records SET n_words = NULL, trivial = NULL")
+    con.close()
+    assert _verdict(batch, cat) == (0, 1)  # unknown: the eval question counts as substantive, as it did then
+    again = register(ev, tags=["eval", "v2"], catalog=cat)  # same fingerprint: fills the counts in, adds no rows
+    con = duckdb.connect(str(cat), read_only=True)
+    assert con.execute("SELECT count(*), count(n_words), count(trivial) FROM records").fetchone() == (2, 2, 1)
+    con.close()
+    assert again["dataset_id"] == 1 and _verdict(batch, cat) == (1, 0)
+
+
+def test_record_files_keep_the_word_counts_and_older_files_read_as_unknown(tmp_path: Path, monkeypatch) -> None:
+    import duckdb
+
+    from provaudit.catalog import files as catalog_files
+
+    ev, batch, answer = _eval_case(tmp_path)
+    cat = tmp_path / "c.duckdb"
+    monkeypatch.setattr(catalog_files, "RECORD_FILE_RECORDS", 0)
+    register(ev, tags=["eval"], catalog=cat)
+    con = duckdb.connect(str(cat))
+    (name, substance), = con.execute("SELECT path, substance FROM record_files").fetchall()
+    assert substance and con.execute("SELECT count(*) FROM records").fetchone()[0] == 0  # in the file, not the table
+    rec = Path(f"{cat}.records") / name
+    assert con.execute(f"SELECT list(n_words ORDER BY row), list(trivial ORDER BY row) FROM '{rec}'").fetchone() == (
+        [1, _words(answer)], ["short", None])
+    con.close()
+    assert _verdict(batch, cat) == (1, 0)
+    # a records file written before schema version 9: no such columns, and the catalog says so
+    con = duckdb.connect(str(cat))
+    con.execute(f"COPY (SELECT * EXCLUDE (n_words, trivial) FROM '{rec}') TO '{rec}.old' (FORMAT PARQUET)")
+    Path(f"{rec}.old").replace(rec)
+    con.execute("UPDATE record_files SET substance = false")
+    con.close()
+    assert _verdict(batch, cat) == (0, 1)

@@ -35,7 +35,8 @@ ROW_GROUP = 100_000
 #: the records file of a catalog part (``src`` has the part's columns and a 0-based ``_row``), with the
 #: column types of the ``records`` table, in row (so ``rid``) order
 RECORDS_SQL = """SELECT _row::BIGINT AS row, record_id::VARCHAR AS record_id, source_row::BIGINT AS source_row,
-    role::VARCHAR AS role, pair_id::VARCHAR AS pair_id, text_hash::VARCHAR AS text_hash, meta::VARCHAR AS meta
+    role::VARCHAR AS role, pair_id::VARCHAR AS pair_id, text_hash::VARCHAR AS text_hash, meta::VARCHAR AS meta,
+    n_words::INTEGER AS n_words, trivial::VARCHAR AS trivial
     FROM {src} ORDER BY _row"""
 
 
@@ -92,17 +93,20 @@ def place(prepared: Path, dest: Path) -> None:
         shutil.copyfile(prepared, dest)
 
 
-def records_view(table: str, fields_table: str, files: list[tuple[int, str, str, str, int]], folder: Path) -> list[str]:
+def records_view(table: str, fields_table: str, files: list[tuple[int, str, str, str, int, bool]],
+                 folder: Path) -> list[str]:
     """The statements that make ``records`` and ``record_fields`` read the tables plus the files, and
     ``record_hashes`` (text_hash, rid) the table's hashes plus the hash files (``files``: dataset_id, the
-    files of :data:`KINDS`, rid_base)."""
+    files of :data:`KINDS`, rid_base, and whether the records file has ``n_words``/``trivial``: files
+    written before schema version 9 do not, and read them as null)."""
     recs = [f"SELECT * FROM {table}"]
     flds = [f"SELECT * FROM {fields_table}"]
     hashes = [f"SELECT text_hash, rid FROM {table}"]
-    for did, rec_name, fld_name, hash_name, base in files:
+    for did, rec_name, fld_name, hash_name, base, substance in files:
         rec, fld, hsh = (str(folder / n).replace("'", "''") for n in (rec_name, fld_name, hash_name))
         rid, ds = f"{int(base)} + row AS rid", f"{int(did)}::INTEGER AS dataset_id"
-        recs.append(f"SELECT {rid}, {ds}, record_id, source_row, role, pair_id, text_hash, meta "
+        sub = "n_words, trivial" if substance else "NULL::INTEGER AS n_words, NULL::VARCHAR AS trivial"
+        recs.append(f"SELECT {rid}, {ds}, record_id, source_row, role, pair_id, text_hash, meta, {sub} "
                     f"FROM read_parquet('{rec}')")
         flds.append(f"SELECT {rid}, {ds}, key, value FROM read_parquet('{fld}')")
         hashes.append(f"SELECT text_hash, {rid} FROM read_parquet('{hsh}')")

@@ -92,6 +92,14 @@ MIGRATIONS: tuple[Migration, ...] = (
                                       hashes_path VARCHAR NOT NULL, n_rows BIGINT NOT NULL, n_fields BIGINT NOT NULL,
                                       rid_base BIGINT NOT NULL)""",
     )),
+    Migration(9, "records keep each text's word count and trivial class (whether an eval row's question is substantive)", (
+        # the catalog keeps no texts, so rows stored before this step cannot be backfilled: their n_words and
+        # trivial stay null, which the reused-response rule reads as a substantive question (as before);
+        # record files written before it lack the two columns (record_files.substance false)
+        "ALTER TABLE records ADD COLUMN n_words INTEGER",
+        "ALTER TABLE records ADD COLUMN trivial VARCHAR",
+        "ALTER TABLE record_files ADD COLUMN substance BOOLEAN DEFAULT false",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

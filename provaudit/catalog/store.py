@@ -26,6 +26,8 @@ from provaudit.errors import CatalogBusy, InputError
 DEFAULT_PATH = Path(".provaudit") / "catalog.duckdb"
 RECORD_COLUMNS = ("record_id", "source_row", "role", "pair_id", "text_hash", "band_keys", "meta")
 BATCH_COLUMNS = ("record_id", "text_hash", "band_keys")
+#: stored when the records have them (a scan's do, :mod:`provaudit.contamination`), else null
+SUBSTANCE_COLUMNS = {"n_words": "INTEGER", "trivial": "VARCHAR"}
 EXAMPLES = 5
 #: DuckDB memory cap for catalog work (it spills to disk beyond it), so memory stays flat in input size.
 DEFAULT_MEMORY = "384MB"
@@ -163,8 +165,8 @@ class Catalog:
         """``record_bands``, ``records``, ``record_fields`` and ``record_hashes`` over their tables plus the
         catalog's files (a referenced file that is missing fails here, exit 2, instead of in the middle of a
         query)."""
-        files = self.con.execute("SELECT dataset_id, path, fields_path, hashes_path, rid_base FROM record_files "
-                                 "ORDER BY dataset_id").fetchall()
+        files = self.con.execute("SELECT dataset_id, path, fields_path, hashes_path, rid_base, coalesce(substance, false) "
+                                 "FROM record_files ORDER BY dataset_id").fetchall()
         bands = [r[0] for r in self.con.execute("SELECT path FROM band_files").fetchall()]
         missing = [str(p) for p in [self.bands_dir / n for n in bands]
                    + [self.records_dir / n for f in files for n in f[1:4]] if not p.exists()]
@@ -173,8 +175,8 @@ class Catalog:
                              f"keep the folders {self.bands_dir.name}/ and {self.records_dir.name}/ beside the "
                              "catalog file (move or copy them with it)", file=str(self.path))
         self._bands_view()
-        for sql in catalog_files.records_view(self._table("records"), self._table("record_fields"), files,
-                                              self.records_dir):
+        for sql in catalog_files.records_view(self._table("records"), self._table("record_fields"),
+                                              [(*f[:5], bool(f[5])) for f in files], self.records_dir):
             self.con.execute(sql)
 
     def _sweep(self) -> None:
@@ -293,8 +295,10 @@ class Catalog:
 
     # -- sources ---------------------------------------------------------------------------
     @contextmanager
-    def _source(self, records: RecordsArg, required: Sequence[str], with_rid: bool = False) -> Iterator[str]:
-        """Expose a frame or Parquet file as a DuckDB view name, with a 0-based ``_row`` column."""
+    def _source(self, records: RecordsArg, required: Sequence[str], with_rid: bool = False,
+                optional: dict[str, str] | None = None) -> Iterator[str]:
+        """Expose a frame or Parquet file as a DuckDB view name, with a 0-based ``_row`` column; each
+        ``optional`` column (name: SQL type) the records lack is added as null."""
         self._tmp += 1
         name = f"_src_{os.getpid()}_{self._tmp}"
         registered = None
@@ -324,6 +328,9 @@ class Catalog:
             where = str(records) if not isinstance(records, pl.DataFrame) else "records"
             raise InputError(f"record table lacks column(s) {', '.join(missing)}", file=where,
                              field=missing[0])
+        absent = [f", NULL::{kind} AS {col}" for col, kind in (optional or {}).items() if col not in cols]
+        if absent:
+            select = f"SELECT *{''.join(absent)} FROM ({select})"
         self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {select}")
         try:
             yield name
@@ -350,6 +357,7 @@ class Catalog:
             if row is not None:
                 merged = sorted(set(row[1] or []) | set(tags))
                 self.con.execute("UPDATE datasets SET tags = ? WHERE dataset_id = ?", [merged, row[0]])
+                self._fill_substance(int(row[0]), records)
                 return int(row[0])
             did = int(self.con.execute("SELECT coalesce(max(dataset_id), 0) + 1 FROM datasets").fetchone()[0])
             # the next rid past the table's rows and the files' ranges (from record_files, not the files)
@@ -357,13 +365,25 @@ class Catalog:
                 f"""SELECT greatest((SELECT coalesce(max(rid), -1) FROM {self._table('records')}),
                                     (SELECT coalesce(max(rid_base + n_rows - 1), -1) FROM record_files)) + 1"""
             ).fetchone()[0])
-            with self._source(records, RECORD_COLUMNS, with_rid=True) as src:
+            with self._source(records, RECORD_COLUMNS, with_rid=True, optional=SUBSTANCE_COLUMNS) as src:
                 self._insert_records(src, did, base, path, int(n_records), band_file, record_files)
             self.con.execute(
                 "INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [did, name, fingerprint, str(path), fmt, schema, sorted(set(tags)), int(n_records),
                  _dumps(meta or {}), _now()])
             return did
+
+    def _fill_substance(self, did: int, records: RecordsArg) -> None:
+        """Give a dataset's rows stored before schema version 9 (in the ``records`` table) the word count and
+        trivial class of their texts from the same dataset registered again (the catalog keeps no texts, so
+        only a new registration can fill them in). Rows in record files keep theirs (null: the old rule)."""
+        table = self._table("records")
+        if not self.con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE dataset_id = ? AND n_words IS NULL "
+                                "LIMIT 1)", [did]).fetchone()[0]:
+            return
+        with self._source(records, ("record_id",), optional=SUBSTANCE_COLUMNS) as src:
+            self.con.execute(f"""UPDATE {table} r SET n_words = s.n_words, trivial = s.trivial FROM {src} s
+                                 WHERE r.dataset_id = ? AND r.n_words IS NULL AND r.record_id = s.record_id""", [did])
 
     def band_keys_version(self) -> str | None:
         """Fingerprint version (``provaudit.fingerprint.FINGERPRINT_VERSION``) of the stored band keys;
@@ -406,7 +426,7 @@ class Catalog:
         names = [f"{kind}-{tag}.parquet" for kind in catalog_files.KINDS]
         counts = [self._place(prepared[i] if prepared else None, self.records_dir / name, sql)
                   for i, (name, sql) in enumerate(zip(names, catalog_files.file_sqls(src), strict=True))]
-        self.con.execute("INSERT INTO record_files VALUES (?, ?, ?, ?, ?, ?, ?)", [did, *names, *counts[:2], base])
+        self.con.execute("INSERT INTO record_files VALUES (?, ?, ?, ?, ?, ?, ?, true)", [did, *names, *counts[:2], base])
         self._views()
 
     def _insert_records(self, src: str, did: int, base: int, path: str, n_records: int = 0,
@@ -427,7 +447,7 @@ class Catalog:
             else:
                 self.con.execute(
                     f"""INSERT INTO {self._table('records')} SELECT {base} + _row, {did}, record_id, source_row,
-                        role, pair_id, text_hash, meta FROM {src}""")
+                        role, pair_id, text_hash, meta, n_words, trivial FROM {src}""")
             if band_file is not None or n_records >= BAND_FILE_RECORDS:
                 self._add_band_file(src, did, base, band_file)
             else:
@@ -477,7 +497,7 @@ class Catalog:
         not a leak. A batch without the ``trivial``/``n_words`` (``role``/``pair_id``) columns (a records
         file of an older scan) counts every record (every output match).
         """
-        from provaudit.contamination import OUTPUT_ROLES, boilerplate_sql
+        from provaudit.contamination import OUTPUT_ROLES, boilerplate_sql, substantive_prompts_sql
 
         self._check_band_keys()
         if not self.con.execute("SELECT count(*) FROM (SELECT 1 FROM records LIMIT 1)").fetchone()[0]:
@@ -510,11 +530,9 @@ class Catalog:
                           GROUP BY ALL),
                     t AS (SELECT record_id, any_value(why) AS why, any_value(snippet) AS snippet,
                                  any_value(role) AS role, any_value(pair_id) AS pair_id FROM bt GROUP BY record_id),
-                    -- batch rows with a substantive prompt; catalog rows with a prompt; prompt-to-prompt matches
+                    -- batch rows with a substantive prompt; matched catalog rows with one; prompt-to-prompt matches
                     bp AS (SELECT DISTINCT pair_id FROM t WHERE role = 'prompt' AND why IS NULL),
-                    cp AS (SELECT DISTINCT r.dataset_id, r.pair_id FROM records r
-                           SEMI JOIN m ON m.dataset_id = r.dataset_id AND m.c_pair = r.pair_id
-                           WHERE r.role = 'prompt'),
+                    cp AS ({substantive_prompts_sql('records', '(SELECT dataset_id, c_pair AS pair_id FROM m)')}),
                     same AS (SELECT DISTINCT t.pair_id AS b_pair, m.dataset_id, m.c_pair FROM m JOIN t USING (record_id)
                              WHERE t.role = 'prompt' AND t.why IS NULL AND m.c_role = 'prompt'),
                     -- an output matching an output of another case (both rows prompted, prompts differ): reused

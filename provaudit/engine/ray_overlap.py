@@ -11,7 +11,8 @@ duplicate grouping's, and at least one per ``PARTITION_RECORDS`` scanned or cata
 0. export (driver, one read-only open of the catalog, O(catalog)): the catalog's distinct
    ``(text_hash, dataset_id, role, pair_id, has_prompt)`` into hash partitions and
    ``(band_key, dataset_id, role, pair_id, has_prompt)`` into key partitions (``has_prompt``: the
-   record's row holds a prompt record, what the reused-response rule asks of the catalog side), and
+   record's row holds a substantive prompt, :func:`provaudit.contamination.substantive_prompts_sql`, what
+   the reused-response rule asks of the catalog side), and
    the watched erased hashes and erased band keys likewise (DuckDB ``COPY ... PARTITION_BY``);
 1. map (one task per shard): each record's ``record_id, text_hash, trivial, n_words, pair_id, role``
    and snippet into hash partitions; each distinct text's band keys into key partitions;
@@ -40,14 +41,19 @@ from typing import Any
 
 import polars as pl
 
-from provaudit.contamination import BOILERPLATE_MAX_WORDS, BOILERPLATE_MIN_ROWS, OUTPUT_ROLES
+from provaudit.contamination import (
+    BOILERPLATE_MAX_WORDS,
+    BOILERPLATE_MIN_ROWS,
+    OUTPUT_ROLES,
+    substantive_prompts_sql,
+)
 from provaudit.engine.ray_dups import _hash_part, _write_partitions
 from provaudit.engine.tasks import Task
 
 EXAMPLES = 5
 #: written last into an export's folder; the tasks refuse to run without it (a folder not shared)
 MANIFEST = "manifest.json"
-KEYS_VERSION = 1  # of the export's layout (part of the cache's state key)
+KEYS_VERSION = 2  # of the export's layout and meaning (part of the cache's state key); 2: has_prompt substantive
 #: at most this many scanned and this many catalog records per partition (a key-partition task peaks near
 #: 350 MB at 75,000 scanned and 60,000 catalog records), so a reducer's memory stays flat in both sizes
 PARTITION_RECORDS = 100_000
@@ -76,7 +82,7 @@ def export_catalog_keys(cat: Any, root: Path, partitions: int) -> dict[str, Any]
                         "OVERWRITE_OR_IGNORE)")
 
     if has_records:
-        prompts = "(SELECT DISTINCT dataset_id, pair_id FROM records WHERE role = 'prompt')"
+        prompts = f"({substantive_prompts_sql('records')})"
         cols = "r.dataset_id, r.role AS c_role, r.pair_id AS c_pair, (pp.pair_id IS NOT NULL) AS has_prompt"
         join = f"LEFT JOIN {prompts} pp ON pp.dataset_id = r.dataset_id AND pp.pair_id = r.pair_id"
         copy(f"""SELECT DISTINCT r.text_hash, {cols}, {_hash_sql('r.text_hash', partitions)} AS _p
