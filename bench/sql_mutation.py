@@ -52,6 +52,8 @@ TARGETS: dict[str, tuple[str, list[str], list[str]]] = {
                  "tests/test_catalog_band_files.py", "tests/test_pin_scan.py"]),
     "boilerplate": ("provaudit/contamination.py", ["boilerplate_sql"],
                     ["tests/test_pin_contamination.py", "tests/test_overlap_contamination.py"]),
+    "prompts": ("provaudit/contamination.py", ["substantive_prompts_sql"],
+                ["tests/test_overlap_contamination.py", "tests/test_ray_overlap.py"]),
     "duplicates": ("provaudit/pipeline.py", ["_duplicate_tables", "_duplicate_summary"],
                    ["tests/test_pin_scan.py", "tests/test_scan_pipeline.py"]),
     "taint": ("provaudit/catalog/store.py", ["Catalog.tainted_checkpoints", "Catalog.similar_kept_rows",

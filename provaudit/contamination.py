@@ -25,6 +25,11 @@ provaudit's rule (the thresholds are module constants, documented in docs/overla
   rows across the batch and the catalog (refusals, greetings, templated replies). Every record of 20
   or more words is substantive whatever its recurrence, so a leak of a long eval record always counts.
 
+A near match needs a specific text on both sides: a substantive batch text whose only near match in a
+catalog row is a text the catalog stored as trivial (empty, short) is no match (HH-RLHF's 13-word ``I'm
+sorry, I'm not sure what you're asking me here.`` nearly matches the 11-word form, a stock line). An exact
+match has the same text on both sides, so the batch side decides.
+
 Only substantive texts count towards ``duplicates.exact_rate``/``near_rate`` and the
 ``overlap.by_tag.*.*.exact_records``/``near_records`` the gate checks; trivial matches are reported
 apart (``trivial_records`` and examples with their reason).
@@ -104,7 +109,7 @@ def boilerplate_sql(batch: str, catalog_records: str | None = None) -> str:
 
 
 def substantive_prompts_sql(records: str = "records", rows: str | None = None) -> str:
-    """``SELECT DISTINCT dataset_id, pair_id`` of the catalog rows that ask a substantive question: a
+    """The distinct ``(dataset_id, pair_id)`` of the catalog rows that ask a substantive question: a
     ``prompt`` record that is not trivial (its stored ``trivial`` is null) and not boilerplate within the
     catalog (fewer than ``BOILERPLATE_MAX_WORDS`` words and present in ``BOILERPLATE_MIN_ROWS`` or more
     distinct rows, ``(dataset_id, pair_id)``, of the catalog: a templated instruction). The catalog side

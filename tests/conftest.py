@@ -228,7 +228,8 @@ def overlap_world(tmp_path_factory) -> dict[str, Any]:
     (boilerplate), an HH-RLHF answer reused under another question (reused, not a leak), a long eval
     answer with its last word changed (near), an erased training record brought back, an answer equal
     to a text of an eval set without questions, and answers equal to eval answers under a templated and a
-    trivial eval question (each a leak under any batch question)."""
+    trivial eval question (each a leak under any batch question), and a 13-word stock line nearly matching
+    only its short form in an eval row (no match)."""
     import gzip
     import json
     import re
@@ -272,7 +273,9 @@ def overlap_world(tmp_path_factory) -> dict[str, Any]:
     long = [str(p["chosen"]) for p in pairs[16:] if words(str(p["chosen"])) >= 25][:6]
     template = "Please read the request below carefully and then write a helpful and complete reply to it."
     register(jl(d / "templated_eval.jsonl", [{"prompt": template, "completion": t} for t in long[:5]]
-                + [{"prompt": "Continue.", "completion": long[5]}]), tags=["eval"], catalog=cat)
+                + [{"prompt": "Continue.", "completion": long[5]},
+                   {"prompt": "Hm?", "completion": "I’m sorry, I’m not sure what you’re asking."}]), tags=["eval"],
+             catalog=cat)
     question = "Please answer the question below in your own words, as fully as you can and with an example."
     batch = jl(d / "batch.jsonl", [{"prompt": "Hi.", "completion": refusal}, {"prompt": "Hello.", "completion": answer},
                                    {"prompt": "Write something.", "completion": erased_text},
@@ -280,7 +283,10 @@ def overlap_world(tmp_path_factory) -> dict[str, Any]:
                                    {"prompt": question, "completion": bare},
                                    {"prompt": "What would you say to a colleague who asked you this at lunch today?",
                                     "completion": long[2]},
-                                   {"prompt": question.replace("an example", "two examples"), "completion": long[5]}])
+                                   {"prompt": question.replace("an example", "two examples"), "completion": long[5]},
+                                   # 13 words (substantive), nearly matching only the 11-word stock line: no match
+                                   {"prompt": question.replace("an example", "an analogy"),
+                                    "completion": "I’m sorry, I’m not sure what you’re asking me here."}])
     reused = jl(d / "reused.jsonl", [second])
     inputs = [FIXTURES / "overlap" / "hh_rlhf_1001_1600.jsonl.gz", batch, reused]
     return {"catalog": cat, "inputs": inputs, "dir": d}

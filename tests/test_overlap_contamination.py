@@ -277,3 +277,30 @@ def test_record_files_keep_the_word_counts_and_older_files_read_as_unknown(tmp_p
     con.execute("UPDATE record_files SET substance = false")
     con.close()
     assert _verdict(batch, cat) == (0, 1)
+
+
+def test_a_substantive_text_nearly_matching_only_a_short_eval_text_is_no_leak(tmp_path: Path) -> None:
+    """HH-RLHF's stock line in a 13-word form (substantive by the word count) nearly matches the 11-word form of
+    an eval row (short): a stock line, not the eval case, so neither a leak nor a reused response. A short batch
+    text nearly matching it stays a trivial match, reported apart; a substantive near match still leaks."""
+    stock13 = "I’m sorry, I’m not sure what you’re asking me here."  # HH-RLHF harmless test rows
+    stock11 = "I’m sorry, I’m not sure what you’re asking."
+    assert (trivial_reason(stock13), _words(stock13), trivial_reason(stock11)) == (None, 13, "short")
+    long = _long_answers(1)[0]
+    cat = tmp_path / "c.duckdb"
+    register(_jsonl(tmp_path / "eval.jsonl", [{"prompt": "Hm?", "completion": stock11},
+                                               {"prompt": TEMPLATE, "completion": long}]), tags=["eval"], catalog=cat)
+    batch = _jsonl(tmp_path / "b.jsonl", [{"prompt": QUESTION, "completion": stock13},
+                                           {"prompt": "What?", "completion": "I’m sorry, I’m not sure what you’re asking!"},
+                                           {"prompt": "Go on.", "completion": long.rsplit(" ", 1)[0] + " indeed."}])
+    res = scan(batch, catalog=cat, gate=GATE, record=False, origin=False, out=tmp_path / "o")
+    (ov,) = res.summary["overlap"]["datasets"]
+    assert (ov["exact_records"], ov["near_records"], ov["reused_records"]) == (0, 1, 0)
+    assert ov["examples"] == ["b:2:response"]
+    assert [(e["record_id"], e["reason"]) for e in ov["trivial_examples"]] == [("b:1:response", "short")]
+    # the 13-word line does nearly match the 11-word one (so the rule, not the hashing, keeps it out)
+    from provaudit.catalog.store import Catalog
+
+    with Catalog(cat, read_only=True) as c:
+        found = c.match_records(res.records().filter(res.records()["record_id"] == "b:0:response"))
+    assert found["match"].to_list() == ["near"] and found["record_id"].to_list() == ["eval:0:response"]

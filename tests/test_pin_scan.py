@@ -415,9 +415,12 @@ def _parts_dir(tmp_path: Path, with_idx: bool = True, name: str = "ds") -> Path:
                               "pair_id": [None] * 3, "text_hash": [f"h{i}" for i in idx],
                               "band_keys": [[i, i + 100] for i in idx], "meta": ["{}"] * 3,
                               "dataset": [name, name, "other"] if fname == "a.parquet" else [name] * 3,
-                              "_idx": idx},
-                             schema_overrides={"pair_id": pl.Utf8, "band_keys": pl.List(pl.UInt64)})
-        (frame if with_idx else frame.drop("_idx")).write_parquet(d / fname)
+                              "_idx": idx, "n_words": [10 * i for i in idx],
+                              "trivial": ["short" if i == 4 else None for i in idx]},
+                             schema_overrides={"pair_id": pl.Utf8, "band_keys": pl.List(pl.UInt64),
+                                               "n_words": pl.UInt32, "trivial": pl.Utf8})
+        # without _idx: an older scan's parts, without the word counts either
+        (frame if with_idx else frame.drop("_idx", "n_words", "trivial")).write_parquet(d / fname)
     return d
 
 
@@ -439,14 +442,18 @@ def test_catalog_parts_are_in_record_order_whatever_the_file_order(tmp_path: Pat
     assert got_info is info
     rows = pl.read_parquet(part)
     assert rows["record_id"].to_list() == ["r0", "r1", "r2", "r3", "r4"]   # r5 belongs to "other"
-    assert rows.columns == ["record_id", "source_row", "role", "pair_id", "text_hash", "band_keys", "meta"]
+    assert rows.columns == ["record_id", "source_row", "role", "pair_id", "text_hash", "band_keys", "meta",
+                            "n_words", "trivial"]
+    assert rows["n_words"].to_list() == [0, 10, 20, 30, 40] and rows["trivial"].to_list() == [None] * 4 + ["short"]
     assert seen == [{"temp_directory": str(work / "duck-catalog"), "threads": 1,
                      "memory_limit": duck.spill_memory(1)}]
     # parts without _idx (an input read in order): taken as they come, no ORDER BY on a missing column
     (tmp_path / "x").mkdir()
     parts2 = _parts_dir(tmp_path / "x", with_idx=False)
     ((_, part2),) = pipeline._dataset_parts([SimpleNamespace(dataset="ds")], f"{parts2}/*.parquet", work)
-    assert pl.read_parquet(part2)["record_id"].to_list() == ["r3", "r4", "r0", "r1", "r2"]
+    older = pl.read_parquet(part2)
+    assert older["record_id"].to_list() == ["r3", "r4", "r0", "r1", "r2"]
+    assert older["n_words"].null_count() == older["trivial"].null_count() == 5  # unknown: stored as null
 
 
 @pytest.mark.parametrize("in_files", [False, True])

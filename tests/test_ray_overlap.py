@@ -61,6 +61,17 @@ def test_partitioned_rounds_give_the_catalogs_overlap_and_erased_matches(
     assert by["reused_eval"]["reused_records"] == 1 and by["reused_eval"]["exact_records"] == 0
     assert (by["bare_eval"]["exact_records"], by["bare_eval"]["reused_records"], by["bare_eval"]["examples"]) == (
         1, 0, ["batch:4:response"])
+    assert (by["templated_eval"]["exact_records"], by["templated_eval"]["reused_records"],
+            by["templated_eval"]["examples"]) == (2, 0, ["batch:5:response", "batch:6:response"])
+    # batch:7's 13-word stock line nearly matching only the short one: in no list (the short HH-RLHF lines
+    # that nearly match it are trivial matches, listed as such)
+    te = by["templated_eval"]
+    assert te["trivial_records"] <= 5 and "batch:7:response" not in [
+        e["record_id"] for e in te["trivial_examples"] + te["reused_examples"]] + te["examples"]
+    assert {e["reason"] for e in te["trivial_examples"]} == {"short"}
+    with Catalog(cat_path, read_only=True) as cat:  # it does match it, as a near duplicate by the band keys
+        stock = cat.match_records(scanned.filter(pl.col("record_id") == "batch:7:response"))
+    assert "templated_eval:6:response" in stock["record_id"].to_list()
     assert {"record_id": "batch:2:response", "erasure_id": 1, "match": "exact"} in want_erased
 
 

@@ -523,10 +523,13 @@ class Catalog:
                     bb AS (SELECT DISTINCT record_id, unnest(band_keys) AS band_key FROM bt),
                     nr AS (SELECT DISTINCT bb.record_id, rb.rid, 1 AS kind FROM bb
                            JOIN record_bands rb ON rb.band_key = bb.band_key),
-                    -- each match with the catalog record's dataset, role and row (pair)
+                    -- each match with the catalog record's dataset, role and row (pair); a substantive batch
+                    -- text's near match with a trivial catalog text (a stock line) is no match
                     m AS (SELECT m0.record_id, min(m0.kind) AS kind, r.dataset_id, r.role AS c_role,
                                  r.pair_id AS c_pair
                           FROM (SELECT * FROM ex UNION ALL SELECT * FROM nr) m0 JOIN records r USING (rid)
+                          WHERE m0.kind = 0 OR r.trivial IS NULL
+                             OR m0.record_id IN (SELECT record_id FROM bt WHERE why IS NOT NULL)
                           GROUP BY ALL),
                     t AS (SELECT record_id, any_value(why) AS why, any_value(snippet) AS snippet,
                                  any_value(role) AS role, any_value(pair_id) AS pair_id FROM bt GROUP BY record_id),

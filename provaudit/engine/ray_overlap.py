@@ -87,7 +87,8 @@ def export_catalog_keys(cat: Any, root: Path, partitions: int) -> dict[str, Any]
         join = f"LEFT JOIN {prompts} pp ON pp.dataset_id = r.dataset_id AND pp.pair_id = r.pair_id"
         copy(f"""SELECT DISTINCT r.text_hash, {cols}, {_hash_sql('r.text_hash', partitions)} AS _p
                  FROM records r {join} WHERE r.text_hash IS NOT NULL""", "ch")
-        copy(f"""SELECT DISTINCT rb.band_key AS k, {cols}, (rb.band_key % {int(partitions)})::BIGINT AS _p
+        copy(f"""SELECT DISTINCT rb.band_key AS k, {cols}, (r.trivial IS NOT NULL) AS c_short,
+                        (rb.band_key % {int(partitions)})::BIGINT AS _p
                  FROM record_bands rb JOIN records r USING (rid) {join}""", "cb")
     if has_erased:
         copy(f"""SELECT DISTINCT text_hash, erasure_id, {_hash_sql('text_hash', partitions)} AS _p
@@ -158,12 +159,12 @@ def _read(root: Path, name: str, p: int, schema: dict[str, pl.DataType]) -> pl.D
 
 _C = {"dataset_id": pl.Int64, "c_role": pl.String, "c_pair": pl.String, "has_prompt": pl.Boolean}
 SCHEMAS: dict[str, dict[str, pl.DataType]] = {
-    "ch": {"text_hash": pl.String, **_C}, "cb": {"k": pl.UInt64, **_C},
+    "ch": {"text_hash": pl.String, **_C}, "cb": {"k": pl.UInt64, **_C, "c_short": pl.Boolean},
     "eh": {"text_hash": pl.String, "erasure_id": pl.Int64}, "eb": {"k": pl.UInt64, "erasure_id": pl.Int64},
     "h": {"record_id": pl.String, "text_hash": pl.String, "trivial": pl.String, "n_words": pl.Int64,
           "pair_id": pl.String, "role": pl.String, "snippet": pl.String},
     "k": {"text_hash": pl.String, "k": pl.UInt64},
-    "n": {"text_hash": pl.String, **_C}, "ne": {"text_hash": pl.String, "erasure_id": pl.Int64},
+    "n": {"text_hash": pl.String, **_C, "c_short": pl.Boolean}, "ne": {"text_hash": pl.String, "erasure_id": pl.Int64},
     "m": {"record_id": pl.String, "pair_id": pl.String, "role": pl.String, "why": pl.String,
           "snippet": pl.String, **_C, "kind": pl.Int64},
     "bp": {"pair_id": pl.String},
@@ -187,7 +188,7 @@ def near_matches(keys: pl.DataFrame, cat_bands: pl.DataFrame, erased_bands: pl.D
                  partitions: int) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Round 2 on one key partition: (texts' near matches with catalog rows, with erasures), with ``_p``."""
     # streamed: the join holds a row per shared band key before the unique (16 for a text in the catalog)
-    near = (keys.lazy().join(cat_bands.lazy(), on="k").select("text_hash", *_MATCH).unique()
+    near = (keys.lazy().join(cat_bands.lazy(), on="k").select("text_hash", *_MATCH, "c_short").unique()
             .collect(engine="streaming"))
     erased = keys.join(erased_bands, on="k").select("text_hash", "erasure_id").unique()
     return near.with_columns(_hash_part(partitions)), erased.with_columns(_hash_part(partitions))
@@ -212,7 +213,9 @@ def hash_matches(recs: pl.DataFrame, cat_hashes: pl.DataFrame, near: pl.DataFram
                                          .then(pl.lit("boilerplate"))).alias("why"))
     base = recs.select("record_id", "text_hash", "pair_id", "role", "why", "snippet")
     m = (pl.concat([base.join(cat_hashes, on="text_hash").with_columns(pl.lit(0, pl.Int64).alias("kind")),
-                    base.join(near, on="text_hash").with_columns(pl.lit(1, pl.Int64).alias("kind"))], how="vertical")
+                    # a substantive text's near match with a trivial catalog text (a stock line) is no match
+                    base.join(near, on="text_hash").filter(pl.col("why").is_not_null() | ~pl.col("c_short"))
+                    .drop("c_short").with_columns(pl.lit(1, pl.Int64).alias("kind"))], how="vertical")
          .group_by("record_id", *_MATCH).agg(pl.col("kind").min(), pl.col("pair_id", "role", "why", "snippet").first())
          .select(*SCHEMAS["m"]).with_columns(_pair_part(partitions)))
     bp = (recs.filter((pl.col("role") == "prompt") & pl.col("why").is_null()).select("pair_id").unique()
