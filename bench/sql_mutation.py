@@ -65,7 +65,7 @@ TARGETS: dict[str, tuple[str, list[str], list[str]]] = {
                  "tests/test_lineage_find.py", "tests/test_pin_lineage.py", "tests/test_catalog_store.py",
                  "tests/test_scan_pipeline.py"]),
     "datasets": ("provaudit/catalog/store.py", ["Catalog.add_dataset", "Catalog.resolve_dataset",
-                                                "Catalog._insert_records", "Catalog.add_checkpoint",
+                                                "Catalog._insert_records", "Catalog._fill_substance", "Catalog.add_checkpoint",
                                                 "Catalog.checkpoints"],
                  ["tests/test_catalog_store.py", "tests/test_pin_lineage.py", "tests/test_catalog_record_files.py",
                   "tests/test_lineage_cli.py", "tests/test_scan_pipeline.py"]),

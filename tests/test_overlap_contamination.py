@@ -205,18 +205,22 @@ def _long_answers(n: int) -> list[str]:
     return [t for r in _rows(EVAL) if _words(t := _last_turn(r["chosen"])) >= 30][:n]
 
 
-@pytest.mark.parametrize(("rows", "leak"), [(4, False), (5, True)])
-def test_an_eval_answer_under_a_templated_eval_question_is_a_leak(tmp_path: Path, rows: int, leak: bool) -> None:
+@pytest.mark.parametrize(("rows", "leak", "echo"), [(4, False, False), (5, True, False), (4, False, True)])
+def test_an_eval_answer_under_a_templated_eval_question_is_a_leak(tmp_path: Path, rows: int, leak: bool,
+                                                                   echo: bool) -> None:
     """A templated instruction opening BOILERPLATE_MIN_ROWS (5) or more catalog rows is not the eval case's
     question (docs/overlap.md): the answer is the case, and leaks under any batch question; in 4 rows the
-    instruction is still a question of its own, and the answer under another question is reused."""
+    instruction is still a question of its own, and the answer under another question is reused. Rows are
+    counted, not records: one row that echoes the instruction as its answer too is still one row (``echo``)."""
     from provaudit.contamination import BOILERPLATE_MAX_WORDS, BOILERPLATE_MIN_ROWS
 
     assert trivial_reason(TEMPLATE) is None and _words(TEMPLATE) < BOILERPLATE_MAX_WORDS and BOILERPLATE_MIN_ROWS == 5
     answers = _long_answers(rows)
     cat = tmp_path / "c.duckdb"
-    register(_jsonl(tmp_path / "eval.jsonl", [{"prompt": TEMPLATE, "completion": a} for a in answers]),
-             tags=["eval"], catalog=cat)
+    rows_ = [{"prompt": TEMPLATE, "completion": a} for a in answers]
+    if echo:  # 5 records of the instruction in 4 rows
+        rows_[3]["completion"] = TEMPLATE
+    register(_jsonl(tmp_path / "eval.jsonl", rows_), tags=["eval"], catalog=cat)
     batch = _jsonl(tmp_path / "b.jsonl", [{"prompt": QUESTION, "completion": answers[1]}])
     (ov,) = scan(batch, catalog=cat, gate=GATE, record=False, origin=False).summary["overlap"]["datasets"]
     assert (ov["exact_records"], ov["reused_records"]) == ((1, 0) if leak else (0, 1))

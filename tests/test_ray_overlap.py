@@ -104,6 +104,24 @@ def test_the_cached_export_is_reused_until_the_catalog_changes(overlap_world: di
     report, _n, _e = ray_overlap.run_rounds(_serial, _as_parts(scanned, tmp_path / "parts2", 2), _meta, 3,
                                             tmp_path / "o2", fresh)
     assert report == want and "more" in {o["dataset"] for o in report}
+    # word counts filled in by registering a dataset again (rows stored before schema 9): a new state too
+    import duckdb
+
+    con = duckdb.connect(str(cat_path))
+    con.execute("UPDATE records SET n_words = NULL, trivial = NULL WHERE dataset_id = "
+                "(SELECT dataset_id FROM datasets WHERE name = 'templated_eval')")
+    con.close()
+    with Catalog(cat_path, read_only=True) as cat:
+        old, _meta = ray_overlap.cached_catalog_keys(cat, 3)
+        assert cat.overlap_report(scanned) != want  # the old rule: its answers are reused, not leaks
+    register(overlap_world["dir"] / "templated_eval.jsonl", tags=["eval"], catalog=cat_path)
+    with Catalog(cat_path, read_only=True) as cat:
+        filled, _meta = ray_overlap.cached_catalog_keys(cat, 3)
+        assert cat.overlap_report(scanned) == want
+    assert filled != old and filled == fresh  # the state before the counts were taken away: its export again
+    report, _n, _e = ray_overlap.run_rounds(_serial, _as_parts(scanned, tmp_path / "parts3", 2), _meta, 3,
+                                            tmp_path / "o3", filled)
+    assert report == want
 
 
 def test_a_node_that_does_not_see_the_exported_keys_fails_instead_of_matching_nothing(tmp_path: Path) -> None:

@@ -107,12 +107,15 @@ def _datasets(cat: Any) -> list[tuple[int, str, str, list]]:
 
 def catalog_state(cat: Any, partitions: int) -> str:
     """A digest of what the exported keys depend on: the schema, the datasets, the erasures, the row
-    counts of the record, band-key and erased tables (and files), and ``P``. Tags are read afresh."""
+    counts of the record, band-key and erased tables (and files), how many records have a word count,
+    and ``P``. Tags are read afresh."""
     con = cat.con
     facts = [KEYS_VERSION, int(partitions), cat.schema_version]
     for sql in ("SELECT dataset_id, fingerprint, n_records FROM datasets ORDER BY dataset_id",
                 "SELECT erasure_id FROM erasures ORDER BY erasure_id",
-                ("SELECT (SELECT count(*) FROM records), (SELECT count(*) FROM record_bands), "
+                # count(n_words): a dataset registered again fills in its rows' word counts (has_prompt changes)
+                ("SELECT (SELECT count(*) FROM records), (SELECT count(n_words) FROM records), "
+                 "(SELECT count(*) FROM record_bands), "
                  "(SELECT count(*) FROM erased_records), (SELECT count(*) FROM erased_bands)")):
         facts.append([list(r) for r in con.execute(sql).fetchall()])
     return hashlib.sha256(json.dumps(facts, default=str).encode("utf-8")).hexdigest()[:20]
