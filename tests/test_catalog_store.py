@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import duckdb
 import polars as pl
@@ -301,3 +302,45 @@ def test_duckdb_draws_no_progress_bar_on_stdout(cat):
         assert con.execute("SELECT current_setting('enable_progress_bar')").fetchone()[0] is False
     finally:
         con.close()
+
+
+def test_registering_a_dataset_again_fills_in_only_its_own_missing_word_counts(tmp_path) -> None:
+    """Rows stored before schema version 9 have no n_words/trivial; the same dataset registered again fills in
+    its own rows (matched by record id), never another dataset's, even one with the same record ids."""
+    from provaudit.contamination import trivial_reason
+    from provaudit.pipeline import register
+
+    rows = {"a": [{"prompt": "Continue.", "completion": TEXTS[0]}, {"prompt": TEXTS[1], "completion": "Ok."}],
+            "b": [{"prompt": TEXTS[2], "completion": TEXTS[3] + " " + TEXTS[0]}]}
+    paths = {}
+    for sub, rs in rows.items():  # both files are eval.jsonl: the same record ids (eval:0:prompt, ...)
+        (tmp_path / sub).mkdir()
+        paths[sub] = tmp_path / sub / "eval.jsonl"
+        paths[sub].write_text("".join(json.dumps(r) + "\n" for r in rs), encoding="utf-8")
+    cat = tmp_path / "c.duckdb"
+    ids = {sub: register(p, catalog=cat)["dataset_id"] for sub, p in paths.items()}
+
+    def stored(did: int) -> dict[str, tuple]:
+        con = duckdb.connect(str(cat), read_only=True)
+        try:
+            return {r[0]: r[1:] for r in con.execute("SELECT record_id, n_words, trivial FROM records WHERE dataset_id = ?",
+                                                     [did]).fetchall()}
+        finally:
+            con.close()
+
+    want = {sub: {f"eval:{i}:{role}": (len(re.findall(r"\w+", r[k])), trivial_reason(r[k]))
+                  for i, r in enumerate(rs) for k, role in (("prompt", "prompt"), ("completion", "response"))}
+            for sub, rs in rows.items()}
+    assert {sub: stored(did) for sub, did in ids.items()} == want
+    assert want["a"]["eval:0:prompt"] == (1, "short") and want["a"]["eval:1:response"] == (1, "short")
+    con = duckdb.connect(str(cat))  # both datasets as a catalog written before version 9 holds them
+    con.execute("UPDATE records SET n_words = NULL, trivial = NULL")
+    con.close()
+    register(paths["a"], catalog=cat)
+    assert stored(ids["a"]) == want["a"]
+    assert set(stored(ids["b"]).values()) == {(None, None)}  # untouched: b was not registered again
+    register(paths["b"], catalog=cat)
+    assert stored(ids["b"]) == want["b"] and stored(ids["a"]) == want["a"]
+    con = duckdb.connect(str(cat), read_only=True)
+    assert con.execute("SELECT count(*) FROM records").fetchone()[0] == 6  # filled in, nothing added
+    con.close()
