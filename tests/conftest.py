@@ -259,7 +259,8 @@ def overlap_world(tmp_path_factory) -> dict[str, Any]:
     pairs = [json.loads(line) for line in (FIXTURES / "scan" / "trl_pairs.jsonl").read_text(encoding="utf-8").splitlines()]
     erased_text = str(pairs[5]["chosen"])
     train = d / "train.jsonl"
-    jl(train, [{"prompt": "Write an essay.", "completion": erased_text, "user_id": "u1"},
+    # u1's prompt is u2's too: erased but not watched (a kept record still holds it), so never "brought back"
+    jl(train, [{"prompt": "Say hi.", "completion": erased_text, "user_id": "u1"},
                {"prompt": "Say hi.", "completion": str(pairs[6]["chosen"]), "user_id": "u2"}])
     register(train, tags=["train"], catalog=cat)
     erase(field="user_id=u1", out=d / "redacted", catalog=cat)
@@ -270,14 +271,17 @@ def overlap_world(tmp_path_factory) -> dict[str, Any]:
     register(jl(d / "bare_eval.jsonl", [{"text": bare}, {"text": str(pairs[8]["chosen"])}]), tags=["eval"], catalog=cat)
     # eval answers under a templated instruction (in 5 rows: boilerplate) and under a trivial question: the
     # answers are the cases, so they leak under any batch question
-    long = [str(p["chosen"]) for p in pairs[16:] if words(str(p["chosen"])) >= 25][:6]
+    long = [str(p["chosen"]) for p in pairs[16:] if words(str(p["chosen"])) >= 25][:7]
     template = "Please read the request below carefully and then write a helpful and complete reply to it."
     register(jl(d / "templated_eval.jsonl", [{"prompt": template, "completion": t} for t in long[:5]]
                 + [{"prompt": "Continue.", "completion": long[5]},
-                   {"prompt": "Hm?", "completion": "I’m sorry, I’m not sure what you’re asking."}]), tags=["eval"],
+                   {"prompt": "Hm?", "completion": "I’m sorry, I’m not sure what you’re asking."},
+                   # one row with a question of its own: the others' answers are still the cases
+                   {"prompt": "Explain how the gears of a bicycle work, and why a lower gear makes a steep hill "
+                              "easier to climb.", "completion": long[6]}]), tags=["eval"],
              catalog=cat)
     question = "Please answer the question below in your own words, as fully as you can and with an example."
-    batch = jl(d / "batch.jsonl", [{"prompt": "Hi.", "completion": refusal}, {"prompt": "Hello.", "completion": answer},
+    batch = jl(d / "batch.jsonl", [{"prompt": "Hi.", "completion": refusal}, {"prompt": "Say hi.", "completion": answer},
                                    {"prompt": "Write something.", "completion": erased_text},
                                    {"prompt": "Continue.", "completion": near},
                                    {"prompt": question, "completion": bare},

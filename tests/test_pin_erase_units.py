@@ -186,6 +186,8 @@ def test_rows_with_field_uses_the_catalog_field_rule() -> None:
     assert er._rows_with_field(metas, "user_id", "u-3") == []
     assert er._rows_with_field({}, "user_id", "u-1") == []
     assert er._rows_with_field({2: '{"n": 5}'}, "n", "5") == [2]
+    # a row whose array holds the value twice is one row (listed once in "still carry ..." and counted once)
+    assert er._rows_with_field({3: '{"tags": ["u-1", "x", "u-1"]}', 5: '{"tags": ["u-1"]}'}, "tags", "u-1") == [3, 5]
 
 
 def test_an_unreadable_json_element_is_a_kept_unit_not_a_crash(tmp_path: Path) -> None:

@@ -73,6 +73,8 @@ def test_partitioned_rounds_give_the_catalogs_overlap_and_erased_matches(
         stock = cat.match_records(scanned.filter(pl.col("record_id") == "batch:7:response"))
     assert "templated_eval:6:response" in stock["record_id"].to_list()
     assert {"record_id": "batch:2:response", "erasure_id": 1, "match": "exact"} in want_erased
+    # u1's erased prompt "Say hi." is u2's too (kept): not watched, so batch:1's "Say hi." is no erased match
+    assert "batch:1:prompt" not in {e["record_id"] for e in want_erased}
 
 
 def test_the_cached_export_is_reused_until_the_catalog_changes(overlap_world: dict[str, Any], scanned: pl.DataFrame,
