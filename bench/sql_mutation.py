@@ -73,7 +73,7 @@ TARGETS: dict[str, tuple[str, list[str], list[str]]] = {
     "erase_plan": ("provaudit/catalog/erase.py", ["_rows_with_field", "_plan"],
                    ["tests/test_pin_erase_flow.py", "tests/test_pin_erase_units.py", "tests/test_erase.py",
                     "tests/test_props_erase.py"]),
-    "ray_export": ("provaudit/engine/ray_overlap.py", ["export_catalog_keys", "catalog_state"],
+    "ray_export": ("provaudit/engine/ray_overlap.py", ["export_catalog_keys"],
                    ["tests/test_ray_overlap.py"]),
     "datasets": ("provaudit/catalog/store.py", ["Catalog.add_dataset", "Catalog.resolve_dataset",
                                                 "Catalog._insert_records", "Catalog._fill_substance", "Catalog.add_checkpoint",
