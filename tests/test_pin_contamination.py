@@ -145,3 +145,40 @@ def test_boilerplate_rule_matches_its_definition_on_random_batches() -> None:
         assert _sql(batch, catalog, con) == _reference(batch, catalog)
         assert _sql(batch, None, con) == _reference(batch, None) == _agg(batch)
     con.close()
+
+
+def test_substantive_prompts_follow_the_definition_by_hand() -> None:
+    """``substantive_prompts_sql`` on a hand-made ``records`` table: a row asks a substantive question when its
+    prompt record is not trivial and is not a text of under 20 words held by 5+ distinct (dataset, row) pairs of
+    the catalog (any role); unknown word counts (stored before schema 9) count as substantive."""
+    from provaudit.contamination import substantive_prompts_sql
+
+    rows = [  # (dataset_id, pair_id, role, text_hash, n_words, trivial)
+        (1, "a:0", "prompt", "q-long", 40, None),          # substantive
+        (1, "a:1", "prompt", "cont", 1, "short"),           # trivial
+        (1, "a:2", "response", "q-long", 40, None),         # not a prompt
+        (1, "a:3", "prompt", "old", None, None),            # stored before schema 9: substantive
+        (1, "a:4", "prompt", None, None, None),             # no hash, unknown: substantive
+    ]
+    # a 16-word instruction in 5 distinct rows (two datasets; one row holds it twice): boilerplate
+    rows += [(2, f"t:{i}", "prompt", "tmpl", 16, None) for i in range(4)] + [(3, "t:0", "prompt", "tmpl", 16, None),
+                                                                            (3, "t:0", "response", "tmpl", 16, None)]
+    # a 16-word text in 4 distinct rows (as prompt or answer, one row twice): still a question of its own
+    rows += [(4, f"u:{i}", "prompt", "four", 16, None) for i in range(3)] + [(4, "u:2", "response", "four", 16, None),
+                                                                            (4, "u:3", "chosen", "four", 16, None)]
+    # a 20-word instruction in 6 rows: never boilerplate
+    rows += [(5, f"w:{i}", "prompt", "twenty", 20, None) for i in range(6)]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE records (dataset_id INTEGER, pair_id VARCHAR, role VARCHAR, text_hash VARCHAR, "
+                "n_words INTEGER, trivial VARCHAR)")
+    con.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)", rows)
+    got = set(con.execute(substantive_prompts_sql()).fetchall())
+    want = ({(1, "a:0"), (1, "a:3"), (1, "a:4")} | {(4, f"u:{i}") for i in range(3)}
+            | {(5, f"w:{i}") for i in range(6)})
+    assert got == want
+    # restricted to some rows (those a batch matched): the same answer for them, nothing else; the template's
+    # rows are counted over the whole catalog, not over the restriction
+    con.execute("CREATE TABLE m AS SELECT * FROM (VALUES (1, 'a:0'), (1, 'a:1'), (2, 't:0'), (4, 'u:0'), "
+                "(9, 'a:0')) v(dataset_id, pair_id)")
+    assert set(con.execute(substantive_prompts_sql("records", "m")).fetchall()) == {(1, "a:0"), (4, "u:0")}
+    assert set(con.execute(substantive_prompts_sql("records", "(SELECT * FROM m WHERE false)")).fetchall()) == set()
