@@ -7,6 +7,7 @@ the rows in its tables, computed on a second catalog built from the same files w
 """
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -222,3 +223,36 @@ def test_add_dataset_writes_the_files_itself_and_a_nested_open_keeps_them(tmp_pa
         assert cat.con.execute(f"SELECT count(*) FROM {cat._table('records')}").fetchone()[0] == 0
         assert cat.con.execute("SELECT * FROM records ORDER BY rid").fetchall() == want and len(want) > 20
         assert cat.con.execute("SELECT * FROM record_fields ORDER BY ALL").fetchall() == want_fields
+
+
+def test_a_catalog_whose_records_files_predate_schema_9_is_upgraded_and_answers(raw_catalog, tmp_path: Path,
+                                                                                 monkeypatch) -> None:
+    """Migration 9 on a catalog whose records live in files written before it (no n_words/trivial columns):
+    the open upgrades it, marks those files as without the columns, and every answer still comes back (the
+    word counts unknown); a dataset registered afterwards keeps them."""
+    lines = (FIX / "scan" / "trl_pairs.jsonl").read_text(encoding="utf-8").splitlines()
+    (tmp_path / "a.jsonl").write_text("\n".join(lines[:10]) + "\n", encoding="utf-8")
+    (tmp_path / "b.jsonl").write_text("\n".join(lines[10:15]) + "\n", encoding="utf-8")
+    cat = tmp_path / "c.duckdb"
+    monkeypatch.setattr(catalog_files, "RECORD_FILE_RECORDS", 0)
+    register(tmp_path / "a.jsonl", catalog=cat)
+    (name,) = [r[0] for r in raw_catalog(cat, "SELECT path FROM record_files")]
+    rec = Path(f"{cat}.records") / name
+    con = duckdb.connect(str(cat))  # back to what a schema-8 catalog holds
+    con.execute(f"COPY (SELECT * EXCLUDE (n_words, trivial) FROM '{rec}') TO '{rec}.old' (FORMAT PARQUET)")
+    Path(f"{rec}.old").replace(rec)
+    for sql in ("ALTER TABLE record_files DROP COLUMN substance", "ALTER TABLE records DROP COLUMN n_words",
+                "ALTER TABLE records DROP COLUMN trivial", "DELETE FROM schema_version WHERE version = 9"):
+        con.execute(sql)
+    con.close()
+    assert "n_words" not in pq.read_schema(rec).names
+    with Catalog(cat) as c:  # a read-write open upgrades it in place
+        assert c.schema_version == 9 == LATEST_VERSION
+        n, known = c.con.execute("SELECT count(*), count(n_words) FROM records").fetchone()
+    assert (n, known) == (30, 0) and raw_catalog(cat, "SELECT substance FROM record_files") == [(False,)]
+    found = lineage_find(text=json.loads(lines[0])["chosen"], catalog=cat)
+    assert [d["dataset"] for d in found["datasets"]] == ["a"]
+    register(tmp_path / "b.jsonl", catalog=cat)  # a new dataset in files: with the columns, marked so
+    assert raw_catalog(cat, "SELECT substance FROM record_files ORDER BY dataset_id") == [(False,), (True,)]
+    with Catalog(cat, read_only=True) as c:
+        assert c.con.execute("SELECT count(n_words) FROM records WHERE dataset_id = 2").fetchone()[0] == 15

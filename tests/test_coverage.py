@@ -299,6 +299,16 @@ def test_catalog_records_runs_and_trend_shows_them(tmp_path: Path) -> None:
     assert tr.exit_code == 0, tr.output
     cov = json.loads(tr.output)["coverage"]
     assert [c["coverage"] for c in cov] == [r[3] for r in rows]
+    # the API's full stored summary of one run (a notebook's way back to a run the trend lists)
+    from provaudit.coverage.history import coverage_summary
+
+    assert coverage_summary(2, catalog=cat) == s2
+    first = coverage_summary(1, catalog=cat)
+    assert first["coverage"] == rows[0][3] and first["inputs"]["production"][0]["fingerprint"] != (
+        s2["inputs"]["production"][0]["fingerprint"])
+    with pytest.raises(InputError, match="no coverage run 3") as e:
+        coverage_summary(3, catalog=cat)
+    assert e.value.field == "run_id"
 
 
 def test_eval_fingerprint_matches_register(tmp_path: Path) -> None:
