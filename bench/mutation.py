@@ -100,6 +100,11 @@ MODULES: dict[str, tuple[str, list[str], list[str] | None]] = {
                    "a_shape_no_mixture_can_make_fits_no_pair", "the_interval_holds_every_fitting_pairs_interval_on_gpt4_rewrites")],
                None),
     "labels": ("provaudit/style/labels.py", ["tests/test_pin_labels.py", "tests/test_style_labels.py"], None),
+    # teacher convergence per batch (a batch's place between human and teacher, the teacher-like fraction) and
+    # the diversity measures
+    "converge": ("provaudit/style/converge.py", ["tests/test_style_teacher.py"], None),
+    "diversity": ("provaudit/style/diversity.py", ["tests/test_pin_diversity.py", "tests/test_style_teacher.py",
+                                                  "tests/test_output_text.py"], None),
     "pipeline": ("provaudit/pipeline.py", ["tests/test_pin_scan.py", "tests/test_scan_pipeline.py"],
                  [f"*.x_{f}__*" for f in ("_duplicate_tables", "_duplicate_summary", "_store_datasets",
                                           "_commit", "_dataset_parts")]),
