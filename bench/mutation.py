@@ -102,7 +102,7 @@ MODULES: dict[str, tuple[str, list[str], list[str] | None]] = {
     "labels": ("provaudit/style/labels.py", ["tests/test_pin_labels.py", "tests/test_style_labels.py"], None),
     # teacher convergence per batch (a batch's place between human and teacher, the teacher-like fraction) and
     # the diversity measures
-    "converge": ("provaudit/style/converge.py", ["tests/test_style_teacher.py"], None),
+    "converge": ("provaudit/style/converge.py", ["tests/test_pin_converge.py", "tests/test_style_teacher.py"], None),
     "diversity": ("provaudit/style/diversity.py", ["tests/test_pin_diversity.py", "tests/test_style_teacher.py",
                                                   "tests/test_output_text.py"], None),
     "pipeline": ("provaudit/pipeline.py", ["tests/test_pin_scan.py", "tests/test_scan_pipeline.py"],
