@@ -105,6 +105,8 @@ MODULES: dict[str, tuple[str, list[str], list[str] | None]] = {
     "converge": ("provaudit/style/converge.py", ["tests/test_pin_converge.py", "tests/test_style_teacher.py"], None),
     "diversity": ("provaudit/style/diversity.py", ["tests/test_pin_diversity.py", "tests/test_style_teacher.py",
                                                   "tests/test_output_text.py"], None),
+    "style_trend": ("provaudit/style/trends.py", ["tests/test_pin_style_trend.py", "tests/test_style_trend_cli.py"],
+                    ["*.x_trend__*", "*.x__get__*", "*.x__interval_keys__*"]),
     "pipeline": ("provaudit/pipeline.py", ["tests/test_pin_scan.py", "tests/test_scan_pipeline.py"],
                  [f"*.x_{f}__*" for f in ("_duplicate_tables", "_duplicate_summary", "_store_datasets",
                                           "_commit", "_dataset_parts")]),
