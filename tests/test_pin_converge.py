@@ -128,3 +128,102 @@ def test_teacher_summary_says_where_its_human_reference_came_from(world) -> None
 
     assert s["diversity"] == div(world["batch"], world["human"])
     assert "label_origin" not in s
+
+
+def test_teacher_summary_without_a_human_reference_uses_the_shipped_one(world, monkeypatch) -> None:
+    from provaudit.style import teacher
+
+    # the shipped reference stood in for by the world's human texts (the model fitted on them is cached)
+    monkeypatch.setattr(teacher, "default_human_texts", lambda: list(world["human"]))
+    s = cv.teacher_summary(world["batch"], world["teacher"], n_boot=0)
+    assert s["reference"]["human"] == "shipped default" and s["reference"]["n_human"] == len(world["human"])
+    from provaudit.style.diversity import diversity as div
+
+    assert s["diversity"] == div(world["batch"], world["human"])
+
+
+def test_teacher_summary_passes_its_seed_and_resamples_on(world) -> None:
+    s = cv.teacher_summary(world["batch"], world["teacher"], world["human"], seed=5, n_boot=30)
+    want = cv.batch_teacher(world["batch"], get_teacher_model(world["teacher"], world["human"], seed=5),
+                            n_boot=30, seed=5)
+    want.pop("batch")
+    assert {k: s[k] for k in want} == want
+    assert cv.teacher_summary(world["batch"], world["teacher"], world["human"])["ci_low"] == cv.batch_teacher(
+        world["batch"], world["model"], n_boot=200, seed=0)["ci_low"]  # defaults: 200 resamples, seed 0
+
+
+def test_teacher_summary_label_origin_block_is_the_label_origin_verdict(world, monkeypatch) -> None:
+    """The gate reads teacher.label_origin.ai_evidence_net (rules/gate.yaml): AI minus human evidence, from
+    label_origin called on the scan's pairs with the same references, backend and seed (its real verdicts on
+    real pairs: test_style_teacher.py)."""
+    from provaudit.errors import InputError
+    from provaudit.style import labels
+
+    calls = []
+    verdict = {"verdict": "AI-judge-like", "ai_evidence": 3, "human_evidence": 1, "evidence": [{"signal": "x"}],
+               "measures": {"m": 0.5}, "not_computed": ["timing"], "batch": "scan", "extra": 1}
+    monkeypatch.setattr(labels, "label_origin", lambda *a, **k: calls.append((a, k)) or verdict)
+    pairs = object()
+    s = cv.teacher_summary(world["batch"], world["teacher"], world["human"], seed=4, n_boot=0, pairs=pairs,
+                           backend="static")
+    assert calls == [((pairs, world["teacher"], world["human"]), {"backend": "static", "seed": 4, "name": "scan"})]
+    assert s["label_origin"] == {"verdict": "AI-judge-like", "ai_evidence": 3, "human_evidence": 1,
+                                 "ai_evidence_net": 2, "evidence": [{"signal": "x"}], "measures": {"m": 0.5},
+                                 "not_computed": ["timing"]}
+
+    def no_pairs(*a, **k):
+        raise InputError("no preference pairs here", field="chosen")
+
+    monkeypatch.setattr(labels, "label_origin", no_pairs)
+    s2 = cv.teacher_summary(world["batch"], world["teacher"], world["human"], n_boot=0, pairs=pairs)
+    assert s2["label_origin"] == {"verdict": "unknown", "note": "no preference pairs here"}
+
+
+def test_converge_names_its_steps_and_its_inputs(world, monkeypatch) -> None:
+    from provaudit import progress
+    from provaudit.errors import InputError
+
+    steps = []
+    monkeypatch.setattr(progress, "step", steps.append)
+    a, b = world["batch"][:15], world["batch"][15:]
+    out = cv.converge([a, b], world["teacher"], world["human"], n_boot=10, ci=0.8, names=["first", "second"])
+    assert steps == ["reading the teacher and human references", "fitting the teacher model (static embeddings)",
+                     "scoring batch first (1/2)", "scoring batch second (2/2)"]
+    assert out[1] == dict(cv.batch_teacher(b, world["model"], name="second", n_boot=10, ci=0.8), index=1)
+    assert cv.converge([b], world["teacher"], world["human"], n_boot=0) == cv.converge(
+        [b], world["teacher"], world["human"], n_boot=0, ci=0.95, seed=0)
+    # a bad input is named in its one-line error
+    for args, what in ((([a], [1, 2], world["human"]), "teacher reference item 0"),
+                       (([a], world["teacher"], ["x", 3]), "human reference item 1"),
+                       (([a, [None]], world["teacher"], world["human"]), "batch batch1 item 0")):
+        with pytest.raises(InputError, match=what):
+            cv.converge(*args, n_boot=0)
+    with pytest.raises(InputError, match="teacher reference item 0"):
+        cv.teacher_summary(a, [1], world["human"])
+    with pytest.raises(InputError, match="human reference item 0"):
+        cv.teacher_summary(a, world["teacher"], [None])
+
+
+def test_the_backend_reaches_every_embedding(world, monkeypatch) -> None:
+    """The model's, or the caller's, embedding backend is the one every step uses (recorded here: the real
+    encoder runs the static backend, so no other model is loaded)."""
+    import copy
+
+    from provaudit.embed import encode
+
+    asked = []
+    monkeypatch.setattr(cv, "encode", lambda texts, backend="static": asked.append(backend) or encode(texts))
+    other = copy.copy(world["model"])
+    other.backend = "minilm"
+    cv.batch_teacher(world["batch"], other, n_boot=0)
+    assert asked == ["minilm"]
+    fitted = []
+    monkeypatch.setattr(cv, "get_teacher_model", lambda t, h, backend="static", seed=0: fitted.append(
+        (backend, seed)) or world["model"])
+    dv = importlib.import_module("provaudit.style.diversity")
+    div_backends = []
+    monkeypatch.setattr(dv, "diversity", lambda texts, human, backend="static", seed=0: div_backends.append(backend)
+                        or {"n": len(texts)})
+    cv.converge([world["batch"]], world["teacher"], world["human"], backend="minilm", n_boot=0, seed=3)
+    cv.teacher_summary(world["batch"], world["teacher"], world["human"], backend="minilm", n_boot=0, seed=3)
+    assert fitted == [("minilm", 3), ("minilm", 3)] and div_backends == ["minilm"]
