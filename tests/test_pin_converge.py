@@ -227,3 +227,30 @@ def test_the_backend_reaches_every_embedding(world, monkeypatch) -> None:
     cv.converge([world["batch"]], world["teacher"], world["human"], backend="minilm", n_boot=0, seed=3)
     cv.teacher_summary(world["batch"], world["teacher"], world["human"], backend="minilm", n_boot=0, seed=3)
     assert fitted == [("minilm", 3), ("minilm", 3)] and div_backends == ["minilm"]
+
+
+def test_phrase_rate_relative_to_the_teacher_and_a_single_resample(world) -> None:
+    import copy
+
+    texts = world["batch"]
+    low = copy.copy(world["model"])
+    low.parts = copy.copy(world["model"].parts)
+    low.parts.phrases = copy.copy(world["model"].parts.phrases)
+    rate = world["model"].parts.phrases.rate(texts)
+    low.parts.phrases.teacher_rate = 0.5
+    assert cv.batch_teacher(texts, low, n_boot=0)["phrases"]["relative_to_teacher"] == round(rate / 0.5, 4)
+    low.parts.phrases.teacher_rate = 0.0  # a teacher without over-used phrases: no ratio
+    assert cv.batch_teacher(texts, low, n_boot=0)["phrases"]["relative_to_teacher"] is None
+    # one resample is a bootstrap too: the interval spans the point and that resample's mean
+    one = cv.batch_teacher(texts, world["model"], n_boot=1, seed=2)
+    assert one["ci_low"] < one["ci_high"] and one["teacher_likeness"] in (one["ci_low"], one["ci_high"])
+
+
+def test_two_hundred_resamples_by_default(world) -> None:
+    texts, model = world["batch"], world["model"]
+    d = cv.converge([texts], world["teacher"], world["human"])
+    assert d == [dict(cv.batch_teacher(texts, model, name="batch0", n_boot=200), index=0)]
+    assert d != [dict(cv.batch_teacher(texts, model, name="batch0", n_boot=201), index=0)]
+    s = cv.teacher_summary(texts, world["teacher"], world["human"])
+    keys = [k for k in d[0] if k not in ("batch", "index")]
+    assert {k: s[k] for k in keys} == {k: d[0][k] for k in keys}
