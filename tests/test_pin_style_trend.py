@@ -98,3 +98,65 @@ def test_fewer_than_two_points_give_no_trend_and_a_flat_series_no_tau() -> None:
     assert flat["slope"] == 0.0 and flat["kendall_tau"] is None and flat["kendall_p"] is None
     with pytest.raises(UsageError):
         trend(rules=RULES)
+
+
+def test_interval_keys_and_the_no_trend_answer_in_full() -> None:
+    from provaudit.style.trends import _interval_keys
+
+    assert _interval_keys("teacher_likeness") == ("ci_low", "ci_high")
+    assert _interval_keys("teacher_fraction.alpha") == ("teacher_fraction.ci_low", "teacher_fraction.ci_high")
+    assert _interval_keys("a.b.alpha") == ("a.b.ci_low", "a.b.ci_high")
+    one = trend([_res(0.9, batch="only")], rules=RULES)
+    assert one == {"metric": "teacher_likeness", "n_steps": 1, "threshold_slope_per_step": 0.02,
+                   "threshold_value": 0.7,
+                   "points": [{"step": 0, "batch": "only", "value": 0.9, "ci_low": None, "ci_high": None, "n": None}],
+                   "slope": None, "slope_ci_low": None, "slope_ci_high": None, "kendall_tau": None, "kendall_p": None,
+                   "converging": False, "note": "need at least two steps",
+                   "verdict": "no trend (need at least two steps)"}
+    with pytest.raises(UsageError, match="^trend needs per-batch results, or batches and a teacher reference$"):
+        trend(batches=[["x"]], rules=RULES)
+    with pytest.raises(UsageError, match="trend needs per-batch results"):
+        trend(teacher=["x"], rules=RULES)
+
+
+def test_rounding_boundaries_and_half_intervals() -> None:
+    out = trend([_res(0.0), _res(1 / 3), _res(2 / 3)], rules=RULES)
+    assert out["slope"] == 0.33333 and out["kendall_tau"] == 1.0
+    tau = trend([_res(0.1), _res(0.3), _res(0.2)], rules=RULES)
+    assert tau["kendall_tau"] == 0.3333
+    # a point with only one end of an interval counts as without one (se 0)
+    half = trend([_res(0.25, lo=0.2), _res(0.5, hi=0.6), _res(0.75)], rules=_rules(min_slope_per_step=0.25))
+    assert half["slope_ci_low"] == half["slope_ci_high"] == 0.25 and half["converging"] is True
+    # exactly the negative minimum, no intervals: diverging (inclusive, as the minimum is for converging)
+    down = trend([_res(0.75), _res(0.5), _res(0.25)], rules=_rules(min_slope_per_step=0.25))
+    assert down["verdict"] == "diverging from the teacher"
+    # a minimum of 0 and a flat series: the interval [0, 0] is not above 0, nor below it
+    flat = trend([_res(0.5), _res(0.5)], rules=_rules(min_slope_per_step=0.0))
+    assert flat["converging"] is False and flat["verdict"] == "no significant trend"
+    # falling, but inside wide intervals: the upper end stays above 0
+    wide = trend([_res(v, v - 0.3, v + 0.3) for v in (0.6, 0.55, 0.5, 0.45)], rules=RULES)
+    assert wide["slope"] <= -0.02 and 0 < wide["slope_ci_high"] < 1 and wide["verdict"] == "no significant trend"
+
+
+def test_seed_default_and_a_rules_file(tmp_path) -> None:
+    results = [_res(v, v - 0.05, v + 0.05) for v in (0.4, 0.45, 0.5)]
+    assert trend(results, rules=RULES) == trend(results, rules=RULES, seed=0) != trend(results, rules=RULES, seed=1)
+    f = tmp_path / "strict.yaml"
+    f.write_text("trend:\n  min_slope_per_step: 0.5\n", encoding="utf-8")
+    strict = trend([_res(0.25), _res(0.5)], rules=str(f))
+    assert strict["threshold_slope_per_step"] == 0.5 and strict["converging"] is False
+
+
+def test_batches_and_a_teacher_are_scored_first_with_the_same_seed(fixtures_dir) -> None:
+    import json
+
+    from provaudit.style import converge
+
+    def texts(name: str) -> list[str]:
+        return [json.loads(x)["text"] for x in (fixtures_dir / "style" / name).read_text(encoding="utf-8").splitlines()]
+
+    teacher, human = texts("teacher_gpt4.jsonl")[:60:2], texts("human.jsonl")[:60:2]
+    batches = [texts("human.jsonl")[1:20:2], texts("teacher_gpt4.jsonl")[1:20:2]]
+    got = trend(batches=batches, teacher=teacher, human=human, seed=3, n_boot=20, rules=RULES)
+    want = trend(converge(batches, teacher, human, seed=3, n_boot=20), seed=3, rules=RULES)
+    assert got == want and got["n_steps"] == 2 and got["slope"] > 0
