@@ -212,6 +212,10 @@ def run_module(name: str, jobs: int, only: list[str] | None = None) -> dict:
     return result
 
 
+#: a re-checked mutant's tests running longer than this loop forever (mutmut's own runs time out too)
+RECHECK_TIMEOUT_S = 300
+
+
 def recheck(name: str, tests: list[str], only: list[str] | None) -> dict:
     """Run the module's surviving non-equivalent mutants (or those matching ``only``) again, each against
     ``tests`` as they are now (copied into the last run's ``mutants/`` folder), through mutmut's trampoline
@@ -231,9 +235,15 @@ def recheck(name: str, tests: list[str], only: list[str] | None) -> dict:
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(mutants))
     statuses = dict(prior["statuses"])
     for k in todo:
-        done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-                               "--hypothesis-profile=mutation", *tests], cwd=mutants,
-                              env={**env, "MUTANT_UNDER_TEST": k}, capture_output=True, text=True, check=False)
+        try:
+            done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                                   "--hypothesis-profile=mutation", *tests], cwd=mutants,
+                                  env={**env, "MUTANT_UNDER_TEST": k}, capture_output=True, text=True, check=False,
+                                  timeout=RECHECK_TIMEOUT_S)
+        except subprocess.TimeoutExpired:  # a mutant that loops forever: killed, as mutmut counts its timeouts
+            statuses[k] = "killed"
+            print(f"{k}: killed (timed out after {RECHECK_TIMEOUT_S} s)", flush=True)
+            continue
         statuses[k] = {0: "survived", 1: "killed"}.get(done.returncode, f"exit {done.returncode}")
         print(f"{k}: {statuses[k]}", flush=True)
     result = {**prior, "statuses": statuses, "rechecked": sorted(set(prior.get("rechecked", [])) | set(todo))}
