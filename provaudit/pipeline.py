@@ -809,14 +809,14 @@ def _dataset_parts(infos: list[InputInfo], source: str, work: Path,
     ``_idx`` or in input order), prepared before the commit so the write lock is held briefly. ``spill``:
     the local scan's open spill connection, queried through a cursor of its own (a DuckDB instance of our
     own costs ~25 ms to start); without it, a spill connection of its own."""
-    from provaudit.catalog.store import SUBSTANCE_COLUMNS
+    from provaudit.catalog.files import substance_select
 
     out = []
     con = spill.cursor() if spill is not None else spill_connect(work / "duck-catalog")
     try:
         columns = [row[0] for row in con.sql(f"DESCRIBE SELECT * FROM read_parquet('{source}')").fetchall()]
         order = "ORDER BY _idx" if "_idx" in columns else ""
-        substance = ", ".join(c if c in columns else f"NULL::{kind} AS {c}" for c, kind in SUBSTANCE_COLUMNS.items())
+        substance = substance_select(columns)
         for info in infos:
             part = work / f"catalog-{len(out)}.parquet"
             con.sql(f"""COPY (SELECT record_id, source_row, role, pair_id, text_hash, band_keys, meta, {substance}

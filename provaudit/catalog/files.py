@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Collection
 from pathlib import Path
 
 from provaudit.catalog.migrations import FIELDS_SQL
@@ -31,6 +32,16 @@ from provaudit.catalog.migrations import FIELDS_SQL
 RECORD_FILE_RECORDS = int(os.environ.get("PROVAUDIT_RECORD_FILE_RECORDS", "1000000"))
 #: rows per Parquet row group of the catalog's files (lookups skip row groups by their min/max)
 ROW_GROUP = 100_000
+
+#: per-record columns of the substantive-text rule a catalog keeps since schema version 9 (name: SQL type);
+#: records without them (an older scan's, an older records file) read them as null
+SUBSTANCE_COLUMNS = {"n_words": "INTEGER", "trivial": "VARCHAR"}
+
+
+def substance_select(present: Collection[str]) -> str:
+    """The select list of :data:`SUBSTANCE_COLUMNS`: each column in ``present`` as is, the others as null."""
+    return ", ".join(c if c in present else f"NULL::{kind} AS {c}" for c, kind in SUBSTANCE_COLUMNS.items())
+
 
 #: the records file of a catalog part (``src`` has the part's columns and a 0-based ``_row``), with the
 #: column types of the ``records`` table, in row (so ``rid``) order
@@ -105,7 +116,7 @@ def records_view(table: str, fields_table: str, files: list[tuple[int, str, str,
     for did, rec_name, fld_name, hash_name, base, substance in files:
         rec, fld, hsh = (str(folder / n).replace("'", "''") for n in (rec_name, fld_name, hash_name))
         rid, ds = f"{int(base)} + row AS rid", f"{int(did)}::INTEGER AS dataset_id"
-        sub = "n_words, trivial" if substance else "NULL::INTEGER AS n_words, NULL::VARCHAR AS trivial"
+        sub = substance_select(SUBSTANCE_COLUMNS if substance else ())
         recs.append(f"SELECT {rid}, {ds}, record_id, source_row, role, pair_id, text_hash, meta, {sub} "
                     f"FROM read_parquet('{rec}')")
         flds.append(f"SELECT {rid}, {ds}, key, value FROM read_parquet('{fld}')")

@@ -18,6 +18,7 @@ import duckdb
 import polars as pl
 
 from provaudit.catalog import files as catalog_files
+from provaudit.catalog.files import SUBSTANCE_COLUMNS
 from provaudit.catalog.lock import retry_busy, write_lock
 from provaudit.catalog.migrations import FIELDS_SQL, LATEST_VERSION, current_version, migrate
 from provaudit.duck import connect
@@ -26,8 +27,6 @@ from provaudit.errors import CatalogBusy, InputError
 DEFAULT_PATH = Path(".provaudit") / "catalog.duckdb"
 RECORD_COLUMNS = ("record_id", "source_row", "role", "pair_id", "text_hash", "band_keys", "meta")
 BATCH_COLUMNS = ("record_id", "text_hash", "band_keys")
-#: stored when the records have them (a scan's do, :mod:`provaudit.contamination`), else null
-SUBSTANCE_COLUMNS = {"n_words": "INTEGER", "trivial": "VARCHAR"}
 EXAMPLES = 5
 #: DuckDB memory cap for catalog work (it spills to disk beyond it), so memory stays flat in input size.
 DEFAULT_MEMORY = "384MB"
