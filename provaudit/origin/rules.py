@@ -11,7 +11,8 @@ A rule file is ``{"rules": [ {id, kind, description, weight, match, tests, roles
 * ``roles`` limits the roles a rule applies to (default: all for content rules, all but ``prompt``
   for metadata rules, because row metadata describes the completion, not the prompt).
 * ``tests: {match: [...], no_match: [...]}`` are examples the suite checks (strings for content
-  rules; ``{model: ..., meta: {...}}`` objects for metadata rules).
+  rules; ``{model: ..., meta: {...}, role: ...}`` objects for metadata rules). An example is a record of a
+  role the rule applies to: ``response`` where it does, else the rule's first role (or the example's own).
 
 Files load with ``yaml.safe_load``; a malformed rule raises ``InputError`` naming file and rule.
 Later directories override rules of the same id from earlier ones (user rules win).
@@ -189,12 +190,15 @@ class RuleSet:
         """Run every rule's own examples; returns failure messages (empty when all pass)."""
         failures = []
         for r in self.rules:
+            # an example is a record of a role the rule applies to (a response where it does), unless a
+            # metadata example names its role
+            role = "response" if "response" in r.roles else r.roles[0]
             for expect, key in ((True, "match"), (False, "no_match")):
                 for ex in r.tests.get(key, []):
                     if r.kind == "content":
-                        rec = {"text": str(ex), "role": "response", "model": None, "meta": "{}"}
+                        rec = {"text": str(ex), "role": role, "model": None, "meta": "{}"}
                     else:
-                        rec = {"text": "", "role": ex.get("role", "response"), "model": ex.get("model"),
+                        rec = {"text": "", "role": ex.get("role", role), "model": ex.get("model"),
                                "meta": json.dumps(ex.get("meta", {}), sort_keys=True)}
                     fired, _ = RuleSet([r]).apply(pl.DataFrame([rec], schema={
                         "text": pl.Utf8, "role": pl.Utf8, "model": pl.Utf8, "meta": pl.Utf8}))
@@ -270,6 +274,22 @@ def _content_hits(t: pl.Series, content: list[Rule]) -> dict[str, np.ndarray]:
     return out
 
 
+def regex_error_reason(message: str, pattern: str) -> str:
+    """The reason in a Rust regex parse error as polars raises it, e.g. ``unclosed group at character 1``.
+
+    The error's first line is only ``regex error: regex parse error:``; the reason is its ``error: ...`` line,
+    and a line of carets under the echoed pattern (indented 4) marks where. The character (1-based) is given
+    for single-line patterns only. Anything else: its first line, cut to 120 characters."""
+    lines = message.splitlines()
+    reason = next((ln[len("error: "):].strip() for ln in lines if ln.startswith("error: ")), "")
+    if not reason:
+        return lines[0][:120] if lines else "unparseable"
+    caret = next((ln for ln in lines if ln.strip() and set(ln.strip()) == {"^"}), None)
+    if caret is not None and "\n" not in pattern:
+        reason += f" at character {len(caret) - len(caret.lstrip()) - 3}"
+    return reason[:120]
+
+
 def _parse_rule(raw: Any, file: str, idx: int) -> Rule:
     rid = raw.get("id") if isinstance(raw, dict) else None
     where = f"rule '{rid}'" if rid else f"rule #{idx}"
@@ -303,7 +323,7 @@ def _parse_rule(raw: Any, file: str, idx: int) -> Rule:
         try:
             pl.Series(["x"]).str.count_matches(rx)
         except pl.exceptions.PolarsError as exc:  # ComputeError on a bad pattern
-            raise bad(f"invalid regex ({str(exc).splitlines()[0][:120]})", "match.regex") from None
+            raise bad(f"invalid regex ({regex_error_reason(str(exc), rx)})", "match.regex") from None
         mc = match.get("min_count", 1)
         if isinstance(mc, bool) or not isinstance(mc, int) or mc < 1:
             raise bad("min_count must be a positive integer", "match.min_count")
