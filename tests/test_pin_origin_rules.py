@@ -57,8 +57,9 @@ def test_content_rules_count_roles_and_weights() -> None:
     assert fired == [["delve"], [], ["twice"], [], ["prompt_only"], [], ["delve", "twice"]]
     assert weight.tolist() == [2.0, 0.0, 0.5, 0.0, 1.5, 0.0, 2.5]
     assert rules.ids == ["delve", "twice", "prompt_only"] and rules.get("twice").weight == 0.5
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError) as ei:
         rules.get("missing")
+    assert ei.value.args == ("missing",)
 
 
 def test_records_without_roles_or_texts() -> None:
@@ -72,6 +73,14 @@ def test_records_without_roles_or_texts() -> None:
     assert fired == [] and weight.shape == (0,)
     none_fired, w = RuleSet([]).apply(_records([{"text": "x"}, {"text": "y"}]))
     assert none_fired == [[], []] and w.tolist() == [0.0, 0.0]
+    # a missing text is no text: a rule matching any character does not fire on it
+    anything = RuleSet([_rule("any", "content", {"regex": "(?s)."})])
+    assert anything.apply(pl.DataFrame({"text": [None, "a"]}, schema={"text": pl.Utf8}))[0] == [[], ["any"]]
+    assert anything.apply(pl.DataFrame({"role": ["response"]}))[0] == [[]]
+    # metadata rules on an empty batch
+    meta = RuleSet([_rule("m", "metadata", {"key": "^k$"}), _rule("f", "metadata", {"field": "model"})])
+    fired, weight = meta.apply(_records([]))
+    assert fired == [] and weight.shape == (0,)
 
 
 def test_metadata_rules_by_model_field_key_and_value() -> None:
@@ -114,6 +123,9 @@ def test_a_metadata_value_pattern_needs_a_non_empty_value() -> None:
     (r"\Bing\b", "ing"), ("plain", None), (r"[\w]x\b", r"[\w]x"), (r"a\b{2}", None), ("[abc", None),
     (r"[]a]z\b", "[]a]z"), (r"[^]a]\bq", "[^]a]q"), (r"x[\]]\b", r"x[\]]"), (r"\d+\b", r"\d+"), (r"\b(", None),
     (r"[\b]x\b", None),  # a \b inside a class is kept, and Rust's regex refuses it there: no prefilter
+    # the same for a class opened by ^, by a literal ], or inside another class; and \b{...} past the start
+    (r"[\ba]x\b", None), (r"[^]\ba]\b", None), (r"[]\ba]\b", None), (r"[a[b]\bc]\b", None),
+    (r"cats\b{2}", None), (r"[^a]\b", "[^a]"), (r"[a[b]c]\b", "[a[b]c]"),
 ])
 def test_strip_word_boundaries_by_hand(rx: str, want: str | None) -> None:
     assert _strip_word_boundaries(rx) == want
