@@ -19,5 +19,13 @@ def rules_dir() -> Path:
     raise FileNotFoundError("no rules folder found; set PROVAUDIT_RULES to your rules/ directory")
 
 
+def cache_root() -> Path:
+    """provaudit's cache of derived files (the de-quantized language model, the word-frequency table):
+    ``$PROVAUDIT_CACHE``, else ``~/.cache/provaudit``. Everything in it can be rebuilt from installed
+    packages, offline; a missing or read-only cache only costs time."""
+    env = os.environ.get("PROVAUDIT_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "provaudit"
+
+
 def default_gate() -> Path:
     return rules_dir() / "gate.yaml"

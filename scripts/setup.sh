@@ -35,6 +35,11 @@ if [ "${NO_LM:-0}" != "1" ]; then
   HF_HUB_OFFLINE=1 python -c "from provaudit.origin.lm import load_lm; load_lm()" 2>.venv/provaudit-lm-setup.log \
     || { echo "warning: could not prepare the bundled language model (see .venv/provaudit-lm-setup.log)" >&2; }
 fi
+# The word-frequency table of the stylometric features (wordfreq's English list joined with provaudit's word
+# classes), built once into the same cache: every command that tags origin then reads it in 12 ms instead of
+# importing wordfreq and building it (1.2 s per process here)
+python -c "from provaudit.origin.features import _vocab_table; _vocab_table()" \
+  || echo "warning: could not cache the word-frequency table (built per command instead)" >&2
 # Bytecode for the package, checked against each source's hash at import (so an edited file is never run
 # from a stale .pyc): every provaudit process, the CLI's included, then skips compiling it, also where
 # PYTHONDONTWRITEBYTECODE keeps Python from caching it (about 0.2 s per command here, 1.4 s per test worker)

@@ -172,3 +172,39 @@ def test_repeated_texts_are_featurized_once_with_the_same_answers():
     for i in range(df.height):
         alone = tag_origin(df.slice(i, 1))
         assert out.row(i) == alone.row(0)
+
+
+def test_the_cached_vocabulary_table_is_the_built_one_and_a_damaged_cache_is_rebuilt(tmp_path, monkeypatch) -> None:
+    """The word-frequency table behind the frequency features is read from provaudit's cache after the first
+    build: the same table, bit for bit; a truncated file, a foreign file and an unwritable cache all fall back
+    to the build, and the per-text features do not change."""
+    from provaudit.origin import features
+
+    monkeypatch.setenv("PROVAUDIT_CACHE", str(tmp_path / "cache"))
+    features._vocab_table.cache_clear()
+    monkeypatch.setattr(features, "_vocab_table", features._vocab_table.__wrapped__)
+    built = features._build_vocab_table()
+    path = features.vocab_cache_path()
+    assert path.parent == tmp_path / "cache" / "wordfreq" and not path.exists()
+    first = features._vocab_table()
+    assert first.equals(built) and path.exists() and not list(path.parent.glob(".tmp-*"))
+    assert pl.read_parquet(path).equals(built)
+    want = feature_matrix(TEXTS)[0]
+    calls = []
+    monkeypatch.setattr(features, "_build_vocab_table", lambda: calls.append(1) or built)
+    assert features._vocab_table().equals(built) and calls == []  # read, not built
+    np.testing.assert_array_equal(feature_matrix(TEXTS)[0], want)
+    for damage in (path.read_bytes()[: 1000], b"not parquet", None):
+        if damage is None:  # a parquet file of another table
+            pl.DataFrame({"w": ["x"]}).write_parquet(path)
+        else:
+            path.write_bytes(damage)
+        assert features._vocab_table().equals(built) and pl.read_parquet(path).equals(built)
+    assert len(calls) == 3
+    # a cache that cannot be written: built each time, no error
+    monkeypatch.setenv("PROVAUDIT_CACHE", str(tmp_path / "file"))
+    (tmp_path / "file").write_text("a file, not a folder")
+    assert features._vocab_table().equals(built) and len(calls) == 4
+    # another wordfreq version (or word lists) reads another file
+    monkeypatch.setattr("importlib.metadata.version", lambda name: "0.0-test")
+    assert features.vocab_cache_path() != path

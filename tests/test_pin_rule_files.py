@@ -289,8 +289,8 @@ def test_rule_examples_run_as_records_of_a_role_the_rule_applies_to() -> None:
     wrong = _rule("m2", "metadata", {"key": "^src$"}, tests={"match": [{"meta": {"other": 1}}],
                                                             "no_match": [{"meta": {"src": "x"}, "role": "chosen"}]})
     assert RuleSet([wrong]).test() == ["t.yaml: rule 'm2': example expected to match: {'meta': {'other': 1}}",
-                                       "t.yaml: rule 'm2': example expected to not match: "
-                                       "{'meta': {'src': 'x'}, 'role': 'chosen'}"]
+                                       ("t.yaml: rule 'm2': example expected to not match: "
+                                        "{'meta': {'src': 'x'}, 'role': 'chosen'}")]
 
 
 def test_metadata_rules_on_records_without_model_or_meta_columns() -> None:

