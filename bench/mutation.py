@@ -108,6 +108,8 @@ MODULES: dict[str, tuple[str, list[str], list[str] | None]] = {
     "style_trend": ("provaudit/style/trends.py", ["tests/test_pin_style_trend.py", "tests/test_style_trend_cli.py"],
                     ["*.x_trend__*", "*.x__get__*", "*.x__interval_keys__*"]),
     # the rule engine behind origin tagging's evidence (metadata and content rules, rule files and their tests)
+    # the catalog's write lock and busy-file retries: who may write, how long a writer queues, what it says
+    "lock": ("provaudit/catalog/lock.py", ["tests/test_pin_lock.py"], None),
     "origin_rules": ("provaudit/origin/rules.py", ["tests/test_pin_origin_rules.py", "tests/test_pin_rule_files.py",
                                                   "tests/test_origin_rules.py"], None),
     "pipeline": ("provaudit/pipeline.py", ["tests/test_pin_scan.py", "tests/test_scan_pipeline.py"],
