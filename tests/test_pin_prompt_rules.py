@@ -206,9 +206,10 @@ def test_each_rules_cases_follow_the_definition(tmp_path: Path, monkeypatch) -> 
         assert got["case_ids"] == [ids[j] for _, j, *_ in want["cases"]]
         assert got["best_similarity"] == round(want["best"], 4)
         assert [c["record_id"] for c in got["cases"]] == [ids[j] for _, j, *_ in want["cases"][:5]]
-        for c, (_, j, hit, lex, emb, lx) in zip(got["cases"], want["cases"], strict=False):
+        for c, (key, j, hit, lex, emb, lx) in zip(got["cases"], want["cases"], strict=False):
             assert c["text"] == texts[j] and c["keywords"] == hit and c["lexical"] == round(lex, 4)
             assert c["match"] == ("both" if emb and lx else "embedding" if emb else "lexical")
+            assert c["similarity"] == pytest.approx(-key - lex, abs=1.5e-4)
     # the verdicts this world was built for, by hand (cosines: c1 0.53 with rule 1, c3 0.29 with rule 3; the
     # 90th percentile of each rule's similarities is 0, the value of most cases)
     r1, r2, r3, r4, r5 = (by_rule[r] for r in RULES)
@@ -266,3 +267,100 @@ def test_at_most_five_example_cases_and_texts_cut_to_200_characters(tmp_path: Pa
     (rule,) = prompt_coverage(prompt, ev)["rules"]
     assert rule["n_cases"] == 8 and len(rule["case_ids"]) == 8 and len(rule["cases"]) == 5
     assert all(len(c["text"]) == 200 and c["text"].endswith("…") for c in rule["cases"])
+
+
+def test_centred_similarities_by_hand() -> None:
+    from provaudit.coverage.rules import _centred_sims
+
+    e = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 2.0], [0.0, -2.0]])  # mean 0: the plain cosines
+    r = np.array([[3.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
+    got = _centred_sims(r, e)
+    h = math.sqrt(0.5)
+    np.testing.assert_allclose(got, [[1, -1, 0, 0], [h, -h, h, -h], [0, 0, 0, 0]], atol=1e-15)
+    # the eval cases' mean is removed from both sides; a vector equal to the mean has similarity 0, not NaN
+    e2 = np.array([[2.0, 1.0], [0.0, 1.0], [1.0, 1.0]])  # mean (1, 1): the last case is the mean itself
+    got = _centred_sims(np.array([[2.0, 1.0], [1.0, 1.0]]), e2)
+    np.testing.assert_allclose(got, [[1, -1, 0], [0, 0, 0]], atol=1e-15)
+    assert not np.isnan(got).any()
+
+
+def _small_world(tmp_path: Path, monkeypatch, rules: dict[str, list[float]],
+                 cases: list[tuple[str, list[float]]]) -> tuple[Path, Path]:
+    """A YAML prompt of ``rules`` (text -> vector; YAML items need no three words) and eval cases (text, vector)."""
+    prompt = tmp_path / "p.yaml"
+    prompt.write_text("".join(f"- {json.dumps(r)}\n" for r in rules), encoding="utf-8")
+    ev = tmp_path / "e.jsonl"
+    ev.write_text("".join(json.dumps({"prompt": t, "completion": "ok"}) + "\n" for t, _ in cases), encoding="utf-8")
+    table = {t: np.asarray(v, dtype=float) for t, v in [*cases, *rules.items()]}
+    monkeypatch.setattr(core, "_embed", lambda items, backend: np.stack([table[t] for t in items]))
+    return prompt, ev
+
+
+def test_the_bounds_are_inclusive(tmp_path: Path, monkeypatch) -> None:
+    # two opposite cases: similarities exactly 1 and -1
+    prompt, ev = _small_world(tmp_path, monkeypatch, {"Be quantum.": [1, 0]},
+                              [("quantum tunnelling explained", [1, 0]), ("gardening tips", [-1, 0])])
+    (r,) = prompt_coverage(prompt, ev, min_similarity=1.0, min_lexical=2.0)["rules"]
+    assert r["keywords"] == ["quantum"] and r["n_cases"] == 1 and r["cases"][0]["match"] == "embedding"
+    assert r["cases"][0]["similarity"] == 1.0 and r["cases"][0]["lexical"] == 1.0
+    # one keyword, all of the rule's weight (share exactly 1.0); confirmed: 1 is above the 90th percentile 0.8
+    (r,) = prompt_coverage(prompt, ev, min_similarity=2.0, min_lexical=1.0)["rules"]
+    assert r["n_cases"] == 1 and r["cases"][0]["match"] == "lexical"
+
+
+def test_one_keyword_needs_a_case_at_or_above_the_90th_percentile(tmp_path: Path, monkeypatch) -> None:
+    """11 cases: the 90th percentile (linear) is exactly the second-highest similarity. A keyword in 2 of them
+    is not topical (5% of 11 cases rounds down to 0: at most 1 case)."""
+    cases = [(f"filler text number {k}", [math.cos(a), math.sin(a)]) for k, a in enumerate(np.linspace(2.0, 3.0, 8))]
+    cases += [("quantum at the top", [1.0, 0.0]),           # the highest similarity
+              ("quantum second from the top", [0.8, 0.6]),  # the 90th percentile itself
+              ("photon and laser basics", [0.6, 0.8])]       # below it, above 0
+    prompt, ev = _small_world(tmp_path, monkeypatch, {"Be quantum.": [1, 0], "Discuss photon laser.": [1, 0]}, cases)
+    res = prompt_coverage(prompt, ev, min_similarity=2.0)
+    by_id = {r["id"]: r for r in res["rules"]}
+    # "quantum" is in 2 of 11 cases: more than max(1, int(0.55)) = 1, so it is not topical; no match
+    assert by_id["R1"]["keywords"] == ["quantum"] and by_id["R1"]["n_cases"] == 0
+    # photon + laser: two topical keywords, no confirmation needed
+    assert [c["text"] for c in by_id["R2"]["cases"]] == ["photon and laser basics"]
+    # one keyword: confirmed at exactly the 90th percentile, not below it (though the similarity is positive)
+    cases[8] = ("neutrino at the top", [1.0, 0.0])
+    cases[10] = ("photon basics", [0.6, 0.8])
+    prompt, ev = _small_world(tmp_path, monkeypatch, {"Be quantum.": [1, 0], "Discuss photon.": [1, 0]}, cases)
+    by_id = {r["id"]: r for r in prompt_coverage(prompt, ev, min_similarity=2.0)["rules"]}
+    assert [c["text"] for c in by_id["R1"]["cases"]] == ["quantum second from the top"]
+    assert by_id["R2"]["n_cases"] == 0
+
+
+def test_a_rule_without_keywords_is_matched_by_embedding_only(tmp_path: Path, monkeypatch) -> None:
+    prompt, ev = _small_world(tmp_path, monkeypatch, {"Always answer the user.": [1, 0]},
+                              [("answer me this", [1, 0]), ("the user asks", [-1, 0])])
+    res = prompt_coverage(prompt, ev)
+    (r,) = res["rules"]
+    assert r["keywords"] == [] and r["n_cases"] == 1
+    assert r["cases"][0] | {"record_id": None} == {"record_id": None, "text": "answer me this", "similarity": 1.0,
+                                                   "lexical": 0.0, "keywords": [], "match": "embedding"}
+
+
+def test_three_letter_keywords_count_and_eval_files_without_prompts_are_named(tmp_path: Path) -> None:
+    assert _keywords("Never use SQL on RAM disks") == {"sql", "ram", "disk"}
+    ev = tmp_path / "texts.jsonl"
+    ev.write_text(json.dumps({"prompt": "  ", "completion": "an answer to nothing"}) + "\n", encoding="utf-8")
+    prompt = tmp_path / "p.txt"
+    prompt.write_text("- Never use SQL on RAM disks.\n", encoding="utf-8")
+    with pytest.raises(InputError) as ei:
+        prompt_coverage(prompt, ev)
+    assert str(ei.value).startswith(f"{ev}: field 'prompt': eval file has no prompt records (roles ")
+
+
+def test_colon_lines_of_six_words_are_headings_and_of_seven_rules(tmp_path: Path) -> None:
+    p = tmp_path / "p.txt"
+    p.write_text("One two three four five six:\nOne two three four five six seven:\n", encoding="utf-8")
+    assert split_rules(p) == [{"id": "L2", "text": "One two three four five six seven:", "line": 2}]
+
+
+def test_an_unreadable_yaml_prompt_is_named(tmp_path: Path) -> None:
+    d = tmp_path / "dir.yaml"
+    d.mkdir()
+    with pytest.raises(InputError) as ei:
+        split_rules(d)
+    assert str(ei.value).startswith(f"{d}: cannot read system prompt rules: ")
