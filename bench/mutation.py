@@ -112,6 +112,8 @@ MODULES: dict[str, tuple[str, list[str], list[str] | None]] = {
     "lock": ("provaudit/catalog/lock.py", ["tests/test_pin_lock.py"], None),
     # which system-prompt rules no eval case exercises: the rule splitter and the embedding/lexical match
     "prompt_rules": ("provaudit/coverage/rules.py", ["tests/test_pin_prompt_rules.py"], None),
+    # SIGINT / SIGTERM: the exit codes, the held signals of a commit, library use, blocked delivery
+    "interrupt": ("provaudit/interrupt.py", ["tests/test_pin_interrupt.py"], None),
     "origin_rules": ("provaudit/origin/rules.py", ["tests/test_pin_origin_rules.py", "tests/test_pin_rule_files.py",
                                                   "tests/test_origin_rules.py"], None),
     "pipeline": ("provaudit/pipeline.py", ["tests/test_pin_scan.py", "tests/test_scan_pipeline.py"],

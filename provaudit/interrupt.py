@@ -109,6 +109,9 @@ def critical(description: str, *, final: bool = True) -> Iterator[None]:
     installed = {}
     if _in_main_thread() and signal.getsignal(signal.SIGINT) is not _handler:
         installed = {s: signal.signal(s, _handler) for s in SIGNALS}
+        # library use: only a signal that arrives in this section is delivered after it, never one a finished
+        # command held back (its CLI has read it; delivered here it would kill a notebook much later)
+        _state.deferred = None
     _state.critical += 1
     if final and _state.active:
         _state.finishing = True
