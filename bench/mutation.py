@@ -19,6 +19,7 @@ Not part of CI (.ci/run): a full run takes tens of minutes on two cores.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import re
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import ClassVar
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -137,8 +139,8 @@ def equivalent_rows(name: str) -> dict[str, str]:
 
 
 def equivalent_mutants() -> dict[str, str]:
-    """mutmut's mutant name -> reason (docs/testing.md)."""
-    return equivalent_rows(r"[\w.]+__mutmut_\d+")
+    """mutmut's mutant name (or ``decorated:<module>:<n>``) -> reason (docs/testing.md)."""
+    return {**equivalent_rows(r"[\w.]+__mutmut_\d+"), **equivalent_rows(r"decorated:\w+:\d+")}
 
 
 def _pyproject(path: str, tests: list[str]) -> str:
@@ -258,6 +260,151 @@ def recheck(name: str, tests: list[str], only: list[str] | None) -> dict:
     return result
 
 
+#: decorators mutmut 3 still mutates under (it skips every other decorated function)
+_MUTMUT_DECORATORS = ("dataclass", "staticmethod", "classmethod", "property")
+
+
+def _decorated(fn: ast.FunctionDef) -> bool:
+    names = [ast.unparse(d).split("(")[0].split(".")[-1] for d in fn.decorator_list]
+    return any(n not in _MUTMUT_DECORATORS for n in names)
+
+
+class _Mutator(ast.NodeTransformer):
+    """Applies the ``target``-th mutation (counting from 0) inside the module's decorated functions, the ones
+    mutmut 3 leaves alone (``@contextmanager``...): a comparison, ``and``/``or`` or ``+=``/``-=`` swapped, a
+    ``not`` dropped, a number or a bool changed, a statement replaced by ``pass``. ``count`` ends as the number
+    of mutations the module offers."""
+
+    SWAPS: ClassVar[dict[type, type]] = {ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE,
+             ast.GtE: ast.Gt, ast.Is: ast.IsNot, ast.IsNot: ast.Is, ast.In: ast.NotIn, ast.NotIn: ast.In}
+
+    def __init__(self, target: int = -1) -> None:
+        self.target, self.count, self.desc, self.inside = target, 0, "", ""
+
+    def _hit(self, node: ast.AST, what: str) -> bool:
+        k, self.count = self.count, self.count + 1
+        if k == self.target:
+            self.desc = f"{self.inside}, line {getattr(node, 'lineno', '?')}: {what}"
+        return k == self.target
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+        if self.inside or not _decorated(node):
+            return self.generic_visit(node) if self.inside else node
+        self.inside = node.name
+        node.body = [self._statement(st) for st in node.body]
+        self.inside = ""
+        return node
+
+    def _statement(self, st: ast.stmt) -> ast.stmt:
+        if isinstance(st, ast.Expr) and isinstance(st.value, ast.Constant) and isinstance(st.value.value, str):
+            return st  # a docstring
+        nested = [f for f in ("body", "orelse", "finalbody") if isinstance(getattr(st, f, None), list)]
+        if nested or isinstance(st, ast.Try):
+            for f in nested:
+                setattr(st, f, [self._statement(x) for x in getattr(st, f)])
+            for h in getattr(st, "handlers", []):
+                h.body = [self._statement(x) for x in h.body]
+            for f in ("test", "iter", "items"):  # the statement's own expressions (its bodies are done)
+                v = getattr(st, f, None)
+                if isinstance(v, list):
+                    setattr(st, f, [self.visit(x) for x in v])
+                elif v is not None:
+                    setattr(st, f, self.visit(v))
+            return st
+        if isinstance(st, (ast.Expr, ast.Assign, ast.AugAssign, ast.Raise)) and \
+                self._hit(st, f"`{ast.unparse(st)[:60]}` removed"):
+            return ast.copy_location(ast.Pass(), st)
+        return self.visit(st)
+
+    def visit_Compare(self, node: ast.Compare) -> ast.AST:
+        self.generic_visit(node)
+        if not self.inside:
+            return node
+        for i, op in enumerate(node.ops):
+            new = self.SWAPS.get(type(op))
+            if new and self._hit(node, f"{type(op).__name__} -> {new.__name__}"):
+                node.ops[i] = new()
+        return node
+
+    def visit_BoolOp(self, node: ast.BoolOp) -> ast.AST:
+        self.generic_visit(node)
+        if self.inside and self._hit(node, "and <-> or"):
+            node.op = ast.Or() if isinstance(node.op, ast.And) else ast.And()
+        return node
+
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.AST:
+        self.generic_visit(node)
+        if self.inside and isinstance(node.op, ast.Not) and self._hit(node, "`not` dropped"):
+            return node.operand
+        return node
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST:
+        self.generic_visit(node)
+        if self.inside and isinstance(node.op, (ast.Add, ast.Sub)) and self._hit(node, "+= <-> -="):
+            node.op = ast.Sub() if isinstance(node.op, ast.Add) else ast.Add()
+        return node
+
+    def visit_Constant(self, node: ast.Constant) -> ast.AST:
+        if not self.inside:
+            return node
+        v = node.value
+        if isinstance(v, bool) and self._hit(node, f"{v} -> {not v}"):
+            return ast.copy_location(ast.Constant(not v), node)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and self._hit(node, f"{v} -> {v + 1}"):
+            return ast.copy_location(ast.Constant(v + 1), node)
+        return node
+
+
+def decorated_mutants(path: Path) -> list[tuple[str, str]]:
+    """(description, mutated module source) for every mutation of the decorated functions of ``path``."""
+    src = path.read_text()
+    n = _Mutator()
+    n.visit(ast.parse(src))
+    out = []
+    for k in range(n.count):
+        m = _Mutator(k)
+        tree = m.visit(ast.parse(src))
+        out.append((m.desc, ast.unparse(ast.fix_missing_locations(tree))))
+    return out
+
+
+def run_decorated(name: str) -> dict:
+    """Mutate the decorated functions of a module (see :class:`_Mutator`), one mutant at a time, and run the
+    module's tests against each (a copy of ``provaudit/`` in ``build/mutation/<module>.decorated/``). Saved as
+    ``build/mutation/<module>.decorated.json``; names ``decorated:<module>:<n>`` for docs/testing.md's table."""
+    path, tests, _ = MODULES[name]
+    work = ROOT / "build" / "mutation" / f"{name}.decorated"
+    if work.exists():
+        shutil.rmtree(work)
+    for d in ("provaudit", "tests", "fixtures", "rules"):
+        shutil.copytree(ROOT / d, work / d, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copy(ROOT / "pyproject.toml", work / "pyproject.toml")
+    target = work / path
+    original = target.read_text()
+    statuses, descs = {}, {}
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(work), PYTHONDONTWRITEBYTECODE="1")
+    t0 = time.time()
+    try:
+        for k, (desc, text) in enumerate(decorated_mutants(ROOT / path)):
+            key = f"decorated:{name}:{k}"
+            target.write_text(text)
+            try:
+                done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                                       *tests], cwd=work, env=env, capture_output=True,
+                                      timeout=RECHECK_TIMEOUT_S, check=False)
+                statuses[key] = "survived" if done.returncode == 0 else "killed"
+            except subprocess.TimeoutExpired:
+                statuses[key] = "killed"
+            descs[key] = desc
+            print(f"{key}: {statuses[key]} ({desc})", flush=True)
+    finally:
+        target.write_text(original)
+    result = {"module": f"{name} (decorated)", "file": path, "statuses": statuses, "descriptions": descs,
+              "seconds": round(time.time() - t0)}
+    (ROOT / "build" / "mutation" / f"{name}.decorated.json").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+    return result
+
+
 def tabulate(results: list[dict]) -> str:
     equiv = equivalent_mutants()
     lines = ["| module | file | mutants | killed | survived | equivalent | other | score |",
@@ -284,6 +431,9 @@ def main() -> None:
     ap.add_argument("--only", nargs="+", help="run only these mutants (names or globs; one module), merged "
                                               "into that module's last results where there are any")
     ap.add_argument("--table", action="store_true", help="print the table of the last results, run nothing")
+    ap.add_argument("--decorated", action="store_true",
+                    help="mutate the module's decorated functions instead (@contextmanager..., which mutmut 3 skips) "
+                         "with a small built-in set of mutations")
     ap.add_argument("--recheck", nargs="+", metavar="TEST",
                     help="re-run the last run's surviving non-equivalent mutants (one module; --only narrows them) "
                          "against these test files as they are now, and merge the statuses")
@@ -299,6 +449,9 @@ def main() -> None:
     equiv = equivalent_mutants()
     if args.table:
         print(tabulate([r for r in map(load_results, names) if r]))
+        return
+    if args.decorated:
+        print(tabulate([run_decorated(n) for n in names]))
         return
     if (args.only or args.recheck) and len(names) != 1:
         sys.exit("--only and --recheck need exactly one module")

@@ -105,7 +105,8 @@ def critical(description: str, *, final: bool = True) -> Iterator[None]:
     until :func:`handle_signals` ends: what follows the commit (removing the work folder) is part
     of finishing, and an interruption there would misreport a completed command. Outside
     :func:`handle_signals` (library use) SIGINT would raise KeyboardInterrupt, so the same handler
-    is installed for the block when possible."""
+    is installed for the block when possible, and a signal it held is raised again under the previous
+    handler once the block completes."""
     installed = {}
     if _in_main_thread() and signal.getsignal(signal.SIGINT) is not _handler:
         installed = {s: signal.signal(s, _handler) for s in SIGNALS}
@@ -124,10 +125,10 @@ def critical(description: str, *, final: bool = True) -> Iterator[None]:
         for s, h in installed.items():
             signal.signal(s, h)
         if installed and _state.deferred is not None and not _state.critical:
-            # library use: the block completed; deliver the held signal as Python would have
+            # library use: the block completed; deliver the held signal as Python would have, to the handler
+            # that was there before (Python's default raises KeyboardInterrupt for SIGINT; an ignored signal
+            # stays ignored; the caller's own handler runs)
             signum, _state.deferred = _state.deferred, None
-            if signum == signal.SIGINT:
-                raise KeyboardInterrupt
             signal.raise_signal(signum)
 
 

@@ -34,6 +34,19 @@ def _restore_handlers():
         signal.signal(s, h)
 
 
+def test_the_main_thread_test_and_a_report_for_another_signal(monkeypatch, capsys) -> None:
+    assert interrupt._in_main_thread() is True
+    seen = []
+    t = threading.Thread(target=lambda: seen.append(interrupt._in_main_thread()))
+    t.start()
+    t.join(10)
+    assert seen == [False]
+    monkeypatch.setattr(interrupt._state, "received", signal.SIGHUP)
+    monkeypatch.setattr(interrupt._state, "phase", "registering")
+    assert report(None, "nothing was recorded") == 128 + int(signal.SIGHUP)
+    assert capsys.readouterr().err == f"interrupted ({int(signal.SIGHUP)}) while registering: nothing was recorded\n"
+
+
 @pytest.mark.parametrize(("signum", "name", "code"), [(signal.SIGINT, "SIGINT", 130), (signal.SIGTERM, "SIGTERM", 143)])
 def test_the_first_signal_interrupts_with_its_exit_code_and_one_line(signum, name, code, capsys) -> None:
     with pytest.raises(Interrupted) as ei, handle_signals():
@@ -78,10 +91,16 @@ def test_a_second_signal_during_the_cleanup_is_ignored() -> None:
     assert cleaned == [True] and ei.value.signum == signal.SIGINT and received() == signal.SIGINT
 
 
-def test_each_command_starts_with_a_clean_state() -> None:
+def test_each_command_starts_with_a_clean_state(monkeypatch) -> None:
     with pytest.raises(Interrupted), handle_signals():
         phase("first")
         signal.raise_signal(signal.SIGINT)
+    # whatever an earlier command left (a section count, a finishing flag) is reset
+    monkeypatch.setattr(interrupt._state, "critical", 2)
+    monkeypatch.setattr(interrupt._state, "finishing", True)
+    with pytest.raises(Interrupted), handle_signals():
+        assert interrupt._state.critical == 0 and not interrupt._state.finishing
+        signal.raise_signal(signal.SIGINT)  # so a signal interrupts instead of being held
     with handle_signals():
         assert received() is None and deferred() is None and interrupt._state.phase == "starting"
         assert interrupt._state.critical == 0 and not interrupt._state.finishing
@@ -138,6 +157,17 @@ def test_library_use_gets_the_held_signal_after_the_section() -> None:
     # nothing held: nothing raised
     with critical("committing"):
         pass
+    # the caller's own SIGINT handler gets the held SIGINT (no KeyboardInterrupt); an ignored one stays ignored
+    signal.signal(signal.SIGINT, lambda s, f: seen.append(s))
+    with critical("committing"):
+        signal.raise_signal(signal.SIGINT)
+        assert seen == [signal.SIGTERM]
+    assert seen == [signal.SIGTERM, signal.SIGINT]
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with critical("committing"):
+        signal.raise_signal(signal.SIGINT)
+    assert seen == [signal.SIGTERM, signal.SIGINT] and deferred() is None
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     # nested sections deliver once, when the outermost ends
     with pytest.raises(KeyboardInterrupt), critical("outer"):
         with critical("inner"):
@@ -209,3 +239,4 @@ def test_a_signal_a_finished_command_held_back_is_not_delivered_by_a_later_libra
     with critical("a later library commit"):
         pass
     assert seen == [] and deferred() is None
+

@@ -278,3 +278,26 @@ def test_a_holder_text_that_is_not_utf8_is_still_named(tmp_path: Path) -> None:
     f = tmp_path / "x.lock"
     f.write_bytes(b"12 scan \xff\xfe caf\xc3\xa9\n")
     assert lock._holder(f) == "pid 12 scan \ufffd\ufffd caf\u00e9"
+
+
+def test_a_thread_waits_up_to_its_wait_and_no_descriptor_is_left_open(tmp_path: Path) -> None:
+    cat = tmp_path / "cat.duckdb"
+    inside, out = threading.Event(), []
+
+    def holder() -> None:
+        with lock.write_lock(cat, wait=0):
+            inside.set()
+            threading.Event().wait(0.15)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    assert inside.wait(10)
+    with lock.write_lock(cat, wait=0.9):  # under a second: still a wait, not a single try
+        out.append("got it")
+    t.join(10)
+    assert out == ["got it"]
+    fds = len(os.listdir("/proc/self/fd"))
+    for _ in range(20):
+        with lock.write_lock(cat, wait=0):
+            pass
+    assert len(os.listdir("/proc/self/fd")) == fds
