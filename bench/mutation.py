@@ -116,6 +116,8 @@ MODULES: dict[str, tuple[str, list[str], list[str] | None]] = {
     "prompt_rules": ("provaudit/coverage/rules.py", ["tests/test_pin_prompt_rules.py"], None),
     # SIGINT / SIGTERM: the exit codes, the held signals of a commit, library use, blocked delivery
     "interrupt": ("provaudit/interrupt.py", ["tests/test_pin_interrupt.py"], None),
+    # the language model's per-text features from the logits (the full detector's inputs)
+    "lm_stats": ("provaudit/origin/lm.py", ["tests/test_pin_lm_stats.py"], ["*.x__token_stats__*"]),
     "origin_rules": ("provaudit/origin/rules.py", ["tests/test_pin_origin_rules.py", "tests/test_pin_rule_files.py",
                                                   "tests/test_origin_rules.py"], None),
     "pipeline": ("provaudit/pipeline.py", ["tests/test_pin_scan.py", "tests/test_scan_pipeline.py"],
