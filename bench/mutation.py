@@ -244,6 +244,13 @@ def recheck(name: str, tests: list[str], only: list[str] | None) -> dict:
     shutil.rmtree(mutants / "tests")
     shutil.copytree(ROOT / "tests", mutants / "tests", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(mutants))
+    # the tests must pass on the code as it is (no mutant active), or every mutant would read as killed
+    base = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                           "--hypothesis-profile=mutation", *tests], cwd=mutants, env=env, capture_output=True,
+                          text=True, check=False, timeout=RECHECK_TIMEOUT_S)
+    if base.returncode != 0:
+        raise SystemExit(f"{' '.join(tests)} fail without a mutant (exit {base.returncode}); fix them first:\n"
+                         + base.stdout[-2000:])
     statuses = dict(prior["statuses"])
     for k in todo:
         try:

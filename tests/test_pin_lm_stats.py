@@ -57,15 +57,16 @@ def _run(logits, target, mask) -> np.ndarray:
 
 
 def test_every_feature_is_its_definition_across_chunks_and_rows() -> None:
-    # 70 + 0 + 45 + 1 real positions: the 64-position chunks of the flattened positions split the first text
-    logits, target, mask = _batch([70, 0, 45, 1], width=70, vocab=50)
-    assert mask.sum() > STAT_ROWS and 70 > STAT_ROWS  # a chunk boundary inside the first text
+    # 70 + 0 + 60 + 1 real positions: the 64-position chunks of the flattened positions split the first text,
+    # and there are more than two chunks
+    logits, target, mask = _batch([70, 0, 60, 1], width=70, vocab=50)
+    assert mask.sum() > 2 * STAT_ROWS and 70 > STAT_ROWS
     got = _run(logits, target, mask)
     want = _reference(logits, target, mask)
     assert got.shape == (4, len(LM_FEATURES)) and got.dtype == np.float64
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
     assert got[1].tolist() == [0.0] * len(LM_FEATURES)  # a text with no token pair: a row of zeros
-    assert got[:, -1].tolist() == [70.0, 0.0, 45.0, 1.0]
+    assert got[:, -1].tolist() == [70.0, 0.0, 60.0, 1.0]
     # each row depends only on its own positions: the same text alone gives the same features
     alone = _run(logits[2:3], target[2:3], mask[2:3])
     np.testing.assert_allclose(alone[0], got[2], rtol=1e-6, atol=1e-6)
@@ -89,6 +90,14 @@ def test_a_padded_mask_and_the_ratio_guards() -> None:
     mean_ll = want[0, 0]
     assert got[0, LM_FEATURES.index("lm_ll_logrank_ratio")] == pytest.approx(-mean_ll / 1e-6, rel=1e-5)
     assert got[:, -1].tolist() == [6.0, 3.0]
+    # surer still (a margin of 12): the variance of log p sums to under 1, so the criterion divides by its root
+    sure = logits * 1.5
+    got = _run(sure, target, mask)
+    want = _reference(sure, target, mask)
+    fdg = LM_FEATURES.index("lm_fdg")  # (the log-probabilities near 0 carry float32's error into the ratios)
+    np.testing.assert_allclose(got[:, fdg], want[:, fdg], rtol=1e-3)
+    p_other = np.exp(-12.0) / (1 + (vocab - 1) * np.exp(-12.0))
+    assert (vocab - 1) * p_other * 12.0 ** 2 * 3 < 1  # the summed variance of the second text, roughly
     # a flat distribution: every token ties with the actual one (none strictly above), entropy ln V, variance 0
     flat = np.zeros((1, 3, vocab), dtype=np.float32)
     got = _run(flat, np.zeros((1, 3), dtype=np.int64), np.ones((1, 3), dtype=bool))[0]
