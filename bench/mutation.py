@@ -193,12 +193,7 @@ def run_module(name: str, jobs: int, only: list[str] | None = None) -> dict:
     if only:
         functions = only
     work = ROOT / "build" / "mutation" / name
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for d in ("provaudit", "tests", "fixtures", "rules"):
-        shutil.copytree(ROOT / d, work / d, ignore=ignore)
+    _fresh_copy(work)
     (work / "pyproject.toml").write_text(_pyproject(path, tests))
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(work))
     t0 = time.time()
@@ -227,6 +222,35 @@ def run_module(name: str, jobs: int, only: list[str] | None = None) -> dict:
 RECHECK_TIMEOUT_S = 300
 
 
+def _fresh_copy(work: Path) -> None:
+    """``work`` emptied and filled with the project's package, tests, fixtures and rules (no bytecode)."""
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    for d in ("provaudit", "tests", "fixtures", "rules"):
+        shutil.copytree(ROOT / d, work / d, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+
+
+def _run_tests(tests: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess | None:
+    """The tests once (stopping at the first failure, hypothesis's mutation profile); None when they ran past
+    :data:`RECHECK_TIMEOUT_S` (a mutant that loops forever)."""
+    try:
+        return subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                               "--hypothesis-profile=mutation", *tests], cwd=cwd, env=env, capture_output=True,
+                              text=True, check=False, timeout=RECHECK_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def _require_passing(tests: list[str], cwd: Path, env: dict[str, str]) -> None:
+    """Stop unless the tests pass without a mutant: failing ones would read every mutant as killed."""
+    base = _run_tests(tests, cwd, env)
+    if base is None or base.returncode != 0:
+        code = "a timeout" if base is None else f"exit {base.returncode}"
+        raise SystemExit(f"{' '.join(tests)} fail without a mutant ({code}); fix them first:\n"
+                         + ("" if base is None else base.stdout[-2000:]))
+
+
 def recheck(name: str, tests: list[str], only: list[str] | None) -> dict:
     """Run the module's surviving non-equivalent mutants (or those matching ``only``) again, each against
     ``tests`` as they are now (copied into the last run's ``mutants/`` folder), through mutmut's trampoline
@@ -244,21 +268,11 @@ def recheck(name: str, tests: list[str], only: list[str] | None) -> dict:
     shutil.rmtree(mutants / "tests")
     shutil.copytree(ROOT / "tests", mutants / "tests", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(mutants))
-    # the tests must pass on the code as it is (no mutant active), or every mutant would read as killed
-    base = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-                           "--hypothesis-profile=mutation", *tests], cwd=mutants, env=env, capture_output=True,
-                          text=True, check=False, timeout=RECHECK_TIMEOUT_S)
-    if base.returncode != 0:
-        raise SystemExit(f"{' '.join(tests)} fail without a mutant (exit {base.returncode}); fix them first:\n"
-                         + base.stdout[-2000:])
+    _require_passing(tests, mutants, env)
     statuses = dict(prior["statuses"])
     for k in todo:
-        try:
-            done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-                                   "--hypothesis-profile=mutation", *tests], cwd=mutants,
-                                  env={**env, "MUTANT_UNDER_TEST": k}, capture_output=True, text=True, check=False,
-                                  timeout=RECHECK_TIMEOUT_S)
-        except subprocess.TimeoutExpired:  # a mutant that loops forever: killed, as mutmut counts its timeouts
+        done = _run_tests(tests, mutants, {**env, "MUTANT_UNDER_TEST": k})
+        if done is None:  # a mutant that loops forever: killed, as mutmut counts its timeouts
             statuses[k] = "killed"
             print(f"{k}: killed (timed out after {RECHECK_TIMEOUT_S} s)", flush=True)
             continue
@@ -383,27 +397,20 @@ def run_decorated(name: str) -> dict:
     ``build/mutation/<module>.decorated.json``; names ``decorated:<module>:<n>`` for docs/testing.md's table."""
     path, tests, _ = MODULES[name]
     work = ROOT / "build" / "mutation" / f"{name}.decorated"
-    if work.exists():
-        shutil.rmtree(work)
-    for d in ("provaudit", "tests", "fixtures", "rules"):
-        shutil.copytree(ROOT / d, work / d, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    _fresh_copy(work)
     shutil.copy(ROOT / "pyproject.toml", work / "pyproject.toml")
     target = work / path
     original = target.read_text()
     statuses, descs = {}, {}
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(work), PYTHONDONTWRITEBYTECODE="1")
+    _require_passing(tests, work, env)
     t0 = time.time()
     try:
         for k, (desc, text) in enumerate(decorated_mutants(ROOT / path)):
             key = f"decorated:{name}:{k}"
             target.write_text(text)
-            try:
-                done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-                                       *tests], cwd=work, env=env, capture_output=True,
-                                      timeout=RECHECK_TIMEOUT_S, check=False)
-                statuses[key] = "survived" if done.returncode == 0 else "killed"
-            except subprocess.TimeoutExpired:
-                statuses[key] = "killed"
+            done = _run_tests(tests, work, env)
+            statuses[key] = "survived" if done is not None and done.returncode == 0 else "killed"
             descs[key] = desc
             print(f"{key}: {statuses[key]} ({desc})", flush=True)
     finally:

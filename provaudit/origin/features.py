@@ -14,14 +14,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from provaudit.paths import cache_root
+from provaudit.paths import cache_root, write_cache_file
 
 FUNCTION_WORDS: tuple[str, ...] = (
     "a", "about", "above", "after", "again", "against", "all", "also", "although", "am", "among",
@@ -252,18 +250,7 @@ def _vocab_table() -> pl.DataFrame:
     if cached is not None:
         return cached
     table = _build_vocab_table()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".parquet")
-        os.close(fd)
-        try:
-            table.write_parquet(tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    except OSError:
-        pass
+    write_cache_file(path, table.write_parquet)
     return table
 
 

@@ -118,19 +118,8 @@ def converted_dir(gguf: Path | None = None) -> Path:
     digest = memo.read_text().strip() if memo.exists() else ""
     if len(digest) != 64:
         digest = _sha256(g)
-        _atomic_write(memo, digest)
+        paths.write_cache_file(memo, lambda tmp: Path(tmp).write_text(digest))  # read-only: hashed again
     return cache_root() / "lm" / f"smollm2-{digest[:16]}-v{CACHE_FORMAT}"
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a read-only cache only costs the hash again
 
 
 @dataclass
